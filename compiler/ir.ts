@@ -1,0 +1,103 @@
+import type { OptionValue } from "./library.js";
+
+/**
+ * The IR: the model as data, and the balancing rule as a dataflow graph of typed values.
+ * Every node that came from the spec keeps its 1-based source line for comments and errors.
+ */
+export interface ModelIR {
+  name: string;
+  data: Component;
+  modalities: ModalityIR[];
+  target: { name: string; kind: "class" | "real"; classes: number; line: number };
+  encoders: Component[];
+  fusion: Component;
+  head: Component;
+  /** Per-modality auxiliary heads `head[m]`, fed the detached z[m]. */
+  auxHead?: Component;
+  learnables: LearnableIR[];
+  loss: { value: RExpr; line: number; text: string };
+  optimizer: Component;
+  schedule: Component;
+  train: Record<string, OptionValue>;
+  rule: RuleIR;
+}
+
+export interface Component {
+  kind: string;
+  options: Record<string, OptionValue>;
+  line: number;
+}
+
+export interface ModalityIR {
+  name: string;
+  shape: number[];
+  line: number;
+}
+
+export interface LearnableIR {
+  name: string;
+  perModality: boolean;
+  init: number;
+  line: number;
+}
+
+export interface RuleIR {
+  params: { name: string; value: number; line: number }[];
+  values: RuleValue[];
+  actions: ActionIR[];
+}
+
+/** A named rule value: `x = e` or `x[m] = e`. */
+export interface RuleValue {
+  name: string;
+  perModality: boolean;
+  value: RExpr;
+  line: number;
+  text: string;
+  /** Filled by the scheduler: needed inside a differentiated objective. */
+  differentiable?: boolean;
+}
+
+export type ActionIR =
+  | { kind: "scale"; group: GroupRef; factor: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
+  | { kind: "scaleLr"; group: GroupRef; factor: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
+  | { kind: "noise"; group: GroupRef; mean: RExpr; std: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
+  | { kind: "addLoss"; value: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
+  | { kind: "minimize"; value: RExpr; group: GroupRef; optimizer: Component; when: RExpr[]; loop: string[]; line: number; text: string };
+
+/** A modality index: a bound variable (`m`), a fixed modality, or `other(m)`. */
+export type IndexRef = { kind: "var"; name: string } | { kind: "fixed"; modality: number } | { kind: "other"; of: IndexRef };
+
+export type GroupRef =
+  | { kind: "encoder"; modality: IndexRef; part: "all" | "last" }
+  | { kind: "fusion" }
+  | { kind: "head" }
+  | { kind: "auxHead"; modality: IndexRef }
+  | { kind: "learnable"; name: string; modality?: IndexRef };
+
+/** Value kinds: host values are plain numbers known without touching tensors. */
+export type ValueKind = "scalar" | "bool" | "batch" | "batchBool" | "logits" | "features" | "grad" | "label";
+
+/** The operation of a rule-expression node, without its inferred kind. */
+export type RNode =
+  | { op: "number"; value: number }
+  | { op: "param"; name: string }
+  | { op: "time"; which: "step" | "epoch" }
+  | { op: "value"; name: string; index?: IndexRef }
+  | { op: "learnable"; name: string; index?: IndexRef }
+  | { op: "unary"; fn: string; arg: RExpr }
+  | { op: "binary"; fn: string; left: RExpr; right: RExpr }
+  | { op: "if"; condition: RExpr; then: RExpr; otherwise: RExpr }
+  | { op: "reduceModalities"; fn: "sum" | "mean" | "max" | "min"; variable: string; exclude?: IndexRef; body: RExpr }
+  | { op: "reduceBatch"; fn: "sum" | "mean"; body: RExpr }
+  | { op: "grad"; group: GroupRef }
+  | { op: "gradStat"; stat: "norm" | "norm1" | "std" | "mean" | "meanAbs"; arg: RExpr }
+  | { op: "gradCos"; a: RExpr; b: RExpr }
+  | { op: "output"; which: "out" | "contrib" | "aux" | "z"; modality?: IndexRef }
+  | { op: "target" }
+  | { op: "metric"; fn: "acc" | "prob" | "loss" | "mae" | "cross_entropy" | "l1" | "mse"; output: RExpr; target: RExpr }
+  | { op: "history"; fn: "prev" | "ema" | "delta"; id: number; arg: RExpr; init: number; beta?: number }
+  | { op: "detach"; arg: RExpr };
+
+/** A typed rule expression: `host` values need no tensors; `secondOrder` ones read gradients. */
+export type RExpr = RNode & { kind: ValueKind; host: boolean; secondOrder: boolean };

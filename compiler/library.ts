@@ -1,0 +1,172 @@
+/**
+ * The components a spec can name, with their options. The checker validates calls against
+ * these tables and the runtime implements each entry; nothing here knows any balancing method.
+ */
+export type OptionType = "int" | "number" | "ints" | "string" | "modality" | "bool";
+
+export interface OptionSpec {
+  type: OptionType;
+  default?: OptionValue;
+  doc: string;
+}
+
+export type OptionValue = number | string | boolean | number[];
+
+export interface ComponentSpec {
+  doc: string;
+  /** Options that may be given without a name, in this order. */
+  positional?: string[];
+  options: Record<string, OptionSpec>;
+  /** Per-sample input rank the component needs (encoders only); undefined: any. */
+  inputRank?: number[];
+}
+
+const activation: OptionSpec = { type: "string", default: "relu", doc: "relu, tanh, gelu or sigmoid" };
+
+export const encoders: Record<string, ComponentSpec> = {
+  mlp: {
+    doc: "flatten, then dense layers with an activation; the last layer (`.last`) is linear",
+    options: {
+      hidden: { type: "ints", default: [128], doc: "widths of the hidden layers" },
+      out: { type: "int", default: 64, doc: "feature size z[m]" },
+      activation,
+      dropout: { type: "number", default: 0, doc: "dropout rate after each hidden layer" },
+    },
+  },
+  conv1d: {
+    doc: "1-D convolutions over [length, channels] with stride 2, global mean pool, linear `.last`",
+    inputRank: [2],
+    options: {
+      channels: { type: "ints", default: [16, 32], doc: "channels of each convolution" },
+      kernel: { type: "int", default: 3, doc: "kernel width" },
+      out: { type: "int", default: 64, doc: "feature size z[m]" },
+      activation,
+    },
+  },
+  conv2d: {
+    doc: "2-D convolutions over [channels, height, width] with stride 2, global mean pool, linear `.last`",
+    inputRank: [3],
+    options: {
+      channels: { type: "ints", default: [16, 32], doc: "channels of each convolution" },
+      kernel: { type: "int", default: 3, doc: "kernel size" },
+      out: { type: "int", default: 64, doc: "feature size z[m]" },
+      activation,
+    },
+  },
+  lstm: {
+    doc: "an LSTM over [time, features]; the last hidden state goes through a linear `.last`",
+    inputRank: [2],
+    options: {
+      hidden: { type: "int", default: 64, doc: "hidden size" },
+      out: { type: "int", default: 64, doc: "feature size z[m]" },
+    },
+  },
+  gru: {
+    doc: "a GRU over [time, features]; the last hidden state goes through a linear `.last`",
+    inputRank: [2],
+    options: {
+      hidden: { type: "int", default: 64, doc: "hidden size" },
+      out: { type: "int", default: 64, doc: "feature size z[m]" },
+    },
+  },
+};
+
+export const fusions: Record<string, ComponentSpec> = {
+  concat: { doc: "concatenate the features z[m]", options: {} },
+  sum: { doc: "add the features z[m] (all encoders must have the same `out`)", options: {} },
+  gated: { doc: "z = Σ σ(W_m z[m]) ⊙ z[m] (same `out` for all encoders)", options: {} },
+  film: {
+    doc: "FiLM: the `by` modality scales and shifts the other modality's features",
+    options: { by: { type: "modality", doc: "the conditioning modality" } },
+  },
+};
+
+export const heads: Record<string, ComponentSpec> = {
+  linear: {
+    doc: "one dense layer to the outputs",
+    positional: ["out"],
+    options: { out: { type: "int", doc: "number of outputs (classes, or 1 for regression)" } },
+  },
+  mlp: {
+    doc: "dense layers then a dense output layer",
+    positional: ["out"],
+    options: {
+      out: { type: "int", doc: "number of outputs" },
+      hidden: { type: "ints", default: [64], doc: "widths of the hidden layers" },
+      activation,
+    },
+  },
+};
+
+export const optimizers: Record<string, ComponentSpec> = {
+  sgd: {
+    doc: "stochastic gradient descent",
+    options: {
+      lr: { type: "number", default: 0.01, doc: "learning rate" },
+      momentum: { type: "number", default: 0, doc: "momentum" },
+      weight_decay: { type: "number", default: 0, doc: "L2 penalty added to the gradient" },
+    },
+  },
+  adam: {
+    doc: "Adam",
+    options: {
+      lr: { type: "number", default: 0.001, doc: "learning rate" },
+      beta1: { type: "number", default: 0.9, doc: "first-moment decay" },
+      beta2: { type: "number", default: 0.999, doc: "second-moment decay" },
+      eps: { type: "number", default: 1e-8, doc: "denominator epsilon" },
+      weight_decay: { type: "number", default: 0, doc: "L2 penalty added to the gradient" },
+    },
+  },
+  adamw: {
+    doc: "Adam with decoupled weight decay",
+    options: {
+      lr: { type: "number", default: 0.001, doc: "learning rate" },
+      beta1: { type: "number", default: 0.9, doc: "first-moment decay" },
+      beta2: { type: "number", default: 0.999, doc: "second-moment decay" },
+      eps: { type: "number", default: 1e-8, doc: "denominator epsilon" },
+      weight_decay: { type: "number", default: 0.01, doc: "decoupled weight decay" },
+    },
+  },
+};
+
+export const schedules: Record<string, ComponentSpec> = {
+  constant: { doc: "keep the learning rate", options: {} },
+  step: {
+    doc: "multiply the learning rate by `gamma` every `every` epochs",
+    options: {
+      every: { type: "int", doc: "epochs between decays" },
+      gamma: { type: "number", default: 0.1, doc: "decay factor" },
+    },
+  },
+  cosine: {
+    doc: "cosine decay to `min` over the run",
+    options: { min: { type: "number", default: 0, doc: "final learning-rate factor" } },
+  },
+};
+
+export const dataSources: Record<string, ComponentSpec> = {
+  synthetic: {
+    doc: "the embedded generator: each modality sees the class through its own signal strength",
+    options: {
+      classes: { type: "int", default: 0, doc: "number of classes (default: the target's)" },
+      samples: { type: "int", default: 1200, doc: "samples in all splits" },
+      dominant: { type: "modality", doc: "the modality with the strong, easy signal" },
+      strength: { type: "number", default: 3, doc: "signal strength of the dominant modality" },
+      weak: { type: "number", default: 1, doc: "signal strength of the other modalities" },
+      noise: { type: "number", default: 1, doc: "standard deviation of the noise" },
+      seed: { type: "int", default: 7, doc: "seed of the generator" },
+      valid: { type: "number", default: 0.15, doc: "fraction for validation" },
+      test: { type: "number", default: 0.15, doc: "fraction for test" },
+    },
+  },
+};
+
+export const trainSettings: Record<string, OptionSpec> = {
+  epochs: { type: "int", default: 10, doc: "passes over the training split" },
+  batch: { type: "int", default: 64, doc: "batch size" },
+  seed: { type: "int", default: 1, doc: "seed of initialisation and shuffling" },
+  clip: { type: "number", default: 0, doc: "clip the global gradient norm (0: off)" },
+  patience: { type: "int", default: 0, doc: "early stopping after this many epochs without improvement (0: off)" },
+};
+
+export const targetKinds = ["class", "real"] as const;

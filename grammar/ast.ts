@@ -1,0 +1,70 @@
+/** Half-open byte range [start, end) in the spec source. */
+export interface Span {
+  start: number;
+  end: number;
+}
+
+export interface Ident {
+  kind: "Ident";
+  name: string;
+  span: Span;
+}
+
+export type Expr =
+  | { kind: "Number"; value: number; text: string; span: Span }
+  | { kind: "String"; value: string; span: Span }
+  | { kind: "Name"; name: string; span: Span }
+  | { kind: "List"; items: Expr[]; span: Span }
+  | { kind: "Index"; base: Expr; indices: Expr[]; span: Span }
+  | { kind: "Member"; object: Expr; property: Ident; span: Span }
+  | { kind: "Call"; callee: Expr; args: Arg[]; span: Span }
+  | { kind: "Unary"; op: "-" | "not"; operand: Expr; span: Span }
+  | { kind: "Binary"; op: BinaryOp; left: Expr; right: Expr; span: Span }
+  | { kind: "If"; condition: Expr; then: Expr; otherwise: Expr; span: Span }
+  /** Stands where the parser recovered from an error; the error is already reported. */
+  | { kind: "Missing"; span: Span };
+
+export type BinaryOp = "+" | "-" | "*" | "/" | "^" | "<" | "<=" | ">" | ">=" | "==" | "!=" | "and" | "or";
+
+export interface Arg {
+  name?: Ident;
+  value: Expr;
+  span: Span;
+}
+
+/** `name` or `name[m]`. */
+export interface IndexedName {
+  name: Ident;
+  index?: Ident;
+  span: Span;
+}
+
+export type Decl =
+  | { kind: "ModelDecl"; name: Ident; span: Span }
+  | { kind: "DataDecl"; value: Expr; span: Span }
+  | { kind: "ModalityDecl"; name: Ident; type: Expr; source?: Expr; span: Span }
+  | { kind: "TargetDecl"; name: Ident; type: Expr; source?: Expr; span: Span }
+  /** `encoder audio = ...` (target set) or `encoder[m] = ...` (index set). */
+  | { kind: "EncoderDecl"; target?: Ident; index?: Ident; value: Expr; span: Span }
+  | { kind: "HeadDecl"; index: Ident; value: Expr; span: Span }
+  | { kind: "FusionDecl"; value: Expr; head: Expr; span: Span }
+  | { kind: "LossDecl"; value: Expr; span: Span }
+  | { kind: "OptimizerDecl"; value: Expr; span: Span }
+  | { kind: "ScheduleDecl"; value: Expr; span: Span }
+  | { kind: "TrainDecl"; settings: { key: Ident; value: Expr }[]; span: Span }
+  | { kind: "LearnableDecl"; target: IndexedName; value: Expr; span: Span }
+  | { kind: "BalanceBlock"; body: Stmt[]; span: Span };
+
+export type Stmt =
+  | { kind: "Param"; name: Ident; value: Expr; span: Span }
+  | { kind: "Define"; target: IndexedName; value: Expr; span: Span }
+  | { kind: "When"; condition: Expr; body: Stmt[]; span: Span }
+  | { kind: "Scale"; target: Expr; factor: Expr; span: Span }
+  | { kind: "Noise"; target: Expr; distribution: Expr; span: Span }
+  | { kind: "AddLoss"; value: Expr; span: Span }
+  | { kind: "Minimize"; value: Expr; group: Expr; optimizer: Expr; span: Span };
+
+export interface Program {
+  decls: Decl[];
+  span: Span;
+}

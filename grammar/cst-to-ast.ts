@@ -1,0 +1,260 @@
+import type { CstElement, CstNode, IToken } from "chevrotain";
+import type { Arg, BinaryOp, Decl, Expr, Ident, IndexedName, Program, Span, Stmt } from "./ast.js";
+
+/**
+ * Turns Chevrotain's CST into the typed AST. The parser recovers from errors, so any child may
+ * be absent: absent expressions become `Missing` nodes (their error is already reported) and
+ * absent declarations or statements are dropped.
+ */
+export function cstToAst(root: CstNode, sourceLength: number): Program {
+  const decls: Decl[] = [];
+  for (const node of nodes(root, "declaration")) {
+    const decl = toDecl(firstChildNode(node));
+    if (decl) decls.push(decl);
+  }
+  return { decls, span: { start: 0, end: sourceLength } };
+}
+
+function isToken(element: CstElement): element is IToken {
+  return (element as IToken).image !== undefined;
+}
+
+function nodes(node: CstNode, label: string): CstNode[] {
+  return (node.children[label] ?? []).filter((c): c is CstNode => !isToken(c));
+}
+
+function tokens(node: CstNode, label: string): IToken[] {
+  return (node.children[label] ?? []).filter((c): c is IToken => isToken(c) && !isNaN(c.startOffset));
+}
+
+function node1(node: CstNode, label: string): CstNode | undefined {
+  return nodes(node, label)[0];
+}
+
+function token1(node: CstNode, label: string): IToken | undefined {
+  return tokens(node, label)[0];
+}
+
+function firstChildNode(node: CstNode): CstNode | undefined {
+  for (const children of Object.values(node.children)) {
+    for (const child of children) if (!isToken(child)) return child;
+  }
+  return undefined;
+}
+
+function tokenSpan(token: IToken): Span {
+  return { start: token.startOffset, end: (token.endOffset ?? token.startOffset) + 1 };
+}
+
+function nodeSpan(node: CstNode): Span {
+  const loc = node.location;
+  if (!loc || isNaN(loc.startOffset)) return { start: 0, end: 0 };
+  const end = loc.endOffset === undefined || isNaN(loc.endOffset) ? loc.startOffset : loc.endOffset;
+  return { start: loc.startOffset, end: end + 1 };
+}
+
+function ident(token: IToken | undefined): Ident | undefined {
+  return token ? { kind: "Ident", name: token.image, span: tokenSpan(token) } : undefined;
+}
+
+function expr(node: CstNode | undefined, parent: CstNode): Expr {
+  return node ? toExpr(node) : { kind: "Missing", span: nodeSpan(parent) };
+}
+
+function toDecl(node: CstNode | undefined): Decl | undefined {
+  if (!node) return undefined;
+  const span = nodeSpan(node);
+  const value = (label = "value") => expr(node1(node, label), node);
+  switch (node.name) {
+    case "modelDecl": {
+      const name = ident(token1(node, "name"));
+      return name && { kind: "ModelDecl", name, span };
+    }
+    case "dataDecl":
+      return { kind: "DataDecl", value: value(), span };
+    case "modalityDecl":
+    case "targetDecl": {
+      const name = ident(token1(node, "name"));
+      const source = node1(node, "source");
+      if (!name) return undefined;
+      const kind = node.name === "modalityDecl" ? "ModalityDecl" : "TargetDecl";
+      return { kind, name, type: value("type"), ...(source ? { source: toExpr(source) } : {}), span };
+    }
+    case "encoderDecl": {
+      const target = ident(token1(node, "name"));
+      const index = ident(token1(node, "index"));
+      if (!target && !index) return undefined;
+      return { kind: "EncoderDecl", ...(target ? { target } : {}), ...(index ? { index } : {}), value: value(), span };
+    }
+    case "headDecl": {
+      const index = ident(token1(node, "index"));
+      return index && { kind: "HeadDecl", index, value: value(), span };
+    }
+    case "fusionDecl":
+      return { kind: "FusionDecl", value: value(), head: value("head"), span };
+    case "lossDecl":
+      return { kind: "LossDecl", value: value(), span };
+    case "optimizerDecl":
+      return { kind: "OptimizerDecl", value: value(), span };
+    case "scheduleDecl":
+      return { kind: "ScheduleDecl", value: value(), span };
+    case "trainDecl": {
+      const keys = tokens(node, "key");
+      const values = nodes(node, "value");
+      const settings = keys.map((key, i) => ({ key: ident(key)!, value: expr(values[i], node) }));
+      return { kind: "TrainDecl", settings, span };
+    }
+    case "learnableDecl": {
+      const target = node1(node, "target");
+      return target && { kind: "LearnableDecl", target: indexedName(target), value: value(), span };
+    }
+    case "balanceBlock":
+      return { kind: "BalanceBlock", body: statements(node), span };
+    default:
+      return undefined;
+  }
+}
+
+function indexedName(node: CstNode): IndexedName {
+  const name = ident(token1(node, "name")) ?? { kind: "Ident", name: "", span: nodeSpan(node) };
+  const index = ident(token1(node, "index"));
+  return { name, ...(index ? { index } : {}), span: nodeSpan(node) };
+}
+
+function statements(node: CstNode): Stmt[] {
+  const out: Stmt[] = [];
+  for (const child of nodes(node, "statement")) {
+    const stmt = toStmt(firstChildNode(child));
+    if (stmt) out.push(stmt);
+  }
+  return out;
+}
+
+function toStmt(node: CstNode | undefined): Stmt | undefined {
+  if (!node) return undefined;
+  const span = nodeSpan(node);
+  const part = (label: string) => expr(node1(node, label), node);
+  switch (node.name) {
+    case "paramStmt": {
+      const name = ident(token1(node, "name"));
+      return name && { kind: "Param", name, value: part("value"), span };
+    }
+    case "defineStmt": {
+      const target = node1(node, "target");
+      return target && { kind: "Define", target: indexedName(target), value: part("value"), span };
+    }
+    case "whenStmt":
+      return { kind: "When", condition: part("condition"), body: statements(node), span };
+    case "scaleStmt":
+      return { kind: "Scale", target: part("target"), factor: part("factor"), span };
+    case "noiseStmt":
+      return { kind: "Noise", target: part("target"), distribution: part("distribution"), span };
+    case "addLossStmt":
+      return { kind: "AddLoss", value: part("value"), span };
+    case "minimizeStmt":
+      return { kind: "Minimize", value: part("value"), group: part("group"), optimizer: part("optimizer"), span };
+    default:
+      return undefined;
+  }
+}
+
+function joinSpans(a: Span, b: Span): Span {
+  return { start: Math.min(a.start, b.start), end: Math.max(a.end, b.end) };
+}
+
+/** Folds `operand (operator operand)*` left to right; operators and operands keep source order. */
+function binaryChain(node: CstNode): Expr {
+  const operands = nodes(node, "operand").map(toExpr);
+  const operators = tokens(node, "operator");
+  if (operands.length === 0) return { kind: "Missing", span: nodeSpan(node) };
+  let result = operands[0]!;
+  for (let i = 1; i < operands.length; i++) {
+    const op = (operators[i - 1]?.image ?? "+") as BinaryOp;
+    const right = operands[i]!;
+    result = { kind: "Binary", op, left: result, right, span: joinSpans(result.span, right.span) };
+  }
+  return result;
+}
+
+function toExpr(node: CstNode): Expr {
+  const span = nodeSpan(node);
+  switch (node.name) {
+    case "expression":
+      return expr(node1(node, "orExpr"), node);
+    case "orExpr":
+    case "andExpr":
+    case "comparison":
+    case "additive":
+    case "multiplicative":
+      return binaryChain(node);
+    case "notExpr":
+    case "unary": {
+      const operator = token1(node, "operator");
+      const operand = expr(node1(node, "operand"), node);
+      if (!operator) return operand;
+      return { kind: "Unary", op: operator.image === "not" ? "not" : "-", operand, span };
+    }
+    case "power": {
+      const base = expr(node1(node, "operand"), node);
+      const exponent = node1(node, "exponent");
+      return exponent ? { kind: "Binary", op: "^", left: base, right: toExpr(exponent), span } : base;
+    }
+    case "postfix":
+      return postfix(node);
+    case "primary":
+      return primary(node);
+    case "ifExpr":
+      return {
+        kind: "If",
+        condition: expr(node1(node, "condition"), node),
+        then: expr(node1(node, "then"), node),
+        otherwise: expr(node1(node, "otherwise"), node),
+        span,
+      };
+    default:
+      return { kind: "Missing", span };
+  }
+}
+
+function postfix(node: CstNode): Expr {
+  let result = expr(node1(node, "base"), node);
+  for (const suffix of nodes(node, "suffix")) {
+    const span = joinSpans(result.span, nodeSpan(suffix));
+    if (suffix.name === "callSuffix") {
+      const args: Arg[] = nodes(suffix, "argument").map((arg) => {
+        const name = ident(token1(arg, "name"));
+        return { ...(name ? { name } : {}), value: expr(node1(arg, "value"), arg), span: nodeSpan(arg) };
+      });
+      result = { kind: "Call", callee: result, args, span };
+    } else if (suffix.name === "indexSuffix") {
+      result = { kind: "Index", base: result, indices: nodes(suffix, "index").map(toExpr), span };
+    } else {
+      const nameNode = node1(suffix, "property");
+      const property = ident(nameNode && token1(nameNode, "token")) ?? { kind: "Ident", name: "", span };
+      result = { kind: "Member", object: result, property, span };
+    }
+  }
+  return result;
+}
+
+function primary(node: CstNode): Expr {
+  const span = nodeSpan(node);
+  const number = token1(node, "number");
+  if (number) return { kind: "Number", value: Number(number.image), text: number.image, span };
+  const string = token1(node, "string");
+  if (string) return { kind: "String", value: unquote(string.image), span };
+  const name = node1(node, "name");
+  if (name) {
+    const token = token1(name, "token");
+    return token ? { kind: "Name", name: token.image, span: tokenSpan(token) } : { kind: "Missing", span };
+  }
+  const list = node1(node, "list");
+  if (list) return { kind: "List", items: nodes(list, "item").map(toExpr), span };
+  const conditional = node1(node, "conditional");
+  if (conditional) return toExpr(conditional);
+  return expr(node1(node, "inner"), node);
+}
+
+function unquote(literal: string): string {
+  return literal.slice(1, -1).replace(/\\(.)/g, (_, c: string) => ({ n: "\n", t: "\t", r: "\r" })[c] ?? c);
+}

@@ -1,0 +1,388 @@
+import { CstParser, type CstNode, type IToken } from "chevrotain";
+import * as T from "./tokens.js";
+
+/** The concrete-syntax parser. One instance is reused: Chevrotain's self-analysis is costly. */
+class MmbParser extends CstParser {
+  constructor() {
+    super(T.allTokens, { recoveryEnabled: true, nodeLocationTracking: "full", maxLookahead: 3 });
+    this.performSelfAnalysis();
+  }
+
+  program = this.RULE("program", () => {
+    this.MANY(() => this.SUBRULE(this.declaration));
+  });
+
+  declaration = this.RULE("declaration", () => {
+    this.OR([
+      { ALT: () => this.SUBRULE(this.modelDecl) },
+      { ALT: () => this.SUBRULE(this.dataDecl) },
+      { ALT: () => this.SUBRULE(this.modalityDecl) },
+      { ALT: () => this.SUBRULE(this.targetDecl) },
+      { ALT: () => this.SUBRULE(this.encoderDecl) },
+      { ALT: () => this.SUBRULE(this.headDecl) },
+      { ALT: () => this.SUBRULE(this.fusionDecl) },
+      { ALT: () => this.SUBRULE(this.lossDecl) },
+      { ALT: () => this.SUBRULE(this.optimizerDecl) },
+      { ALT: () => this.SUBRULE(this.scheduleDecl) },
+      { ALT: () => this.SUBRULE(this.trainDecl) },
+      { ALT: () => this.SUBRULE(this.learnableDecl) },
+      { ALT: () => this.SUBRULE(this.balanceBlock) },
+    ]);
+  });
+
+  modelDecl = this.RULE("modelDecl", () => {
+    this.CONSUME(T.Model);
+    this.CONSUME(T.Identifier, { LABEL: "name" });
+  });
+
+  dataDecl = this.RULE("dataDecl", () => {
+    this.CONSUME(T.Data);
+    this.SUBRULE(this.expression, { LABEL: "value" });
+  });
+
+  modalityDecl = this.RULE("modalityDecl", () => {
+    this.CONSUME(T.Modality);
+    this.CONSUME(T.Identifier, { LABEL: "name" });
+    this.CONSUME(T.Colon);
+    this.SUBRULE(this.expression, { LABEL: "type" });
+    this.OPTION(() => {
+      this.CONSUME(T.From);
+      this.SUBRULE2(this.expression, { LABEL: "source" });
+    });
+  });
+
+  targetDecl = this.RULE("targetDecl", () => {
+    this.CONSUME(T.Target);
+    this.CONSUME(T.Identifier, { LABEL: "name" });
+    this.CONSUME(T.Colon);
+    this.SUBRULE(this.expression, { LABEL: "type" });
+    this.OPTION(() => {
+      this.CONSUME(T.From);
+      this.SUBRULE2(this.expression, { LABEL: "source" });
+    });
+  });
+
+  /** `name` or `name[m]`: the left side of per-modality declarations. */
+  indexedName = this.RULE("indexedName", () => {
+    this.CONSUME(T.Identifier, { LABEL: "name" });
+    this.OPTION(() => {
+      this.CONSUME(T.LBracket);
+      this.CONSUME2(T.Identifier, { LABEL: "index" });
+      this.CONSUME(T.RBracket);
+    });
+  });
+
+  encoderDecl = this.RULE("encoderDecl", () => {
+    this.CONSUME(T.Encoder);
+    this.OR([
+      { ALT: () => this.CONSUME(T.Identifier, { LABEL: "name" }) },
+      {
+        ALT: () => {
+          this.CONSUME(T.LBracket);
+          this.CONSUME2(T.Identifier, { LABEL: "index" });
+          this.CONSUME(T.RBracket);
+        },
+      },
+    ]);
+    this.CONSUME(T.Equals);
+    this.SUBRULE(this.expression, { LABEL: "value" });
+  });
+
+  headDecl = this.RULE("headDecl", () => {
+    this.CONSUME(T.Head);
+    this.CONSUME(T.LBracket);
+    this.CONSUME(T.Identifier, { LABEL: "index" });
+    this.CONSUME(T.RBracket);
+    this.CONSUME(T.Equals);
+    this.SUBRULE(this.expression, { LABEL: "value" });
+  });
+
+  fusionDecl = this.RULE("fusionDecl", () => {
+    this.CONSUME(T.Fusion);
+    this.SUBRULE(this.expression, { LABEL: "value" });
+    this.CONSUME(T.Arrow);
+    this.SUBRULE2(this.expression, { LABEL: "head" });
+  });
+
+  lossDecl = this.RULE("lossDecl", () => {
+    this.CONSUME(T.Loss);
+    this.SUBRULE(this.expression, { LABEL: "value" });
+  });
+
+  optimizerDecl = this.RULE("optimizerDecl", () => {
+    this.CONSUME(T.Optimizer);
+    this.SUBRULE(this.expression, { LABEL: "value" });
+  });
+
+  scheduleDecl = this.RULE("scheduleDecl", () => {
+    this.CONSUME(T.Schedule);
+    this.SUBRULE(this.expression, { LABEL: "value" });
+  });
+
+  trainDecl = this.RULE("trainDecl", () => {
+    this.CONSUME(T.Train);
+    this.AT_LEAST_ONE(() => {
+      this.CONSUME(T.Identifier, { LABEL: "key" });
+      this.SUBRULE(this.primary, { LABEL: "value" });
+    });
+  });
+
+  learnableDecl = this.RULE("learnableDecl", () => {
+    this.CONSUME(T.Learnable);
+    this.SUBRULE(this.indexedName, { LABEL: "target" });
+    this.CONSUME(T.Equals);
+    this.SUBRULE(this.expression, { LABEL: "value" });
+  });
+
+  balanceBlock = this.RULE("balanceBlock", () => {
+    this.CONSUME(T.Balance);
+    this.CONSUME(T.LBrace);
+    this.MANY(() => this.SUBRULE(this.statement));
+    this.CONSUME(T.RBrace);
+  });
+
+  statement = this.RULE("statement", () => {
+    this.OR([
+      { ALT: () => this.SUBRULE(this.paramStmt) },
+      { ALT: () => this.SUBRULE(this.whenStmt) },
+      { ALT: () => this.SUBRULE(this.scaleStmt) },
+      { ALT: () => this.SUBRULE(this.noiseStmt) },
+      { ALT: () => this.SUBRULE(this.addLossStmt) },
+      { ALT: () => this.SUBRULE(this.minimizeStmt) },
+      { ALT: () => this.SUBRULE(this.defineStmt) },
+    ]);
+  });
+
+  paramStmt = this.RULE("paramStmt", () => {
+    this.CONSUME(T.Param);
+    this.CONSUME(T.Identifier, { LABEL: "name" });
+    this.CONSUME(T.Equals);
+    this.SUBRULE(this.expression, { LABEL: "value" });
+  });
+
+  defineStmt = this.RULE("defineStmt", () => {
+    this.SUBRULE(this.indexedName, { LABEL: "target" });
+    this.CONSUME(T.Equals);
+    this.SUBRULE(this.expression, { LABEL: "value" });
+  });
+
+  whenStmt = this.RULE("whenStmt", () => {
+    this.CONSUME(T.When);
+    this.SUBRULE(this.expression, { LABEL: "condition" });
+    this.CONSUME(T.LBrace);
+    this.MANY(() => this.SUBRULE(this.statement));
+    this.CONSUME(T.RBrace);
+  });
+
+  scaleStmt = this.RULE("scaleStmt", () => {
+    this.CONSUME(T.Scale);
+    this.SUBRULE(this.expression, { LABEL: "target" });
+    this.CONSUME(T.By);
+    this.SUBRULE2(this.expression, { LABEL: "factor" });
+  });
+
+  noiseStmt = this.RULE("noiseStmt", () => {
+    this.CONSUME(T.Noise);
+    this.SUBRULE(this.expression, { LABEL: "target" });
+    this.CONSUME(T.Tilde);
+    this.SUBRULE2(this.expression, { LABEL: "distribution" });
+  });
+
+  addLossStmt = this.RULE("addLossStmt", () => {
+    this.CONSUME(T.Add);
+    this.CONSUME(T.Loss);
+    this.SUBRULE(this.expression, { LABEL: "value" });
+  });
+
+  minimizeStmt = this.RULE("minimizeStmt", () => {
+    this.CONSUME(T.Minimize);
+    this.SUBRULE(this.expression, { LABEL: "value" });
+    this.CONSUME(T.Wrt);
+    this.SUBRULE2(this.expression, { LABEL: "group" });
+    this.CONSUME(T.Using);
+    this.SUBRULE3(this.expression, { LABEL: "optimizer" });
+  });
+
+  expression = this.RULE("expression", () => {
+    this.SUBRULE(this.orExpr);
+  });
+
+  orExpr = this.RULE("orExpr", () => {
+    this.SUBRULE(this.andExpr, { LABEL: "operand" });
+    this.MANY(() => {
+      this.CONSUME(T.Or, { LABEL: "operator" });
+      this.SUBRULE2(this.andExpr, { LABEL: "operand" });
+    });
+  });
+
+  andExpr = this.RULE("andExpr", () => {
+    this.SUBRULE(this.notExpr, { LABEL: "operand" });
+    this.MANY(() => {
+      this.CONSUME(T.And, { LABEL: "operator" });
+      this.SUBRULE2(this.notExpr, { LABEL: "operand" });
+    });
+  });
+
+  notExpr = this.RULE("notExpr", () => {
+    this.OR([
+      {
+        ALT: () => {
+          this.CONSUME(T.Not, { LABEL: "operator" });
+          this.SUBRULE(this.notExpr, { LABEL: "operand" });
+        },
+      },
+      { ALT: () => this.SUBRULE(this.comparison, { LABEL: "operand" }) },
+    ]);
+  });
+
+  comparison = this.RULE("comparison", () => {
+    this.SUBRULE(this.additive, { LABEL: "operand" });
+    this.OPTION(() => {
+      this.OR([
+        { ALT: () => this.CONSUME(T.Less, { LABEL: "operator" }) },
+        { ALT: () => this.CONSUME(T.LessEqual, { LABEL: "operator" }) },
+        { ALT: () => this.CONSUME(T.Greater, { LABEL: "operator" }) },
+        { ALT: () => this.CONSUME(T.GreaterEqual, { LABEL: "operator" }) },
+        { ALT: () => this.CONSUME(T.EqualEqual, { LABEL: "operator" }) },
+        { ALT: () => this.CONSUME(T.NotEqual, { LABEL: "operator" }) },
+      ]);
+      this.SUBRULE2(this.additive, { LABEL: "operand" });
+    });
+  });
+
+  additive = this.RULE("additive", () => {
+    this.SUBRULE(this.multiplicative, { LABEL: "operand" });
+    this.MANY(() => {
+      this.OR([
+        { ALT: () => this.CONSUME(T.Plus, { LABEL: "operator" }) },
+        { ALT: () => this.CONSUME(T.Minus, { LABEL: "operator" }) },
+      ]);
+      this.SUBRULE2(this.multiplicative, { LABEL: "operand" });
+    });
+  });
+
+  multiplicative = this.RULE("multiplicative", () => {
+    this.SUBRULE(this.unary, { LABEL: "operand" });
+    this.MANY(() => {
+      this.OR([
+        { ALT: () => this.CONSUME(T.Star, { LABEL: "operator" }) },
+        { ALT: () => this.CONSUME(T.Slash, { LABEL: "operator" }) },
+      ]);
+      this.SUBRULE2(this.unary, { LABEL: "operand" });
+    });
+  });
+
+  unary = this.RULE("unary", () => {
+    this.OR([
+      {
+        ALT: () => {
+          this.CONSUME(T.Minus, { LABEL: "operator" });
+          this.SUBRULE(this.unary, { LABEL: "operand" });
+        },
+      },
+      { ALT: () => this.SUBRULE(this.power, { LABEL: "operand" }) },
+    ]);
+  });
+
+  power = this.RULE("power", () => {
+    this.SUBRULE(this.postfix, { LABEL: "operand" });
+    this.OPTION(() => {
+      this.CONSUME(T.Caret, { LABEL: "operator" });
+      this.SUBRULE(this.unary, { LABEL: "exponent" });
+    });
+  });
+
+  postfix = this.RULE("postfix", () => {
+    this.SUBRULE(this.primary, { LABEL: "base" });
+    this.MANY(() => {
+      this.OR([
+        { ALT: () => this.SUBRULE(this.callSuffix, { LABEL: "suffix" }) },
+        { ALT: () => this.SUBRULE(this.indexSuffix, { LABEL: "suffix" }) },
+        { ALT: () => this.SUBRULE(this.memberSuffix, { LABEL: "suffix" }) },
+      ]);
+    });
+  });
+
+  callSuffix = this.RULE("callSuffix", () => {
+    this.CONSUME(T.LParen);
+    this.MANY_SEP({ SEP: T.Comma, DEF: () => this.SUBRULE(this.argument) });
+    this.CONSUME(T.RParen);
+  });
+
+  argument = this.RULE("argument", () => {
+    this.OPTION(() => {
+      this.CONSUME(T.Identifier, { LABEL: "name" });
+      this.CONSUME(T.Colon);
+    });
+    this.SUBRULE(this.expression, { LABEL: "value" });
+  });
+
+  indexSuffix = this.RULE("indexSuffix", () => {
+    this.CONSUME(T.LBracket);
+    this.AT_LEAST_ONE_SEP({ SEP: T.Comma, DEF: () => this.SUBRULE(this.expression, { LABEL: "index" }) });
+    this.CONSUME(T.RBracket);
+  });
+
+  memberSuffix = this.RULE("memberSuffix", () => {
+    this.CONSUME(T.Dot);
+    this.SUBRULE(this.name, { LABEL: "property" });
+  });
+
+  primary = this.RULE("primary", () => {
+    this.OR([
+      { ALT: () => this.CONSUME(T.NumberLiteral, { LABEL: "number" }) },
+      { ALT: () => this.CONSUME(T.StringLiteral, { LABEL: "string" }) },
+      { ALT: () => this.SUBRULE(this.name, { LABEL: "name" }) },
+      { ALT: () => this.SUBRULE(this.listLiteral, { LABEL: "list" }) },
+      { ALT: () => this.SUBRULE(this.ifExpr, { LABEL: "conditional" }) },
+      {
+        ALT: () => {
+          this.CONSUME(T.LParen);
+          this.SUBRULE(this.expression, { LABEL: "inner" });
+          this.CONSUME(T.RParen);
+        },
+      },
+    ]);
+  });
+
+  name = this.RULE("name", () => {
+    this.OR([
+      { ALT: () => this.CONSUME(T.Identifier, { LABEL: "token" }) },
+      ...T.nameKeywords.map((keyword) => ({ ALT: () => this.CONSUME(keyword, { LABEL: "token" }) })),
+    ]);
+  });
+
+  listLiteral = this.RULE("listLiteral", () => {
+    this.CONSUME(T.LBracket);
+    this.MANY_SEP({ SEP: T.Comma, DEF: () => this.SUBRULE(this.expression, { LABEL: "item" }) });
+    this.CONSUME(T.RBracket);
+  });
+
+  ifExpr = this.RULE("ifExpr", () => {
+    this.CONSUME(T.If);
+    this.SUBRULE(this.expression, { LABEL: "condition" });
+    this.CONSUME(T.Then);
+    this.SUBRULE2(this.expression, { LABEL: "then" });
+    this.CONSUME(T.Else);
+    this.SUBRULE3(this.expression, { LABEL: "otherwise" });
+  });
+}
+
+export const mmbParser = new MmbParser();
+
+export interface ParseOutput {
+  cst: CstNode;
+  lexErrors: { offset: number; length: number; message: string }[];
+  parseErrors: { token: IToken; message: string; previousToken?: IToken | undefined }[];
+}
+
+export function parseCst(source: string): ParseOutput {
+  const lexed = T.mmbLexer.tokenize(source);
+  mmbParser.input = lexed.tokens;
+  const cst = mmbParser.program();
+  return {
+    cst,
+    lexErrors: lexed.errors.map((e) => ({ offset: e.offset, length: e.length, message: e.message })),
+    parseErrors: mmbParser.errors.map((e) => ({ token: e.token, message: e.message, previousToken: (e as { previousToken?: IToken }).previousToken })),
+  };
+}

@@ -1,0 +1,85 @@
+import { createToken, Lexer, type TokenType } from "chevrotain";
+
+export const Identifier = createToken({ name: "Identifier", pattern: /[A-Za-z_][A-Za-z0-9_]*/ });
+
+/** Reserved words start declarations and statements; `longer_alt` keeps `models` an identifier. */
+function keyword(word: string): TokenType {
+  return createToken({ name: word[0]!.toUpperCase() + word.slice(1), pattern: new RegExp(word), longer_alt: Identifier });
+}
+
+export const Model = keyword("model");
+export const Data = keyword("data");
+export const Modality = keyword("modality");
+export const Target = keyword("target");
+export const Encoder = keyword("encoder");
+export const Fusion = keyword("fusion");
+export const Head = keyword("head");
+export const Loss = keyword("loss");
+export const Optimizer = keyword("optimizer");
+export const Schedule = keyword("schedule");
+export const Train = keyword("train");
+export const Learnable = keyword("learnable");
+export const Balance = keyword("balance");
+export const Param = keyword("param");
+export const When = keyword("when");
+export const Scale = keyword("scale");
+export const Noise = keyword("noise");
+export const By = keyword("by");
+export const Add = keyword("add");
+export const Minimize = keyword("minimize");
+export const Wrt = keyword("wrt");
+export const Using = keyword("using");
+export const From = keyword("from");
+export const If = keyword("if");
+export const Then = keyword("then");
+export const Else = keyword("else");
+export const And = keyword("and");
+export const Or = keyword("or");
+export const Not = keyword("not");
+
+/** Keywords that also name things inside expressions (`grad(encoder[m])`, `loss(head[m], y)`). */
+export const nameKeywords = [Encoder, Head, Fusion, Loss, Data, Model, Target, Modality];
+
+export const NumberLiteral = createToken({ name: "NumberLiteral", pattern: /(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?/ });
+export const StringLiteral = createToken({ name: "StringLiteral", pattern: /"(?:[^"\\\n\r]|\\.)*"/ });
+export const Arrow = createToken({ name: "Arrow", pattern: /->/ });
+export const LessEqual = createToken({ name: "LessEqual", pattern: /<=/ });
+export const GreaterEqual = createToken({ name: "GreaterEqual", pattern: />=/ });
+export const EqualEqual = createToken({ name: "EqualEqual", pattern: /==/ });
+export const NotEqual = createToken({ name: "NotEqual", pattern: /!=/ });
+export const Less = createToken({ name: "Less", pattern: /</ });
+export const Greater = createToken({ name: "Greater", pattern: />/ });
+export const Equals = createToken({ name: "Equals", pattern: /=/ });
+export const Plus = createToken({ name: "Plus", pattern: /\+/ });
+export const Minus = createToken({ name: "Minus", pattern: /-/ });
+export const Star = createToken({ name: "Star", pattern: /\*/ });
+export const Slash = createToken({ name: "Slash", pattern: /\// });
+export const Caret = createToken({ name: "Caret", pattern: /\^/ });
+export const Tilde = createToken({ name: "Tilde", pattern: /~/ });
+export const Colon = createToken({ name: "Colon", pattern: /:/ });
+export const Comma = createToken({ name: "Comma", pattern: /,/ });
+export const Dot = createToken({ name: "Dot", pattern: /\./ });
+export const LParen = createToken({ name: "LParen", pattern: /\(/ });
+export const RParen = createToken({ name: "RParen", pattern: /\)/ });
+export const LBracket = createToken({ name: "LBracket", pattern: /\[/ });
+export const RBracket = createToken({ name: "RBracket", pattern: /]/ });
+export const LBrace = createToken({ name: "LBrace", pattern: /{/ });
+export const RBrace = createToken({ name: "RBrace", pattern: /}/ });
+export const WhiteSpace = createToken({ name: "WhiteSpace", pattern: /[ \t\r\n]+/, group: Lexer.SKIPPED });
+export const Comment = createToken({ name: "Comment", pattern: /(?:#|\/\/)[^\n\r]*/, group: Lexer.SKIPPED });
+
+export const keywords = [
+  Model, Data, Modality, Target, Encoder, Fusion, Head, Loss, Optimizer, Schedule, Train, Learnable,
+  Balance, Param, When, Scale, Noise, By, Add, Minimize, Wrt, Using, From, If, Then, Else, And, Or, Not,
+];
+
+export const allTokens: TokenType[] = [
+  WhiteSpace, Comment,
+  ...keywords,
+  Identifier, NumberLiteral, StringLiteral,
+  Arrow, LessEqual, GreaterEqual, EqualEqual, NotEqual, Less, Greater, Equals,
+  Plus, Minus, Star, Slash, Caret, Tilde, Colon, Comma, Dot,
+  LParen, RParen, LBracket, RBracket, LBrace, RBrace,
+];
+
+export const mmbLexer = new Lexer(allTokens, { positionTracking: "full", ensureOptimizations: true });
