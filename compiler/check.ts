@@ -432,7 +432,8 @@ class Checker {
     this.checkActions(stmts, [], actions);
     const values: RuleValue[] = [];
     for (const d of this.definitions.values()) {
-      if (d.checked) values.push({ name: d.name, perModality: d.perModality, value: d.checked, line: this.line(d.stmt.span), text: this.text(d.stmt.span) });
+      const index = d.stmt.target.index?.name;
+      if (d.checked) values.push({ name: d.name, ...(index ? { index } : {}), value: d.checked, line: this.line(d.stmt.span), text: this.text(d.stmt.span) });
     }
     return { params: [...this.params].map(([name, p]) => ({ name, value: p.value, line: this.line(p.span) })), values, actions };
   }

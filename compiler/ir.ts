@@ -50,12 +50,11 @@ export interface RuleIR {
 /** A named rule value: `x = e` or `x[m] = e`. */
 export interface RuleValue {
   name: string;
-  perModality: boolean;
+  /** The index variable of `x[m] = ...`; absent for one value per step. */
+  index?: string;
   value: RExpr;
   line: number;
   text: string;
-  /** Filled by the scheduler: needed inside a differentiated objective. */
-  differentiable?: boolean;
 }
 
 export type ActionIR =

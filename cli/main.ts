@@ -1,0 +1,188 @@
+#!/usr/bin/env node
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import { ts } from "ts-morph";
+import { analyze, compile, diagnosticsJson, renderAll, type CompileResult } from "../compiler/index.js";
+import { error, renderDiagnostic, SourceText } from "../compiler/diagnostics.js";
+import { DataError, NumericError, train, type TrainerDefinition } from "../runtime/index.js";
+
+const usage = `usage:
+  mmb check <spec.mmb...> [--format text|json]
+  mmb compile <spec.mmb> -o <trainer.ts> [--dump-ir] [--format text|json]
+  mmb train <spec.mmb> [--out DIR] [--backend tensorflow-gpu|tensorflow|wasm|cpu] [--seed N]
+            [--epochs N] [--set name=value]... [--resume]
+
+exit status: 0 success, 1 errors in a spec or a failed run, 2 wrong usage`;
+
+class UsageError extends Error {}
+
+function parse(args: string[]) {
+  try {
+    return parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        format: { type: "string", default: "text" },
+        output: { type: "string", short: "o" },
+        "dump-ir": { type: "boolean", default: false },
+        out: { type: "string" },
+        backend: { type: "string" },
+        seed: { type: "string" },
+        epochs: { type: "string" },
+        set: { type: "string", multiple: true },
+        resume: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+function wholeNumber(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new UsageError(`${flag} needs a whole number, got "${value}"`);
+  return Number(value);
+}
+
+function parseSets(sets: string[] | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const item of sets ?? []) {
+    const match = /^([A-Za-z_][A-Za-z0-9_]*)=(.+)$/.exec(item);
+    if (!match || !Number.isFinite(Number(match[2]))) throw new UsageError(`--set takes name=number, got "${item}"`);
+    out[match[1]!] = Number(match[2]);
+  }
+  return out;
+}
+
+async function readSpec(path: string): Promise<string> {
+  try {
+    return await readFile(path, "utf8");
+  } catch {
+    throw new UsageError(`cannot read ${path}`);
+  }
+}
+
+function report(result: { diagnostics: CompileResult["diagnostics"]; source: SourceText }, format: string): void {
+  if (result.diagnostics.length === 0) return;
+  if (format === "json") console.log(diagnosticsJson(result.diagnostics, result.source));
+  else console.error(renderAll(result.diagnostics, result.source) + "\n");
+}
+
+/** Checks `--set` names against the spec's params, as a coded diagnostic. */
+function checkSets(result: CompileResult, sets: Record<string, number>): boolean {
+  const declared = new Set(result.ir?.rule.params.map((p) => p.name));
+  const unknown = Object.keys(sets).filter((n) => !declared.has(n));
+  for (const name of unknown) {
+    const d = error("MMB026", `--set ${name}: the spec declares no \`param ${name}\``, { start: 0, end: 0 }, {
+      help: declared.size ? `params: ${[...declared].join(", ")}` : "declare it in the balance block: `param " + name + " = ...`",
+    });
+    console.error(renderDiagnostic(d, result.source));
+  }
+  return unknown.length === 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === "--help" || command === "-h") {
+    console.log(usage);
+    return command ? 0 : 2;
+  }
+  const { values, positionals } = parse(rest);
+  if (values.help) {
+    console.log(usage);
+    return 0;
+  }
+  if (!["text", "json"].includes(values.format!)) throw new UsageError(`--format is text or json, got "${values.format}"`);
+  switch (command) {
+    case "check": {
+      if (positionals.length === 0) throw new UsageError("mmb check needs at least one spec");
+      let failed = false;
+      const all: unknown[] = [];
+      for (const path of positionals) {
+        const analysis = analyze(await readSpec(path), { fileName: path });
+        failed ||= analysis.diagnostics.length > 0;
+        if (values.format === "json") all.push(...JSON.parse(diagnosticsJson(analysis.diagnostics, analysis.source)));
+        else if (analysis.diagnostics.length) console.error(renderAll(analysis.diagnostics, analysis.source) + "\n");
+      }
+      if (values.format === "json") console.log(JSON.stringify(all, null, 2));
+      else if (!failed) console.error(`mmb: ${positionals.length} spec${positionals.length === 1 ? "" : "s"} checked, no errors`);
+      return failed ? 1 : 0;
+    }
+    case "compile": {
+      if (positionals.length !== 1) throw new UsageError("mmb compile takes one spec");
+      const path = positionals[0]!;
+      const result = await compile(await readSpec(path), { fileName: path });
+      report(result, values.format!);
+      if (!result.code) return 1;
+      if (values["dump-ir"]) console.log(dumpIr(result));
+      if (values.output) {
+        await mkdir(dirname(resolve(values.output)), { recursive: true });
+        await writeFile(values.output, result.code);
+        console.error(`mmb: wrote ${values.output}`);
+      } else if (!values["dump-ir"]) process.stdout.write(result.code);
+      return 0;
+    }
+    case "train": {
+      if (positionals.length !== 1) throw new UsageError("mmb train takes one spec");
+      const path = positionals[0]!;
+      const sets = parseSets(values.set);
+      const result = await compile(await readSpec(path), { fileName: path });
+      report(result, values.format!);
+      if (!result.code || !checkSets(result, sets)) return 1;
+      const out = values.out ?? join("runs", basename(path).replace(/\.mmb$/, ""));
+      const definition = await loadTrainer(result.code, out);
+      const seed = wholeNumber(values.seed, "--seed");
+      const epochs = wholeNumber(values.epochs, "--epochs");
+      const summary = await train(definition, {
+        out,
+        ...(values.backend ? { backend: values.backend } : {}),
+        ...(seed !== undefined ? { seed } : {}),
+        ...(epochs !== undefined ? { epochs } : {}),
+        set: sets,
+        resume: values.resume!,
+      });
+      console.log(`mmb: test ${summary.metric} ${summary.test.toFixed(4)} on ${summary.backend}; log, summary and checkpoints in ${out}`);
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+function dumpIr(result: CompileResult): string {
+  return [
+    "== ir (phase 2: check) ==",
+    JSON.stringify(result.ir, null, 2),
+    "== step plan (phase 3: schedule) ==",
+    JSON.stringify(result.plan, null, 2),
+  ].join("\n");
+}
+
+/** Writes the trainer next to the run and imports it, bound to this process's runtime. */
+async function loadTrainer(code: string, out: string): Promise<TrainerDefinition> {
+  await mkdir(out, { recursive: true });
+  await writeFile(join(out, "trainer.ts"), code);
+  const runtime = new URL("../runtime/index.js", import.meta.url).href;
+  const js = ts.transpileModule(code, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
+  const bound = js.replace(/from "mmb\/runtime"/g, `from ${JSON.stringify(runtime)}`);
+  const file = resolve(out, "trainer.mjs");
+  await writeFile(file, bound);
+  const module = (await import(`${pathToFileURL(file).href}?t=${Date.now()}`)) as { default: TrainerDefinition };
+  return module.default;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    if (e instanceof UsageError) {
+      console.error(`mmb: ${e.message}\n\n${usage}`);
+      process.exit(2);
+    }
+    if (e instanceof DataError || e instanceof NumericError) console.error(`mmb: ${e.message}`);
+    else console.error(`mmb: ${(e as Error).message ?? String(e)}`);
+    process.exit(1);
+  },
+);

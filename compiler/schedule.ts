@@ -1,0 +1,87 @@
+import type { ActionIR, ModelIR, RExpr, RuleValue } from "./ir.js";
+
+/**
+ * Phase 4: orders one training step. The phases, in order: forward and task loss; backward
+ * (raw gradients; with added losses, the gradient of their sum, second order where they read
+ * gradients); rule values in dependency order; actions in spec order; optimiser update;
+ * history (`prev` values recorded for the next step).
+ */
+export interface StepPlan {
+  values: RuleValue[];
+  addedLosses: Extract<ActionIR, { kind: "addLoss" }>[];
+  actions: Exclude<ActionIR, { kind: "addLoss" }>[];
+  /** `prev(x, init)` nodes: x is recorded after the rule values, read on the next step. */
+  prevWrites: { id: number; arg: RExpr; bound: string[] }[];
+  secondOrder: boolean;
+  trainedSeparately: string[];
+}
+
+/** Direct sub-expressions, for walks over the rule graph. */
+export function children(e: RExpr): RExpr[] {
+  switch (e.op) {
+    case "unary":
+    case "gradStat":
+    case "detach":
+    case "history":
+      return [e.arg];
+    case "binary":
+      return [e.left, e.right];
+    case "if":
+      return [e.condition, e.then, e.otherwise];
+    case "reduceModalities":
+    case "reduceBatch":
+      return [e.body];
+    case "gradCos":
+      return [e.a, e.b];
+    case "metric":
+      return [e.output, e.target];
+    default:
+      return [];
+  }
+}
+
+/** Names of rule values that `e` reads in this step (reads under `prev` are of the last step). */
+export function reads(e: RExpr, out = new Set<string>()): Set<string> {
+  if (e.op === "value") out.add(e.name);
+  if (e.op === "history" && e.fn === "prev") return out;
+  for (const c of children(e)) reads(c, out);
+  return out;
+}
+
+function topological(values: RuleValue[]): RuleValue[] {
+  const byName = new Map(values.map((v) => [v.name, v]));
+  const done = new Set<string>();
+  const ordered: RuleValue[] = [];
+  const visit = (v: RuleValue) => {
+    if (done.has(v.name)) return;
+    done.add(v.name);
+    for (const name of reads(v.value)) {
+      const dependency = byName.get(name);
+      if (dependency) visit(dependency);
+    }
+    ordered.push(v);
+  };
+  // Visit in spec order, so independent values keep the order the researcher wrote.
+  values.forEach(visit);
+  return ordered;
+}
+
+function collectPrev(e: RExpr, bound: string[], out: StepPlan["prevWrites"]): void {
+  if (e.op === "history" && e.fn === "prev") out.push({ id: e.id, arg: e.arg, bound });
+  const inner = e.op === "reduceModalities" ? [...bound, e.variable] : bound;
+  for (const c of children(e)) collectPrev(c, inner, out);
+}
+
+export function schedule(model: ModelIR): StepPlan {
+  const values = topological(model.rule.values);
+  const addedLosses = model.rule.actions.filter((a): a is Extract<ActionIR, { kind: "addLoss" }> => a.kind === "addLoss");
+  const actions = model.rule.actions.filter((a): a is Exclude<ActionIR, { kind: "addLoss" }> => a.kind !== "addLoss");
+  const prevWrites: StepPlan["prevWrites"] = [];
+  for (const v of values) collectPrev(v.value, v.index ? [v.index] : [], prevWrites);
+  const trainedSeparately = [
+    ...new Set(
+      actions.flatMap((a) => (a.kind === "minimize" && a.group.kind === "learnable" ? [`learnable.${a.group.name}`] : [])),
+    ),
+  ];
+  return { values, addedLosses, actions, prevWrites, secondOrder: addedLosses.length > 0, trainedSeparately };
+}

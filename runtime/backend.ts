@@ -1,0 +1,50 @@
+import * as tf from "@tensorflow/tfjs";
+import { installSecondOrderGradients } from "./second-order.js";
+import { registerWasmKernels } from "./wasm-kernels.js";
+
+export const backendPreference = ["tensorflow-gpu", "tensorflow", "wasm", "cpu"] as const;
+export type BackendName = (typeof backendPreference)[number];
+
+/** The npm package that provides each native backend; both are optional peer dependencies. */
+const nativePackages: Partial<Record<BackendName, string>> = {
+  "tensorflow-gpu": "@tensorflow/tfjs-node-gpu",
+  tensorflow: "@tensorflow/tfjs-node",
+};
+
+async function tryNative(name: BackendName): Promise<boolean> {
+  const pkg = nativePackages[name];
+  if (!pkg) return false;
+  try {
+    await import(pkg);
+    return await tf.setBackend("tensorflow");
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Picks the fastest available backend (or the forced one) and returns its name.
+ * The native packages register themselves as "tensorflow"; we report which package it was.
+ */
+export async function selectBackend(forced?: string): Promise<BackendName> {
+  installSecondOrderGradients();
+  const order = forced ? [forced as BackendName] : backendPreference;
+  if (forced && !backendPreference.includes(forced as BackendName)) {
+    throw new Error(`unknown backend "${forced}": choose one of ${backendPreference.join(", ")}`);
+  }
+  for (const name of order) {
+    if (name === "tensorflow-gpu" || name === "tensorflow") {
+      if (await tryNative(name)) return name;
+      continue;
+    }
+    if (name === "wasm") {
+      await import("@tensorflow/tfjs-backend-wasm");
+      registerWasmKernels();
+    }
+    if (await tf.setBackend(name)) {
+      await tf.ready();
+      return name;
+    }
+  }
+  throw new Error(forced ? `backend "${forced}" is not available here (is its package installed?)` : "no TensorFlow.js backend could start");
+}

@@ -1,0 +1,81 @@
+import { createHash } from "node:crypto";
+import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+
+/**
+ * Checkpoints: `checkpoint-<epoch>/` holds `weights.bin` (float32, in the order of the
+ * manifest, as tfjs's weights format) and `state.json` (manifest, optimiser and rule state,
+ * loop position, and the SHA-256 of the weights). A checkpoint becomes current only when the
+ * file `latest` names it; `latest` is replaced by rename, so a kill mid-write leaves the
+ * previous checkpoint current, and a torn one is never loaded.
+ */
+export interface CheckpointState {
+  epoch: number;
+  step: number;
+  manifest: { name: string; shape: number[] }[];
+  optimizer: unknown;
+  separateOptimizers: Record<string, unknown>;
+  history: Record<string, number>;
+  best: { metric: number; epoch: number; stale: number };
+  weightsSha256?: string;
+}
+
+async function writeDurably(path: string, data: string | Uint8Array): Promise<void> {
+  const handle = await open(path, "w");
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export async function saveCheckpoint(dir: string, state: CheckpointState, weights: Float32Array[]): Promise<void> {
+  const name = `checkpoint-${state.epoch}`;
+  const temporary = join(dir, `${name}.tmp-${process.pid}`);
+  await rm(temporary, { recursive: true, force: true });
+  await mkdir(temporary, { recursive: true });
+  const bytes = new Uint8Array(weights.reduce((n, w) => n + w.byteLength, 0));
+  let offset = 0;
+  for (const w of weights) {
+    bytes.set(new Uint8Array(w.buffer, w.byteOffset, w.byteLength), offset);
+    offset += w.byteLength;
+  }
+  const sha = createHash("sha256").update(bytes).digest("hex");
+  await writeDurably(join(temporary, "weights.bin"), bytes);
+  await writeDurably(join(temporary, "state.json"), JSON.stringify({ ...state, weightsSha256: sha }));
+  await rm(join(dir, name), { recursive: true, force: true });
+  await rename(temporary, join(dir, name));
+  await writeDurably(join(dir, "latest.tmp"), name);
+  await rename(join(dir, "latest.tmp"), join(dir, "latest"));
+  for (const entry of await readdir(dir)) {
+    if (entry.startsWith("checkpoint-") && entry !== name) await rm(join(dir, entry), { recursive: true, force: true });
+  }
+}
+
+export async function loadCheckpoint(dir: string): Promise<{ state: CheckpointState; weights: Float32Array[] } | undefined> {
+  let name: string;
+  try {
+    name = (await readFile(join(dir, "latest"), "utf8")).trim();
+  } catch {
+    return undefined;
+  }
+  const state = JSON.parse(await readFile(join(dir, name, "state.json"), "utf8")) as CheckpointState;
+  const bytes = await readFile(join(dir, name, "weights.bin"));
+  const sha = createHash("sha256").update(bytes).digest("hex");
+  if (sha !== state.weightsSha256) throw new Error(`checkpoint ${join(dir, name)} is damaged (weights do not match their checksum); delete it or train without --resume`);
+  const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  let offset = 0;
+  const weights = state.manifest.map(({ shape }) => {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const w = all.slice(offset, offset + size);
+    offset += size;
+    return w;
+  });
+  return { state, weights };
+}
+
+export async function writeJsonAtomically(path: string, value: unknown): Promise<void> {
+  await writeDurably(`${path}.tmp`, JSON.stringify(value, null, 2) + "\n");
+  await rename(`${path}.tmp`, path);
+}

@@ -1,0 +1,61 @@
+/** A dataset held in memory: one Float32Array per modality, row-major per sample. */
+export interface Split {
+  inputs: Float32Array[];
+  /** Class index (classification) or value (regression) per sample. */
+  labels: Float32Array;
+  size: number;
+}
+
+export interface Dataset {
+  train: Split;
+  valid: Split;
+  test: Split;
+  /** Where the data came from, for logs and error messages. */
+  description: string;
+}
+
+export class DataError extends Error {
+  constructor(
+    readonly file: string,
+    readonly field: string,
+    readonly expected: string,
+    readonly found: string,
+  ) {
+    super(`${file}: ${field}: expected ${expected}, found ${found}`);
+    this.name = "DataError";
+  }
+}
+
+/** Checks a dataset against the model's declared shapes and target before any training. */
+export function validateDataset(
+  data: Dataset,
+  modalities: { name: string; shape: number[] }[],
+  target: { name: string; kind: "class" | "real"; classes: number },
+): void {
+  for (const [splitName, split] of Object.entries({ train: data.train, valid: data.valid, test: data.test })) {
+    if (split.size === 0) throw new DataError(data.description, `${splitName} split`, "at least one sample", "none");
+    if (split.labels.length !== split.size) {
+      throw new DataError(data.description, `${target.name} (${splitName})`, `${split.size} labels`, `${split.labels.length}`);
+    }
+    modalities.forEach((modality, m) => {
+      const width = modality.shape.reduce((a, b) => a * b, 1);
+      const values = split.inputs[m];
+      if (!values || values.length !== split.size * width) {
+        const found = values ? `${values.length / width} samples of float[${modality.shape.join(", ")}] (${values.length} values)` : "no data";
+        throw new DataError(data.description, `${modality.name} (${splitName})`, `${split.size} samples of float[${modality.shape.join(", ")}]`, found);
+      }
+      const bad = values.findIndex((v) => !Number.isFinite(v));
+      if (bad >= 0) {
+        throw new DataError(data.description, `${modality.name} (${splitName})`, "finite numbers", `${values[bad]} in sample ${Math.floor(bad / width)}`);
+      }
+    });
+    split.labels.forEach((label, i) => {
+      if (target.kind === "class" && !(Number.isInteger(label) && label >= 0 && label < target.classes)) {
+        throw new DataError(data.description, `${target.name} (${splitName})`, `a class in 0..${target.classes - 1}`, `${label} in sample ${i}`);
+      }
+      if (target.kind === "real" && !Number.isFinite(label)) {
+        throw new DataError(data.description, `${target.name} (${splitName})`, "a finite number", `${label} in sample ${i}`);
+      }
+    });
+  }
+}

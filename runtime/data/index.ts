@@ -1,0 +1,32 @@
+import type { ModelSpec } from "../spec.js";
+import { validateDataset, type Dataset } from "./dataset.js";
+import { synthetic } from "./synthetic.js";
+
+export { DataError, validateDataset, type Dataset, type Split } from "./dataset.js";
+
+/** Loads the data a spec declares and validates it against the spec's shapes and target. */
+export function loadData(spec: ModelSpec): Dataset {
+  const o = spec.data.options;
+  let data: Dataset;
+  switch (spec.data.kind) {
+    case "synthetic": {
+      const dominant = Math.max(0, spec.modalities.findIndex((m) => m.name === o.dominant));
+      data = synthetic(spec.modalities.map((m) => m.shape), {
+        classes: Number(o.classes) || spec.target.classes,
+        samples: Number(o.samples),
+        dominant,
+        strength: Number(o.strength),
+        weak: Number(o.weak),
+        noise: Number(o.noise),
+        seed: Number(o.seed),
+        valid: Number(o.valid),
+        test: Number(o.test),
+      });
+      break;
+    }
+    default:
+      throw new Error(`unknown data source ${spec.data.kind}`);
+  }
+  validateDataset(data, spec.modalities, spec.target);
+  return data;
+}

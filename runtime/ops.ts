@@ -1,0 +1,142 @@
+import * as tf from "@tensorflow/tfjs";
+
+/**
+ * Operations the generated trainers call. Every op here may sit on a path that is
+ * differentiated twice (rules whose loss contains gradient norms), so none uses `customGrad`
+ * (tfjs cannot differentiate through it twice) — see `second-order.ts`.
+ */
+export type Value = tf.Tensor | number;
+
+const stopGradientKernel = "MmbStopGradient";
+const registeredFor = new Set<string>();
+
+/** The identity whose gradient is zero: `detach(x)` in a spec. */
+export function stopGradient<T extends tf.Tensor>(x: T): T {
+  const backend = tf.getBackend();
+  if (!registeredFor.has(backend)) {
+    const identity = tf.getKernel("Identity", backend);
+    if (!identity) throw new Error(`backend ${backend} has no Identity kernel`);
+    tf.registerKernel({ kernelName: stopGradientKernel, backendName: backend, kernelFunc: identity.kernelFunc });
+    if (registeredFor.size === 0) {
+      tf.registerGradient({ kernelName: stopGradientKernel, gradFunc: (dy: tf.Tensor | tf.Tensor[]) => ({ x: () => tf.zerosLike(dy as tf.Tensor) }) });
+    }
+    registeredFor.add(backend);
+  }
+  return tf.engine().runKernel(stopGradientKernel, { x }, {}) as T;
+}
+
+/** log Σ exp(z) over the last axis, written with ops whose gradients are twice differentiable. */
+export function logSumExp(z: tf.Tensor): tf.Tensor {
+  const peak = stopGradient(tf.max(z, -1, true));
+  return tf.add(peak, tf.log(tf.sum(tf.exp(tf.sub(z, peak)), -1, true)));
+}
+
+function oneHot(target: tf.Tensor, classes: number): tf.Tensor {
+  // tfjs-wasm returns wrong values for a float32 oneHot: build int32, then cast.
+  return tf.cast(tf.oneHot(tf.cast(target, "int32") as tf.Tensor1D, classes), "float32");
+}
+
+/** log softmax(z)[y] per sample. */
+function trueClassLogProb(logits: tf.Tensor, target: tf.Tensor): tf.Tensor {
+  const classes = logits.shape[logits.shape.length - 1]!;
+  return tf.sum(tf.mul(oneHot(target, classes), tf.sub(logits, logSumExp(logits))), -1);
+}
+
+export function crossEntropy(logits: tf.Tensor, target: tf.Tensor): tf.Tensor {
+  return tf.neg(tf.mean(trueClassLogProb(logits, target)));
+}
+
+/** softmax(z)[y] per sample. */
+export function trueClassProb(logits: tf.Tensor, target: tf.Tensor): tf.Tensor {
+  return tf.exp(trueClassLogProb(logits, target));
+}
+
+export function accuracy(logits: tf.Tensor, target: tf.Tensor): tf.Tensor {
+  return tf.mean(tf.cast(tf.equal(tf.argMax(logits, -1), tf.cast(target, "int32")), "float32"));
+}
+
+function regressionError(output: tf.Tensor, target: tf.Tensor): tf.Tensor {
+  return tf.sub(tf.reshape(output, [-1]), target);
+}
+
+export function meanAbsoluteError(output: tf.Tensor, target: tf.Tensor): tf.Tensor {
+  return tf.mean(tf.abs(regressionError(output, target)));
+}
+
+export function meanSquaredError(output: tf.Tensor, target: tf.Tensor): tf.Tensor {
+  return tf.mean(tf.square(regressionError(output, target)));
+}
+
+// ------------------------------------------------------------------ rule arithmetic
+
+export const add = (a: Value, b: Value): tf.Tensor => tf.add(a, b);
+export const sub = (a: Value, b: Value): tf.Tensor => tf.sub(a, b);
+export const mul = (a: Value, b: Value): tf.Tensor => tf.mul(a, b);
+export const div = (a: Value, b: Value): tf.Tensor => tf.div(a, b);
+export const pow = (a: Value, b: Value): tf.Tensor => tf.pow(a, b);
+export const neg = (a: Value): tf.Tensor => tf.neg(a);
+export const less = (a: Value, b: Value): tf.Tensor => tf.less(a, b);
+export const lessEqual = (a: Value, b: Value): tf.Tensor => tf.lessEqual(a, b);
+export const greater = (a: Value, b: Value): tf.Tensor => tf.greater(a, b);
+export const greaterEqual = (a: Value, b: Value): tf.Tensor => tf.greaterEqual(a, b);
+export const equal = (a: Value, b: Value): tf.Tensor => tf.equal(a, b);
+export const notEqual = (a: Value, b: Value): tf.Tensor => tf.notEqual(a, b);
+export const and = (a: Value, b: Value): tf.Tensor => tf.logicalAnd(a, b);
+export const or = (a: Value, b: Value): tf.Tensor => tf.logicalOr(a, b);
+export const not = (a: Value): tf.Tensor => tf.logicalNot(a);
+export const abs = (a: Value): tf.Tensor => tf.abs(a);
+export const exp = (a: Value): tf.Tensor => tf.exp(a);
+export const log = (a: Value): tf.Tensor => tf.log(a);
+export const sqrt = (a: Value): tf.Tensor => tf.sqrt(a);
+export const tanh = (a: Value): tf.Tensor => tf.tanh(a);
+export const sigmoid = (a: Value): tf.Tensor => tf.sigmoid(a);
+export const relu = (a: Value): tf.Tensor => tf.relu(a);
+export const sign = (a: Value): tf.Tensor => tf.sign(a);
+export const square = (a: Value): tf.Tensor => tf.square(a);
+export const minimum = (a: Value, b: Value): tf.Tensor => tf.minimum(a, b);
+export const maximum = (a: Value, b: Value): tf.Tensor => tf.maximum(a, b);
+export const detach = (a: Value): Value => (typeof a === "number" ? a : stopGradient(a));
+
+/** `if c then a else b`, elementwise. */
+export function choose(condition: Value, a: Value, b: Value): tf.Tensor {
+  const c = tf.cast(condition, "bool");
+  const ta = tf.cast(a, "float32");
+  const tb = tf.cast(b, "float32");
+  const shape = tf.broadcast_util.assertAndGetBroadcastShape(tf.broadcast_util.assertAndGetBroadcastShape(c.shape, ta.shape), tb.shape);
+  return tf.where(tf.broadcastTo(c, shape), tf.broadcastTo(ta, shape), tf.broadcastTo(tb, shape));
+}
+
+export const sumBatch = (x: tf.Tensor): tf.Tensor => tf.sum(tf.cast(x, "float32"));
+export const meanBatch = (x: tf.Tensor): tf.Tensor => tf.mean(tf.cast(x, "float32"));
+
+/** Reductions over modalities (`sum(k, x[k])`). */
+export const sumOf = (values: Value[]): tf.Tensor => tf.addN(values.map((v) => tf.cast(v, "float32")));
+export const meanOf = (values: Value[]): tf.Tensor => tf.div(sumOf(values), values.length);
+export const maxOf = (values: Value[]): tf.Tensor => values.map((v) => tf.cast(v, "float32")).reduce((a, b) => tf.maximum(a, b));
+export const minOf = (values: Value[]): tf.Tensor => values.map((v) => tf.cast(v, "float32")).reduce((a, b) => tf.minimum(a, b));
+
+// ------------------------------------------------------------------ gradient statistics
+
+/** The gradient of a parameter group: one tensor per parameter. */
+export type GroupGradient = tf.Tensor[];
+
+export const absGradient = (g: GroupGradient): GroupGradient => g.map((t) => tf.abs(t));
+const total = (g: GroupGradient, f: (t: tf.Tensor) => tf.Tensor): tf.Tensor => tf.addN(g.map((t) => tf.sum(f(t))));
+const count = (g: GroupGradient): number => g.reduce((n, t) => n + t.size, 0);
+
+export const gradNorm = (g: GroupGradient): tf.Tensor => tf.sqrt(total(g, tf.square));
+export const gradNorm1 = (g: GroupGradient): tf.Tensor => total(g, tf.abs);
+export const gradMean = (g: GroupGradient): tf.Tensor => tf.div(total(g, (t) => t), count(g));
+export const gradMeanAbs = (g: GroupGradient): tf.Tensor => tf.div(total(g, tf.abs), count(g));
+
+/** Sample standard deviation over every element of the group (n − 1, as torch.std). */
+export function gradStd(g: GroupGradient): tf.Tensor {
+  const n = count(g);
+  const mean = gradMean(g);
+  return tf.sqrt(tf.div(total(g, (t) => tf.square(tf.sub(t, mean))), Math.max(1, n - 1)));
+}
+
+export function gradCos(a: GroupGradient, b: GroupGradient): tf.Tensor {
+  const dot = tf.addN(a.map((t, i) => tf.sum(tf.mul(t, b[i]!))));
+  return tf.div(dot, tf.add(tf.mul(gradNorm(a), gradNorm(b)), 1e-12));
+}

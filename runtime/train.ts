@@ -1,0 +1,272 @@
+import * as tf from "@tensorflow/tfjs";
+import { appendFile, mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { selectBackend, type BackendName } from "./backend.js";
+import { loadCheckpoint, saveCheckpoint, writeJsonAtomically, type CheckpointState } from "./checkpoint.js";
+import { loadData, type Dataset, type Split } from "./data/index.js";
+import { History } from "./history.js";
+import { Forward, initialParameters, type Params } from "./model.js";
+import { accuracy, gradNorm, meanAbsoluteError } from "./ops.js";
+import { Optimizer } from "./optimizer.js";
+import { Random } from "./random.js";
+import type { ModelSpec } from "./spec.js";
+import { StepContext, type GradientOf, type Gradients } from "./step.js";
+
+/** What a generated trainer module exports. */
+export interface TrainerDefinition {
+  spec: ModelSpec;
+  /** The spec's `param` values, overridable with `--set name=value`. */
+  params: Record<string, number>;
+  /** Parameter groups updated only by their own `minimize` objective. */
+  trainedSeparately: string[];
+  /** Source line of each logged rule value, for error messages. */
+  valueLines: Record<string, number>;
+  trainStep(ctx: StepContext, p: Record<string, number>): StepResult;
+}
+
+export interface StepResult {
+  loss: tf.Tensor;
+  /** Every rule value of the step, by name (per-modality values as arrays). */
+  values: Record<string, tf.Tensor | number | (tf.Tensor | number)[]>;
+  raw: GradientOf;
+}
+
+export interface TrainOptions {
+  out: string;
+  backend?: string;
+  seed?: number;
+  epochs?: number;
+  set?: Record<string, number>;
+  resume?: boolean;
+  /** Replaces the spec's data (tests, benchmarks). */
+  data?: Dataset;
+  log?: (line: string) => void;
+}
+
+export interface Summary {
+  model: string;
+  source: string;
+  backend: BackendName;
+  seed: number;
+  epochs: number;
+  params: Record<string, number>;
+  metric: "accuracy" | "mae";
+  test: number;
+  valid: number;
+  bestEpoch: number;
+  unimodal: Record<string, number>;
+  unimodalMethod: string;
+  wallSeconds: number;
+  secondsPerEpoch: number;
+}
+
+export class NumericError extends Error {}
+
+const evalBatch = 256;
+
+function batchTensors(split: Split, spec: ModelSpec, rows: number[]): { inputs: tf.Tensor[]; target: tf.Tensor } {
+  const inputs = spec.modalities.map((modality, m) => {
+    const width = modality.shape.reduce((a, b) => a * b, 1);
+    const source = split.inputs[m]!;
+    const values = new Float32Array(rows.length * width);
+    rows.forEach((row, i) => values.set(source.subarray(row * width, (row + 1) * width), i * width));
+    return tf.tensor(values, [rows.length, ...modality.shape]);
+  });
+  const labels = Float32Array.from(rows, (r) => split.labels[r]!);
+  return { inputs, target: tf.tensor1d(labels, "float32") };
+}
+
+/** Test metric of the fused head, or of one modality alone (its auxiliary head, or the others' features zeroed). */
+function evaluate(spec: ModelSpec, params: Params, split: Split, only?: number): number {
+  let total = 0;
+  for (let start = 0; start < split.size; start += evalBatch) {
+    const rows = Array.from({ length: Math.min(evalBatch, split.size - start) }, (_, i) => start + i);
+    total += tf.tidy(() => {
+      const { inputs, target } = batchTensors(split, spec, rows);
+      const f = new Forward(spec, params, inputs, target, false, spec.auxHead ? undefined : only);
+      const output = only !== undefined && spec.auxHead ? f.aux(only) : f.out;
+      const metric = spec.target.kind === "class" ? accuracy(output, target) : meanAbsoluteError(output, target);
+      return metric.dataSync()[0]! * rows.length;
+    });
+  }
+  return total / split.size;
+}
+
+function firstNonFinite(record: Record<string, unknown>): string | undefined {
+  for (const [key, value] of Object.entries(record)) {
+    const values = Array.isArray(value) ? value : [value];
+    if (values.some((v) => typeof v === "number" && !Number.isFinite(v))) return key;
+  }
+  return undefined;
+}
+
+export async function train(definition: TrainerDefinition, options: TrainOptions): Promise<Summary> {
+  const started = Date.now();
+  const say = options.log ?? ((line: string) => console.log(line));
+  const spec = definition.spec;
+  const backend = await selectBackend(options.backend);
+  const seed = options.seed ?? spec.train.seed;
+  const epochs = options.epochs ?? spec.train.epochs;
+  for (const name of Object.keys(options.set ?? {})) {
+    if (!(name in definition.params)) throw new Error(`--set ${name}: the spec has no \`param ${name}\` (params: ${Object.keys(definition.params).join(", ") || "none"})`);
+  }
+  const p = { ...definition.params, ...options.set };
+  say(`mmb: training ${spec.name} on backend ${backend}, seed ${seed}, ${epochs} epochs`);
+
+  const data = options.data ?? loadData(spec);
+  await mkdir(options.out, { recursive: true });
+  const checkpoints = join(options.out, "checkpoints");
+  const logPath = join(options.out, "log.jsonl");
+
+  const params = initialParameters(spec, seed);
+  const optimizer = new Optimizer(spec.optimizer);
+  const separate = new Map<string, Optimizer>();
+  const history = new History();
+  let firstEpoch = 0;
+  let step = 0;
+  let best = { metric: -Infinity, epoch: -1, stale: 0 };
+  const sign = spec.target.kind === "class" ? 1 : -1;
+
+  const resumed = options.resume ? await loadCheckpoint(checkpoints) : undefined;
+  if (resumed) {
+    const { state, weights } = resumed;
+    state.manifest.forEach(({ name, shape }, i) => params.get(name)!.assign(tf.tensor(weights[i]!, shape)));
+    optimizer.restore(state.optimizer as Parameters<Optimizer["restore"]>[0]);
+    for (const [group, s] of Object.entries(state.separateOptimizers)) {
+      const own = new Optimizer({ kind: (s as { kind: string }).kind, options: (s as { options: Record<string, number> }).options });
+      own.restore((s as { state: Parameters<Optimizer["restore"]>[0] }).state);
+      separate.set(group, own);
+    }
+    history.restore(state.history);
+    firstEpoch = state.epoch + 1;
+    step = state.step;
+    best = state.best;
+    say(`mmb: resumed from epoch ${state.epoch + 1}`);
+  } else {
+    await writeFile(logPath, "");
+  }
+
+  const names = [...params.keys()];
+  const paramTensors = (): Params => Object.fromEntries(params) as Params;
+  const epochSeconds: number[] = [];
+  for (let epoch = firstEpoch; epoch < epochs; epoch++) {
+    const epochStart = Date.now();
+    const order = new Random(seed * 7919 + epoch).permutation(data.train.size);
+    const batch = spec.train.batch;
+    const lrSchedule = Optimizer.scheduleFactor(spec.schedule, epoch, epochs);
+    const records: { tensor: tf.Tensor; step: number }[] = [];
+    let keys: [string, number][] = [];
+    for (let start = 0; start < order.length; start += batch, step++) {
+      const rows = order.slice(start, start + batch);
+      const { inputs, target } = batchTensors(data.train, spec, rows);
+      const ctx = new StepContext(spec, params, inputs, target, step, epoch, history, separate, seed, definition.trainedSeparately);
+      ctx.update = (grads: Gradients) => {
+        let clipFactor: tf.Tensor | number = 1;
+        if (spec.train.clip > 0) {
+          const norm = gradNorm([...grads.values.values()]);
+          clipFactor = tf.minimum(1, tf.div(spec.train.clip, tf.add(norm, 1e-12)));
+        }
+        const update = new Map([...grads.values].map(([n, g]) => [n, clipFactor === 1 ? g : tf.mul(g, clipFactor)]));
+        optimizer.apply(params, update, (n) => {
+          const factor = grads.lrFactors.get(n);
+          return factor ? tf.mul(factor, lrSchedule) : lrSchedule;
+        });
+      };
+      const record = tf.tidy(() => {
+        const result = definition.trainStep(ctx, p);
+        keys = [["loss", 0]];
+        const flat: tf.Tensor[] = [tf.reshape(result.loss, [1])];
+        for (const [key, value] of Object.entries(result.values)) {
+          const list = Array.isArray(value) ? value : [value];
+          keys.push([key, Array.isArray(value) ? list.length : 0]);
+          flat.push(...list.map((v) => tf.reshape(tf.cast(typeof v === "number" ? tf.scalar(v) : v, "float32"), [-1]).slice(0, 1)));
+        }
+        keys.push(["grad_norm", spec.modalities.length]);
+        spec.modalities.forEach((_, m) => flat.push(tf.reshape(gradNorm(result.raw(ctx.group.encoder(m))), [1])));
+        return tf.concat(flat);
+      });
+      ctx.keptTensors.forEach((t) => t.dispose());
+      inputs.forEach((t) => t.dispose());
+      target.dispose();
+      history.advance();
+      records.push({ tensor: record, step });
+    }
+    // Download this epoch's step records at once: no host sync inside the step loop.
+    const lines: string[] = [];
+    let lossSum = 0;
+    for (const r of records) {
+      const values = await r.tensor.data();
+      r.tensor.dispose();
+      const entry = unflatten(keys, values);
+      const bad = firstNonFinite(entry);
+      if (bad) {
+        const line = definition.valueLines[bad];
+        throw new NumericError(`non-finite value of \`${bad}\`${line ? ` (spec line ${line})` : ""} at step ${r.step}, epoch ${epoch}; the last good checkpoint is kept in ${checkpoints}`);
+      }
+      lossSum += Number(entry.loss);
+      lines.push(JSON.stringify({ type: "step", epoch, step: r.step, ...entry }));
+    }
+    const valid = evaluate(spec, paramTensors(), data.valid);
+    const test = evaluate(spec, paramTensors(), data.test);
+    const unimodal = Object.fromEntries(spec.modalities.map((m, i) => [m.name, evaluate(spec, paramTensors(), data.test, i)]));
+    const seconds = (Date.now() - epochStart) / 1000;
+    epochSeconds.push(seconds);
+    const metricName = spec.target.kind === "class" ? "acc" : "mae";
+    lines.push(JSON.stringify({ type: "epoch", epoch, loss: lossSum / Math.max(1, records.length), lr: lrSchedule, valid: { [metricName]: valid }, test: { [metricName]: test }, unimodal, seconds }));
+    await appendFile(logPath, lines.join("\n") + "\n");
+    if (sign * valid > best.metric) best = { metric: sign * valid, epoch, stale: 0 };
+    else best.stale++;
+    say(`epoch ${epoch + 1}/${epochs}  loss ${(lossSum / Math.max(1, records.length)).toFixed(4)}  valid ${metricName} ${valid.toFixed(4)}  test ${metricName} ${test.toFixed(4)}  ${Object.entries(unimodal).map(([k, v]) => `${k} ${v.toFixed(3)}`).join("  ")}  ${seconds.toFixed(1)}s`);
+    const state: CheckpointState = {
+      epoch,
+      step,
+      manifest: names.map((name) => ({ name, shape: params.get(name)!.shape })),
+      optimizer: await optimizer.state(),
+      separateOptimizers: Object.fromEntries(await Promise.all([...separate].map(async ([g, o]) => [g, { kind: o.spec.kind, options: o.spec.options, state: await o.state() }]))),
+      history: await history.state(),
+      best,
+    };
+    await saveCheckpoint(checkpoints, state, await Promise.all(names.map(async (n) => (await params.get(n)!.data()) as Float32Array)));
+    if (spec.train.patience > 0 && best.stale >= spec.train.patience) {
+      say(`mmb: early stop after epoch ${epoch + 1} (no improvement for ${best.stale} epochs)`);
+      break;
+    }
+  }
+
+  const summary: Summary = {
+    model: spec.name,
+    source: spec.source,
+    backend,
+    seed,
+    epochs,
+    params: p,
+    metric: spec.target.kind === "class" ? "accuracy" : "mae",
+    test: evaluate(spec, paramTensors(), data.test),
+    valid: evaluate(spec, paramTensors(), data.valid),
+    bestEpoch: best.epoch,
+    unimodal: Object.fromEntries(spec.modalities.map((m, i) => [m.name, evaluate(spec, paramTensors(), data.test, i)])),
+    unimodalMethod: spec.auxHead ? "auxiliary head of each modality" : "fused head with the other modalities' features set to zero",
+    wallSeconds: (Date.now() - started) / 1000,
+    secondsPerEpoch: epochSeconds.length ? epochSeconds.reduce((a, b) => a + b, 0) / epochSeconds.length : 0,
+  };
+  await writeJsonAtomically(join(options.out, "summary.json"), summary);
+  params.forEach((v) => v.dispose());
+  optimizer.dispose();
+  separate.forEach((o) => o.dispose());
+  history.dispose();
+  return summary;
+}
+
+/** A step record's layout is `keys`: a name and its width (0: one number, n: one per modality). */
+function unflatten(keys: [string, number][], values: Float32Array | Int32Array | Uint8Array): Record<string, number | number[]> {
+  const out: Record<string, number | number[]> = {};
+  let i = 0;
+  for (const [key, width] of keys) {
+    if (width === 0) out[key] = values[i++]!;
+    else {
+      out[key] = Array.from(values.slice(i, i + width));
+      i += width;
+    }
+  }
+  return out;
+}
