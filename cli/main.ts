@@ -1,12 +1,11 @@
 #!/usr/bin/env node
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { ts } from "ts-morph";
 import { analyze, compile, diagnosticsJson, renderAll, type CompileResult } from "../compiler/index.js";
 import { error, renderDiagnostic, SourceText } from "../compiler/diagnostics.js";
-import { DataError, NumericError, train, type TrainerDefinition } from "../runtime/index.js";
+import { DataError, NumericError, train } from "../runtime/index.js";
+import { loadTrainer } from "./load-trainer.js";
 
 const usage = `usage:
   mmb check <spec.mmb...> [--format text|json]
@@ -159,19 +158,6 @@ function dumpIr(result: CompileResult): string {
     "== step plan (phase 3: schedule) ==",
     JSON.stringify(result.plan, null, 2),
   ].join("\n");
-}
-
-/** Writes the trainer next to the run and imports it, bound to this process's runtime. */
-async function loadTrainer(code: string, out: string): Promise<TrainerDefinition> {
-  await mkdir(out, { recursive: true });
-  await writeFile(join(out, "trainer.ts"), code);
-  const runtime = new URL("../runtime/index.js", import.meta.url).href;
-  const js = ts.transpileModule(code, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
-  const bound = js.replace(/from "mmb\/runtime"/g, `from ${JSON.stringify(runtime)}`);
-  const file = resolve(out, "trainer.mjs");
-  await writeFile(file, bound);
-  const module = (await import(`${pathToFileURL(file).href}?t=${Date.now()}`)) as { default: TrainerDefinition };
-  return module.default;
 }
 
 main(process.argv.slice(2)).then(

@@ -32,7 +32,6 @@ export const catalogue = {
   MMB024: "encoder does not fit the modality's shape",
   MMB025: "parameter group does not exist",
   MMB026: "unknown parameter on the command line",
-  MMB027: "per-modality value mixes different modalities",
 } as const;
 
 export type DiagnosticCode = keyof typeof catalogue;
