@@ -118,7 +118,7 @@ export function initialParameters(spec: ModelSpec, seed: number): Map<string, tf
     if (init === "zeros") values = new Float32Array(size);
     else if (typeof init === "number") values = new Float32Array(size).fill(init);
     else values = random.normals(size, init === "he" ? Math.sqrt(2 / fanIn) : Math.sqrt(2 / (fanIn + fanOut)));
-    params.set(name, tf.variable(tf.tensor(values, shape), true, name));
+    params.set(name, tf.tidy(() => tf.variable(tf.tensor(values, shape), true, name)));
   }
   return params;
 }

@@ -18,7 +18,7 @@ export class Optimizer {
   private slot(name: string, like: tf.Tensor): tf.Variable {
     let slot = this.slots.get(name);
     if (!slot) {
-      slot = tf.variable(tf.zerosLike(like), false, `${name}`);
+      slot = tf.tidy(() => tf.variable(tf.zerosLike(like), false, name));
       this.slots.set(name, slot);
     }
     return slot;
@@ -92,7 +92,7 @@ export class Optimizer {
 
   restore(state: { steps: number; slots: Record<string, { shape: number[]; values: number[] }> }): void {
     this.steps = state.steps;
-    for (const [name, { shape, values }] of Object.entries(state.slots)) this.slots.set(name, tf.variable(tf.tensor(values, shape), false, name));
+    for (const [name, { shape, values }] of Object.entries(state.slots)) this.slots.set(name, tf.tidy(() => tf.variable(tf.tensor(values, shape), false, name)));
   }
 
   dispose(): void {

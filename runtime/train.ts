@@ -130,7 +130,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const resumed = options.resume ? await loadCheckpoint(checkpoints) : undefined;
   if (resumed) {
     const { state, weights } = resumed;
-    state.manifest.forEach(({ name, shape }, i) => params.get(name)!.assign(tf.tensor(weights[i]!, shape)));
+    tf.tidy(() => state.manifest.forEach(({ name, shape }, i) => params.get(name)!.assign(tf.tensor(weights[i]!, shape))));
     optimizer.restore(state.optimizer as Parameters<Optimizer["restore"]>[0]);
     for (const [group, s] of Object.entries(state.separateOptimizers)) {
       const own = new Optimizer({ kind: (s as { kind: string }).kind, options: (s as { options: Record<string, number> }).options });
@@ -212,7 +212,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     const seconds = (Date.now() - epochStart) / 1000;
     epochSeconds.push(seconds);
     const metricName = spec.target.kind === "class" ? "acc" : "mae";
-    lines.push(JSON.stringify({ type: "epoch", epoch, loss: lossSum / Math.max(1, records.length), lr: lrSchedule, valid: { [metricName]: valid }, test: { [metricName]: test }, unimodal, seconds }));
+    lines.push(JSON.stringify({ type: "epoch", epoch, loss: lossSum / Math.max(1, records.length), lr: Number(spec.optimizer.options.lr) * lrSchedule, valid: { [metricName]: valid }, test: { [metricName]: test }, unimodal, seconds }));
     await appendFile(logPath, lines.join("\n") + "\n");
     if (sign * valid > best.metric) best = { metric: sign * valid, epoch, stale: 0 };
     else best.stale++;

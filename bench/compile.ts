@@ -1,0 +1,63 @@
+/**
+ * Compile-time benchmark: parse, check, schedule, codegen and format, per spec, plus a
+ * 300-line spec. Prints medians of warm runs and the ratio to the targets of issue 2
+ * (parse+check ≤ 20 ms for 300 lines; full compile ≤ 300 ms). Run: npm run bench
+ */
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { parse } from "../grammar/index.js";
+import { check } from "../compiler/check.js";
+import { generate } from "../compiler/codegen.js";
+import { SourceText } from "../compiler/diagnostics.js";
+import { format } from "../compiler/index.js";
+import { schedule } from "../compiler/schedule.js";
+
+const specsDir = join(import.meta.dirname, "..", "..", "specs");
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/** A 300-line spec: the baseline plus many per-modality rule values. */
+function longSpec(): string {
+  const head = readFileSync(join(specsDir, "ogm_ge.mmb"), "utf8").replace(/balance \{[\s\S]*$/, "");
+  const lines = Array.from({ length: 300 - head.split("\n").length - 2 }, (_, i) =>
+    i === 0 ? "  v0[m] = norm(grad(encoder[m]))" : `  v${i}[m] = v${i - 1}[m] * 0.5 + sum(batch, prob(contrib[m], y)) / (1 + v${i - 1}[other(m)])`,
+  );
+  return `${head}balance {\n${lines.join("\n")}\n}\n`;
+}
+
+async function measure(name: string, text: string, runs = 15) {
+  const times = { parse: [] as number[], check: [] as number[], schedule: [] as number[], codegen: [] as number[], format: [] as number[] };
+  for (let i = 0; i < runs + 3; i++) {
+    let t = performance.now();
+    const parsed = parse(text);
+    const t1 = performance.now();
+    const checked = check(parsed.program, new SourceText(text, name));
+    const t2 = performance.now();
+    const plan = schedule(checked.model!);
+    const t3 = performance.now();
+    const code = generate(checked.model!, plan, name);
+    const t4 = performance.now();
+    await format(code);
+    const t5 = performance.now();
+    if (i < 3) continue; // warm-up
+    times.parse.push(t1 - t);
+    times.check.push(t2 - t1);
+    times.schedule.push(t3 - t2);
+    times.codegen.push(t4 - t3);
+    times.format.push(t5 - t4);
+    t = t5;
+  }
+  const m = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)])) as Record<keyof typeof times, number>;
+  const total = m.parse + m.check + m.schedule + m.codegen + m.format;
+  const lines = text.split("\n").length;
+  console.log(
+    `${name.padEnd(16)} ${String(lines).padStart(4)} lines  parse ${m.parse.toFixed(2)}  check ${m.check.toFixed(2)}  schedule ${m.schedule.toFixed(2)}  codegen ${m.codegen.toFixed(1)}  format ${m.format.toFixed(1)}  total ${total.toFixed(1)} ms  (parse+check ${((m.parse + m.check) / 20).toFixed(2)}× of 20 ms, total ${(total / 300).toFixed(2)}× of 300 ms)`,
+  );
+}
+
+console.log("compile time, median of 15 warm runs, milliseconds");
+for (const file of readdirSync(specsDir).filter((f) => f.endsWith(".mmb")).sort()) await measure(file, readFileSync(join(specsDir, file), "utf8"));
+await measure("300-line spec", longSpec());

@@ -1,0 +1,130 @@
+import * as tf from "@tensorflow/tfjs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { loadTrainer } from "../cli/load-trainer.js";
+import { selectBackend } from "../runtime/backend.js";
+import { loadCheckpoint } from "../runtime/checkpoint.js";
+import { crossEntropy, gradNorm, gradStd, trueClassProb } from "../runtime/ops.js";
+import { train } from "../runtime/train.js";
+import { conv2dFilterGradient } from "../runtime/wasm-kernels.js";
+import { compileOrThrow, smallSpec } from "./helpers.js";
+
+function values(n: number, salt: number): number[] {
+  return Array.from({ length: n }, (_, i) => Math.sin(i * 1.3 + salt) * 0.8);
+}
+
+describe("second-order gradients (the ops a rule's loss may differentiate through)", () => {
+  // f(W1) = ‖∂L/∂W2‖ for L = CE(act(x·W1)·W2): d f / d W1[0][0] by autodiff vs central differences.
+  const cases: [string, (h: tf.Tensor) => tf.Tensor][] = [
+    ["tanh", (h) => tf.tanh(h)],
+    ["sigmoid", (h) => tf.sigmoid(h)],
+    ["relu", (h) => tf.relu(h)],
+    ["exp", (h) => tf.exp(tf.mul(h, 0.3))],
+  ];
+  for (const [name, act] of cases) {
+    it(`through ${name} and cross-entropy matches finite differences`, async () => {
+      await selectBackend("cpu");
+      const x = tf.tensor2d(values(8 * 5, 1), [8, 5]);
+      const y = tf.tensor1d([0, 1, 2, 0, 1, 2, 0, 1]);
+      const w1 = tf.tensor2d(values(5 * 4, 2), [5, 4]);
+      const w2 = tf.tensor2d(values(4 * 3, 3), [4, 3]);
+      const f = (a: tf.Tensor, b: tf.Tensor) => gradNorm(tf.grads((v: tf.Tensor) => crossEntropy(tf.matMul(act(tf.matMul(x, a)), v), y))([b]));
+      const auto = tf.grads((a: tf.Tensor) => f(a, w2))([w1])[0]!.arraySync() as number[][];
+      const eps = 1e-3;
+      const shifted = (d: number) => {
+        const w = w1.arraySync() as number[][];
+        w[0]![0]! += d;
+        return f(tf.tensor2d(w), w2).arraySync() as number;
+      };
+      const numeric = (shifted(eps) - shifted(-eps)) / (2 * eps);
+      expect(Math.abs(auto[0]![0]! - numeric)).toBeLessThan(2e-3 * Math.max(1, Math.abs(numeric)));
+    });
+  }
+
+  it("of the true-class probability and gradient std matches finite differences", async () => {
+    await selectBackend("cpu");
+    const x = tf.tensor2d(values(6 * 4, 4), [6, 4]);
+    const y = tf.tensor1d([0, 1, 2, 1, 0, 2]);
+    const w2 = tf.tensor2d(values(4 * 3, 5), [4, 3]);
+    const f = (a: tf.Tensor) => gradStd(tf.grads((v: tf.Tensor) => tf.sum(trueClassProb(tf.matMul(tf.tanh(tf.mul(x, a)), v), y)))([w2]));
+    const a0 = tf.scalar(0.7);
+    const auto = tf.grad(f)(a0).arraySync() as number;
+    const eps = 1e-3;
+    const numeric = ((f(tf.scalar(0.7 + eps)).arraySync() as number) - (f(tf.scalar(0.7 - eps)).arraySync() as number)) / (2 * eps);
+    expect(Math.abs(auto - numeric)).toBeLessThan(2e-3 * Math.max(1, Math.abs(numeric)));
+  });
+});
+
+describe("wasm replacement kernels agree with the cpu backend", () => {
+  async function onBackend(name: string) {
+    await selectBackend(name);
+    const x = tf.tensor4d(values(2 * 9 * 7 * 3, 1), [2, 9, 7, 3]);
+    const w = tf.tensor4d(values(3 * 3 * 3 * 4, 2), [3, 3, 3, 4]);
+    const a = tf.tensor3d(values(2 * 5 * 3, 3), [2, 5, 3]);
+    const conv = tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.square(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, 2, "same"))))([x, w]);
+    const convValid = tf.grads((ww: tf.Tensor) => tf.sum(tf.conv2d(x, ww as tf.Tensor4D, [1, 2], "valid")))([w]);
+    const matmul = tf.grads((aa: tf.Tensor) => tf.sum(tf.square(tf.matMul(aa as tf.Tensor3D, aa as tf.Tensor3D, true, false))))([a]);
+    const transposedB = tf.matMul(a, a, false, true);
+    return [...conv, ...convValid, ...matmul, transposedB].map((t) => Array.from(t.dataSync()));
+  }
+  it("Conv2DBackpropFilter (same and valid padding, strides 1 and 2) and transposed BatchMatMul", async () => {
+    const cpu = await onBackend("cpu");
+    const wasm = await onBackend("wasm");
+    cpu.forEach((values, i) => values.forEach((v, j) => expect(Math.abs(v - wasm[i]![j]!)).toBeLessThan(1e-4 * Math.max(1, Math.abs(v)))));
+  });
+  it("the filter gradient formula equals tfjs's own on cpu", async () => {
+    await selectBackend("cpu");
+    const x = tf.tensor4d(values(1 * 6 * 6 * 2, 7), [1, 6, 6, 2]);
+    const dy = tf.tensor4d(values(1 * 3 * 3 * 3, 8), [1, 3, 3, 3]);
+    const ours = conv2dFilterGradient(x, dy, [3, 3, 2, 3], 2, "same").dataSync();
+    const reference = tf.grad((w: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, w as tf.Tensor4D, 2, "same"), dy)))(tf.zeros([3, 3, 2, 3])).dataSync();
+    ours.forEach((v, i) => expect(v).toBeCloseTo(reference[i]!, 5));
+  });
+});
+
+describe("training loop", () => {
+  const rule = `
+    param alpha = 0.5
+    s[m] = sum(batch, prob(contrib[m], y))
+    k[m] = if s[m] > s[other(m)] then 1 - tanh(alpha) else 1
+    d[m] = delta(norm(grad(encoder[m])))
+    scale grad(encoder[m]) by k[m]`;
+
+  for (const backend of ["cpu", "wasm"]) {
+    it(`resumes from a checkpoint to the bit-identical result on ${backend}, without leaking tensors`, async () => {
+      const code = await compileOrThrow(smallSpec(rule).replace("train epochs 2", "train epochs 3"));
+      const straight = mkdtempSync(join(tmpdir(), "mmb-straight-"));
+      const resumed = mkdtempSync(join(tmpdir(), "mmb-resumed-"));
+      const trainer = await loadTrainer(code, straight);
+      const quiet = { backend, log: () => {} };
+      await selectBackend(backend);
+      const before = tf.memory().numTensors;
+      await train(trainer, { out: straight, ...quiet });
+      expect(tf.memory().numTensors).toBe(before);
+      await train(trainer, { out: resumed, epochs: 2, ...quiet });
+      const summary = await train(trainer, { out: resumed, epochs: 3, resume: true, ...quiet });
+      const a = (await loadCheckpoint(join(straight, "checkpoints")))!;
+      const b = (await loadCheckpoint(join(resumed, "checkpoints")))!;
+      expect(b.state.epoch).toBe(2);
+      a.weights.forEach((w, i) => expect(Buffer.from(b.weights[i]!.buffer).equals(Buffer.from(w.buffer))).toBe(true));
+      expect(b.state.history).toEqual(a.state.history);
+      expect(summary.test).toBe(JSON.parse(readFileSync(join(straight, "summary.json"), "utf8")).test);
+      // The log has one record per step with every rule value, and one per epoch.
+      const lines = readFileSync(join(straight, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+      const steps = lines.filter((l) => l.type === "step");
+      expect(steps.length).toBe(3 * 7);
+      expect(Object.keys(steps[0])).toEqual(["type", "epoch", "step", "loss", "s", "k", "d", "grad_norm"]);
+      expect(steps[0].k.length).toBe(2);
+      expect(lines.filter((l) => l.type === "epoch").length).toBe(3);
+    });
+  }
+
+  it("stops on a non-finite rule value, naming it and its line, and keeps the last good checkpoint", async () => {
+    const code = await compileOrThrow(smallSpec(`  bad = log(epoch - 1)\n  scale grad(head) by 1`));
+    const out = mkdtempSync(join(tmpdir(), "mmb-nan-"));
+    const trainer = await loadTrainer(code, out);
+    await expect(train(trainer, { out, backend: "cpu", log: () => {} })).rejects.toThrow(/non-finite value of `bad` \(spec line 13\) at step 0, epoch 0/);
+  });
+});
