@@ -1,4 +1,4 @@
-import { CstParser, type CstNode, type IToken } from "chevrotain";
+import { CstParser, type CstNode, type IToken, type TokenType } from "chevrotain";
 import * as T from "./tokens.js";
 
 /** The concrete-syntax parser. One instance is reused: Chevrotain's self-analysis is costly. */
@@ -207,22 +207,6 @@ class MmbParser extends CstParser {
     this.SUBRULE(this.orExpr);
   });
 
-  orExpr = this.RULE("orExpr", () => {
-    this.SUBRULE(this.andExpr, { LABEL: "operand" });
-    this.MANY(() => {
-      this.CONSUME(T.Or, { LABEL: "operator" });
-      this.SUBRULE2(this.andExpr, { LABEL: "operand" });
-    });
-  });
-
-  andExpr = this.RULE("andExpr", () => {
-    this.SUBRULE(this.notExpr, { LABEL: "operand" });
-    this.MANY(() => {
-      this.CONSUME(T.And, { LABEL: "operator" });
-      this.SUBRULE2(this.notExpr, { LABEL: "operand" });
-    });
-  });
-
   notExpr = this.RULE("notExpr", () => {
     this.OR([
       {
@@ -247,28 +231,6 @@ class MmbParser extends CstParser {
         { ALT: () => this.CONSUME(T.NotEqual, { LABEL: "operator" }) },
       ]);
       this.SUBRULE2(this.additive, { LABEL: "operand" });
-    });
-  });
-
-  additive = this.RULE("additive", () => {
-    this.SUBRULE(this.multiplicative, { LABEL: "operand" });
-    this.MANY(() => {
-      this.OR([
-        { ALT: () => this.CONSUME(T.Plus, { LABEL: "operator" }) },
-        { ALT: () => this.CONSUME(T.Minus, { LABEL: "operator" }) },
-      ]);
-      this.SUBRULE2(this.multiplicative, { LABEL: "operand" });
-    });
-  });
-
-  multiplicative = this.RULE("multiplicative", () => {
-    this.SUBRULE(this.unary, { LABEL: "operand" });
-    this.MANY(() => {
-      this.OR([
-        { ALT: () => this.CONSUME(T.Star, { LABEL: "operator" }) },
-        { ALT: () => this.CONSUME(T.Slash, { LABEL: "operator" }) },
-      ]);
-      this.SUBRULE2(this.unary, { LABEL: "operand" });
     });
   });
 
@@ -366,6 +328,23 @@ class MmbParser extends CstParser {
     this.CONSUME(T.Else);
     this.SUBRULE3(this.expression, { LABEL: "otherwise" });
   });
+
+  /** A left-associative level `operand (operator operand)*`; its operand rule is defined above. */
+  private binaryLevel(name: string, operand: () => CstNode, operators: TokenType[]) {
+    return this.RULE(name, () => {
+      this.SUBRULE(operand as never, { LABEL: "operand" });
+      this.MANY(() => {
+        this.OR(operators.map((operator) => ({ ALT: () => this.CONSUME(operator, { LABEL: "operator" }) })));
+        this.SUBRULE2(operand as never, { LABEL: "operand" });
+      });
+    });
+  }
+
+  multiplicative = this.binaryLevel("multiplicative", this.unary, [T.Star, T.Slash]);
+  additive = this.binaryLevel("additive", this.multiplicative, [T.Plus, T.Minus]);
+  // comparison, notExpr (above) sit between additive and andExpr.
+  andExpr = this.binaryLevel("andExpr", this.notExpr, [T.And]);
+  orExpr = this.binaryLevel("orExpr", this.andExpr, [T.Or]);
 }
 
 export const mmbParser = new MmbParser();
