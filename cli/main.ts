@@ -153,6 +153,8 @@ async function main(argv: string[]): Promise<number> {
 
 function dumpIr(result: CompileResult): string {
   return [
+    "== ast (phase 1: parse) ==",
+    JSON.stringify(result.program, null, 2),
     "== ir (phase 2: check) ==",
     JSON.stringify(result.ir, null, 2),
     "== step plan (phase 3: schedule) ==",

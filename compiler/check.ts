@@ -1,5 +1,5 @@
 import type { Arg, Decl, Expr, Program, Span, Stmt } from "../grammar/ast.js";
-import { error, nearest, SourceText, type Diagnostic, type Label } from "./diagnostics.js";
+import { error, nearest, SourceText, type Diagnostic } from "./diagnostics.js";
 import type { ActionIR, Component, GroupRef, IndexRef, LearnableIR, ModalityIR, ModelIR, RExpr, RNode, RuleValue, ValueKind } from "./ir.js";
 import * as library from "./library.js";
 import type { ComponentSpec, OptionSpec, OptionValue } from "./library.js";
@@ -93,16 +93,16 @@ class Checker {
     }
 
     this.collectModalities(program.decls);
-    const target = this.checkTarget(single("TargetDecl"), program.span);
+    const target = this.checkTarget(single("TargetDecl"));
     this.checkEncoders(program.decls);
-    this.checkFusion(single("FusionDecl"), program.span, target?.classes);
+    this.checkFusion(single("FusionDecl"), target?.classes);
     this.checkAuxHeads(program.decls, target?.classes);
     this.collectLearnables(program.decls);
     const data = this.checkData(single("DataDecl"));
-    const optimizer = this.checkOptimizer(single("OptimizerDecl"), program.span);
+    const optimizer = this.checkOptimizer(single("OptimizerDecl"));
     const schedule = single("ScheduleDecl") ? this.component(single("ScheduleDecl")!.value, library.schedules, "schedule") : { kind: "constant", options: {}, line: 1 };
     const train = this.checkTrain(single("TrainDecl"));
-    const loss = this.checkLoss(single("LossDecl"), program.span);
+    const loss = this.checkLoss(single("LossDecl"));
     const rule = this.checkBalance(balance);
 
     const modelDecl = single("ModelDecl");
@@ -165,11 +165,10 @@ class Checker {
     return dims;
   }
 
-  private checkTarget(decl: Extract<Decl, { kind: "TargetDecl" }> | undefined, whole: Span): ModelIR["target"] | undefined {
+  private checkTarget(decl: Extract<Decl, { kind: "TargetDecl" }> | undefined): ModelIR["target"] | undefined {
     if (!decl) {
       return this.report(error("MMB004", "the spec declares no target", { start: 0, end: 0 }, { help: "declare what the model predicts, e.g. `target y : class(6)`" }));
     }
-    void whole;
     this.targetName = decl.name.name;
     const help = "use `class(N)` for N classes or `real` for regression";
     const type = decl.type;
@@ -223,8 +222,7 @@ class Checker {
     }
   }
 
-  private checkFusion(decl: Extract<Decl, { kind: "FusionDecl" }> | undefined, whole: Span, classes: number | undefined): void {
-    void whole;
+  private checkFusion(decl: Extract<Decl, { kind: "FusionDecl" }> | undefined, classes: number | undefined): void {
     if (!decl) {
       this.report(error("MMB004", "the spec declares no fusion", { start: 0, end: 0 }, { help: "declare how features meet and the head, e.g. `fusion concat -> linear(6)`" }));
       return;
@@ -282,8 +280,7 @@ class Checker {
     return data;
   }
 
-  private checkOptimizer(decl: Extract<Decl, { kind: "OptimizerDecl" }> | undefined, whole: Span): Component | undefined {
-    void whole;
+  private checkOptimizer(decl: Extract<Decl, { kind: "OptimizerDecl" }> | undefined): Component | undefined {
     if (!decl) {
       return this.report(error("MMB004", "the spec declares no optimizer", { start: 0, end: 0 }, { help: "add e.g. `optimizer sgd(lr: 1e-3, momentum: 0.9)`" }));
     }
@@ -308,8 +305,7 @@ class Checker {
     return settings;
   }
 
-  private checkLoss(decl: Extract<Decl, { kind: "LossDecl" }> | undefined, whole: Span): ModelIR["loss"] | undefined {
-    void whole;
+  private checkLoss(decl: Extract<Decl, { kind: "LossDecl" }> | undefined): ModelIR["loss"] | undefined {
     if (!decl) {
       return this.report(error("MMB004", "the spec declares no loss", { start: 0, end: 0 }, { help: "add e.g. `loss cross_entropy(out, y)`" }));
     }
@@ -958,7 +954,7 @@ class Checker {
   }
 }
 
-/** Overloaded one-argument `mean(grad)`: handled here so the reduction stays two-argument. */
+/** How a value kind reads in a message. */
 export function describeKind(kind: ValueKind): string {
   return {
     scalar: "a number",
@@ -987,4 +983,3 @@ function kindHelp(kind: ValueKind): string {
   }
 }
 
-export type { Label };

@@ -39,6 +39,7 @@ export function analyze(text: string, options: CompileOptions = {}): Analysis {
 }
 
 export interface CompileResult {
+  program?: Program;
   code?: string;
   diagnostics: Diagnostic[];
   ir?: ModelIR;
@@ -49,10 +50,10 @@ export interface CompileResult {
 /** Source text → formatted TypeScript trainer, or diagnostics. */
 export async function compile(text: string, options: CompileOptions = {}): Promise<CompileResult> {
   const analysis = analyze(text, options);
-  if (!analysis.ir || !analysis.plan) return { diagnostics: analysis.diagnostics, source: analysis.source };
+  if (!analysis.ir || !analysis.plan) return { program: analysis.program, diagnostics: analysis.diagnostics, source: analysis.source };
   const raw = generate(analysis.ir, analysis.plan, analysis.source.fileName);
   const code = await format(raw);
-  return { code, diagnostics: analysis.diagnostics, ir: analysis.ir, plan: analysis.plan, source: analysis.source };
+  return { program: analysis.program, code, diagnostics: analysis.diagnostics, ir: analysis.ir, plan: analysis.plan, source: analysis.source };
 }
 
 export function format(code: string): Promise<string> {

@@ -168,5 +168,3 @@ export const trainSettings: Record<string, OptionSpec> = {
   clip: { type: "number", default: 0, doc: "clip the global gradient norm (0: off)" },
   patience: { type: "int", default: 0, doc: "early stopping after this many epochs without improvement (0: off)" },
 };
-
-export const targetKinds = ["class", "real"] as const;

@@ -34,11 +34,12 @@ describe("mmb command line", () => {
     expect(d).toMatchObject({ code: "MMB006", severity: "error", start: { line: 13, column: 10 }, end: { line: 13, column: 15 }, help: "did you mean `tanh`?" });
   });
 
-  it("compile -o writes the trainer; --dump-ir prints the IR and the step plan", () => {
+  it("compile -o writes the trainer; --dump-ir prints the AST, the IR and the step plan", () => {
     const out = join(dir, "trainer.ts");
     expect(mmb("compile", good, "-o", out).status).toBe(0);
     expect(readFileSync(out, "utf8")).toContain("export function trainStep(ctx: StepContext, p: Params): StepResult");
     const dump = mmb("compile", good, "--dump-ir");
+    expect(dump.stdout).toContain("== ast (phase 1: parse) ==");
     expect(dump.stdout).toContain("== ir (phase 2: check) ==");
     expect(dump.stdout).toContain("== step plan (phase 3: schedule) ==");
   });
