@@ -147,7 +147,15 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   }
 
   const names = [...params.keys()];
-  const paramTensors = (): Params => Object.fromEntries(params) as Params;
+  const measure = () => {
+    const current = Object.fromEntries(params) as Params;
+    return {
+      valid: evaluate(spec, current, data.valid),
+      test: evaluate(spec, current, data.test),
+      unimodal: Object.fromEntries(spec.modalities.map((m, i) => [m.name, evaluate(spec, current, data.test, i)])),
+    };
+  };
+  let last: ReturnType<typeof measure> | undefined;
   const epochSeconds: number[] = [];
   for (let epoch = firstEpoch; epoch < epochs; epoch++) {
     const epochStart = Date.now();
@@ -206,9 +214,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       lossSum += Number(entry.loss);
       lines.push(JSON.stringify({ type: "step", epoch, step: r.step, ...entry }));
     }
-    const valid = evaluate(spec, paramTensors(), data.valid);
-    const test = evaluate(spec, paramTensors(), data.test);
-    const unimodal = Object.fromEntries(spec.modalities.map((m, i) => [m.name, evaluate(spec, paramTensors(), data.test, i)]));
+    last = measure();
+    const { valid, test, unimodal } = last;
     const seconds = (Date.now() - epochStart) / 1000;
     epochSeconds.push(seconds);
     const metricName = spec.target.kind === "class" ? "acc" : "mae";
@@ -233,6 +240,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     }
   }
 
+  // The last epoch already measured the final weights; a resume with no epoch left measures here.
+  const final = last ?? measure();
   const summary: Summary = {
     model: spec.name,
     source: spec.source,
@@ -241,10 +250,10 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     epochs,
     params: p,
     metric: spec.target.kind === "class" ? "accuracy" : "mae",
-    test: evaluate(spec, paramTensors(), data.test),
-    valid: evaluate(spec, paramTensors(), data.valid),
+    test: final.test,
+    valid: final.valid,
     bestEpoch: best.epoch,
-    unimodal: Object.fromEntries(spec.modalities.map((m, i) => [m.name, evaluate(spec, paramTensors(), data.test, i)])),
+    unimodal: final.unimodal,
     unimodalMethod: spec.auxHead ? "auxiliary head of each modality" : "fused head with the other modalities' features set to zero",
     wallSeconds: (Date.now() - started) / 1000,
     secondsPerEpoch: epochSeconds.length ? epochSeconds.reduce((a, b) => a + b, 0) / epochSeconds.length : 0,
