@@ -1,6 +1,6 @@
 import type { Arg, Decl, Expr, Program, Span, Stmt } from "../grammar/ast.js";
 import { error, nearest, SourceText, type Diagnostic } from "./diagnostics.js";
-import type { ActionIR, Component, GroupRef, IndexRef, LearnableIR, ModalityIR, ModelIR, RExpr, RNode, RuleValue, ValueKind } from "./ir.js";
+import type { ActionIR, Component, FExpr, FusionIR, GroupRef, IndexRef, LearnableIR, ModalityIR, ModelIR, RExpr, RNode, RuleValue, ValueKind } from "./ir.js";
 import * as library from "./library.js";
 import type { ComponentSpec, OptionSpec, OptionValue } from "./library.js";
 
@@ -20,9 +20,13 @@ const metricFns = ["acc", "prob", "loss", "mae", "cross_entropy", "l1", "mse"] a
 const gradStats = ["norm", "norm1", "std"] as const;
 const builtinFunctions = [
   ...unaryMath, ...modalityReductions, ...metricFns, ...gradStats,
-  "grad", "cos", "prev", "delta", "ema", "detach", "normal", "other", "lr",
+  "grad", "cos", "dot", "prev", "delta", "ema", "detach", "normal", "other", "lr", "concat",
 ];
-const reservedValues = ["step", "epoch", "out", "z", "contrib", "head", "batch"];
+const reservedValues = ["step", "epoch", "out", "z", "contrib", "head", "batch", "alone", "without"];
+/** Per-modality head outputs a rule can score, by spec name. */
+const perModalityOutputs = ["contrib", "head", "alone", "without"];
+/** Elementwise functions a fusion expression may apply to features. */
+const fusionFunctions = ["sigmoid", "tanh", "relu", "exp", "abs"];
 
 interface Env {
   /** Index variables in scope (`m` in `x[m] = ...`, `k` in `sum(k, ...)`). */
@@ -39,6 +43,7 @@ interface Definition {
   perModality: boolean;
   stmt: Extract<Stmt, { kind: "Define" }>;
   checked?: RExpr | undefined;
+  state?: "checking" | "done";
   reads: Map<string, Span>;
 }
 
@@ -52,9 +57,12 @@ class Checker {
   private learnables = new Map<string, LearnableIR & { span: Span }>();
   private encoders: Component[] = [];
   private fusion?: Component;
+  private fuse?: FusionIR;
   private head?: Component;
   private auxHead?: Component;
   private historyCount = 0;
+  /** Groups with their own `minimize` objective, for MMB022. */
+  private minimized = new Map<string, Span>();
 
   constructor(private readonly source: SourceText) {}
 
@@ -95,9 +103,9 @@ class Checker {
     this.collectModalities(program.decls);
     const target = this.checkTarget(single("TargetDecl"));
     this.checkEncoders(program.decls);
+    this.collectLearnables(program.decls);
     this.checkFusion(single("FusionDecl"), target?.classes);
     this.checkAuxHeads(program.decls, target?.classes);
-    this.collectLearnables(program.decls);
     const data = this.checkData(single("DataDecl"));
     const optimizer = this.checkOptimizer(single("OptimizerDecl"));
     const schedule = single("ScheduleDecl") ? this.component(single("ScheduleDecl")!.value, library.schedules, "schedule") : { kind: "constant", options: {}, line: 1 };
@@ -114,6 +122,7 @@ class Checker {
       target,
       encoders: this.encoders,
       fusion: this.fusion,
+      ...(this.fuse ? { fuse: this.fuse } : {}),
       head: this.head,
       ...(this.auxHead ? { auxHead: this.auxHead } : {}),
       learnables: [...this.learnables.values()].map(({ span: _span, ...l }) => l),
@@ -227,19 +236,163 @@ class Checker {
       this.report(error("MMB004", "the spec declares no fusion", { start: 0, end: 0 }, { help: "declare how features meet and the head, e.g. `fusion concat -> linear(6)`" }));
       return;
     }
-    this.fusion = this.component(decl.value, library.fusions, "fusion");
-    this.head = this.component(decl.head, library.heads, "head");
-    if (this.fusion?.kind === "film" && !this.modalitySpans.has(String(this.fusion.options.by ?? ""))) {
-      this.report(error("MMB012", "`film` needs the conditioning modality: `film(by: <modality>)`", decl.value.span, { help: `e.g. \`film(by: ${this.modalities[0]?.name ?? "audio"})\`` }));
-    }
-    if (["sum", "gated"].includes(this.fusion?.kind ?? "")) {
-      const sizes = new Set(this.encoders.map((e) => e.options.out));
-      if (sizes.size > 1) {
-        this.report(error("MMB024", `\`${this.fusion!.kind}\` fusion needs every encoder to have the same \`out\`, found ${[...sizes].join(", ")}`, decl.value.span, { help: "give every encoder the same `out:` option" }));
+    const value = decl.value;
+    const builtin = (value.kind === "Name" || (value.kind === "Call" && value.callee.kind === "Name" && !this.isModalityReduction(value))) && !this.isFusionTerm(value);
+    if (builtin) {
+      this.fusion = this.component(value, library.fusions, "fusion");
+      if (this.fusion) this.checkFusionPart(this.fusion, value.span);
+    } else {
+      const parts: Component[] = [];
+      const fused = this.fusionExpr(value, new Set(), parts);
+      const width = fused && this.fusionWidth(fused, new Map(), parts, value.span);
+      if (fused && typeof width === "number") {
+        this.fusion = { kind: "expression", options: { width }, line: this.line(decl.span) };
+        this.fuse = { value: fused, parts, width, line: this.line(decl.span), text: this.text(decl.span) };
+      } else if (width === "scalar") {
+        this.report(error("MMB008", "a fusion must produce features, but this is one number", value.span, { help: "combine the features, e.g. `concat(j, w[j] * z[j])`" }));
       }
     }
+    this.head = this.component(decl.head, library.heads, "head");
     if (this.head && classes !== undefined && this.head.options.out !== classes) {
       this.report(error("MMB012", `the head has ${this.head.options.out} outputs but the target has ${classes}`, decl.head.span, { help: `use \`linear(${classes})\`` }));
+    }
+  }
+
+  private checkFusionPart(part: Component, span: Span): void {
+    if (part.kind === "film" && !this.modalitySpans.has(String(part.options.by ?? ""))) {
+      this.report(error("MMB012", "`film` needs the conditioning modality: `film(by: <modality>)`", span, { help: `e.g. \`film(by: ${this.modalities[0]?.name ?? "audio"})\`` }));
+    }
+    if (["sum", "gated", "film"].includes(part.kind)) {
+      const sizes = new Set(this.encoders.map((e) => e.options.out));
+      if (sizes.size > 1) {
+        this.report(error("MMB024", `\`${part.kind}\` fusion needs every encoder to have the same \`out\`, found ${[...sizes].join(", ")}`, span, { help: "give every encoder the same `out:` option" }));
+      }
+    }
+  }
+
+  /** `sum(j, ...)`-style calls, which make a fusion an expression rather than a component. */
+  private isModalityReduction(e: Extract<Expr, { kind: "Call" }>): boolean {
+    return e.args.length === 2 && e.args.every((a) => !a.name) && e.args[0]!.value.kind === "Name";
+  }
+
+  /** A name or call that is a term of a fusion expression rather than a built-in fusion. */
+  private isFusionTerm(e: Expr): boolean {
+    const name = e.kind === "Name" ? e.name : e.kind === "Call" && e.callee.kind === "Name" ? e.callee.name : "";
+    return !library.fusions[name] && (fusionFunctions.includes(name) || this.learnables.has(name) || name === "z");
+  }
+
+  private fusionExpr(e: Expr, bound: Set<string>, parts: Component[]): FExpr | undefined {
+    const help = "a fusion combines `z[m]`, built-in fusions, learnables and numbers with + - * /, `concat(j, ...)`, `sum(j, ...)`, `mean(j, ...)`";
+    const env: Env = { bound };
+    switch (e.kind) {
+      case "Missing":
+        return undefined;
+      case "Number":
+        return { op: "number", value: e.value };
+      case "Name": {
+        if (library.fusions[e.name]) {
+          const part = this.component(e, library.fusions, "fusion");
+          if (!part) return undefined;
+          this.checkFusionPart(part, e.span);
+          parts.push(part);
+          return { op: "part", index: parts.length - 1 };
+        }
+        const learnable = this.learnables.get(e.name);
+        if (learnable && !learnable.perModality) return { op: "learnable", name: e.name };
+        if (learnable || e.name === "z") return this.report(error("MMB009", `\`${e.name}\` has one value per modality: say which`, e.span, { help: `write \`${e.name}[m]\` inside \`concat(m, ...)\`` }));
+        return this.unknownName(e.name, e.span, [...this.learnables.keys(), "z", ...Object.keys(library.fusions)], "name");
+      }
+      case "Index": {
+        if (e.base.kind !== "Name" || e.indices.length !== 1) return this.report(error("MMB008", "not a fusion term", e.span, { help }));
+        const name = e.base.name;
+        const learnable = this.learnables.get(name);
+        if (name !== "z" && !learnable?.perModality) {
+          if (learnable) return this.report(error("MMB008", `\`${name}\` is one value, not one per modality`, e.span, { help: `drop the index: \`${name}\`` }));
+          return this.unknownName(name, e.base.span, ["z", ...[...this.learnables.values()].filter((l) => l.perModality).map((l) => l.name)], "per-modality name");
+        }
+        const index = this.index(e.indices[0]!, env);
+        if (!index) return undefined;
+        return name === "z" ? { op: "features", modality: index } : { op: "learnable", name, index };
+      }
+      case "Unary": {
+        if (e.op !== "-") return this.report(error("MMB008", "`not` has no meaning for features", e.span, { help }));
+        const arg = this.fusionExpr(e.operand, bound, parts);
+        return arg && { op: "unary", fn: "neg", arg };
+      }
+      case "Binary": {
+        if (!["+", "-", "*", "/"].includes(e.op)) return this.report(error("MMB008", `\`${e.op}\` cannot combine features`, e.span, { help }));
+        const left = this.fusionExpr(e.left, bound, parts);
+        const right = this.fusionExpr(e.right, bound, parts);
+        return left && right && { op: "binary", fn: e.op as "+", left, right };
+      }
+      case "Call": {
+        if (e.callee.kind !== "Name") return this.report(error("MMB008", "not a fusion term", e.span, { help }));
+        const fn = e.callee.name;
+        if (["concat", "sum", "mean"].includes(fn) && this.isModalityReduction(e)) {
+          const variable = (e.args[0]!.value as { name: string }).name;
+          if (bound.has(variable) || this.modalitySpans.has(variable)) {
+            return this.report(error("MMB007", `\`${variable}\` is already a modality here`, e.args[0]!.span, { help: `write \`${fn}(k, ...)\` with a fresh index name` }));
+          }
+          const body = this.fusionExpr(e.args[1]!.value, new Set([...bound, variable]), parts);
+          return body && { op: "reduce", fn: fn as "concat", variable, body };
+        }
+        if (library.fusions[fn]) {
+          const part = this.component(e, library.fusions, "fusion");
+          if (!part) return undefined;
+          this.checkFusionPart(part, e.span);
+          parts.push(part);
+          return { op: "part", index: parts.length - 1 };
+        }
+        if (fusionFunctions.includes(fn)) {
+          if (e.args.length !== 1 || e.args[0]!.name) return this.report(error("MMB007", `\`${fn}\` takes 1 argument: \`${fn}(x)\``, e.span, { help: `write \`${fn}(x)\`` }));
+          const arg = this.fusionExpr(e.args[0]!.value, bound, parts);
+          return arg && { op: "unary", fn, arg };
+        }
+        const guess = nearest(fn, [...fusionFunctions, "concat", "sum", "mean", ...Object.keys(library.fusions)]);
+        return this.report(error("MMB006", `\`${fn}\` cannot be used in a fusion`, e.callee.span, { help: guess ? `did you mean \`${guess}\`? (${help})` : help }));
+      }
+      default:
+        return this.report(error("MMB008", "not a fusion term", e.span, { help }));
+    }
+  }
+
+  /** Width of a fusion term's features for one binding of its modality indices; "scalar" for numbers. */
+  private fusionWidth(e: FExpr, binding: Map<string, number>, parts: Component[], span: Span): number | "scalar" | undefined {
+    const outs = this.encoders.map((c) => Number(c.options.out));
+    const resolve = (ref: IndexRef): number => (ref.kind === "fixed" ? ref.modality : ref.kind === "var" ? binding.get(ref.name)! : 1 - resolve(ref.of));
+    const mismatch = (what: string, widths: number[]) =>
+      this.report(error("MMB024", `${what} needs features of equal width, found ${widths.join(" and ")}`, span, { help: "give the encoders the same `out:`, or `concat` the features instead" }));
+    switch (e.op) {
+      case "features":
+        return outs[resolve(e.modality)];
+      case "part":
+        return ["concat", "attention"].includes(parts[e.index]!.kind) ? outs.reduce((a, b) => a + b, 0) : outs[0];
+      case "number":
+      case "learnable":
+        return "scalar";
+      case "unary":
+        return this.fusionWidth(e.arg, binding, parts, span);
+      case "binary": {
+        const left = this.fusionWidth(e.left, binding, parts, span);
+        const right = this.fusionWidth(e.right, binding, parts, span);
+        if (left === undefined || right === undefined) return undefined;
+        if (left === "scalar") return right;
+        if (right === "scalar" || left === right) return left;
+        return mismatch(`\`${e.fn}\``, [left, right]);
+      }
+      case "reduce": {
+        const widths: number[] = [];
+        for (let m = 0; m < this.modalities.length; m++) {
+          const width = this.fusionWidth(e.body, new Map([...binding, [e.variable, m]]), parts, span);
+          if (width === undefined) return undefined;
+          if (width === "scalar") {
+            return this.report(error("MMB008", `\`${e.fn}(${e.variable}, ...)\` in a fusion needs features, e.g. \`z[${e.variable}]\``, span, { help: "multiply the number by the features: `w[j] * z[j]`" }));
+          }
+          widths.push(width);
+        }
+        if (e.fn === "concat") return widths.reduce((a, b) => a + b, 0);
+        return new Set(widths).size === 1 ? widths[0] : mismatch(`\`${e.fn}\``, widths);
+      }
     }
   }
 
@@ -414,15 +567,7 @@ class Checker {
 
   private checkBalance(stmts: Stmt[]): ModelIR["rule"] {
     this.collectRuleNames(stmts);
-    for (const definition of this.definitions.values()) {
-      const env: Env = { bound: new Set(definition.stmt.target.index ? [definition.stmt.target.index.name] : []), reads: definition.reads };
-      const value = this.expr(definition.stmt.value, env);
-      if (value && ["logits", "features", "grad", "label"].includes(value.kind)) {
-        this.report(error("MMB008", `\`${definition.name}\` must be a number per step or per sample, not ${describeKind(value.kind)}`, definition.stmt.value.span, {
-          help: "reduce it first, e.g. `norm(grad(...))`, `acc(out, y)` or `sum(batch, ...)`",
-        }));
-      } else definition.checked = value;
-    }
+    for (const definition of this.definitions.values()) this.checkDefinition(definition);
     this.checkCycles();
     const actions: ActionIR[] = [];
     this.checkActions(stmts, [], actions);
@@ -432,6 +577,20 @@ class Checker {
       if (d.checked) values.push({ name: d.name, ...(index ? { index } : {}), value: d.checked, line: this.line(d.stmt.span), text: this.text(d.stmt.span) });
     }
     return { params: [...this.params].map(([name, p]) => ({ name, value: p.value, line: this.line(p.span) })), values, actions };
+  }
+
+  /** Checks a definition once, on first use, so that its kind is known wherever it is read. */
+  private checkDefinition(definition: Definition): void {
+    if (definition.state) return;
+    definition.state = "checking";
+    const env: Env = { bound: new Set(definition.stmt.target.index ? [definition.stmt.target.index.name] : []), reads: definition.reads };
+    const value = this.expr(definition.stmt.value, env);
+    if (value && ["features", "label"].includes(value.kind)) {
+      this.report(error("MMB008", `\`${definition.name}\` must be a number, a head's outputs or a gradient, not ${describeKind(value.kind)}`, definition.stmt.value.span, {
+        help: "reduce it first, e.g. `norm(grad(...))`, `acc(out, y)` or `sum(batch, ...)`",
+      }));
+    } else definition.checked = value;
+    definition.state = "done";
   }
 
   private collectRuleNames(stmts: Stmt[]): void {
@@ -539,19 +698,83 @@ class Checker {
           const value = this.expr(stmt.value, env);
           const group = this.group(stmt.group, env);
           const optimizer = this.component(stmt.optimizer, library.optimizers, "optimizer");
-          if (group && group.kind !== "learnable") {
-            this.report(error("MMB022", "`minimize ... wrt` takes a learnable declared with `learnable`", stmt.group.span, { help: "declare e.g. `learnable w[m] = 1` and write `wrt w`" }));
+          if (!value || !group || !optimizer || !this.expectScalar(value, stmt.value.span, "a minimised objective")) break;
+          const key = JSON.stringify(group);
+          const earlier = this.minimized.get(key);
+          if (earlier) {
+            this.report(error("MMB022", `\`${this.text(stmt.group.span)}\` is already minimised by another objective`, stmt.group.span, {
+              related: [{ span: earlier, message: "first minimised here" }],
+              help: "a group has one objective: add the two objectives into one `minimize`",
+            }));
             break;
           }
-          if (value && group && optimizer && this.expectScalar(value, stmt.value.span, "a minimised objective")) {
-            out.push({ kind: "minimize", value, group, optimizer, when, loop: [...loops], line, text });
+          this.minimized.set(key, stmt.group.span);
+          out.push({ kind: "minimize", value, group, optimizer, when, loop: [...loops], line, text });
+          break;
+        }
+        case "Replace": {
+          const target = this.actionTarget(stmt.target, env, ["grad"]);
+          const value = this.expr(stmt.value, env);
+          if (!target || !value) break;
+          if (value.kind !== "grad") {
+            this.report(error("MMB008", `a gradient can only be replaced by a gradient, found ${describeKind(value.kind)}`, stmt.value.span, { help: "combine gradients of the same group, e.g. `0.5 * (grad(G, L1) + grad(G, L2))`; to rescale, use `scale`" }));
+            break;
           }
+          const foreign = this.gradientGroups(value, new Map()).find((g) => JSON.stringify(g) !== JSON.stringify(target.group));
+          if (foreign) {
+            this.report(error("MMB016", "a replacement must be built from gradients of the group it replaces", stmt.value.span, {
+              help: `use \`grad(${this.text((stmt.target as Extract<Expr, { kind: "Call" }>).args[0]!.value.span)}, ...)\` on the right`,
+            }));
+            break;
+          }
+          out.push({ kind: "replace", group: target.group, value, when, loop: [...loops], line, text });
+          break;
+        }
+        case "Drop": {
+          const target = stmt.target;
+          if (target.kind !== "Index" || target.base.kind !== "Name" || target.base.name !== "z" || target.indices.length !== 1) {
+            if (target.kind !== "Missing") this.report(error("MMB018", "`drop` applies to a modality's features `z[m]`", target.span, { help: "e.g. `drop z[m] with 0.3`" }));
+            break;
+          }
+          const modality = this.index(target.indices[0]!, env);
+          const probability = this.expr(stmt.probability, env);
+          if (!modality || !probability || !this.expectScalar(probability, stmt.probability.span, "a drop probability")) break;
+          const early = [probability, ...when].find((v) => !v.host);
+          if (early) {
+            this.report(error("MMB027", "a drop decides the forward pass, so its probability and conditions must be known before it", early === probability ? stmt.probability.span : stmt.span, {
+              help: "use numbers, `param`s, `step` and `epoch` here, not values computed from this step's outputs",
+            }));
+            break;
+          }
+          out.push({ kind: "drop", modality, probability, when, loop: [...loops], line, text });
           break;
         }
         case "Param":
         case "Define":
           break;
       }
+    }
+  }
+
+  /** The groups of the `grad(...)` an expression is built from, through definitions it reads. */
+  private gradientGroups(e: RExpr, renamed: Map<string, IndexRef>): GroupRef[] {
+    const rename = (ref: IndexRef): IndexRef => (ref.kind === "var" ? (renamed.get(ref.name) ?? ref) : ref.kind === "other" ? { kind: "other", of: rename(ref.of) } : ref);
+    switch (e.op) {
+      case "grad":
+        return ["modality" in e.group && e.group.modality ? ({ ...e.group, modality: rename(e.group.modality) } as GroupRef) : e.group];
+      case "binary":
+        return [...this.gradientGroups(e.left, renamed), ...this.gradientGroups(e.right, renamed)];
+      case "unary":
+        return this.gradientGroups(e.arg, renamed);
+      case "value": {
+        const definition = this.definitions.get(e.name);
+        const index = definition?.stmt.target.index?.name;
+        const inner = new Map(renamed);
+        if (index && e.index) inner.set(index, rename(e.index));
+        return definition?.checked ? this.gradientGroups(definition.checked, inner) : [];
+      }
+      default:
+        return [];
     }
   }
 
@@ -606,7 +829,7 @@ class Checker {
       case "Unary": {
         const operand = this.expr(e.operand, env);
         if (!operand) return undefined;
-        const allowed: ValueKind[] = e.op === "not" ? ["bool", "batchBool"] : ["scalar", "batch"];
+        const allowed: ValueKind[] = e.op === "not" ? ["bool", "batchBool"] : ["scalar", "batch", "logits", "grad"];
         if (!this.expectKind(operand, allowed, e.operand.span, `\`${e.op}\``)) return undefined;
         return this.make({ op: "unary", fn: e.op === "not" ? "not" : "neg", arg: operand }, operand.kind, [operand]);
       }
@@ -656,7 +879,7 @@ class Checker {
     if (env.bound.has(name) || env.loops?.has(name)) {
       return this.report(error("MMB008", `\`${name}\` is a modality index, not a number`, span, { help: `use it inside brackets, e.g. \`x[${name}]\`` }));
     }
-    if (["z", "contrib", "head"].includes(name)) {
+    if (name === "z" || perModalityOutputs.includes(name)) {
       return this.report(error("MMB009", `\`${name}\` has one value per modality: say which`, span, { help: `write \`${name}[m]\`` }));
     }
     if (name === "encoder" || name === "fusion") {
@@ -667,6 +890,7 @@ class Checker {
   }
 
   private valueRef(definition: Definition, index: IndexRef | undefined, env: Env): RExpr {
+    this.checkDefinition(definition);
     const value = definition.checked;
     const kind: ValueKind = value?.kind ?? "scalar";
     const host = value?.host ?? false;
@@ -679,7 +903,7 @@ class Checker {
     if (e.indices.length !== 1) return this.report(error("MMB007", `\`${name}\` takes one modality index`, e.span, { help: `write \`${name}[m]\`` }));
     const definition = this.definitions.get(name);
     const learnable = this.learnables.get(name);
-    const perModality = definition?.perModality ?? learnable?.perModality ?? ["z", "contrib", "head"].includes(name);
+    const perModality = definition?.perModality ?? learnable?.perModality ?? (name === "z" || perModalityOutputs.includes(name));
     if (!perModality) {
       if (definition || learnable || this.params.has(name)) {
         return this.report(error("MMB008", `\`${name}\` is one value, not one per modality`, e.span, { help: `drop the index: \`${name}\`` }));
@@ -699,6 +923,7 @@ class Checker {
       if (!this.auxHead) return this.report(error("MMB025", "`head[m]` needs auxiliary heads", e.span, { help: "declare them: `head[m] = linear(<classes>)`" }));
       return this.make({ op: "output", which: "aux", modality: index }, "logits", [], { host: false });
     }
+    if (name === "alone" || name === "without") return this.make({ op: "output", which: name, modality: index }, "logits", [], { host: false });
     if (!["concat", "sum"].includes(this.fusion?.kind ?? "") || this.head?.kind !== "linear") {
       return this.report(error("MMB015", "`contrib[m]` needs a head that is linear in the features", e.span, {
         help: "use `fusion concat -> linear(N)` or `fusion sum -> linear(N)`, or score a modality with an auxiliary head `head[m]`",
@@ -747,10 +972,25 @@ class Checker {
       if (!this.expectKind(left, logical, e.left.span, `\`${e.op}\``) || !this.expectKind(right, logical, e.right.span, `\`${e.op}\``)) return undefined;
       return this.make({ op: "binary", fn: e.op, left, right }, perSample ? "batchBool" : "bool", [left, right]);
     }
+    const vector = this.vectorArithmetic(e.op, left, right);
+    if (vector) return this.make({ op: "binary", fn: e.op, left, right }, vector, [left, right]);
     if (!this.expectKind(left, numeric, e.left.span, `\`${e.op}\``) || !this.expectKind(right, numeric, e.right.span, `\`${e.op}\``)) return undefined;
     const comparison = ["<", "<=", ">", ">=", "==", "!="].includes(e.op);
     const kind: ValueKind = comparison ? (perSample ? "batchBool" : "bool") : perSample ? "batch" : "scalar";
     return this.make({ op: "binary", fn: e.op, left, right }, kind, [left, right]);
+  }
+
+  /**
+   * Head outputs and gradients combine like vectors: added to or subtracted from their own kind,
+   * scaled by a number. Returns the result's kind, or undefined when the operands are not vectors.
+   */
+  private vectorArithmetic(op: string, left: RExpr, right: RExpr): ValueKind | undefined {
+    const vectors: ValueKind[] = ["logits", "grad"];
+    if ((op === "+" || op === "-") && vectors.includes(left.kind) && left.kind === right.kind) return left.kind;
+    if (op === "*" && vectors.includes(left.kind) && right.kind === "scalar") return left.kind;
+    if (op === "*" && vectors.includes(right.kind) && left.kind === "scalar") return right.kind;
+    if (op === "/" && vectors.includes(left.kind) && right.kind === "scalar") return left.kind;
+    return undefined;
   }
 
   private group(e: Expr, env: Env): GroupRef | undefined {
@@ -758,8 +998,9 @@ class Checker {
     if (e.kind === "Name") {
       if (e.name === "head") return { kind: "head" };
       if (e.name === "fusion") {
-        if (!["gated", "film"].includes(this.fusion?.kind ?? "")) {
-          return this.report(error("MMB025", `\`${this.fusion?.kind}\` fusion has no parameters`, e.span, { help: "only `gated` and `film` fusion learn parameters" }));
+        const kinds = this.fuse ? this.fuse.parts.map((p) => p.kind) : [this.fusion?.kind ?? ""];
+        if (!kinds.some((k) => ["gated", "film", "attention"].includes(k))) {
+          return this.report(error("MMB025", `\`${this.text(e.span)}\` has no parameters: this fusion learns none`, e.span, { help: "only `gated`, `film` and `attention` fusion learn parameters" }));
         }
         return { kind: "fusion" };
       }
@@ -796,8 +1037,9 @@ class Checker {
     const modality = (ref: IndexRef): number | undefined => (ref.kind === "fixed" ? ref.modality : undefined);
     const classes = Number(this.head?.options.out ?? 0);
     const fusedWidth = (): number | undefined => {
+      if (this.fuse) return this.fuse.width;
       const outs = this.encoders.map((e) => Number(e.options.out));
-      if (this.fusion?.kind === "concat") return outs.reduce((a, b) => a + b, 0);
+      if (["concat", "attention"].includes(this.fusion?.kind ?? "")) return outs.reduce((a, b) => a + b, 0);
       return outs[0];
     };
     switch (group.kind) {
@@ -841,9 +1083,12 @@ class Checker {
     }
     if (modalityReductions.includes(fn)) return this.reduction(e, fn as "sum" | "mean" | "max" | "min", env);
     if (fn === "grad") {
-      if (!arity(1, "grad(encoder[m])")) return undefined;
+      if (args.length !== 2 && !arity(1, "grad(encoder[m])")) return undefined;
+      if (args.some((a) => a.name)) return this.report(error("MMB007", "`grad` takes a group and optionally a loss: `grad(G)` or `grad(G, L)`", e.span, { help: "e.g. `grad(encoder[m], cross_entropy(contrib[m], y))`" }));
       const group = this.group(args[0]!.value, env);
-      return group && this.make({ op: "grad", group }, "grad", [], { host: false, secondOrder: true });
+      const loss = args[1] ? this.expr(args[1].value, env) : undefined;
+      if (args[1] && (!loss || !this.expectScalar(loss, args[1].span, "the loss of `grad(G, L)`"))) return undefined;
+      return group && this.make({ op: "grad", group, ...(loss ? { loss } : {}) }, "grad", [], { host: false, secondOrder: true });
     }
     if ((gradStats as readonly string[]).includes(fn)) {
       if (!arity(1, `${fn}(grad(encoder[m]))`)) return undefined;
@@ -852,26 +1097,26 @@ class Checker {
       if (arg.kind !== "grad") return this.report(error("MMB008", `\`${fn}\` takes a gradient, found ${describeKind(arg.kind)}`, args[0]!.span, { help: `e.g. \`${fn}(grad(encoder[m]))\`` }));
       return this.make({ op: "gradStat", stat: fn as "norm", arg }, "scalar", [arg]);
     }
-    if (fn === "cos") {
-      if (!arity(2, "cos(grad(A), grad(B))")) return undefined;
+    if (fn === "cos" || fn === "dot") {
+      if (!arity(2, `${fn}(grad(A), grad(B))`)) return undefined;
       const a = this.expr(args[0]!.value, env);
       const b = this.expr(args[1]!.value, env);
       if (!a || !b) return undefined;
       for (const [value, arg] of [[a, args[0]!], [b, args[1]!]] as const) {
-        if (value.kind !== "grad") return this.report(error("MMB008", `\`cos\` takes gradients, found ${describeKind(value.kind)}`, arg.span, { help: "e.g. `cos(grad(head), grad(head[m]))`" }));
+        if (value.kind !== "grad") return this.report(error("MMB008", `\`${fn}\` takes gradients, found ${describeKind(value.kind)}`, arg.span, { help: `e.g. \`${fn}(grad(head), grad(head[m]))\`` }));
       }
       if (a.op === "grad" && b.op === "grad") {
         const shapeA = this.groupShape(a.group);
         const shapeB = this.groupShape(b.group);
         if (shapeA !== undefined && shapeB !== undefined && shapeA !== shapeB) {
-          this.report(error("MMB016", "`cos` needs two gradients of the same shape", e.span, {
+          this.report(error("MMB016", `\`${fn}\` needs two gradients of the same shape`, e.span, {
             related: [{ span: args[0]!.span, message: `shape ${shapeA}` }, { span: args[1]!.span, message: `shape ${shapeB}` }],
             help: "compare groups of equal shape, e.g. with `fusion sum` the fused head and the auxiliary heads match",
           }));
           return undefined;
         }
       }
-      return this.make({ op: "gradCos", a, b }, "scalar", [a, b]);
+      return this.make(fn === "cos" ? { op: "gradCos", a, b } : { op: "gradDot", a, b }, "scalar", [a, b]);
     }
     if ((metricFns as readonly string[]).includes(fn)) {
       if (!arity(2, `${fn}(out, ${this.targetName || "y"})`)) return undefined;
@@ -910,9 +1155,21 @@ class Checker {
     return this.report(error("MMB006", `unknown function \`${fn}\``, e.callee.span, { label: "not a built-in function", help: guess ? `did you mean \`${guess}\`?` : "see the function list in README.md" }));
   }
 
+  /** The mean over a gradient's elements: `mean(grad(G))`, `mean(abs(grad(G)))`. */
+  private gradMean(value: RExpr): RExpr {
+    const absolute = value.op === "unary" && value.fn === "abs";
+    return this.make({ op: "gradStat", stat: absolute ? "meanAbs" : "mean", arg: absolute ? value.arg : value }, "scalar", [value]);
+  }
+
   /** `sum(k, e)`, `sum(k != m, e)`, `sum(batch, e)`; with two plain values, `max(a, b)` is elementwise. */
   private reduction(e: Extract<Expr, { kind: "Call" }>, fn: "sum" | "mean" | "max" | "min", env: Env): RExpr | undefined {
     const usage = `${fn}(k, x[k])\`, \`${fn}(k != m, x[k])\` or \`${fn}(batch, x)`;
+    if (fn === "mean" && e.args.length === 1 && !e.args[0]!.name) {
+      const value = this.expr(e.args[0]!.value, env);
+      if (value?.kind === "grad") return this.gradMean(value);
+      if (value) this.report(error("MMB007", "`mean` of one argument takes a gradient", e.span, { help: `write \`${usage}\`` }));
+      return undefined;
+    }
     if (e.args.length !== 2 || e.args.some((a) => a.name)) {
       return this.report(error("MMB007", `\`${fn}\` takes a range and a value`, e.span, { help: `write \`${usage}\`` }));
     }
@@ -921,7 +1178,7 @@ class Checker {
       if (fn === "max" || fn === "min") return this.report(error("MMB007", `\`${fn}\` over the batch is not supported`, binder.span, { help: "use `sum(batch, ...)` or `mean(batch, ...)`" }));
       const value = this.expr(body, env);
       if (!value) return undefined;
-      if (value.kind === "grad") return this.make({ op: "gradStat", stat: value.op === "unary" && value.fn === "abs" ? "meanAbs" : "mean", arg: value.op === "unary" && value.fn === "abs" ? value.arg : value }, "scalar", [value]);
+      if (value.kind === "grad") return this.gradMean(value);
       if (!this.expectKind(value, ["batch", "batchBool"], body.span, `\`${fn}(batch, ...)\``)) return undefined;
       return this.make({ op: "reduceBatch", fn, body: value }, "scalar", [value]);
     }

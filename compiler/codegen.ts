@@ -1,7 +1,7 @@
 import { Project, VariableDeclarationKind, type CodeBlockWriter, type WriterFunction } from "ts-morph";
-import type { ActionIR, GroupRef, IndexRef, ModelIR, RExpr, RuleValue } from "./ir.js";
+import type { ActionIR, FExpr, GroupRef, IndexRef, ModelIR, RExpr, RuleValue } from "./ir.js";
 import type { StepPlan } from "./schedule.js";
-import { reads } from "./schedule.js";
+import { children, reads } from "./schedule.js";
 
 export const generatorVersion = "0.1.0";
 
@@ -13,7 +13,8 @@ const taken = new Set([
   "and", "or", "not", "abs", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "sign", "square", "minimum", "maximum",
   "detach", "choose", "sumBatch", "meanBatch", "sumOf", "meanOf", "maxOf", "minOf", "absGradient", "gradNorm",
   "gradNorm1", "gradMean", "gradMeanAbs", "gradStd", "gradCos", "accuracy", "trueClassProb", "crossEntropy",
-  "meanAbsoluteError", "meanSquaredError",
+  "meanAbsoluteError", "meanSquaredError", "gradDot", "addGradients", "subGradients", "scaleGradient", "concatOf",
+  "fuse", "inputs", "FusionInputs",
 ]);
 const reservedWords = new Set(
   ("break case catch class const continue debugger default delete do else enum export extends false finally for function if " +
@@ -40,6 +41,8 @@ interface Env {
   bound: string[];
   model: ModelIR;
   used: Set<string>;
+  /** What ranges over modalities: the step context, or the forward pass inside `taskLoss`. */
+  scope: "ctx" | "f";
 }
 
 function indexCode(ref: IndexRef, env: Env): string {
@@ -49,7 +52,7 @@ function indexCode(ref: IndexRef, env: Env): string {
     case "fixed":
       return `${ref.modality} /* ${env.model.modalities[ref.modality]!.name} */`;
     case "other":
-      return `ctx.other(${indexCode(ref.of, env)})`;
+      return `${env.scope}.other(${indexCode(ref.of, env)})`;
   }
 }
 
@@ -80,10 +83,7 @@ function historyKey(env: Env): string {
 
 /** The TypeScript for a rule expression. Host values (step, epoch, params, literals) stay plain numbers. */
 export function expression(e: RExpr, env: Env): string {
-  const call = (fn: string, ...args: string[]) => {
-    env.used.add(fn);
-    return `${fn}(${args.join(", ")})`;
-  };
+  const call = (fn: string, ...args: string[]) => emitCall(env, fn, ...args);
   const sub = (x: RExpr) => expression(x, env);
   switch (e.op) {
     case "number":
@@ -97,11 +97,17 @@ export function expression(e: RExpr, env: Env): string {
     case "learnable":
       return `f.param(${groupCode({ kind: "learnable", name: e.name, ...(e.index ? { modality: e.index } : {}) }, env)})`;
     case "unary":
+      if (e.fn === "neg" && e.kind === "grad") return call("scaleGradient", sub(e.arg), "-1");
       if (e.fn === "neg") return e.host ? `-(${sub(e.arg)})` : call("neg", sub(e.arg));
       if (e.fn === "not") return e.host ? `!(${sub(e.arg)})` : call("not", sub(e.arg));
       if (e.kind === "grad") return call("absGradient", sub(e.arg));
       return e.host ? `Math.${e.fn === "relu" ? "max(0, " + sub(e.arg) + ")" : `${e.fn}(${sub(e.arg)})`}` : call(e.fn, sub(e.arg));
     case "binary":
+      if (e.kind === "grad") {
+        if (e.fn === "+" || e.fn === "-") return call(e.fn === "+" ? "addGradients" : "subGradients", sub(e.left), sub(e.right));
+        const [vector, factor] = e.left.kind === "grad" ? [e.left, e.right] : [e.right, e.left];
+        return call("scaleGradient", sub(vector), e.fn === "/" ? call("div", "1", sub(factor)) : sub(factor));
+      }
       if (e.host) {
         if (e.fn === "max" || e.fn === "min") return `Math.${e.fn}(${sub(e.left)}, ${sub(e.right)})`;
         return `(${sub(e.left)} ${hostOps[e.fn]} ${sub(e.right)})`;
@@ -111,14 +117,16 @@ export function expression(e: RExpr, env: Env): string {
       return e.host ? `(${sub(e.condition)} ? ${sub(e.then)} : ${sub(e.otherwise)})` : call("choose", sub(e.condition), sub(e.then), sub(e.otherwise));
     case "reduceModalities": {
       const variable = safeName(e.variable);
-      const range = e.exclude ? `ctx.except(${indexCode(e.exclude, env)})` : "ctx.modalities";
+      const range = e.exclude ? `${env.scope}.except(${indexCode(e.exclude, env)})` : `${env.scope}.modalities`;
       const body = expression(e.body, { ...env, bound: [...env.bound, e.variable] });
       return call(`${e.fn}Of`, `${range}.map((${variable}) => ${body})`);
     }
     case "reduceBatch":
       return call(e.fn === "sum" ? "sumBatch" : "meanBatch", sub(e.body));
     case "grad":
-      return `grad(${groupCode(e.group, env)})`;
+      return e.loss ? `grad(${groupCode(e.group, env)}, (f) => ${sub(e.loss)})` : `grad(${groupCode(e.group, env)})`;
+    case "gradDot":
+      return call("gradDot", sub(e.a), sub(e.b));
     case "gradStat": {
       const fn = { norm: "gradNorm", norm1: "gradNorm1", std: "gradStd", mean: "gradMean", meanAbs: "gradMeanAbs" }[e.stat];
       return call(fn, sub(e.arg));
@@ -158,6 +166,22 @@ function valueStatement(v: RuleValue, env: Env): string {
   if (!v.index) return `${comment}\nconst ${safeName(v.name)} = ${expression(v.value, env)};`;
   const index = safeName(v.index);
   return `${comment}\nconst ${safeName(v.name)} = ctx.perModality((${index}) => ${expression(v.value, { ...env, bound: [v.index] })});`;
+}
+
+/** A call of a runtime function, which the module then imports. */
+function emitCall(env: Env, fn: string, ...args: string[]): string {
+  env.used.add(fn);
+  return `${fn}(${args.join(", ")})`;
+}
+
+/** Whether `e` reads a gradient of the task loss (directly or through rule values it reads). */
+function readsTaskGradients(e: RExpr, plan: StepPlan): boolean {
+  if (e.op === "grad" && !e.loss) return true;
+  if (e.op === "value") {
+    const v = plan.values.find((x) => x.name === e.name);
+    return v !== undefined && readsTaskGradients(v.value, plan);
+  }
+  return children(e).some((c) => readsTaskGradients(c, plan));
 }
 
 /** Rule values an objective needs, recomputed inside it so that they are differentiated. */
@@ -205,12 +229,20 @@ function actionStatement(action: Exclude<ActionIR, { kind: "addLoss" }>, plan: S
     case "scaleLr":
       body = `grads.scaleLearningRate(${groupCode(action.group, inner)}, ${masked(expression(action.factor, inner), masks, "1", inner)});`;
       break;
+    case "replace":
+      body = `grads.replace(${groupCode(action.group, inner)}, ${[expression(action.value, inner), ...(masks.length ? [masks.reduce((a, b) => emitCall(inner, "and", a, b))] : [])].join(", ")});`;
+      break;
+    case "drop":
+      body = `ctx.drop(${indexCode(action.modality, inner)}, ${expression(action.probability, inner)});`;
+      break;
     case "noise":
       body = `grads.addNoise(${groupCode(action.group, inner)}, ${masked(expression(action.mean, inner), masks, "0", inner)}, ${masked(expression(action.std, inner), masks, "0", inner)});`;
       break;
     case "minimize": {
       const objective = objectiveBody(plan, [action.value, ...action.when], inner, (e) => masked(expression(action.value, e), masks, "0", e));
-      body = `ctx.minimize(${groupCode(action.group, inner)}, ${JSON.stringify({ kind: action.optimizer.kind, options: action.optimizer.options })}, (f, grad) => {\n${objective}\n});`;
+      const optimizer = JSON.stringify({ kind: action.optimizer.kind, options: action.optimizer.options });
+      const readsTaskGradient = [action.value, ...action.when].some((e) => readsTaskGradients(e, plan));
+      body = `ctx.minimize(${groupCode(action.group, inner)}, ${optimizer}, (f, grad) => {\n${objective}\n}${readsTaskGradient ? "" : ", { readsTaskGradient: false }"});`;
       break;
     }
   }
@@ -229,6 +261,7 @@ function specLiteral(model: ModelIR, sourceName: string): string {
     target: { name: model.target.name, kind: model.target.kind, classes: model.target.classes },
     encoders: model.encoders.map(component),
     fusion: component(model.fusion),
+    ...(model.fuse ? { fusionParts: model.fuse.parts.map(component) } : {}),
     head: component(model.head),
     ...(model.auxHead ? { auxHead: component(model.auxHead) } : {}),
     learnables: model.learnables.map((l) => ({ name: l.name, perModality: l.perModality, init: l.init })),
@@ -236,19 +269,44 @@ function specLiteral(model: ModelIR, sourceName: string): string {
     schedule: component(model.schedule),
     train: model.train,
   };
-  return JSON.stringify(spec, null, 2);
+  const literal = JSON.stringify(spec, null, 2);
+  // The fusion expression is code, not data: the spec refers to the generated `fuse`.
+  return model.fuse ? `${literal.slice(0, -2)},\n  fuse,\n}` : literal;
+}
+
+/** The TypeScript of a fusion expression over `inputs` (see runtime `FusionInputs`). */
+function fusionCode(e: FExpr, env: Env): string {
+  const sub = (x: FExpr) => fusionCode(x, env);
+  const index = (ref: IndexRef): string =>
+    ref.kind === "var" ? safeName(ref.name) : ref.kind === "fixed" ? `${ref.modality} /* ${env.model.modalities[ref.modality]!.name} */` : `inputs.other(${index(ref.of)})`;
+  switch (e.op) {
+    case "features":
+      return `inputs.z[${index(e.modality)}]!`;
+    case "part":
+      return `inputs.part(${e.index}) /* ${env.model.fuse!.parts[e.index]!.kind} */`;
+    case "number":
+      return numberLiteral(e.value);
+    case "learnable":
+      return `inputs.learnable(${JSON.stringify(e.name)}${e.index ? `, ${index(e.index)}` : ""})`;
+    case "unary":
+      return emitCall(env, e.fn, sub(e.arg));
+    case "binary":
+      return emitCall(env, tensorOps[e.fn]!, sub(e.left), sub(e.right));
+    case "reduce":
+      return emitCall(env, `${e.fn}Of`, `inputs.modalities.map((${safeName(e.variable)}) => ${sub(e.body)})`);
+  }
 }
 
 /** Phase 5: IR + step plan → the trainer module's TypeScript (unformatted). */
 export function generate(model: ModelIR, plan: StepPlan, sourceName: string): string {
-  const env: Env = { bound: [], model, used: new Set() };
+  const env: Env = { bound: [], model, used: new Set(), scope: "ctx" };
   const project = new Project({ useInMemoryFileSystem: true });
   const file = project.createSourceFile("trainer.ts", "", { overwrite: true });
   const statements = (lines: string[]): WriterFunction => (w: CodeBlockWriter) => {
     for (const line of lines) w.writeLine(line);
   };
 
-  const taskLoss = expression(model.loss.value, env);
+  const taskLoss = expression(model.loss.value, { ...env, scope: "f" });
   const rule = model.rule;
   const values = plan.values.map((v) => valueStatement(v, env));
   const prevWrites = plan.prevWrites.map((w) => {
@@ -258,6 +316,7 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
     return body;
   });
   const actions = plan.actions.map((a) => actionStatement(a, plan, env));
+  const drops = plan.drops.map((a) => actionStatement(a, plan, env));
   let backward = "const { loss, grads, raw: grad, forward: f } = ctx.backward(taskLoss);";
   if (plan.addedLosses.length > 0) {
     const expressions = plan.addedLosses.flatMap((a) => [a.value, ...a.when]);
@@ -276,9 +335,18 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
     const lines = plan.addedLosses.map((a) => `// ${commentText(a.text)}  (line ${a.line})`).join("\n");
     backward = `${lines}\nconst { loss, grads, raw: grad, forward: f } = ctx.backward(taskLoss, (f, grad) => {\n${body}\n});`;
   }
-  const logged = plan.values.map((v) => (safeName(v.name) === v.name ? v.name : `${JSON.stringify(v.name)}: ${safeName(v.name)}`));
+  const logged = plan.values.filter((v) => !["grad", "logits"].includes(v.value.kind)).map((v) => (safeName(v.name) === v.name ? v.name : `${JSON.stringify(v.name)}: ${safeName(v.name)}`));
 
   const imports = () => [...env.used].sort();
+  if (model.fuse) {
+    file.addFunction({
+      name: "fuse",
+      parameters: [{ name: "inputs", type: "FusionInputs" }],
+      returnType: "Tensor",
+      statements: [`return ${fusionCode(model.fuse.value, env)};`],
+      leadingTrivia: `// ${commentText(model.fuse.text)}  (line ${model.fuse.line})\n`,
+    });
+  }
   file.addVariableStatement({
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
@@ -299,10 +367,12 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
     statements: [`return ${taskLoss};`],
     leadingTrivia: `// ${commentText(model.loss.text)}  (line ${model.loss.line})\n`,
   });
-  const body: string[] = [
+  const body: string[] = [];
+  if (drops.length) body.push("// Modality drops, drawn before the forward pass.", ...drops, "");
+  body.push(
     `// Forward pass, task loss and backward pass${plan.secondOrder ? " (second order: the added loss reads gradients)" : ""}.`,
     backward,
-  ];
+  );
   if (values.length) body.push("", "// Rule values, in dependency order, from this step's raw gradients.", ...values);
   if (actions.length) body.push("", "// Actions, in spec order.", ...actions);
   body.push("", "// Optimiser step on the (modulated) gradients.", "ctx.update(grads);");
@@ -319,7 +389,7 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
     statements: statements(body),
     leadingTrivia: "/** One training step, phase by phase. */\n",
   });
-  const valueLines = Object.fromEntries(plan.values.map((v) => [v.name, v.line]));
+  const valueLines = Object.fromEntries(plan.values.filter((v) => !["grad", "logits"].includes(v.value.kind)).map((v) => [v.name, v.line]));
   file.addVariableStatement({
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
@@ -336,7 +406,7 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
     moduleSpecifier: "mmb/runtime",
     namedImports: [
       ...imports(),
-      ...["Forward", "ModelSpec", "StepContext", "StepResult", "Tensor", "TrainerDefinition"].map((name) => ({ name, isTypeOnly: true })),
+      ...["Forward", ...(model.fuse ? ["FusionInputs"] : []), "ModelSpec", "StepContext", "StepResult", "Tensor", "TrainerDefinition"].map((name) => ({ name, isTypeOnly: true })),
     ],
   });
   const header = [

@@ -27,11 +27,12 @@ export const catalogue = {
   MMB019: "parameter value is not a number",
   MMB020: "name defined twice",
   MMB021: "condition is not a boolean",
-  MMB022: "`minimize` needs a learnable group",
+  MMB022: "group minimised by two objectives",
   MMB023: "per-sample value where a scalar is needed",
   MMB024: "encoder does not fit the modality's shape",
   MMB025: "parameter group does not exist",
   MMB026: "unknown parameter on the command line",
+  MMB027: "drop decided by a value of the step",
 } as const;
 
 export type DiagnosticCode = keyof typeof catalogue;

@@ -10,7 +10,9 @@ export interface ModelIR {
   modalities: ModalityIR[];
   target: { name: string; kind: "class" | "real"; classes: number; line: number };
   encoders: Component[];
+  /** A built-in fusion, or `expression` with `fuse` holding the spec's fusion expression. */
   fusion: Component;
+  fuse?: FusionIR;
   head: Component;
   /** Per-modality auxiliary heads `head[m]`, fed the detached z[m]. */
   auxHead?: Component;
@@ -27,6 +29,28 @@ export interface Component {
   options: Record<string, OptionValue>;
   line: number;
 }
+
+/**
+ * A fusion written as an expression over the features: `(concat(j, w[j] * z[j]) + attention) / 2`.
+ * Built-in fusions used as terms are `parts`, addressed by position.
+ */
+export interface FusionIR {
+  value: FExpr;
+  parts: Component[];
+  /** Width of the fused features, which the head reads. */
+  width: number;
+  line: number;
+  text: string;
+}
+
+export type FExpr =
+  | { op: "features"; modality: IndexRef }
+  | { op: "part"; index: number }
+  | { op: "number"; value: number }
+  | { op: "learnable"; name: string; index?: IndexRef }
+  | { op: "unary"; fn: string; arg: FExpr }
+  | { op: "binary"; fn: "+" | "-" | "*" | "/"; left: FExpr; right: FExpr }
+  | { op: "reduce"; fn: "concat" | "sum" | "mean"; variable: string; body: FExpr };
 
 export interface ModalityIR {
   name: string;
@@ -61,6 +85,8 @@ export type ActionIR =
   | { kind: "scale"; group: GroupRef; factor: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
   | { kind: "scaleLr"; group: GroupRef; factor: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
   | { kind: "noise"; group: GroupRef; mean: RExpr; std: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
+  | { kind: "replace"; group: GroupRef; value: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
+  | { kind: "drop"; modality: IndexRef; probability: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
   | { kind: "addLoss"; value: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
   | { kind: "minimize"; value: RExpr; group: GroupRef; optimizer: Component; when: RExpr[]; loop: string[]; line: number; text: string };
 
@@ -89,10 +115,13 @@ export type RNode =
   | { op: "if"; condition: RExpr; then: RExpr; otherwise: RExpr }
   | { op: "reduceModalities"; fn: "sum" | "mean" | "max" | "min"; variable: string; exclude?: IndexRef; body: RExpr }
   | { op: "reduceBatch"; fn: "sum" | "mean"; body: RExpr }
-  | { op: "grad"; group: GroupRef }
+  /** ∂loss/∂G: of the task loss, or of `loss` when given (`grad(G, L)`). */
+  | { op: "grad"; group: GroupRef; loss?: RExpr }
+  | { op: "gradDot"; a: RExpr; b: RExpr }
   | { op: "gradStat"; stat: "norm" | "norm1" | "std" | "mean" | "meanAbs"; arg: RExpr }
   | { op: "gradCos"; a: RExpr; b: RExpr }
-  | { op: "output"; which: "out" | "contrib" | "aux" | "z"; modality?: IndexRef }
+  /** Head outputs: fused, modality m's share, its auxiliary head, the fused head on m alone or without m. */
+  | { op: "output"; which: "out" | "contrib" | "aux" | "z" | "alone" | "without"; modality?: IndexRef }
   | { op: "target" }
   | { op: "metric"; fn: "acc" | "prob" | "loss" | "mae" | "cross_entropy" | "l1" | "mse"; output: RExpr; target: RExpr }
   | { op: "history"; fn: "prev" | "ema" | "delta"; id: number; arg: RExpr; init: number; beta?: number }

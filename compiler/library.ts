@@ -79,6 +79,10 @@ export const fusions: Record<string, ComponentSpec> = {
     doc: "FiLM: the `by` modality scales and shifts the other modality's features",
     options: { by: { type: "modality", doc: "the conditioning modality" } },
   },
+  attention: {
+    doc: "modality attention: α = σ(relu([mean z_1, …, mean z_M]·W1)·W2) per sample (W1, W2: M×M); output [α_1 z_1, …, α_M z_M]",
+    options: {},
+  },
 };
 
 export const heads: Record<string, ComponentSpec> = {
@@ -148,7 +152,7 @@ export const dataSources: Record<string, ComponentSpec> = {
   synthetic: {
     doc: "the embedded generator: each modality sees the class through its own signal strength",
     options: {
-      classes: { type: "int", default: 0, doc: "number of classes (default: the target's)" },
+      classes: { type: "int", default: 0, doc: "number of classes, or of levels of a `real` target (default: the target's classes, 7 levels)" },
       samples: { type: "int", default: 1200, doc: "samples in all splits" },
       dominant: { type: "modality", doc: "the modality with the strong, easy signal" },
       strength: { type: "number", default: 3, doc: "signal strength of the dominant modality" },

@@ -1,4 +1,4 @@
-import type { ActionIR, ModelIR, RExpr, RuleValue } from "./ir.js";
+import type { ActionIR, GroupRef, IndexRef, ModelIR, RExpr, RuleValue } from "./ir.js";
 
 /**
  * Phase 4: orders one training step. The phases, in order: forward and task loss; backward
@@ -8,8 +8,10 @@ import type { ActionIR, ModelIR, RExpr, RuleValue } from "./ir.js";
  */
 export interface StepPlan {
   values: RuleValue[];
+  /** Modality drops: they decide the forward pass, so they run before it. */
+  drops: Extract<ActionIR, { kind: "drop" }>[];
   addedLosses: Extract<ActionIR, { kind: "addLoss" }>[];
-  actions: Exclude<ActionIR, { kind: "addLoss" }>[];
+  actions: Exclude<ActionIR, { kind: "addLoss" | "drop" }>[];
   /** `prev(x, init)` nodes: x is recorded after the rule values, read on the next step. */
   prevWrites: { id: number; arg: RExpr; bound: string[] }[];
   secondOrder: boolean;
@@ -32,7 +34,10 @@ export function children(e: RExpr): RExpr[] {
     case "reduceBatch":
       return [e.body];
     case "gradCos":
+    case "gradDot":
       return [e.a, e.b];
+    case "grad":
+      return e.loss ? [e.loss] : [];
     case "metric":
       return [e.output, e.target];
     default:
@@ -72,16 +77,35 @@ function collectPrev(e: RExpr, bound: string[], out: StepPlan["prevWrites"]): vo
   for (const c of children(e)) collectPrev(c, inner, out);
 }
 
+/**
+ * The runtime names of the parameters a group covers (see runtime/step.ts `Groups`); a group
+ * indexed by a loop variable covers every modality.
+ */
+export function groupNames(group: GroupRef, model: ModelIR): string[] {
+  const modalities = (ref: IndexRef | undefined): string[] => {
+    if (ref?.kind === "fixed") return [model.modalities[ref.modality]!.name];
+    return model.modalities.map((m) => m.name);
+  };
+  switch (group.kind) {
+    case "encoder":
+      return modalities(group.modality).map((m) => `encoder.${m}${group.part === "last" ? ".last" : ""}`);
+    case "auxHead":
+      return modalities(group.modality).map((m) => `aux.${m}`);
+    case "learnable":
+      return group.modality ? modalities(group.modality).map((m) => `learnable.${group.name}.${m}`) : [`learnable.${group.name}`];
+    case "head":
+    case "fusion":
+      return [group.kind];
+  }
+}
+
 export function schedule(model: ModelIR): StepPlan {
   const values = topological(model.rule.values);
   const addedLosses = model.rule.actions.filter((a): a is Extract<ActionIR, { kind: "addLoss" }> => a.kind === "addLoss");
-  const actions = model.rule.actions.filter((a): a is Exclude<ActionIR, { kind: "addLoss" }> => a.kind !== "addLoss");
+  const drops = model.rule.actions.filter((a): a is Extract<ActionIR, { kind: "drop" }> => a.kind === "drop");
+  const actions = model.rule.actions.filter((a): a is Exclude<ActionIR, { kind: "addLoss" | "drop" }> => a.kind !== "addLoss" && a.kind !== "drop");
   const prevWrites: StepPlan["prevWrites"] = [];
   for (const v of values) collectPrev(v.value, v.index ? [v.index] : [], prevWrites);
-  const trainedSeparately = [
-    ...new Set(
-      actions.flatMap((a) => (a.kind === "minimize" && a.group.kind === "learnable" ? [`learnable.${a.group.name}`] : [])),
-    ),
-  ];
-  return { values, addedLosses, actions, prevWrites, secondOrder: addedLosses.length > 0, trainedSeparately };
+  const trainedSeparately = [...new Set(actions.flatMap((a) => (a.kind === "minimize" ? groupNames(a.group, model) : [])))];
+  return { values, drops, addedLosses, actions, prevWrites, secondOrder: addedLosses.length > 0, trainedSeparately };
 }

@@ -61,6 +61,10 @@ export type Stmt =
   | { kind: "When"; condition: Expr; body: Stmt[]; span: Span }
   | { kind: "Scale"; target: Expr; factor: Expr; span: Span }
   | { kind: "Noise"; target: Expr; distribution: Expr; span: Span }
+  /** `replace grad(G) by e`: the update gradient of G becomes e, a gradient expression. */
+  | { kind: "Replace"; target: Expr; value: Expr; span: Span }
+  /** `drop z[m] with p`: in training, each sample's z[m] is zeroed with probability p. */
+  | { kind: "Drop"; target: Expr; probability: Expr; span: Span }
   | { kind: "AddLoss"; value: Expr; span: Span }
   | { kind: "Minimize"; value: Expr; group: Expr; optimizer: Expr; span: Span };
 

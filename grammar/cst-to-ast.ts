@@ -149,6 +149,10 @@ function toStmt(node: CstNode | undefined): Stmt | undefined {
       return { kind: "Scale", target: part("target"), factor: part("factor"), span };
     case "noiseStmt":
       return { kind: "Noise", target: part("target"), distribution: part("distribution"), span };
+    case "replaceStmt":
+      return { kind: "Replace", target: part("target"), value: part("value"), span };
+    case "dropStmt":
+      return { kind: "Drop", target: part("target"), probability: part("probability"), span };
     case "addLossStmt":
       return { kind: "AddLoss", value: part("value"), span };
     case "minimizeStmt":

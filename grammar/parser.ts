@@ -147,6 +147,8 @@ class MmbParser extends CstParser {
       { ALT: () => this.SUBRULE(this.whenStmt) },
       { ALT: () => this.SUBRULE(this.scaleStmt) },
       { ALT: () => this.SUBRULE(this.noiseStmt) },
+      { ALT: () => this.SUBRULE(this.replaceStmt) },
+      { ALT: () => this.SUBRULE(this.dropStmt) },
       { ALT: () => this.SUBRULE(this.addLossStmt) },
       { ALT: () => this.SUBRULE(this.minimizeStmt) },
       { ALT: () => this.SUBRULE(this.defineStmt) },
@@ -186,6 +188,20 @@ class MmbParser extends CstParser {
     this.SUBRULE(this.expression, { LABEL: "target" });
     this.CONSUME(T.Tilde);
     this.SUBRULE2(this.expression, { LABEL: "distribution" });
+  });
+
+  replaceStmt = this.RULE("replaceStmt", () => {
+    this.CONSUME(T.Replace);
+    this.SUBRULE(this.expression, { LABEL: "target" });
+    this.CONSUME(T.By);
+    this.SUBRULE2(this.expression, { LABEL: "value" });
+  });
+
+  dropStmt = this.RULE("dropStmt", () => {
+    this.CONSUME(T.Drop);
+    this.SUBRULE(this.expression, { LABEL: "target" });
+    this.CONSUME(T.With);
+    this.SUBRULE2(this.expression, { LABEL: "probability" });
   });
 
   addLossStmt = this.RULE("addLossStmt", () => {

@@ -24,6 +24,9 @@ export const Param = keyword("param");
 export const When = keyword("when");
 export const Scale = keyword("scale");
 export const Noise = keyword("noise");
+export const Replace = keyword("replace");
+export const Drop = keyword("drop");
+export const With = keyword("with");
 export const By = keyword("by");
 export const Add = keyword("add");
 export const Minimize = keyword("minimize");
@@ -70,7 +73,7 @@ export const Comment = createToken({ name: "Comment", pattern: /(?:#|\/\/)[^\n\r
 
 export const keywords = [
   Model, Data, Modality, Target, Encoder, Fusion, Head, Loss, Optimizer, Schedule, Train, Learnable,
-  Balance, Param, When, Scale, Noise, By, Add, Minimize, Wrt, Using, From, If, Then, Else, And, Or, Not,
+  Balance, Param, When, Scale, Noise, Replace, Drop, With, By, Add, Minimize, Wrt, Using, From, If, Then, Else, And, Or, Not,
 ];
 
 export const allTokens: TokenType[] = [

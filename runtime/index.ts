@@ -4,6 +4,6 @@ export { selectBackend, backendPreference, type BackendName } from "./backend.js
 export { DataError, loadData, validateDataset, type Dataset, type Split } from "./data/index.js";
 export { Forward } from "./model.js";
 export * from "./ops.js";
-export type { ModelSpec } from "./spec.js";
+export type { FusionInputs, ModelSpec } from "./spec.js";
 export { StepContext, Gradients, type GradientOf, type Objective, type TaskLoss } from "./step.js";
 export { train, NumericError, type StepResult, type Summary, type TrainerDefinition, type TrainOptions } from "./train.js";

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { stopGradient } from "./ops.js";
 import { Random } from "./random.js";
-import type { ComponentSpec, ModelSpec } from "./spec.js";
+import type { ComponentSpec, FusionInputs, ModelSpec } from "./spec.js";
 
 /**
  * The model as named parameter tensors and a forward pass that is a pure function of them, so
@@ -36,6 +36,8 @@ function dense(prefix: string, inputs: number, outputs: number, init: ParamShape
 function numbers(value: unknown): number[] {
   return Array.isArray(value) ? value.map(Number) : [Number(value)];
 }
+
+export const modalityIndices = (spec: ModelSpec): number[] => spec.modalities.map((_, m) => m);
 
 /** Width of an encoder's output z[m]. */
 export function featureWidth(encoder: ComponentSpec): number {
@@ -80,9 +82,32 @@ function encoderShapes(prefix: string, encoder: ComponentSpec, shape: number[]):
 }
 
 function fusedWidth(spec: ModelSpec): number {
+  if (spec.fusion.kind === "expression") return Number(spec.fusion.options.width);
   const widths = spec.encoders.map(featureWidth);
-  return spec.fusion.kind === "concat" ? widths.reduce((a, b) => a + b, 0) : widths[0]!;
+  return ["concat", "attention"].includes(spec.fusion.kind) ? widths.reduce((a, b) => a + b, 0) : widths[0]!;
 }
+
+/** Parameters of a built-in fusion; in a fusion expression each part has its own prefix. */
+function fusionShapes(prefix: string, fusion: ComponentSpec, spec: ModelSpec): ParamShape[] {
+  const width = featureWidth(spec.encoders[0]!);
+  const modalities = spec.modalities.length;
+  switch (fusion.kind) {
+    case "gated":
+      return spec.modalities.flatMap((modality) => dense(`${prefix}.gate.${modality.name}`, width, width, "glorot"));
+    case "film":
+      return [...dense(`${prefix}.gamma`, width, width, "glorot"), ...dense(`${prefix}.beta`, width, width, "glorot")];
+    case "attention":
+      return [
+        { name: `${prefix}.w1`, shape: [modalities, modalities], init: "glorot" },
+        { name: `${prefix}.w2`, shape: [modalities, modalities], init: "glorot" },
+      ];
+    default:
+      return [];
+  }
+}
+
+/** Prefix of the parameters of fusion part i (the whole fusion when it is one built-in). */
+const partPrefix = (i: number): string => `fusion.${i}`;
 
 function headShapes(prefix: string, head: ComponentSpec, inputs: number): ParamShape[] {
   const out = Number(head.options.out);
@@ -94,9 +119,8 @@ function headShapes(prefix: string, head: ComponentSpec, inputs: number): ParamS
 export function parameterShapes(spec: ModelSpec): ParamShape[] {
   const shapes: ParamShape[] = [];
   spec.modalities.forEach((modality, m) => shapes.push(...encoderShapes(`encoder.${modality.name}`, spec.encoders[m]!, modality.shape)));
-  const width = featureWidth(spec.encoders[0]!);
-  if (spec.fusion.kind === "gated") spec.modalities.forEach((modality) => shapes.push(...dense(`fusion.gate.${modality.name}`, width, width, "glorot")));
-  if (spec.fusion.kind === "film") shapes.push(...dense("fusion.gamma", width, width, "glorot"), ...dense("fusion.beta", width, width, "glorot"));
+  if (spec.fusionParts) spec.fusionParts.forEach((part, i) => shapes.push(...fusionShapes(partPrefix(i), part, spec)));
+  else shapes.push(...fusionShapes("fusion", spec.fusion, spec));
   shapes.push(...headShapes("head", spec.head, fusedWidth(spec)));
   if (spec.auxHead) spec.modalities.forEach((modality, m) => shapes.push(...headShapes(`aux.${modality.name}`, spec.auxHead!, featureWidth(spec.encoders[m]!))));
   for (const learnable of spec.learnables) {
@@ -203,8 +227,7 @@ export class Forward {
   readonly z: tf.Tensor[];
   readonly fused: tf.Tensor;
   readonly out: tf.Tensor;
-  private readonly contribCache = new Map<number, tf.Tensor>();
-  private readonly auxCache = new Map<number, tf.Tensor>();
+  private readonly cache = new Map<string, tf.Tensor>();
 
   constructor(
     private readonly spec: ModelSpec,
@@ -212,15 +235,58 @@ export class Forward {
     readonly inputs: tf.Tensor[],
     readonly target: tf.Tensor,
     training: boolean,
-    /** Evaluate with only this modality's features (the others' z set to zero). */
-    only?: number,
+    /**
+     * Per-modality multipliers of z[m]: 0 evaluates without the modality, a [batch, 1] mask
+     * drops it for some samples (`drop z[m] with p`). Absent: every modality as it is.
+     */
+    keep?: (tf.Tensor | number)[],
   ) {
     this.z = spec.modalities.map((modality, m) => {
       const z = encode(params, `encoder.${modality.name}`, spec.encoders[m]!, inputs[m]!, training);
-      return only === undefined || only === m ? z : tf.zerosLike(z);
+      const factor = keep?.[m] ?? 1;
+      return factor === 1 ? z : factor === 0 ? tf.zerosLike(z) : tf.mul(z, factor);
     });
     this.fused = fuse(spec, params, this.z);
     this.out = applyHead(params, "head", spec.head, this.fused);
+  }
+
+  /** Computes a view once; a view made inside a gradient scope that has ended is made again. */
+  private cached(key: string, compute: () => tf.Tensor): tf.Tensor {
+    let value = this.cache.get(key);
+    if (!value || value.isDisposed) {
+      value = compute();
+      this.cache.set(key, value);
+    }
+    return value;
+  }
+
+  /** The fused head's output with only modality m's features (the others' z set to zero). */
+  alone(m: number): tf.Tensor {
+    return this.cached(`alone${m}`, () => this.headWith((k) => k === m));
+  }
+
+  /** The fused head's output with modality m's features set to zero. */
+  without(m: number): tf.Tensor {
+    return this.cached(`without${m}`, () => this.headWith((k) => k !== m));
+  }
+
+  private headWith(present: (m: number) => boolean): tf.Tensor {
+    const z = this.z.map((zm, m) => (present(m) ? zm : tf.zerosLike(zm)));
+    return applyHead(this.params, "head", this.spec.head, fuse(this.spec, this.params, z));
+  }
+
+  /** Modality indices, for reductions over modalities in the task loss. */
+  get modalities(): number[] {
+    return modalityIndices(this.spec);
+  }
+
+  except(m: number): number[] {
+    return this.modalities.filter((k) => k !== m);
+  }
+
+  /** The other modality; the checker allows `other(m)` only with exactly two. */
+  other(m: number): number {
+    return 1 - m;
   }
 
   /** A parameter's tensor in this pass (a learnable read by a rule). */
@@ -232,47 +298,59 @@ export class Forward {
 
   /** Modality m's additive share of the logits of a linear head: z_m·W_m + b/M. */
   contrib(m: number): tf.Tensor {
-    let value = this.contribCache.get(m);
-    if (!value) {
+    return this.cached(`contrib${m}`, () => {
       const kernel = this.params["head.kernel"] as tf.Tensor2D;
       const share = tf.div(this.params["head.bias"]!, this.spec.modalities.length);
       if (this.spec.fusion.kind === "concat") {
         const widths = this.spec.encoders.map(featureWidth);
         const offset = widths.slice(0, m).reduce((a, b) => a + b, 0);
-        value = tf.add(tf.matMul(this.z[m] as tf.Tensor2D, tf.slice(kernel, [offset, 0], [widths[m]!, -1])), share);
-      } else value = tf.add(tf.matMul(this.z[m] as tf.Tensor2D, kernel), share);
-      this.contribCache.set(m, value);
-    }
-    return value;
+        return tf.add(tf.matMul(this.z[m] as tf.Tensor2D, tf.slice(kernel, [offset, 0], [widths[m]!, -1])), share);
+      }
+      return tf.add(tf.matMul(this.z[m] as tf.Tensor2D, kernel), share);
+    });
   }
 
   /** Output of modality m's auxiliary head, which sees z[m] detached from the encoder. */
   aux(m: number): tf.Tensor {
-    let value = this.auxCache.get(m);
-    if (!value) {
-      value = applyHead(this.params, `aux.${this.spec.modalities[m]!.name}`, this.spec.auxHead!, stopGradient(this.z[m]!));
-      this.auxCache.set(m, value);
-    }
-    return value;
+    return this.cached(`aux${m}`, () => applyHead(this.params, `aux.${this.spec.modalities[m]!.name}`, this.spec.auxHead!, stopGradient(this.z[m]!)));
   }
 }
 
 function fuse(spec: ModelSpec, params: Params, z: tf.Tensor[]): tf.Tensor {
-  switch (spec.fusion.kind) {
+  if (!spec.fuse) return applyFusion(spec, params, "fusion", spec.fusion, z);
+  const inputs: FusionInputs = {
+    z,
+    modalities: spec.modalities.map((_, m) => m),
+    part: (i) => applyFusion(spec, params, partPrefix(i), spec.fusionParts![i]!, z),
+    learnable: (name, m) => params[m === undefined ? `learnable.${name}` : `learnable.${name}.${spec.modalities[m]!.name}`]!,
+    other: (m) => 1 - m,
+  };
+  return spec.fuse(inputs);
+}
+
+function applyFusion(spec: ModelSpec, params: Params, prefix: string, fusion: ComponentSpec, z: tf.Tensor[]): tf.Tensor {
+  switch (fusion.kind) {
     case "concat":
       return tf.concat(z, 1);
     case "sum":
       return tf.addN(z);
     case "gated":
-      return tf.addN(z.map((zm, m) => tf.mul(tf.sigmoid(applyDense(params, `fusion.gate.${spec.modalities[m]!.name}`, zm)), zm)));
+      return tf.addN(z.map((zm, m) => tf.mul(tf.sigmoid(applyDense(params, `${prefix}.gate.${spec.modalities[m]!.name}`, zm)), zm)));
     case "film": {
-      const by = spec.modalities.findIndex((m) => m.name === spec.fusion.options.by);
+      const by = spec.modalities.findIndex((m) => m.name === fusion.options.by);
       const others = tf.addN(z.filter((_, m) => m !== by));
-      const gamma = applyDense(params, "fusion.gamma", z[by]!);
-      const beta = applyDense(params, "fusion.beta", z[by]!);
+      const gamma = applyDense(params, `${prefix}.gamma`, z[by]!);
+      const beta = applyDense(params, `${prefix}.beta`, z[by]!);
       return tf.add(tf.mul(tf.add(1, gamma), others), beta);
     }
+    case "attention": {
+      // Squeeze each modality to its mean feature, weight the modalities per sample, keep them side by side.
+      const pooled = tf.stack(z.map((zm) => tf.mean(zm, 1)), 1) as tf.Tensor2D;
+      const hidden = tf.relu(tf.matMul(pooled, params[`${prefix}.w1`] as tf.Tensor2D));
+      const weights = tf.sigmoid(tf.matMul(hidden, params[`${prefix}.w2`] as tf.Tensor2D));
+      return tf.concat(z.map((zm, m) => tf.mul(tf.slice(weights, [0, m], [-1, 1]), zm)), 1);
+    }
     default:
-      throw new Error(`unknown fusion ${spec.fusion.kind}`);
+      throw new Error(`unknown fusion ${fusion.kind}`);
   }
 }

@@ -112,6 +112,8 @@ export const meanBatch = (x: tf.Tensor): tf.Tensor => tf.mean(tf.cast(x, "float3
 /** Reductions over modalities (`sum(k, x[k])`). */
 export const sumOf = (values: Value[]): tf.Tensor => tf.addN(values.map((v) => tf.cast(v, "float32")));
 export const meanOf = (values: Value[]): tf.Tensor => tf.div(sumOf(values), values.length);
+/** `concat(j, ...)` in a fusion: features side by side. */
+export const concatOf = (values: tf.Tensor[]): tf.Tensor => tf.concat(values, -1);
 export const maxOf = (values: Value[]): tf.Tensor => values.map((v) => tf.cast(v, "float32")).reduce((a, b) => tf.maximum(a, b));
 export const minOf = (values: Value[]): tf.Tensor => values.map((v) => tf.cast(v, "float32")).reduce((a, b) => tf.minimum(a, b));
 
@@ -136,7 +138,13 @@ export function gradStd(g: GroupGradient): tf.Tensor {
   return tf.sqrt(tf.div(total(g, (t) => tf.square(tf.sub(t, mean))), Math.max(1, n - 1)));
 }
 
+export const gradDot = (a: GroupGradient, b: GroupGradient): tf.Tensor => tf.addN(a.map((t, i) => tf.sum(tf.mul(t, b[i]!))));
+
 export function gradCos(a: GroupGradient, b: GroupGradient): tf.Tensor {
-  const dot = tf.addN(a.map((t, i) => tf.sum(tf.mul(t, b[i]!))));
-  return tf.div(dot, tf.add(tf.mul(gradNorm(a), gradNorm(b)), 1e-12));
+  return tf.div(gradDot(a, b), tf.add(tf.mul(gradNorm(a), gradNorm(b)), 1e-12));
 }
+
+// Gradients combine like vectors of their group's parameters.
+export const addGradients = (a: GroupGradient, b: GroupGradient): GroupGradient => a.map((t, i) => tf.add(t, b[i]!));
+export const subGradients = (a: GroupGradient, b: GroupGradient): GroupGradient => a.map((t, i) => tf.sub(t, b[i]!));
+export const scaleGradient = (g: GroupGradient, factor: Value): GroupGradient => g.map((t) => tf.mul(t, factor));

@@ -9,6 +9,9 @@ import * as tf from "@tensorflow/tfjs";
  */
 let installed = false;
 
+/** A zero gradient for x; gradients are float32 even where x is an integer tensor. */
+const zeros = (x: tf.Tensor): tf.Tensor => tf.zeros(x.shape, "float32");
+
 export function installSecondOrderGradients(): void {
   if (installed) return;
   installed = true;
@@ -27,9 +30,10 @@ export function installSecondOrderGradients(): void {
   fromInput("Sqrt", (x) => tf.div(0.5, tf.sqrt(x)));
   fromInput("Rsqrt", (x) => tf.mul(-0.5, tf.pow(x, -1.5)));
   for (const kernelName of ["Equal", "NotEqual", "Less", "LessEqual", "Greater", "GreaterEqual"]) {
-    tf.registerGradient({ kernelName, gradFunc: (dy) => ({ a: () => tf.zerosLike(dy as tf.Tensor), b: () => tf.zerosLike(dy as tf.Tensor) }) });
+    tf.registerGradient({ kernelName, inputsToSave: ["a", "b"], gradFunc: (_, saved) => ({ a: () => zeros(saved[0]!), b: () => zeros(saved[1]!) }) });
   }
+  // Zero gradients shaped like the input: ArgMax's output has fewer dimensions than its input.
   for (const kernelName of ["ArgMax", "Sign", "LogicalNot", "Floor", "Round"]) {
-    tf.registerGradient({ kernelName, gradFunc: (dy) => ({ x: () => tf.zerosLike(dy as tf.Tensor) }) });
+    tf.registerGradient({ kernelName, inputsToSave: ["x"], gradFunc: (_, saved) => ({ x: () => zeros(saved[0]!) }) });
   }
 }

@@ -2,11 +2,24 @@
  * What a generated trainer tells the runtime about its model: plain data, emitted by the
  * compiler as a literal. The runtime builds parameters and the forward pass from it.
  */
+import type { Tensor } from "@tensorflow/tfjs";
+
 export type OptionValue = number | string | boolean | number[];
 
 export interface ComponentSpec {
   kind: string;
   options: Record<string, OptionValue>;
+}
+
+/** What a fusion expression (generated `fuse`) can read. */
+export interface FusionInputs {
+  /** The features z[m] of every modality. */
+  z: Tensor[];
+  modalities: number[];
+  /** The output of the i-th built-in fusion the expression uses (`spec.fusionParts[i]`). */
+  part(i: number): Tensor;
+  learnable(name: string, m?: number): Tensor;
+  other(m: number): number;
 }
 
 export interface ModelSpec {
@@ -16,7 +29,10 @@ export interface ModelSpec {
   modalities: { name: string; shape: number[] }[];
   target: { name: string; kind: "class" | "real"; classes: number };
   encoders: ComponentSpec[];
+  /** A built-in fusion, or `expression`: then `fuse` computes it from `fusionParts`. */
   fusion: ComponentSpec;
+  fusionParts?: ComponentSpec[];
+  fuse?: (inputs: FusionInputs) => Tensor;
   head: ComponentSpec;
   auxHead?: ComponentSpec;
   learnables: { name: string; perModality: boolean; init: number }[];

@@ -1,8 +1,9 @@
 import * as tf from "@tensorflow/tfjs";
 import type { History } from "./history.js";
-import { Forward, type Params } from "./model.js";
+import { Forward, modalityIndices, type Params } from "./model.js";
 import type { GroupGradient, Value } from "./ops.js";
 import { Optimizer } from "./optimizer.js";
+import { Random } from "./random.js";
 import type { ComponentSpec, ModelSpec } from "./spec.js";
 
 /** Parameter groups by name: a parameter belongs to a group when its name starts with it. */
@@ -41,7 +42,7 @@ export class Gradients {
   }
 
   scale(group: string, factor: Value): void {
-    for (const name of this.names(group)) this.replace(name, tf.mul(this.values.get(name)!, factor));
+    for (const name of this.names(group)) this.set(name, tf.mul(this.values.get(name)!, factor));
   }
 
   /** Adds N(mean, std²) noise; the draw depends only on the run's seed, the step and the parameter. */
@@ -49,7 +50,7 @@ export class Gradients {
     for (const name of this.names(group)) {
       const g = this.values.get(name)!;
       const seed = (this.noiseSeed + hash(name)) % 2147483647;
-      this.replace(name, tf.add(g, tf.add(tf.mul(tf.randomNormal(g.shape, 0, 1, "float32", seed), std), mean)));
+      this.set(name, tf.add(g, tf.add(tf.mul(tf.randomNormal(g.shape, 0, 1, "float32", seed), std), mean)));
     }
   }
 
@@ -60,9 +61,30 @@ export class Gradients {
     }
   }
 
-  private replace(name: string, value: tf.Tensor): void {
+  /** `replace grad(G) by value`; with a mask, only where the mask holds. */
+  replace(group: string, value: GroupGradient, mask?: tf.Tensor): void {
+    const names = this.names(group);
+    if (value.length !== names.length) throw new Error(`replace: ${value.length} gradients for the ${names.length} parameters of "${group}"`);
+    names.forEach((name, i) => {
+      const old = this.values.get(name)!;
+      const replacement = value[i]!;
+      if (replacement.shape.join() !== old.shape.join()) throw new Error(`replace: gradient of shape [${replacement.shape}] for ${name} of shape [${old.shape}]`);
+      this.values.set(name, mask ? tf.where(tf.broadcastTo(tf.cast(mask, "bool"), old.shape), replacement, old) : replacement);
+    });
+  }
+
+  private set(name: string, value: tf.Tensor): void {
     this.values.set(name, value);
   }
+}
+
+/**
+ * Value and gradients of `f` at `xs`, differentiable again. A parameter `f` does not depend on
+ * (an auxiliary head, under the task loss) gets a zero gradient instead of an error.
+ */
+function valueAndGrads(f: (xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[]): { value: tf.Tensor; grads: tf.Tensor[] } {
+  const { value, grads } = tf.engine().gradients(() => f(xs) as tf.Scalar, xs, undefined, true);
+  return { value, grads: grads.map((g, i) => g ?? tf.zerosLike(xs[i]!)) };
 }
 
 function hash(text: string): number {
@@ -71,9 +93,12 @@ function hash(text: string): number {
   return h;
 }
 
-/** A differentiable view of ∂(task loss)/∂(group): gradients that can be differentiated again. */
-export type GradientOf = (group: string) => GroupGradient;
 export type TaskLoss = (f: Forward) => tf.Tensor;
+/**
+ * ∂(task loss)/∂(group), or ∂loss/∂(group) for `grad(G, L)`: gradients that can be
+ * differentiated again.
+ */
+export type GradientOf = (group: string, loss?: TaskLoss) => GroupGradient;
 export type Objective = (f: Forward, grad: GradientOf) => tf.Tensor;
 
 /** What one training step can see and do; the generated `trainStep` drives it phase by phase. */
@@ -82,6 +107,8 @@ export class StepContext {
   private taskLoss?: TaskLoss;
   /** Tensors kept alive past a gradient scope; the loop disposes them after the step. */
   readonly keptTensors: tf.Tensor[] = [];
+  /** Per-modality multipliers of z[m] this step (`drop`); every forward pass of the step uses them. */
+  private readonly keep: (tf.Tensor | number)[];
 
   constructor(
     readonly spec: ModelSpec,
@@ -97,10 +124,19 @@ export class StepContext {
     private readonly trainedSeparately: readonly string[],
   ) {
     this.group = new Groups(spec.modalities.map((m) => m.name));
+    this.keep = spec.modalities.map(() => 1);
+  }
+
+  /** `drop z[m] with p`: zero modality m's features for each sample with probability p. */
+  drop(m: number, p: number): void {
+    const batch = this.inputs[m]!.shape[0]!;
+    const random = new Random((this.seed * 1000003 + this.step * 7919 + m) % 2147483647);
+    const mask = tf.tensor2d(Float32Array.from({ length: batch }, () => (random.uniform() < p ? 0 : 1)), [batch, 1]);
+    this.keep[m] = mask;
   }
 
   get modalities(): number[] {
-    return this.spec.modalities.map((_, m) => m);
+    return modalityIndices(this.spec);
   }
 
   perModality<T>(value: (m: number) => T): T[] {
@@ -122,7 +158,7 @@ export class StepContext {
   }
 
   private forward(params: Params, keep: boolean): Forward {
-    const f = new Forward(this.spec, params, this.inputs, this.target, true);
+    const f = new Forward(this.spec, params, this.inputs, this.target, true, this.keep);
     if (keep) for (const t of [...f.z, f.fused, f.out]) this.keptTensors.push(tf.keep(t));
     return f;
   }
@@ -133,17 +169,25 @@ export class StepContext {
    */
   private gradientOf(params: Params, names: string[], taskLoss: TaskLoss): { grad: GradientOf; loss: tf.Tensor; forward: Forward } {
     let forward!: Forward;
-    const { value, grads } = tf.valueAndGrads((...ts: tf.Tensor[]) => {
+    const { value, grads } = valueAndGrads((ts: tf.Tensor[]) => {
       forward = this.forward({ ...params, ...Object.fromEntries(names.map((n, i) => [n, ts[i]!])) }, true);
       return taskLoss(forward) as tf.Scalar;
-    })(names.map((n) => params[n]!));
+    }, names.map((n) => params[n]!));
     const byName = new Map(names.map((n, i) => [n, grads[i]!]));
-    const grad: GradientOf = (group) => {
+    const grad: GradientOf = (group, loss) => {
+      if (loss) return this.lossGradient(params, group, loss);
       const members = names.filter((n) => inGroup(n, group));
       if (members.length === 0) throw new Error(`parameter group "${group}" has no parameters`);
       return members.map((n) => byName.get(n)!);
     };
     return { grad, loss: value, forward };
+  }
+
+  /** ∂loss/∂(group) at `params`, through a forward pass of its own (differentiable again). */
+  private lossGradient(params: Params, group: string, loss: TaskLoss): GroupGradient {
+    const members = Object.keys(params).filter((n) => inGroup(n, group));
+    if (members.length === 0) throw new Error(`parameter group "${group}" has no parameters`);
+    return valueAndGrads((ts) => loss(this.forward({ ...params, ...Object.fromEntries(members.map((n, i) => [n, ts[i]!])) }, false)), members.map((n) => params[n]!)).grads;
   }
 
   /**
@@ -158,41 +202,52 @@ export class StepContext {
     const noiseSeed = (this.seed * 1000003 + this.step) % 2147483647;
     let forward!: Forward;
     if (!added) {
-      const { value, grads } = tf.valueAndGrads((...ts: tf.Tensor[]) => {
-        forward = this.forward(Object.fromEntries(names.map((n, i) => [n, ts[i]!])) as Params, true);
+      const { value, grads } = valueAndGrads((ts: tf.Tensor[]) => {
+        forward = this.forward({ ...Object.fromEntries(this.params), ...Object.fromEntries(names.map((n, i) => [n, ts[i]!])) }, true);
         return taskLoss(forward) as tf.Scalar;
-      })(names.map((n) => this.params.get(n)!));
+      }, names.map((n) => this.params.get(n)!));
       const gradients = new Gradients(new Map(names.map((n, i) => [n, grads[i]!])), noiseSeed);
       const raw = new Gradients(new Map(gradients.values), noiseSeed);
-      return { loss: value, grads: gradients, raw: (g) => raw.of(g), forward };
+      const current = Object.fromEntries(this.params) as Params;
+      return { loss: value, grads: gradients, raw: (g, loss) => (loss ? this.lossGradient(current, g, loss) : raw.of(g)), forward };
     }
     let rawGrad!: GradientOf;
     let taskValue!: tf.Tensor;
-    const { grads } = tf.valueAndGrads((...ts: tf.Tensor[]) => {
+    const { grads } = valueAndGrads((ts: tf.Tensor[]) => {
       const params: Params = { ...Object.fromEntries(this.params), ...Object.fromEntries(names.map((n, i) => [n, ts[i]!])) };
       const inner = this.gradientOf(params, all, taskLoss);
       forward = inner.forward;
       taskValue = tf.keep(inner.loss);
       const detached = new Map(all.map((n) => [n, tf.keep(tf.clone(inner.grad(n)[0]!))]));
       this.keptTensors.push(taskValue, ...detached.values());
-      rawGrad = (group) => all.filter((n) => inGroup(n, group)).map((n) => detached.get(n)!);
+      const current = Object.fromEntries(this.params) as Params;
+      rawGrad = (group, loss) => (loss ? this.lossGradient(current, group, loss) : all.filter((n) => inGroup(n, group)).map((n) => detached.get(n)!));
       return tf.add(inner.loss, added(inner.forward, inner.grad)) as tf.Scalar;
-    })(names.map((n) => this.params.get(n)!));
+    }, names.map((n) => this.params.get(n)!));
     const gradients = new Gradients(new Map(names.map((n, i) => [n, grads[i]!])), noiseSeed);
     return { loss: taskValue, grads: gradients, raw: rawGrad, forward };
   }
 
-  /** Updates `group` with its own optimiser on `objective`, which may read gradients. */
-  minimize(group: string, optimizer: ComponentSpec, objective: Objective): tf.Tensor {
+  /**
+   * Updates `group` with its own optimiser on `objective`. An objective that reads gradients of
+   * the task loss is differentiated through them (second order).
+   */
+  minimize(group: string, optimizer: ComponentSpec, objective: Objective, options = { readsTaskGradient: true }): tf.Tensor {
     const taskLoss = this.taskLoss;
     if (!taskLoss) throw new Error("minimize runs after backward");
     const all = [...this.params.keys()];
     const names = all.filter((n) => inGroup(n, group));
-    const { value, grads } = tf.valueAndGrads((...ts: tf.Tensor[]) => {
+    const { value, grads } = valueAndGrads((ts: tf.Tensor[]) => {
       const params: Params = { ...Object.fromEntries(this.params), ...Object.fromEntries(names.map((n, i) => [n, ts[i]!])) };
+      if (!options.readsTaskGradient) {
+        return objective(this.forward(params, false), (g, loss) => {
+          if (!loss) throw new Error("this objective was compiled without task gradients");
+          return this.lossGradient(params, g, loss);
+        }) as tf.Scalar;
+      }
       const inner = this.gradientOf(params, all, taskLoss);
       return objective(inner.forward, inner.grad) as tf.Scalar;
-    })(names.map((n) => this.params.get(n)!));
+    }, names.map((n) => this.params.get(n)!));
     let own = this.separateOptimizers.get(group);
     if (!own) {
       own = new Optimizer(optimizer);

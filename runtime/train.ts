@@ -83,7 +83,8 @@ function evaluate(spec: ModelSpec, params: Params, split: Split, only?: number):
     const rows = Array.from({ length: Math.min(evalBatch, split.size - start) }, (_, i) => start + i);
     total += tf.tidy(() => {
       const { inputs, target } = batchTensors(split, spec, rows);
-      const f = new Forward(spec, params, inputs, target, false, spec.auxHead ? undefined : only);
+      const keep = only === undefined || spec.auxHead ? undefined : spec.modalities.map((_, m) => (m === only ? 1 : 0));
+      const f = new Forward(spec, params, inputs, target, false, keep);
       const output = only !== undefined && spec.auxHead ? f.aux(only) : f.out;
       const metric = spec.target.kind === "class" ? accuracy(output, target) : meanAbsoluteError(output, target);
       return metric.dataSync()[0]! * rows.length;

@@ -12,7 +12,7 @@ export function loadData(spec: ModelSpec): Dataset {
     case "synthetic": {
       const dominant = Math.max(0, spec.modalities.findIndex((m) => m.name === o.dominant));
       data = synthetic(spec.modalities.map((m) => m.shape), {
-        classes: Number(o.classes) || spec.target.classes,
+        classes: Number(o.classes) || (spec.target.kind === "class" ? spec.target.classes : 7),
         samples: Number(o.samples),
         dominant,
         strength: Number(o.strength),
@@ -21,6 +21,7 @@ export function loadData(spec: ModelSpec): Dataset {
         seed: Number(o.seed),
         valid: Number(o.valid),
         test: Number(o.test),
+        regression: spec.target.kind === "real",
       });
       break;
     }

@@ -12,6 +12,11 @@ export interface SyntheticOptions {
   seed: number;
   valid: number;
   test: number;
+  /**
+   * Regression: the target is the class's level on [-3, 3] (as sentiment scores) plus a little
+   * noise, so neighbouring levels are what the dominant modality confuses.
+   */
+  regression: boolean;
 }
 
 /**
@@ -46,7 +51,7 @@ export function synthetic(shapes: number[][], options: SyntheticOptions): Datase
   };
   for (let i = 0; i < options.samples; i++) {
     const label = i % classes;
-    all.labels[i] = label;
+    all.labels[i] = options.regression ? -3 + (6 * label) / Math.max(1, classes - 1) + 0.25 * random.normal() : label;
     widths.forEach((width, m) => {
       const prototype = prototypes[m]![label]!;
       const row = all.inputs[m]!;
