@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadTrainer } from "../cli/load-trainer.js";
 import { loadCheckpoint } from "../runtime/checkpoint.js";
-import type { Dataset } from "../runtime/index.js";
+import type { Dataset, ModelSpec } from "../runtime/index.js";
 import { initialParameters } from "../runtime/model.js";
 import { train } from "../runtime/train.js";
 import { compileOrThrow, smallSpec } from "./helpers.js";
@@ -29,6 +29,14 @@ async function oneStep(balance: string) {
   return { trainer, weights: new Map(checkpoint.state.manifest.map((m, i) => [m.name, checkpoint.weights[i]!])) };
 }
 
+/** The seeded initial weights (seed 2), as plain arrays. */
+function initialValues(spec: ModelSpec): Map<string, Float32Array> {
+  const variables = initialParameters(spec, 2);
+  const values = new Map([...variables].map(([n, v]) => [n, v.dataSync() as Float32Array]));
+  variables.forEach((v) => v.dispose());
+  return values;
+}
+
 // Plain-JS forward of the small spec: mlp(hidden: [10], out: 5) per modality, concat, linear(4).
 function dense(x: number[][], w: Float32Array, b: Float32Array, outputs: number, act = false): number[][] {
   return x.map((row) => Array.from({ length: outputs }, (_, j) => {
@@ -49,7 +57,7 @@ describe("one step of a generated trainer against the equations", () => {
       scale grad(encoder[m]) by k[m]`);
 
     // Independent computation of k from the initial weights (methods.md, OGM-GE).
-    const init = new Map([...initialParameters(base.trainer.spec, 2)].map(([n, v]) => [n, v.dataSync() as Float32Array]));
+    const init = initialValues(base.trainer.spec);
     const data = fixedData().train;
     const widths = [8, 6];
     const z = ["a", "b"].map((m, mi) => {
@@ -79,5 +87,54 @@ describe("one step of a generated trainer against the equations", () => {
       const factor = name.startsWith("encoder.a") ? k[0]! : name.startsWith("encoder.b") ? k[1]! : 1;
       dOgm.forEach((d, i) => expect(d).toBeCloseTo(factor * dBase[i]!, 5));
     }
+  });
+
+  it("OGM-GE: the update is k·g + h with h ~ N(0, std(g)²) drawn per encoder from the unscaled gradient", async () => {
+    const rule = `
+      s[m]   = sum(batch, prob(contrib[m], y))
+      rho[m] = s[m] / s[other(m)]
+      k[m]   = if rho[m] > 1 then 1 - tanh(0.5 * relu(rho[m])) else 1`;
+    const lr = 0.1;
+    const modulated = await oneStep(rule + "\n      scale grad(encoder[m]) by k[m]");
+    const ge = await oneStep(rule + "\n      scale grad(encoder[m]) by k[m]\n      noise grad(encoder[m]) ~ normal(0, std(grad(encoder[m])) + 1e-8)");
+    const base = await oneStep("");
+    const init = initialValues(base.trainer.spec);
+    for (const m of ["a", "b"]) {
+      const names = [...init.keys()].filter((n) => n.startsWith(`encoder.${m}.`));
+      const gradient = names.flatMap((n) => Array.from(init.get(n)!, (v, i) => (v - base.weights.get(n)![i]!) / lr));
+      const noise = names.flatMap((n) => Array.from(init.get(n)!, (v, i) => (modulated.weights.get(n)![i]! - ge.weights.get(n)![i]!) / lr));
+      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+      const std = (xs: number[]) => Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1));
+      const sigma = std(gradient);
+      expect(sigma).toBeGreaterThan(0);
+      // A sample of a few hundred draws: its std within 20% of σ, its mean within 4 standard errors of 0.
+      expect(Math.abs(std(noise) / sigma - 1)).toBeLessThan(0.2);
+      expect(Math.abs(mean(noise))).toBeLessThan((4 * sigma) / Math.sqrt(noise.length));
+    }
+  });
+});
+
+describe("one step of the general actions", () => {
+  const deltas = (run: { weights: Map<string, Float32Array> }, init: Map<string, Float32Array>, prefix: string) =>
+    [...init].filter(([n]) => n.startsWith(prefix)).flatMap(([n, v]) => Array.from(v, (x, i) => x - run.weights.get(n)![i]!));
+
+  it("replace grad(G) by an expression of grad(G, L): L = the task loss gives the plain update, 2·it twice that", async () => {
+    const base = await oneStep("");
+    const same = await oneStep("replace grad(encoder[m]) by grad(encoder[m], cross_entropy(out, y))");
+    const double = await oneStep("g[m] = grad(encoder[m], cross_entropy(out, y))\n replace grad(encoder[m]) by g[m] + g[m]");
+    const init = initialValues(base.trainer.spec);
+    for (const prefix of ["encoder.a", "encoder.b", "head"]) {
+      const plain = deltas(base, init, prefix);
+      deltas(same, init, prefix).forEach((d, i) => expect(d).toBeCloseTo(plain[i]!, 6));
+      const factor = prefix === "head" ? 1 : 2;
+      deltas(double, init, prefix).forEach((d, i) => expect(d).toBeCloseTo(factor * plain[i]!, 6));
+    }
+  });
+
+  it("drop z[m] with 1 silences modality a for the step: its encoder is not updated, b's is", async () => {
+    const dropped = await oneStep("drop z[a] with 1");
+    const init = initialValues(dropped.trainer.spec);
+    expect(Math.max(...deltas(dropped, init, "encoder.a").map(Math.abs))).toBe(0);
+    expect(Math.max(...deltas(dropped, init, "encoder.b").map(Math.abs))).toBeGreaterThan(1e-4);
   });
 });

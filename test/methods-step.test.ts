@@ -1,0 +1,264 @@
+import * as tf from "@tensorflow/tfjs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { loadTrainer } from "../cli/load-trainer.js";
+import { selectBackend } from "../runtime/backend.js";
+import { loadCheckpoint } from "../runtime/checkpoint.js";
+import type { Dataset } from "../runtime/index.js";
+import { initialParameters } from "../runtime/model.js";
+import { stopGradient } from "../runtime/ops.js";
+import { train } from "../runtime/train.js";
+import { compileOrThrow } from "./helpers.js";
+
+/**
+ * One step of the generated trainer for CGGM, AWF and AGM-CR against the papers' equations
+ * (shared/methods.md), written here directly in tfjs without the compiler or the runtime's
+ * step machinery. Every rule value and every parameter update must agree to 1e-5; the
+ * second-order terms are also checked against central finite differences.
+ */
+
+const widths = { a: 8, b: 6, c: 7 };
+type Name = keyof typeof widths;
+const lr = 0.1;
+const batch = 16;
+
+function spec(modalities: Name[], body: string): string {
+  return `model step
+${modalities.map((m) => `modality ${m} : float[${widths[m]}]`).join("\n")}
+target y : class(4)
+encoder[m] = mlp(hidden: [10], out: 5, activation: tanh)
+${body}
+optimizer sgd(lr: ${lr})
+train epochs 1 batch ${batch} seed 2
+`;
+}
+
+/** `batch` training samples, so that one epoch is exactly one step. */
+function fixedData(modalities: Name[]): Dataset {
+  const rows = (n: number, width: number, salt: number) => Float32Array.from({ length: n * width }, (_, i) => Math.sin(i * 0.7 + salt));
+  const split = (n: number, salt: number) => ({
+    inputs: modalities.map((m, k) => rows(n, widths[m], salt + k)),
+    labels: Float32Array.from({ length: n }, (_, i) => (i * 3 + salt) % 4),
+    size: n,
+  });
+  return { train: split(batch, 0), valid: split(8, 5), test: split(8, 9), description: "fixed test data" };
+}
+
+type Params = Record<string, tf.Tensor>;
+
+async function oneStep(modalities: Name[], source: string) {
+  const out = mkdtempSync(join(tmpdir(), "mmb-method-"));
+  const trainer = await loadTrainer(await compileOrThrow(source), out);
+  await train(trainer, { out, backend: "cpu", data: fixedData(modalities), log: () => {} });
+  const checkpoint = (await loadCheckpoint(join(out, "checkpoints")))!;
+  const after = new Map(checkpoint.state.manifest.map((m, i) => [m.name, checkpoint.weights[i]!]));
+  const record = JSON.parse(readFileSync(join(out, "log.jsonl"), "utf8").split("\n")[0]!) as Record<string, number | number[]>;
+  const variables = initialParameters(trainer.spec, 2);
+  const init: Params = Object.fromEntries([...variables].map(([n, v]) => [n, tf.clone(v)]));
+  variables.forEach((v) => v.dispose());
+  const data = fixedData(modalities).train;
+  const x = modalities.map((m, k) => tf.tensor2d(data.inputs[k]!, [batch, widths[m]]));
+  const y = tf.tensor1d(data.labels);
+  return { init, after, record, x, y };
+}
+
+// ---------------------------------------------------------------- the model, from scratch
+
+const dense = (p: Params, prefix: string, x: tf.Tensor) => tf.add(tf.matMul(x as tf.Tensor2D, p[`${prefix}.kernel`] as tf.Tensor2D), p[`${prefix}.bias`]!);
+const encode = (p: Params, m: Name, x: tf.Tensor) => dense(p, `encoder.${m}.last`, tf.tanh(dense(p, `encoder.${m}.dense0`, x)));
+
+function crossEntropy(logits: tf.Tensor, y: tf.Tensor): tf.Tensor {
+  const logProb = tf.sub(logits, tf.logSumExp(logits, -1, true));
+  return tf.neg(tf.mean(tf.sum(tf.mul(tf.oneHot(tf.cast(y, "int32") as tf.Tensor1D, 4), logProb), -1)));
+}
+
+const accuracy = (logits: tf.Tensor, y: tf.Tensor) => tf.mean(tf.cast(tf.equal(tf.argMax(logits, -1), tf.cast(y, "int32")), "float32")).dataSync()[0]!;
+const norm = (g: tf.Tensor[]) => tf.sqrt(tf.addN(g.map((t) => tf.sum(tf.square(t)))));
+const dot = (a: tf.Tensor[], b: tf.Tensor[]) => tf.addN(a.map((t, i) => tf.sum(tf.mul(t, b[i]!))));
+const names = (p: Params, prefix: string) => Object.keys(p).filter((n) => n === prefix || n.startsWith(`${prefix}.`));
+
+/** ∂f/∂(params under `prefix`) at p, differentiable again. */
+function gradient(f: (p: Params) => tf.Tensor, p: Params, prefix: string): tf.Tensor[] {
+  const members = names(p, prefix);
+  return tf.grads((...ts: tf.Tensor[]) => f({ ...p, ...Object.fromEntries(members.map((n, i) => [n, ts[i]!])) }))(members.map((n) => p[n]!));
+}
+
+/** ∂f/∂θ for every named parameter (zero where f does not depend on it). */
+function fullGradient(f: (p: Params) => tf.Tensor, p: Params, which: string[]): Map<string, tf.Tensor> {
+  const { grads } = tf.engine().gradients(() => f(p) as tf.Scalar, which.map((n) => p[n]!), undefined, true);
+  return new Map(which.map((n, i) => [n, grads[i] ?? tf.zerosLike(p[n]!)]));
+}
+
+function expectValues(actual: number | number[] | undefined, expected: number[]): void {
+  const list = Array.isArray(actual) ? actual : [actual!];
+  expect(list).toHaveLength(expected.length);
+  list.forEach((v, i) => expect(Math.abs(v - expected[i]!)).toBeLessThan(1e-5 * Math.max(1, Math.abs(expected[i]!))));
+}
+
+function expectUpdate(init: Params, after: Map<string, Float32Array>, name: string, update: tf.Tensor): void {
+  const before = init[name]!.dataSync();
+  const step = update.dataSync();
+  const now = after.get(name)!;
+  before.forEach((v, i) => expect(Math.abs(now[i]! - (v - step[i]!))).toBeLessThan(1e-5));
+}
+
+/** <∇f, v> against (f(θ + εv) − f(θ − εv)) / 2ε along a fixed pseudo-random unit direction. */
+function expectMatchesFiniteDifferences(f: (p: Params) => tf.Tensor, p: Params, which: string[], autodiff: Map<string, tf.Tensor>): void {
+  const direction = new Map(which.map((n, k) => [n, tf.tensor(Array.from({ length: p[n]!.size }, (_, i) => Math.sin(i * 2.1 + k * 0.9)), p[n]!.shape)]));
+  const length = norm([...direction.values()]).dataSync()[0]!;
+  const eps = 1e-2;
+  const shifted = (s: number) => f({ ...p, ...Object.fromEntries(which.map((n) => [n, tf.add(p[n]!, tf.mul(direction.get(n)!, s / length))])) }).dataSync()[0]!;
+  const numeric = (shifted(eps) - shifted(-eps)) / (2 * eps);
+  const analytic = which.reduce((s, n) => s + tf.sum(tf.mul(autodiff.get(n)!, direction.get(n)!)).dataSync()[0]! / length, 0);
+  expect(Math.abs(analytic)).toBeGreaterThan(1e-4); // the check is not vacuous
+  expect(Math.abs(analytic - numeric)).toBeLessThan(2e-2 * Math.abs(numeric) + 1e-4);
+}
+
+beforeAll(async () => {
+  await selectBackend("cpu");
+});
+
+describe("one step of each source method against its paper's equations", () => {
+  it("CGGM: ε, Δε, B, the encoder scaling, L_gm (second order) and the classifiers' own update", async () => {
+    const modalities: Name[] = ["a", "b", "c"];
+    const rho = 1.2;
+    const lambda = 0.5;
+    const { init, after, record, x, y } = await oneStep(modalities, spec(modalities, `head[m] = linear(4)
+fusion sum -> linear(4)
+loss cross_entropy(out, y)
+balance {
+  param rho = ${rho}
+  param lambda = ${lambda}
+  eps[m] = acc(head[m], y)
+  d[m]   = delta(eps[m])
+  B[m]   = rho * sum(k != m, d[k]) / (sum(k, d[k]) + 1e-8)
+  scale grad(encoder[m]) by B[m]
+  add loss lambda * mean(k, abs(B[k]) - B[k] * cos(grad(head), grad(head[k], cross_entropy(head[k], y))))
+  minimize cross_entropy(head[m], y) wrt head[m] using sgd(lr: ${lr})
+}`));
+    const features = (p: Params) => modalities.map((m, k) => encode(p, m, x[k]!));
+    const taskLoss = (p: Params) => crossEntropy(dense(p, "head", tf.addN(features(p))), y);
+    const auxLoss = (p: Params, k: number) => crossEntropy(dense(p, `aux.${modalities[k]}`, stopGradient(features(p)[k]!)), y);
+
+    // ε_i: accuracy of classifier f_i; the first step's Δε_i is ε_i − 0.
+    const z = features(init);
+    const eps = modalities.map((m, k) => accuracy(dense(init, `aux.${m}`, z[k]!), y));
+    const total = eps.reduce((s, v) => s + v, 0);
+    const B = eps.map((e) => (rho * (total - e)) / (total + 1e-8));
+    expectValues(record.eps, eps);
+    expectValues(record.d, eps);
+    expectValues(record.B, B);
+
+    // L_gm = (1/M) Σ_i (|B_i| − B_i·cos(∇_{θ_F} L, ∇_{θ_{f_i}} L_i)), B constant.
+    const gm = (p: Params) => {
+      const fused = gradient(taskLoss, p, "head");
+      const terms = modalities.map((_, k) => {
+        const own = gradient((q) => auxLoss(q, k), p, `aux.${modalities[k]}`);
+        const cos = tf.div(dot(fused, own), tf.add(tf.mul(norm(fused), norm(own)), 1e-12));
+        return tf.sub(Math.abs(B[k]!), tf.mul(B[k]!, cos));
+      });
+      return tf.div(tf.addN(terms), modalities.length);
+    };
+    const trained = Object.keys(init).filter((n) => !n.startsWith("aux."));
+    const objective = fullGradient((p) => tf.add(taskLoss(p), tf.mul(lambda, gm(p))), init, trained);
+    for (const name of trained) {
+      const k = modalities.findIndex((m) => name.startsWith(`encoder.${m}.`));
+      expectUpdate(init, after, name, tf.mul(objective.get(name)!, lr * (k >= 0 ? B[k]! : 1)));
+    }
+    // Each f_i is trained only by its own loss, with its own SGD.
+    modalities.forEach((m, k) => {
+      const own = fullGradient((p) => auxLoss(p, k), init, names(init, `aux.${m}`));
+      for (const [name, g] of own) expectUpdate(init, after, name, tf.mul(g, lr));
+    });
+    const gmGradient = fullGradient(gm, init, trained);
+    // Along the fused head's parameters (a shift of an encoder would also move the classifiers'
+    // detached inputs, which finite differences cannot hold still).
+    expectMatchesFiniteDifferences(gm, init, trained.filter((n) => n.startsWith("head")), gmGradient);
+  });
+
+  it("AWF: g, ḡ, r, the fusion weights ω learnt only through L_ω (second order), the rest by the task loss", async () => {
+    const modalities: Name[] = ["a", "b", "c"];
+    const lrOmega = 0.5;
+    const { init, after, record, x, y } = await oneStep(modalities, spec(modalities, `learnable w[m] = 1
+fusion (concat(j, w[j] * z[j]) + attention) / 2 -> linear(4)
+loss cross_entropy(out, y)
+balance {
+  g[m] = mean(abs(grad(encoder[m].last)))
+  gbar = mean(k, g[k])
+  r[m] = max(k, g[k]) / g[m]
+  minimize sum(k, abs(g[k] - gbar * r[k])) wrt w using sgd(lr: ${lrOmega})
+}`));
+    // Z = ([ω_i Z_i] + [α_i Z_i]) / 2 with α = sigmoid(ReLU(avgpool(Z)·W1)·W2).
+    const taskLoss = (p: Params) => {
+      const z = modalities.map((m, k) => encode(p, m, x[k]!));
+      const pooled = tf.stack(z.map((zi) => tf.mean(zi, 1)), 1);
+      const alpha = tf.sigmoid(tf.matMul(tf.relu(tf.matMul(pooled as tf.Tensor2D, p["fusion.0.w1"] as tf.Tensor2D)), p["fusion.0.w2"] as tf.Tensor2D));
+      const weighted = tf.concat(z.map((zi, k) => tf.mul(p[`learnable.w.${modalities[k]}`]!, zi)), 1);
+      const attended = tf.concat(z.map((zi, k) => tf.mul(tf.slice(alpha, [0, k], [-1, 1]), zi)), 1);
+      return crossEntropy(dense(p, "head", tf.div(tf.add(weighted, attended), 2)), y);
+    };
+    // g_i = mean |∂L/∂W_i| over the last layer, ḡ = mean g, r_i = max g / g_i, L_ω = Σ |g_i − ḡ r_i|.
+    const rule = (p: Params) => {
+      const g = modalities.map((m) => {
+        const grads = gradient(taskLoss, p, `encoder.${m}.last`);
+        return tf.div(tf.addN(grads.map((t) => tf.sum(tf.abs(t)))), grads.reduce((s, t) => s + t.size, 0));
+      });
+      const gbar = tf.div(tf.addN(g), g.length);
+      const r = g.map((gi) => tf.div(tf.max(tf.stack(g)), gi));
+      return { g, gbar, r, loss: tf.addN(g.map((gi, k) => tf.abs(tf.sub(gi, tf.mul(gbar, r[k]!))))) };
+    };
+    const values = rule(init);
+    expectValues(record.g, values.g.map((t) => t.dataSync()[0]!));
+    expectValues(record.gbar, [values.gbar.dataSync()[0]!]);
+    expectValues(record.r, values.r.map((t) => t.dataSync()[0]!));
+
+    const omega = modalities.map((m) => `learnable.w.${m}`);
+    const omegaGradient = fullGradient((p) => rule(p).loss, init, omega);
+    omega.forEach((name) => expectUpdate(init, after, name, tf.mul(omegaGradient.get(name)!, lrOmega)));
+    expect(omega.some((name) => Math.abs(after.get(name)![0]! - 1) > 1e-4)).toBe(true); // ω moved
+    const rest = Object.keys(init).filter((n) => !omega.includes(n));
+    const task = fullGradient(taskLoss, init, rest);
+    for (const name of rest) expectUpdate(init, after, name, tf.mul(task.get(name)!, lr));
+    expectMatchesFiniteDifferences((p) => rule(p).loss, init, omega, omegaGradient);
+  });
+
+  it("AGM-CR: g, k and the regularised loss r·Σ|g_u − ḡ| differentiated through the gradient norms", async () => {
+    const modalities: Name[] = ["a", "b"];
+    const alpha = 1e-5;
+    const r = 1;
+    const { init, after, record, x, y } = await oneStep(modalities, spec(modalities, `fusion concat -> linear(4)
+loss cross_entropy(out, y)
+balance {
+  param alpha = ${alpha}
+  param r = ${r}
+  g[m] = norm(grad(encoder[m].last))
+  gbar = mean(j, g[j])
+  k[m] = g[other(m)] / g[m] + alpha
+  scale grad(encoder[m]) by k[m]
+  add loss r * sum(j, abs(g[j] - gbar))
+}`));
+    const taskLoss = (p: Params) => crossEntropy(dense(p, "head", tf.concat(modalities.map((m, k) => encode(p, m, x[k]!)), 1)), y);
+    const norms = (p: Params) => modalities.map((m) => norm(gradient(taskLoss, p, `encoder.${m}.last`)));
+    const regulariser = (p: Params) => {
+      const g = norms(p);
+      const gbar = tf.div(tf.addN(g), g.length);
+      return tf.mul(r, tf.addN(g.map((gu) => tf.abs(tf.sub(gu, gbar)))));
+    };
+    const g = norms(init).map((t) => t.dataSync()[0]!);
+    const k = [g[1]! / g[0]! + alpha, g[0]! / g[1]! + alpha];
+    expectValues(record.g, g);
+    expectValues(record.gbar, [(g[0]! + g[1]!) / 2]);
+    expectValues(record.k, k);
+
+    const all = Object.keys(init);
+    const objective = fullGradient((p) => tf.add(taskLoss(p), regulariser(p)), init, all);
+    for (const name of all) {
+      const m = modalities.findIndex((u) => name.startsWith(`encoder.${u}.`));
+      expectUpdate(init, after, name, tf.mul(objective.get(name)!, lr * (m >= 0 ? k[m]! : 1)));
+    }
+    const second = fullGradient(regulariser, init, all);
+    expectMatchesFiniteDifferences(regulariser, init, all.filter((n) => n.startsWith("encoder.a") || n === "head.kernel"), second);
+  });
+});
