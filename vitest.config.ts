@@ -7,5 +7,7 @@ export default defineConfig({
     hookTimeout: 120_000,
     // Backends and tfjs's kernel registry are process-global: one file at a time per worker.
     pool: "forks",
+    // Training on cpu is single-threaded JS: two workers use both of CI's cores.
+    maxWorkers: 2,
   },
 });

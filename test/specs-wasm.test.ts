@@ -1,0 +1,3 @@
+import { specTrainingSuite } from "./helpers.js";
+
+specTrainingSuite("wasm");
