@@ -20,7 +20,7 @@ const metricFns = ["acc", "prob", "loss", "mae", "cross_entropy", "l1", "mse"] a
 const gradStats = ["norm", "norm1", "std"] as const;
 const builtinFunctions = [
   ...unaryMath, ...modalityReductions, ...metricFns, ...gradStats,
-  "grad", "cos", "dot", "prev", "delta", "ema", "detach", "normal", "other", "lr", "concat",
+  "grad", "cos", "dot", "prev", "delta", "ema", "detach", "per_sample", "normal", "other", "lr", "concat",
 ];
 const reservedValues = ["step", "epoch", "out", "z", "contrib", "head", "batch", "alone", "without"];
 /** Per-modality head outputs a rule can score, by spec name. */
@@ -1143,6 +1143,15 @@ class Checker {
       if (!arg || !this.expectKind(arg, ["scalar"], args[0]!.span, "`delta`")) return undefined;
       return this.make({ op: "history", fn, id: this.historyCount++, arg, init: 0 }, "scalar", [arg], { host: false });
     }
+    if (fn === "per_sample") {
+      if (!arity(1, "per_sample(norm(grad(G)))")) return undefined;
+      const arg = this.expr(args[0]!.value, env);
+      if (!arg || !this.expectKind(arg, ["scalar"], args[0]!.span, "`per_sample`")) return undefined;
+      if (!readsGradient(arg)) {
+        return this.report(error("MMB008", "`per_sample` evaluates a gradient statistic for each sample, but this reads no gradient", args[0]!.span, { help: "e.g. `per_sample(norm(grad(encoder[m].last)))`; per-sample metrics need no wrapper: `prob(out, y)`" }));
+      }
+      return this.make({ op: "perSample", arg }, "batch", [arg]);
+    }
     if (fn === "detach") {
       if (!arity(1, "detach(x)")) return undefined;
       const arg = this.expr(args[0]!.value, env);
@@ -1209,6 +1218,16 @@ class Checker {
     if (!this.expectKind(value, ["scalar", "batch"], body.span, `\`${fn}\` over modalities`)) return undefined;
     return this.make({ op: "reduceModalities", fn, variable, ...(exclude ? { exclude } : {}), body: value }, value.kind, [value]);
   }
+}
+
+/** Whether an expression reads a gradient of the task loss directly. */
+function readsGradient(e: RExpr): boolean {
+  if (e.op === "grad") return !e.loss;
+  if (e.op === "unary" || e.op === "gradStat" || e.op === "detach") return readsGradient(e.arg);
+  if (e.op === "binary") return readsGradient(e.left) || readsGradient(e.right);
+  if (e.op === "gradCos" || e.op === "gradDot") return readsGradient(e.a) || readsGradient(e.b);
+  if (e.op === "if") return readsGradient(e.then) || readsGradient(e.otherwise);
+  return false;
 }
 
 /** How a value kind reads in a message. */

@@ -14,7 +14,7 @@ const taken = new Set([
   "detach", "choose", "sumBatch", "meanBatch", "sumOf", "meanOf", "maxOf", "minOf", "absGradient", "gradNorm",
   "gradNorm1", "gradMean", "gradMeanAbs", "gradStd", "gradCos", "accuracy", "trueClassProb", "crossEntropy",
   "meanAbsoluteError", "meanSquaredError", "gradDot", "addGradients", "subGradients", "scaleGradient", "concatOf",
-  "fuse", "inputs", "FusionInputs",
+  "fuse", "inputs", "FusionInputs", "sample",
 ]);
 const reservedWords = new Set(
   ("break case catch class const continue debugger default delete do else enum export extends false finally for function if " +
@@ -43,6 +43,8 @@ interface Env {
   used: Set<string>;
   /** What ranges over modalities: the step context, or the forward pass inside `taskLoss`. */
   scope: "ctx" | "f";
+  /** Inside `per_sample(...)`: the variable holding the sample index. */
+  sample?: string;
 }
 
 function indexCode(ref: IndexRef, env: Env): string {
@@ -124,7 +126,10 @@ export function expression(e: RExpr, env: Env): string {
     case "reduceBatch":
       return call(e.fn === "sum" ? "sumBatch" : "meanBatch", sub(e.body));
     case "grad":
-      return e.loss ? `grad(${groupCode(e.group, env)}, (f) => ${sub(e.loss)})` : `grad(${groupCode(e.group, env)})`;
+      if (e.loss) return `grad(${groupCode(e.group, env)}, (f) => ${sub(e.loss)})`;
+      return env.sample ? `grad(${groupCode(e.group, env)}, undefined, ${env.sample})` : `grad(${groupCode(e.group, env)})`;
+    case "perSample":
+      return `ctx.perSample((sample) => ${expression(e.arg, { ...env, sample: "sample" })})`;
     case "gradDot":
       return call("gradDot", sub(e.a), sub(e.b));
     case "gradStat": {

@@ -125,7 +125,9 @@ export type RNode =
   | { op: "target" }
   | { op: "metric"; fn: "acc" | "prob" | "loss" | "mae" | "cross_entropy" | "l1" | "mse"; output: RExpr; target: RExpr }
   | { op: "history"; fn: "prev" | "ema" | "delta"; id: number; arg: RExpr; init: number; beta?: number }
-  | { op: "detach"; arg: RExpr };
+  | { op: "detach"; arg: RExpr }
+  /** `per_sample(e)`: e once per sample, with `grad(G)` the gradient of that sample's loss. */
+  | { op: "perSample"; arg: RExpr };
 
 /** A typed rule expression: `host` values need no tensors; `secondOrder` ones read gradients. */
 export type RExpr = RNode & { kind: ValueKind; host: boolean; secondOrder: boolean };

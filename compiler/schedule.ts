@@ -24,6 +24,7 @@ export function children(e: RExpr): RExpr[] {
     case "unary":
     case "gradStat":
     case "detach":
+    case "perSample":
     case "history":
       return [e.arg];
     case "binary":

@@ -95,10 +95,10 @@ function hash(text: string): number {
 
 export type TaskLoss = (f: Forward) => tf.Tensor;
 /**
- * ∂(task loss)/∂(group), or ∂loss/∂(group) for `grad(G, L)`: gradients that can be
- * differentiated again.
+ * ∂(task loss)/∂(group), or ∂loss/∂(group) for `grad(G, L)`; with `sample`, of that sample's
+ * loss alone (`per_sample`). Gradients that can be differentiated again.
  */
-export type GradientOf = (group: string, loss?: TaskLoss) => GroupGradient;
+export type GradientOf = (group: string, loss?: TaskLoss, sample?: number) => GroupGradient;
 export type Objective = (f: Forward, grad: GradientOf) => tf.Tensor;
 
 /** What one training step can see and do; the generated `trainStep` drives it phase by phase. */
@@ -157,7 +157,11 @@ export class StepContext {
     return [...this.params.keys()].filter((n) => !this.trainedSeparately.some((g) => inGroup(n, g)));
   }
 
-  private forward(params: Params, keep: boolean): Forward {
+  private forward(params: Params, keep: boolean, sample?: number): Forward {
+    if (sample !== undefined) {
+      const one = (t: tf.Tensor) => tf.slice(t, [sample], [1]);
+      return new Forward(this.spec, params, this.inputs.map(one), one(this.target), true, this.keep.map((k) => (typeof k === "number" ? k : one(k))));
+    }
     const f = new Forward(this.spec, params, this.inputs, this.target, true, this.keep);
     if (keep) for (const t of [...f.z, f.fused, f.out]) this.keptTensors.push(tf.keep(t));
     return f;
@@ -174,8 +178,8 @@ export class StepContext {
       return taskLoss(forward) as tf.Scalar;
     }, names.map((n) => params[n]!));
     const byName = new Map(names.map((n, i) => [n, grads[i]!]));
-    const grad: GradientOf = (group, loss) => {
-      if (loss) return this.lossGradient(params, group, loss);
+    const grad: GradientOf = (group, loss, sample) => {
+      if (loss || sample !== undefined) return this.lossGradient(params, group, loss ?? taskLoss, sample);
       const members = names.filter((n) => inGroup(n, group));
       if (members.length === 0) throw new Error(`parameter group "${group}" has no parameters`);
       return members.map((n) => byName.get(n)!);
@@ -183,11 +187,17 @@ export class StepContext {
     return { grad, loss: value, forward };
   }
 
-  /** ∂loss/∂(group) at `params`, through a forward pass of its own (differentiable again). */
-  private lossGradient(params: Params, group: string, loss: TaskLoss): GroupGradient {
+  /** ∂loss/∂(group) at `params`, through a forward pass of its own (on one sample, if given); differentiable again. */
+  private lossGradient(params: Params, group: string, loss: TaskLoss, sample?: number): GroupGradient {
     const members = Object.keys(params).filter((n) => inGroup(n, group));
     if (members.length === 0) throw new Error(`parameter group "${group}" has no parameters`);
-    return valueAndGrads((ts) => loss(this.forward({ ...params, ...Object.fromEntries(members.map((n, i) => [n, ts[i]!])) }, false)), members.map((n) => params[n]!)).grads;
+    return valueAndGrads((ts) => loss(this.forward({ ...params, ...Object.fromEntries(members.map((n, i) => [n, ts[i]!])) }, false, sample)), members.map((n) => params[n]!)).grads;
+  }
+
+  /** `per_sample(e)`: e evaluated for each sample of the batch, as one value per sample. */
+  perSample(value: (sample: number) => tf.Tensor | number): tf.Tensor {
+    const size = this.target.shape[0]!;
+    return tf.stack(Array.from({ length: size }, (_, i) => tf.reshape(tf.cast(tf.scalar(0).add(value(i)), "float32"), [])));
   }
 
   /**
@@ -209,7 +219,8 @@ export class StepContext {
       const gradients = new Gradients(new Map(names.map((n, i) => [n, grads[i]!])), noiseSeed);
       const raw = new Gradients(new Map(gradients.values), noiseSeed);
       const current = Object.fromEntries(this.params) as Params;
-      return { loss: value, grads: gradients, raw: (g, loss) => (loss ? this.lossGradient(current, g, loss) : raw.of(g)), forward };
+      const rawGrad: GradientOf = (g, loss, sample) => (loss || sample !== undefined ? this.lossGradient(current, g, loss ?? taskLoss, sample) : raw.of(g));
+      return { loss: value, grads: gradients, raw: rawGrad, forward };
     }
     let rawGrad!: GradientOf;
     let taskValue!: tf.Tensor;
@@ -221,7 +232,8 @@ export class StepContext {
       const detached = new Map(all.map((n) => [n, tf.keep(tf.clone(inner.grad(n)[0]!))]));
       this.keptTensors.push(taskValue, ...detached.values());
       const current = Object.fromEntries(this.params) as Params;
-      rawGrad = (group, loss) => (loss ? this.lossGradient(current, group, loss) : all.filter((n) => inGroup(n, group)).map((n) => detached.get(n)!));
+      rawGrad = (group, loss, sample) =>
+        loss || sample !== undefined ? this.lossGradient(current, group, loss ?? taskLoss, sample) : all.filter((n) => inGroup(n, group)).map((n) => detached.get(n)!);
       return tf.add(inner.loss, added(inner.forward, inner.grad)) as tf.Scalar;
     }, names.map((n) => this.params.get(n)!));
     const gradients = new Gradients(new Map(names.map((n, i) => [n, grads[i]!])), noiseSeed);
@@ -240,9 +252,9 @@ export class StepContext {
     const { value, grads } = valueAndGrads((ts: tf.Tensor[]) => {
       const params: Params = { ...Object.fromEntries(this.params), ...Object.fromEntries(names.map((n, i) => [n, ts[i]!])) };
       if (!options.readsTaskGradient) {
-        return objective(this.forward(params, false), (g, loss) => {
+        return objective(this.forward(params, false), (g, loss, sample) => {
           if (!loss) throw new Error("this objective was compiled without task gradients");
-          return this.lossGradient(params, g, loss);
+          return this.lossGradient(params, g, loss, sample);
         }) as tf.Scalar;
       }
       const inner = this.gradientOf(params, all, taskLoss);

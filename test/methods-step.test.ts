@@ -261,4 +261,35 @@ balance {
     const second = fullGradient(regulariser, init, all);
     expectMatchesFiniteDifferences(regulariser, init, all.filter((n) => n.startsWith("encoder.a") || n === "head.kernel"), second);
   });
+
+  it("AGM-CR, per-sample reading: k_u = Σ_i g_i^other / g_i^u + α with g_i of each sample's own loss", async () => {
+    const modalities: Name[] = ["a", "b"];
+    const alpha = 1e-5;
+    const { init, after, record, x, y } = await oneStep(modalities, spec(modalities, `fusion concat -> linear(4)
+loss cross_entropy(out, y)
+balance {
+  gs[m] = per_sample(norm(grad(encoder[m].last)))
+  k[m]  = sum(batch, gs[other(m)] / gs[m]) + ${alpha}
+  scale grad(encoder[m]) by k[m]
+}`));
+    const sampleNorms = (i: number) =>
+      modalities.map((m) => {
+        const loss = (p: Params) => crossEntropy(dense(p, "head", tf.concat(modalities.map((u, k) => encode(p, u, tf.slice(x[k]!, [i], [1]))), 1)), tf.slice(y, [i], [1]));
+        return norm(gradient(loss, init, `encoder.${m}.last`)).dataSync()[0]!;
+      });
+    const perSample = Array.from({ length: batch }, (_, i) => sampleNorms(i));
+    const k = [0, 1].map((u) => perSample.reduce((s, g) => s + g[1 - u]! / g[u]!, 0) + alpha);
+    // The log keeps the first sample of the shuffled batch: one of the samples, both modalities alike.
+    const logged = record.gs as number[];
+    const first = perSample.find((g) => Math.abs(g[0]! - logged[0]!) < 1e-5);
+    expect(first, "the logged per-sample norm is one sample's").toBeDefined();
+    expectValues(logged, first!);
+    expectValues(record.k, k);
+    const taskLoss = (p: Params) => crossEntropy(dense(p, "head", tf.concat(modalities.map((m, j) => encode(p, m, x[j]!)), 1)), y);
+    const task = fullGradient(taskLoss, init, Object.keys(init));
+    for (const [name, g] of task) {
+      const m = modalities.findIndex((u) => name.startsWith(`encoder.${u}.`));
+      expectUpdate(init, after, name, tf.mul(g, lr * (m >= 0 ? k[m]! : 1)));
+    }
+  });
 });
