@@ -5,13 +5,19 @@ import { parseArgs } from "node:util";
 import { analyze, compile, diagnosticsJson, renderAll, type CompileResult } from "../compiler/index.js";
 import { error, renderDiagnostic, SourceText } from "../compiler/diagnostics.js";
 import { DataError, NumericError, train } from "../runtime/index.js";
+import { parse as parseSpec } from "../grammar/index.js";
+import { bench } from "./bench.js";
 import { loadTrainer } from "./load-trainer.js";
 
 const usage = `usage:
   mmb check <spec.mmb...> [--format text|json]
   mmb compile <spec.mmb> -o <trainer.ts> [--dump-ir] [--format text|json]
   mmb train <spec.mmb> [--out DIR] [--backend tensorflow-gpu|tensorflow|wasm|cpu] [--seed N]
-            [--epochs N] [--set name=value]... [--resume]
+            [--epochs N] [--set name=value]... [--data SOURCE] [--resume]
+  mmb bench <spec.mmb...> [--seeds N] [--out DIR] [--jobs N] [--epochs N] [--set name=value]...
+            [--data SOURCE] [--backend NAME]
+
+--data replaces the spec's data declaration, e.g. --data "synthetic(weak: 2)".
 
 exit status: 0 success, 1 errors in a spec or a failed run, 2 wrong usage`;
 
@@ -32,6 +38,9 @@ function parse(args: string[]) {
         epochs: { type: "string" },
         set: { type: "string", multiple: true },
         resume: { type: "boolean", default: false },
+        data: { type: "string" },
+        seeds: { type: "string" },
+        jobs: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -56,12 +65,22 @@ function parseSets(sets: string[] | undefined): Record<string, number> {
   return out;
 }
 
-async function readSpec(path: string): Promise<string> {
+async function readSpec(path: string, data?: string): Promise<string> {
+  let text: string;
   try {
-    return await readFile(path, "utf8");
+    text = await readFile(path, "utf8");
   } catch {
     throw new UsageError(`cannot read ${path}`);
   }
+  return data === undefined ? text : withData(text, data);
+}
+
+/** The spec with its `data` declaration replaced (or added) by `--data`. */
+function withData(text: string, data: string): string {
+  const declaration = parseSpec(text).program.decls.find((d) => d.kind === "DataDecl");
+  const line = `data ${data.replace(/[\r\n]+/g, " ")}`;
+  if (!declaration) return `${text}\n${line}\n`;
+  return text.slice(0, declaration.span.start) + line + text.slice(declaration.span.end);
 }
 
 function report(result: { diagnostics: CompileResult["diagnostics"]; source: SourceText }, format: string): void {
@@ -128,7 +147,7 @@ async function main(argv: string[]): Promise<number> {
       if (positionals.length !== 1) throw new UsageError("mmb train takes one spec");
       const path = positionals[0]!;
       const sets = parseSets(values.set);
-      const result = await compile(await readSpec(path), { fileName: path });
+      const result = await compile(await readSpec(path, values.data), { fileName: path });
       report(result, values.format!);
       if (!result.code || !checkSets(result, sets)) return 1;
       const out = values.out ?? join("runs", basename(path).replace(/\.mmb$/, ""));
@@ -145,6 +164,26 @@ async function main(argv: string[]): Promise<number> {
       });
       console.log(`mmb: test ${summary.metric} ${summary.test.toFixed(4)} on ${summary.backend}; log, summary and checkpoints in ${out}`);
       return 0;
+    }
+    case "bench": {
+      if (positionals.length === 0) throw new UsageError("mmb bench needs at least one spec");
+      const sets = parseSets(values.set);
+      for (const path of positionals) {
+        const result = await compile(await readSpec(path, values.data), { fileName: path });
+        report(result, values.format!);
+        if (!result.code || !checkSets(result, sets)) return 1;
+      }
+      const trainArgs = [
+        ...(values.epochs !== undefined ? ["--epochs", String(wholeNumber(values.epochs, "--epochs"))] : []),
+        ...(values.backend ? ["--backend", values.backend] : []),
+        ...(values.data ? ["--data", values.data] : []),
+        ...(values.set ?? []).flatMap((item) => ["--set", item]),
+      ];
+      const jobs = wholeNumber(values.jobs, "--jobs");
+      const out = values.out ?? join("runs", "bench");
+      const { rows, runs } = await bench({ specs: positionals, seeds: wholeNumber(values.seeds, "--seeds") ?? 3, out, trainArgs, ...(jobs ? { jobs } : {}) });
+      console.log(`mmb: ${rows.length} specs × ${runs.length / rows.length} seeds; results in ${join(out, "results.md")} (.json, .csv)`);
+      return runs.some((r) => r.error) ? 1 : 0;
     }
     default:
       throw new UsageError(`unknown command "${command}"`);

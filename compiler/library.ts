@@ -150,13 +150,13 @@ export const schedules: Record<string, ComponentSpec> = {
 
 export const dataSources: Record<string, ComponentSpec> = {
   synthetic: {
-    doc: "the embedded generator: each modality sees the class through its own signal strength",
+    doc: "the embedded generator: the dominant modality tells pairs of classes apart easily, the others every class less easily",
     options: {
       classes: { type: "int", default: 0, doc: "number of classes, or of levels of a `real` target (default: the target's classes, 7 levels)" },
       samples: { type: "int", default: 1200, doc: "samples in all splits" },
       dominant: { type: "modality", doc: "the modality with the strong, easy signal" },
       strength: { type: "number", default: 3, doc: "signal strength of the dominant modality" },
-      weak: { type: "number", default: 1, doc: "signal strength of the other modalities" },
+      weak: { type: "number", default: 3, doc: "signal strength of the other modalities" },
       noise: { type: "number", default: 1, doc: "standard deviation of the noise" },
       seed: { type: "int", default: 7, doc: "seed of the generator" },
       valid: { type: "number", default: 0.15, doc: "fraction for validation" },

@@ -55,4 +55,31 @@ describe("mmb command line", () => {
     expect(summary).toMatchObject({ backend: "cpu", params: { alpha: 0.25 }, epochs: 1 });
     expect(mmb("train", good, "--backend", "quantum").stderr).toContain('unknown backend "quantum"');
   });
+
+  it("train --data replaces the spec's data declaration", () => {
+    const run = mmb("train", good, "--data", "synthetic(samples: 320, seed: 4)", "--epochs", "1", "--out", join(dir, "run2"));
+    expect(run.status).toBe(0);
+    const steps = readFileSync(join(dir, "run2", "log.jsonl"), "utf8").trim().split("\n").filter((l) => l.includes('"type":"step"'));
+    expect(steps).toHaveLength(Math.ceil((320 - 48 - 48) / 16)); // 15% valid, 15% test, batch 16
+  });
+
+  it("bench: every spec × seed in its own process; mean ± std per spec; a failing run is reported, not hidden", () => {
+    const failing = join(dir, "failing.mmb");
+    writeFileSync(failing, smallSpec("  bad = log(0 * acc(out, y))"));
+    const out = join(dir, "bench");
+    const run = mmb("bench", good, failing, "--seeds", "2", "--epochs", "1", "--out", out);
+    expect(run.status).toBe(1);
+    const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
+    const [ok, bad] = results.rows;
+    expect(ok).toMatchObject({ spec: "good", runs: 2, failed: 0, backends: ["wasm"] });
+    const tests = results.runs.filter((r: { spec: string }) => r.spec === "good").map((r: { summary: { test: number } }) => r.summary.test);
+    const mean = (tests[0] + tests[1]) / 2;
+    expect(ok.test.mean).toBeCloseTo(mean, 10);
+    expect(ok.test.std).toBeCloseTo(Math.abs(tests[0] - tests[1]) / Math.SQRT2, 10);
+    expect(bad).toMatchObject({ spec: "failing", runs: 2, failed: 2 });
+    const markdown = readFileSync(join(out, "results.md"), "utf8");
+    expect(markdown).toContain("| failing | acc — | — | — | — | 0/2 (2 failed) |");
+    expect(markdown).toMatch(/- failing, seed 1: non-finite value of `bad` \(spec line \d+\)/);
+    expect(readFileSync(join(out, "results.csv"), "utf8").split("\n")[0]).toBe("spec,seed,status,metric,test,valid,unimodal_a,unimodal_b,seconds_per_epoch,backend,error");
+  });
 });

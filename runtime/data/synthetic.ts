@@ -21,11 +21,14 @@ export interface SyntheticOptions {
 
 /**
  * The embedded benchmark. Every modality sees the class through a fixed random pattern per
- * class plus Gaussian noise. The dominant modality's pattern is strong but only separates
- * pairs of classes well (classes 2j and 2j+1 share most of it), so it is learnt first and
- * quickly lowers the loss; the weak modalities separate every class but with a faint signal.
- * A joint model therefore needs the weak modality to go beyond ~half the classes, which is
- * the situation in which the papers observe the dominant modality suppressing the other.
+ * class plus Gaussian noise (per element, standard deviation `noise`); `strength` and `weak` are
+ * the patterns' norms, i.e. the signal-to-noise ratio a matched filter would reach. The dominant
+ * modality's pattern is strong but only separates pairs of classes well (classes 2j and 2j+1
+ * share 90% of it), so it is learnt first and quickly lowers the loss; the other modalities
+ * separate every class, less easily (a 3-channel image's pattern is a colour per class, which a
+ * conv encoder must find under pixel noise). Alone, the dominant modality tops out near half
+ * the classes; a joint model needs the others to go further, which is the situation in which
+ * the papers observe the dominant modality suppressing the rest.
  */
 export function synthetic(shapes: number[][], options: SyntheticOptions): Dataset {
   const random = new Random(options.seed);
@@ -36,11 +39,23 @@ export function synthetic(shapes: number[][], options: SyntheticOptions): Datase
     const norm = Math.sqrt(v.reduce((a, x) => a + x * x, 0));
     return v.map((x) => (x / norm) * Math.sqrt(n));
   };
-  const prototypes = widths.map((width, m) => {
-    if (m !== options.dominant) return Array.from({ length: classes }, () => unit(width).map((x) => x * options.weak));
-    const shared = Array.from({ length: Math.ceil(classes / 2) }, () => unit(width));
+  // A class pattern lives on the axis an encoder keeps after pooling: the channels of an image
+  // [C, H, W], the features of a sequence [T, F], every element of a vector; it is constant
+  // along the pooled axes, so that a conv or recurrent encoder can find it.
+  const pattern = (shape: number[]) => {
+    const width = shape.reduce((a, b) => a * b, 1);
+    const axis = shape.length === 3 ? shape[0]! : shape.length === 2 ? shape[1]! : width;
+    const code = unit(axis);
+    return Float64Array.from({ length: width }, (_, i) => {
+      const index = shape.length === 3 ? Math.floor(i / (shape[1]! * shape[2]!)) : shape.length === 2 ? i % axis : i;
+      return code[index]!;
+    });
+  };
+  const prototypes = shapes.map((shape, m) => {
+    if (m !== options.dominant) return Array.from({ length: classes }, () => pattern(shape).map((x) => x * options.weak));
+    const shared = Array.from({ length: Math.ceil(classes / 2) }, () => pattern(shape));
     return Array.from({ length: classes }, (_, c) => {
-      const own = unit(width);
+      const own = pattern(shape);
       return shared[c >> 1]!.map((x, i) => options.strength * (0.9 * x + 0.1 * own[i]!));
     });
   });

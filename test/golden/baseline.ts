@@ -23,7 +23,7 @@ export const spec: ModelSpec = {
       classes: 6,
       samples: 1200,
       strength: 3,
-      weak: 1,
+      weak: 3,
       noise: 1,
       seed: 7,
       valid: 0.15,

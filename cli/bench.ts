@@ -1,0 +1,149 @@
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
+import { basename, join } from "node:path";
+import type { Summary } from "../runtime/index.js";
+
+/**
+ * `mmb bench`: every spec with every seed, each run in a process of its own (`mmb train`), then
+ * one table per benchmark: mean ± standard deviation of the test metric and of each modality's
+ * unimodal metric, seconds per epoch, the backend. Failed runs are listed with their error.
+ */
+export interface BenchOptions {
+  specs: string[];
+  seeds: number;
+  out: string;
+  /** Extra `mmb train` arguments passed to every run (`--epochs`, `--set`, `--backend`, `--data`). */
+  trainArgs: string[];
+  jobs?: number;
+  log?: (line: string) => void;
+}
+
+export interface RunResult {
+  spec: string;
+  seed: number;
+  dir: string;
+  summary?: Summary;
+  error?: string;
+}
+
+export interface MethodRow {
+  spec: string;
+  metric: string;
+  runs: number;
+  failed: number;
+  test: Stat;
+  unimodal: Record<string, Stat>;
+  secondsPerEpoch: Stat;
+  backends: string[];
+}
+
+export interface Stat {
+  mean: number;
+  std: number;
+}
+
+export function stat(values: number[]): Stat {
+  if (values.length === 0) return { mean: NaN, std: NaN };
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  // Sample standard deviation (n − 1); one run has none.
+  const std = values.length > 1 ? Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (values.length - 1)) : 0;
+  return { mean, std };
+}
+
+/** Rows of the comparison, one per spec, in the order the specs were given. */
+export function aggregate(runs: RunResult[]): MethodRow[] {
+  const specs = [...new Set(runs.map((r) => r.spec))];
+  return specs.map((spec) => {
+    const mine = runs.filter((r) => r.spec === spec);
+    const ok = mine.flatMap((r) => (r.summary ? [r.summary] : []));
+    const modalities = [...new Set(ok.flatMap((s) => Object.keys(s.unimodal)))];
+    return {
+      spec,
+      metric: ok[0]?.metric ?? "accuracy",
+      runs: mine.length,
+      failed: mine.length - ok.length,
+      test: stat(ok.map((s) => s.test)),
+      unimodal: Object.fromEntries(modalities.map((m) => [m, stat(ok.map((s) => s.unimodal[m]!))])),
+      secondsPerEpoch: stat(ok.map((s) => s.secondsPerEpoch)),
+      backends: [...new Set(ok.map((s) => s.backend))],
+    };
+  });
+}
+
+const pm = (s: Stat, digits = 3) => (Number.isNaN(s.mean) ? "—" : `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`);
+
+export function markdown(rows: MethodRow[], runs: RunResult[], command: string): string {
+  const lines = [
+    "| spec | test metric | unimodal (per modality) | s/epoch | backend | runs |",
+    "|---|---|---|---|---|---|",
+    ...rows.map((r) => {
+      const unimodal = Object.entries(r.unimodal).map(([m, s]) => `${m} ${pm(s)}`).join("<br>");
+      const runs = r.failed ? `${r.runs - r.failed}/${r.runs} (${r.failed} failed)` : `${r.runs}`;
+      return `| ${r.spec} | ${r.metric === "mae" ? "MAE " : "acc "}${pm(r.test)} | ${unimodal || "—"} | ${pm(r.secondsPerEpoch, 2)} | ${r.backends.join(", ") || "—"} | ${runs} |`;
+    }),
+  ];
+  const failures = runs.filter((r) => r.error);
+  if (failures.length) lines.push("", "Failed runs:", "", ...failures.map((r) => `- ${r.spec}, seed ${r.seed}: ${r.error!.split("\n")[0]}`));
+  return `# Benchmark results\n\n\`${command}\`\n\nMean ± sample standard deviation over seeds; unimodal: each modality alone (see each run's summary.json for how).\n\n${lines.join("\n")}\n`;
+}
+
+export function csv(runs: RunResult[]): string {
+  const modalities = [...new Set(runs.flatMap((r) => Object.keys(r.summary?.unimodal ?? {})))];
+  const header = ["spec", "seed", "status", "metric", "test", "valid", ...modalities.map((m) => `unimodal_${m}`), "seconds_per_epoch", "backend", "error"];
+  const quote = (v: string) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+  const rows = runs.map((r) => {
+    const s = r.summary;
+    return [r.spec, String(r.seed), s ? "ok" : "failed", s?.metric ?? "", s ? String(s.test) : "", s ? String(s.valid) : "", ...modalities.map((m) => (s?.unimodal[m] !== undefined ? String(s.unimodal[m]) : "")), s ? String(s.secondsPerEpoch) : "", s?.backend ?? "", (r.error ?? "").split("\n")[0]!]
+      .map(quote)
+      .join(",");
+  });
+  return [header.join(","), ...rows].join("\n") + "\n";
+}
+
+/** One `mmb train` in a child process running this same CLI; its summary or its error. */
+function trainInProcess(spec: string, seed: number, dir: string, trainArgs: string[]): Promise<RunResult> {
+  const args = [...process.execArgv, process.argv[1]!, "train", spec, "--seed", String(seed), "--out", dir, ...trainArgs];
+  return new Promise((done) => {
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on("close", async (code) => {
+      const name = basename(spec).replace(/\.mmb$/, "");
+      const summaryPath = join(dir, "summary.json");
+      if (code === 0 && existsSync(summaryPath)) {
+        done({ spec: name, seed, dir, summary: JSON.parse(await readFile(summaryPath, "utf8")) as Summary });
+      } else {
+        const message = stderr.split("\n").filter((l) => l.startsWith("mmb:") || l.startsWith("error")).join("\n") || stderr.trim() || `exit ${code}`;
+        done({ spec: name, seed, dir, error: message.replace(/^mmb: /, "") });
+      }
+    });
+  });
+}
+
+export async function bench(options: BenchOptions): Promise<{ runs: RunResult[]; rows: MethodRow[] }> {
+  const say = options.log ?? ((line: string) => console.error(line));
+  await mkdir(options.out, { recursive: true });
+  const tasks = options.specs.flatMap((spec) => Array.from({ length: options.seeds }, (_, i) => ({ spec, seed: i + 1 })));
+  const jobs = Math.max(1, Math.min(options.jobs ?? availableParallelism(), tasks.length));
+  const runs: RunResult[] = new Array(tasks.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) {
+      const index = next++;
+      const { spec, seed } = tasks[index]!;
+      const dir = join(options.out, basename(spec).replace(/\.mmb$/, ""), `seed-${seed}`);
+      const result = await trainInProcess(spec, seed, dir, options.trainArgs);
+      runs[index] = result;
+      say(result.summary ? `mmb bench: ${result.spec} seed ${seed}: test ${result.summary.metric} ${result.summary.test.toFixed(4)}` : `mmb bench: ${result.spec} seed ${seed} FAILED: ${result.error}`);
+    }
+  };
+  await Promise.all(Array.from({ length: jobs }, worker));
+  const rows = aggregate(runs);
+  const command = ["mmb bench", ...options.specs, "--seeds", String(options.seeds), ...options.trainArgs].join(" ");
+  await writeFile(join(options.out, "results.md"), markdown(rows, runs, command));
+  await writeFile(join(options.out, "results.csv"), csv(runs));
+  await writeFile(join(options.out, "results.json"), JSON.stringify({ command, rows, runs }, null, 2) + "\n");
+  return { runs, rows };
+}
