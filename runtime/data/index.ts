@@ -1,5 +1,6 @@
 import type { ModelSpec } from "../spec.js";
 import { validateDataset, type Dataset } from "./dataset.js";
+import { mnist } from "./mnist.js";
 import { synthetic } from "./synthetic.js";
 
 export { DataError, validateDataset, type Dataset, type Split } from "./dataset.js";
@@ -25,6 +26,17 @@ export function loadData(spec: ModelSpec): Dataset {
       });
       break;
     }
+    case "mnist":
+      data = mnist(spec.modalities.map((m) => m.shape), spec.target, {
+        samples: Number(o.samples),
+        noise: Number(o.noise),
+        shift: Number(o.shift),
+        coarse: Number(o.coarse),
+        seed: Number(o.seed),
+        valid: Number(o.valid),
+        test: Number(o.test),
+      });
+      break;
     default:
       throw new Error(`unknown data source ${spec.data.kind}`);
   }

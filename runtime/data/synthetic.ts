@@ -1,5 +1,5 @@
 import { Random } from "../random.js";
-import type { Dataset, Split } from "./dataset.js";
+import { splitInOrder, type Dataset, type Split } from "./dataset.js";
 
 export interface SyntheticOptions {
   classes: number;
@@ -73,23 +73,5 @@ export function synthetic(shapes: number[][], options: SyntheticOptions): Datase
       for (let j = 0; j < width; j++) row[i * width + j] = (prototype[j]! + random.normal() * options.noise * Math.sqrt(width)) / Math.sqrt(width);
     });
   }
-  const order = random.permutation(options.samples);
-  const nValid = Math.round(options.samples * options.valid);
-  const nTest = Math.round(options.samples * options.test);
-  const nTrain = options.samples - nValid - nTest;
-  const take = (from: number, count: number): Split => ({
-    inputs: widths.map((w, m) => {
-      const out = new Float32Array(count * w);
-      for (let k = 0; k < count; k++) out.set(all.inputs[m]!.subarray(order[from + k]! * w, (order[from + k]! + 1) * w), k * w);
-      return out;
-    }),
-    labels: Float32Array.from({ length: count }, (_, k) => all.labels[order[from + k]!]!),
-    size: count,
-  });
-  return {
-    train: take(0, nTrain),
-    valid: take(nTrain, nValid),
-    test: take(nTrain + nValid, nTest),
-    description: `synthetic(seed ${options.seed})`,
-  };
+  return splitInOrder(all, widths, random.permutation(options.samples), options, `synthetic(seed ${options.seed})`);
 }
