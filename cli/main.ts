@@ -7,6 +7,7 @@ import { error, renderDiagnostic, SourceText } from "../compiler/diagnostics.js"
 import { DataError, NumericError, train } from "../runtime/index.js";
 import { parse as parseSpec } from "../grammar/index.js";
 import { bench } from "./bench.js";
+import { report as writeReport } from "./report.js";
 import { loadTrainer } from "./load-trainer.js";
 
 const usage = `usage:
@@ -16,6 +17,8 @@ const usage = `usage:
             [--epochs N] [--set name=value]... [--data SOURCE] [--resume]
   mmb bench <spec.mmb...> [--seeds N] [--out DIR] [--jobs N] [--epochs N] [--set name=value]...
             [--data SOURCE] [--backend NAME]
+
+  mmb report <run-dir | bench-dir> [-o report.html]
 
 --data replaces the spec's data declaration, e.g. --data "synthetic(weak: 2)".
 
@@ -184,6 +187,12 @@ async function main(argv: string[]): Promise<number> {
       const { rows, runs } = await bench({ specs: positionals, seeds: wholeNumber(values.seeds, "--seeds") ?? 3, out, trainArgs, ...(jobs ? { jobs } : {}) });
       console.log(`mmb: ${rows.length} specs × ${runs.length / rows.length} seeds; results in ${join(out, "results.md")} (.json, .csv)`);
       return runs.some((r) => r.error) ? 1 : 0;
+    }
+    case "report": {
+      if (positionals.length !== 1) throw new UsageError("mmb report takes one run or bench directory");
+      const file = await writeReport(positionals[0]!, values.output);
+      console.log(`mmb: wrote ${file}`);
+      return 0;
     }
     default:
       throw new UsageError(`unknown command "${command}"`);

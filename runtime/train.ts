@@ -151,6 +151,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const measure = () => {
     const current = Object.fromEntries(params) as Params;
     return {
+      train: evaluate(spec, current, data.train),
       valid: evaluate(spec, current, data.valid),
       test: evaluate(spec, current, data.test),
       unimodal: Object.fromEntries(spec.modalities.map((m, i) => [m.name, evaluate(spec, current, data.test, i)])),
@@ -216,11 +217,11 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       lines.push(JSON.stringify({ type: "step", epoch, step: r.step, ...entry }));
     }
     last = measure();
-    const { valid, test, unimodal } = last;
+    const { train: trainMetric, valid, test, unimodal } = last;
     const seconds = (Date.now() - epochStart) / 1000;
     epochSeconds.push(seconds);
     const metricName = spec.target.kind === "class" ? "acc" : "mae";
-    lines.push(JSON.stringify({ type: "epoch", epoch, loss: lossSum / Math.max(1, records.length), lr: Number(spec.optimizer.options.lr) * lrSchedule, valid: { [metricName]: valid }, test: { [metricName]: test }, unimodal, seconds }));
+    lines.push(JSON.stringify({ type: "epoch", epoch, loss: lossSum / Math.max(1, records.length), lr: Number(spec.optimizer.options.lr) * lrSchedule, train: { [metricName]: trainMetric }, valid: { [metricName]: valid }, test: { [metricName]: test }, unimodal, seconds }));
     await appendFile(logPath, lines.join("\n") + "\n");
     if (sign * valid > best.metric) best = { metric: sign * valid, epoch, stale: 0 };
     else best.stale++;

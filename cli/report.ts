@@ -1,0 +1,286 @@
+import { existsSync, readFileSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { basename, dirname, join } from "node:path";
+import type { MethodRow, RunResult } from "./bench.js";
+
+/**
+ * `mmb report <run-dir | bench-dir>`: one self-contained HTML file (Chart.js inlined, no
+ * network) with the figures the papers use. A run: per-modality gradient norms over steps and
+ * their share per epoch, every rule value over steps, loss, train/valid/test metric and the
+ * unimodal metric of each modality per epoch. A bench: the comparison table, the test metric
+ * and each modality's unimodal metric with error bars (± one standard deviation over seeds),
+ * and the mean test metric per epoch of each spec.
+ */
+
+/** A chart: Chart.js configuration, as data (the page adds the error-bar plugin). */
+export interface ChartSpec {
+  id: string;
+  title: string;
+  type: "line" | "bar";
+  labels: (string | number)[];
+  datasets: { label: string; data: (number | null)[]; errors?: number[] }[];
+  stacked?: boolean;
+  yLabel: string;
+  xLabel: string;
+}
+
+interface StepRecord {
+  type: "step";
+  epoch: number;
+  step: number;
+  [key: string]: unknown;
+}
+
+interface EpochRecord {
+  type: "epoch";
+  epoch: number;
+  loss: number;
+  train?: Record<string, number>;
+  valid: Record<string, number>;
+  test: Record<string, number>;
+  unimodal: Record<string, number>;
+}
+
+async function readLog(dir: string): Promise<{ steps: StepRecord[]; epochs: EpochRecord[] }> {
+  const lines = (await readFile(join(dir, "log.jsonl"), "utf8")).split("\n").filter((l) => l.trim());
+  const records = lines.map((l) => JSON.parse(l) as StepRecord | EpochRecord);
+  return { steps: records.filter((r): r is StepRecord => r.type === "step"), epochs: records.filter((r): r is EpochRecord => r.type === "epoch") };
+}
+
+const perModalityNames = (value: unknown, modalities: string[]) => (Array.isArray(value) && value.length === modalities.length ? modalities : undefined);
+
+/** The charts of one training run, from its log. */
+export async function runCharts(dir: string, idPrefix = "run"): Promise<{ charts: ChartSpec[]; title: string }> {
+  const summary = existsSync(join(dir, "summary.json")) ? (JSON.parse(await readFile(join(dir, "summary.json"), "utf8")) as { model: string; unimodal: Record<string, number> }) : undefined;
+  const { steps, epochs } = await readLog(dir);
+  const modalities = Object.keys(epochs[0]?.unimodal ?? summary?.unimodal ?? {});
+  const stepLabels = steps.map((s) => s.step);
+  const epochLabels = epochs.map((e) => e.epoch + 1);
+  const metric = Object.keys(epochs[0]?.test ?? { acc: 0 })[0] ?? "acc";
+  const charts: ChartSpec[] = [];
+  const norms = steps.map((s) => s.grad_norm as number[]);
+  charts.push({
+    id: `${idPrefix}-grad-norm`,
+    title: "Gradient norm of each encoder (raw, before any action)",
+    type: "line",
+    labels: stepLabels,
+    datasets: modalities.map((m, i) => ({ label: m, data: norms.map((n) => n?.[i] ?? null) })),
+    xLabel: "step",
+    yLabel: "‖∂L/∂θ_m‖",
+  });
+  charts.push({
+    id: `${idPrefix}-grad-share`,
+    title: "Share of the gradient norm per epoch",
+    type: "bar",
+    stacked: true,
+    labels: epochLabels,
+    datasets: modalities.map((m, i) => ({
+      label: m,
+      data: epochLabels.map((_, e) => {
+        const mine = steps.filter((s) => s.epoch === e).map((s) => s.grad_norm as number[]);
+        const total = mine.reduce((a, n) => a + n.reduce((x, y) => x + y, 0), 0);
+        return total > 0 ? mine.reduce((a, n) => a + n[i]!, 0) / total : null;
+      }),
+    })),
+    xLabel: "epoch",
+    yLabel: "share",
+  });
+  charts.push({ id: `${idPrefix}-loss`, title: "Training loss per step", type: "line", labels: stepLabels, datasets: [{ label: "loss", data: steps.map((s) => s.loss as number) }], xLabel: "step", yLabel: "loss" });
+  const ruleValues = Object.keys(steps[0] ?? {}).filter((k) => !["type", "epoch", "step", "loss", "grad_norm"].includes(k));
+  for (const name of ruleValues) {
+    const names = perModalityNames(steps[0]![name], modalities);
+    charts.push({
+      id: `${idPrefix}-value-${charts.length}`,
+      title: `Rule value ${name}`,
+      type: "line",
+      labels: stepLabels,
+      datasets: names
+        ? names.map((m, i) => ({ label: `${name}[${m}]`, data: steps.map((s) => (s[name] as number[])[i] ?? null) }))
+        : [{ label: name, data: steps.map((s) => s[name] as number) }],
+      xLabel: "step",
+      yLabel: name,
+    });
+  }
+  charts.push({
+    id: `${idPrefix}-metric`,
+    title: `${metric} per epoch`,
+    type: "line",
+    labels: epochLabels,
+    datasets: (["train", "valid", "test"] as const).filter((split) => epochs[0]?.[split]).map((split) => ({ label: split, data: epochs.map((e) => e[split]?.[metric] ?? null) })),
+    xLabel: "epoch",
+    yLabel: metric,
+  });
+  charts.push({
+    id: `${idPrefix}-unimodal`,
+    title: `Unimodal ${metric} per epoch (test split, each modality alone)`,
+    type: "line",
+    labels: epochLabels,
+    datasets: modalities.map((m) => ({ label: m, data: epochs.map((e) => e.unimodal[m] ?? null) })),
+    xLabel: "epoch",
+    yLabel: metric,
+  });
+  return { charts, title: summary?.model ?? basename(dir) };
+}
+
+/** The charts of a bench: error bars over seeds, and each spec's mean test metric per epoch. */
+export async function benchCharts(dir: string): Promise<{ charts: ChartSpec[]; rows: MethodRow[]; runs: RunResult[] }> {
+  const { rows, runs } = JSON.parse(await readFile(join(dir, "results.json"), "utf8")) as { rows: MethodRow[]; runs: RunResult[] };
+  const charts: ChartSpec[] = [];
+  const ok = rows.filter((r) => r.runs > r.failed);
+  for (const metric of [...new Set(ok.map((r) => r.metric))]) {
+    const mine = ok.filter((r) => r.metric === metric);
+    charts.push({
+      id: `bench-test-${metric}`,
+      title: `Test ${metric}, mean ± std over seeds`,
+      type: "bar",
+      labels: mine.map((r) => r.spec),
+      datasets: [{ label: `test ${metric}`, data: mine.map((r) => r.test.mean), errors: mine.map((r) => r.test.std) }],
+      xLabel: "spec",
+      yLabel: metric,
+    });
+    const modalities = [...new Set(mine.flatMap((r) => Object.keys(r.unimodal)))];
+    charts.push({
+      id: `bench-unimodal-${metric}`,
+      title: `Unimodal ${metric} of each modality, mean ± std over seeds`,
+      type: "bar",
+      labels: mine.map((r) => r.spec),
+      datasets: modalities.map((m) => ({ label: m, data: mine.map((r) => r.unimodal[m]?.mean ?? null), errors: mine.map((r) => r.unimodal[m]?.std ?? 0) })),
+      xLabel: "spec",
+      yLabel: metric,
+    });
+  }
+  const curves = new Map<string, number[][]>();
+  for (const run of runs) {
+    if (!run.summary || !existsSync(join(run.dir, "log.jsonl"))) continue;
+    const { epochs } = await readLog(run.dir);
+    const metric = Object.keys(epochs[0]?.test ?? {})[0];
+    if (!metric) continue;
+    curves.set(run.spec, [...(curves.get(run.spec) ?? []), epochs.map((e) => e.test[metric]!)]);
+  }
+  if (curves.size > 0) {
+    const length = Math.max(...[...curves.values()].flatMap((c) => c.map((r) => r.length)));
+    charts.push({
+      id: "bench-curves",
+      title: "Test metric per epoch, mean over seeds",
+      type: "line",
+      labels: Array.from({ length }, (_, i) => i + 1),
+      datasets: [...curves].map(([spec, seeds]) => ({
+        label: spec,
+        data: Array.from({ length }, (_, e) => {
+          const values = seeds.map((s) => s[e]).filter((v): v is number => v !== undefined);
+          return values.length ? values.reduce((a, b) => a + b, 0) / values.length : null;
+        }),
+      })),
+      xLabel: "epoch",
+      yLabel: "test metric",
+    });
+  }
+  return { charts, rows, runs };
+}
+
+const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+/** JSON that cannot close the <script> element it is embedded in. */
+const scriptJson = (value: unknown) => JSON.stringify(value).replace(/</g, "\\u003c").replace(/\u2028/g, "\\u2028").replace(/\u2029/g, "\\u2029");
+
+function table(rows: MethodRow[]): string {
+  const pm = (s: { mean: number; std: number }) => (s && Number.isFinite(s.mean) ? `${s.mean.toFixed(3)} ± ${s.std.toFixed(3)}` : "—");
+  const body = rows
+    .map((r) => {
+      const unimodal = Object.entries(r.unimodal).map(([m, s]) => `${escapeHtml(m)} ${pm(s)}`).join("<br>");
+      return `<tr><td>${escapeHtml(r.spec)}</td><td>${escapeHtml(r.metric)} ${pm(r.test)}</td><td>${unimodal || "—"}</td><td>${pm(r.secondsPerEpoch)}</td><td>${escapeHtml(r.backends.join(", "))}</td><td>${r.runs - r.failed}/${r.runs}</td></tr>`;
+    })
+    .join("\n");
+  return `<table><thead><tr><th>spec</th><th>test</th><th>unimodal</th><th>s/epoch</th><th>backend</th><th>runs ok</th></tr></thead><tbody>${body}</tbody></table>`;
+}
+
+/** The page: Chart.js inlined, the charts as data, a small plugin that draws error bars. */
+export function page(title: string, charts: ChartSpec[], preface = ""): string {
+  // The UMD build is not in the package's exports: find it next to the resolved entry point.
+  const chartJs = readFileSync(join(dirname(createRequire(import.meta.url).resolve("chart.js")), "chart.umd.min.js"), "utf8");
+  const figures = charts.map((c) => `<figure><figcaption>${escapeHtml(c.title)}</figcaption><div class="chart"><canvas id="${escapeHtml(c.id)}"></canvas></div></figure>`).join("\n");
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>${escapeHtml(title)} — mmb report</title>
+<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
+h1 { font-size: 20px; }
+figure { display: inline-block; width: 560px; margin: 8px 16px 24px 0; vertical-align: top; }
+figcaption { font-weight: 600; margin-bottom: 4px; }
+.chart { position: relative; height: 300px; }
+table { border-collapse: collapse; margin: 12px 0 24px; }
+td, th { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
+</style>
+<script>${chartJs}</script>
+</head>
+<body>
+<h1>${escapeHtml(title)}</h1>
+${preface}
+${figures}
+<script>
+const charts = ${scriptJson(charts)};
+const errorBars = {
+  id: "errorBars",
+  afterDatasetsDraw(chart) {
+    const { ctx } = chart;
+    chart.data.datasets.forEach((dataset, d) => {
+      if (!dataset.errors) return;
+      const meta = chart.getDatasetMeta(d);
+      const scale = chart.scales.y;
+      meta.data.forEach((bar, i) => {
+        const value = dataset.data[i];
+        const error = dataset.errors[i];
+        if (value == null || !error) return;
+        const top = scale.getPixelForValue(value + error);
+        const bottom = scale.getPixelForValue(value - error);
+        ctx.save();
+        ctx.strokeStyle = "#222";
+        ctx.beginPath();
+        ctx.moveTo(bar.x, top); ctx.lineTo(bar.x, bottom);
+        ctx.moveTo(bar.x - 4, top); ctx.lineTo(bar.x + 4, top);
+        ctx.moveTo(bar.x - 4, bottom); ctx.lineTo(bar.x + 4, bottom);
+        ctx.stroke();
+        ctx.restore();
+      });
+    });
+  },
+};
+for (const spec of charts) {
+  new Chart(document.getElementById(spec.id), {
+    type: spec.type,
+    data: { labels: spec.labels, datasets: spec.datasets.map((d) => ({ ...d, pointRadius: spec.labels.length > 60 ? 0 : 2, borderWidth: 1.5 })) },
+    options: {
+      animation: false,
+      maintainAspectRatio: false,
+      scales: {
+        x: { stacked: !!spec.stacked, title: { display: true, text: spec.xLabel } },
+        y: { stacked: !!spec.stacked, title: { display: true, text: spec.yLabel } },
+      },
+    },
+    plugins: [errorBars],
+  });
+}
+</script>
+</body>
+</html>
+`;
+}
+
+/** Writes the report of a run or bench directory; returns the file written. */
+export async function report(dir: string, output?: string): Promise<string> {
+  let html: string;
+  if (existsSync(join(dir, "results.json"))) {
+    const { charts, rows } = await benchCharts(dir);
+    html = page(`Benchmark: ${basename(dir)}`, charts, table(rows));
+  } else if (existsSync(join(dir, "log.jsonl"))) {
+    const { charts, title } = await runCharts(dir);
+    html = page(`Run: ${title}`, charts);
+  } else {
+    throw new Error(`${dir}: neither a run (log.jsonl) nor a bench (results.json)`);
+  }
+  const file = output ?? join(dir, "report.html");
+  await writeFile(file, html);
+  return file;
+}

@@ -1,0 +1,84 @@
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium, type Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { aggregate, type RunResult } from "../cli/bench.js";
+import { loadTrainer } from "../cli/load-trainer.js";
+import { report } from "../cli/report.js";
+import { train, type Summary } from "../runtime/index.js";
+import { compileOrThrow, smallSpec } from "./helpers.js";
+
+/** Debian's chromium; .ci/run installs it and sets MMB_REQUIRE_BROWSER so that CI never skips. */
+const browserPath = process.env.MMB_CHROMIUM ?? "/usr/bin/chromium";
+const available = existsSync(browserPath);
+if (!available && process.env.MMB_REQUIRE_BROWSER) throw new Error(`no browser at ${browserPath}: install Debian's chromium`);
+
+async function trainSmall(out: string, seed: number): Promise<Summary> {
+  const code = await compileOrThrow(smallSpec("  s[m] = sum(batch, prob(contrib[m], y))\n  k[m] = 1 - tanh(0.5 * relu(s[m] / s[other(m)] - 1))\n  scale grad(encoder[m]) by k[m]"));
+  return train(await loadTrainer(code, out), { out, backend: "wasm", seed, log: () => {} });
+}
+
+describe.skipIf(!available)("mmb report in a headless browser", () => {
+  let browser: Browser;
+  const dir = mkdtempSync(join(tmpdir(), "mmb-report-"));
+
+  beforeAll(async () => {
+    browser = await chromium.launch({ executablePath: browserPath, args: ["--no-sandbox"] });
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  /** Loads a report; returns console errors, points drawn per chart and inked pixels per canvas. */
+  async function open(file: string) {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const errors: string[] = [];
+    page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await page.goto(`file://${file}`);
+    const charts = await page.evaluate(() => {
+      const Chart = (window as unknown as { Chart: { getChart(c: HTMLCanvasElement): { data: { datasets: { data: (number | null)[] }[] } } | undefined } }).Chart;
+      return [...document.querySelectorAll("canvas")].map((canvas) => {
+        const chart = Chart.getChart(canvas);
+        const points = chart ? chart.data.datasets.reduce((n, d) => n + d.data.filter((v) => v !== null && Number.isFinite(v)).length, 0) : 0;
+        const pixels = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
+        let inked = 0;
+        for (let i = 3; i < pixels.length; i += 4) if (pixels[i]! > 0) inked++;
+        return { id: canvas.id, points, inked };
+      });
+    });
+    const screenshot = await page.screenshot({ fullPage: true });
+    await page.close();
+    return { errors, charts, screenshot };
+  }
+
+  it("a run's report: every figure of the papers, drawn with data, no console errors", async () => {
+    const run = join(dir, "run");
+    await trainSmall(run, 1);
+    const file = await report(run);
+    expect(file).toBe(join(run, "report.html"));
+    const { errors, charts, screenshot } = await open(file);
+    expect(errors).toEqual([]);
+    expect(charts.map((c) => c.id)).toEqual(["run-grad-norm", "run-grad-share", "run-loss", "run-value-3", "run-value-4", "run-metric", "run-unimodal"]);
+    for (const chart of charts) {
+      expect(chart.points, chart.id).toBeGreaterThan(0);
+      expect(chart.inked, chart.id).toBeGreaterThan(2000);
+    }
+    expect(screenshot.length).toBeGreaterThan(50_000); // a blank page compresses to a few kB
+  });
+
+  it("a bench's report: the comparison table and error bars over seeds", async () => {
+    const runs: RunResult[] = [];
+    for (const seed of [1, 2]) {
+      const out = join(dir, "bench", "small", `seed-${seed}`);
+      runs.push({ spec: "small", seed, dir: out, summary: await trainSmall(out, seed) });
+    }
+    runs.push({ spec: "broken", seed: 1, dir: join(dir, "bench", "broken"), error: "non-finite value of `x`" });
+    writeFileSync(join(dir, "bench", "results.json"), JSON.stringify({ command: "test", rows: aggregate(runs), runs }));
+    const { errors, charts } = await open(await report(join(dir, "bench")));
+    expect(errors).toEqual([]);
+    expect(charts.map((c) => c.id)).toEqual(["bench-test-accuracy", "bench-unimodal-accuracy", "bench-curves"]);
+    for (const chart of charts) expect(chart.points, chart.id).toBeGreaterThan(0);
+  });
+});
