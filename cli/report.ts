@@ -150,22 +150,25 @@ export async function benchCharts(dir: string): Promise<{ charts: ChartSpec[]; r
       yLabel: metric,
     });
   }
-  const curves = new Map<string, number[][]>();
+  // Test metric per epoch, mean over seeds: one chart per metric (accuracy and MAE do not share an axis).
+  const curves = new Map<string, Map<string, number[][]>>();
   for (const run of runs) {
     if (!run.summary || !existsSync(join(run.dir, "log.jsonl"))) continue;
     const { epochs } = await readLog(run.dir);
     const metric = Object.keys(epochs[0]?.test ?? {})[0];
     if (!metric) continue;
-    curves.set(run.spec, [...(curves.get(run.spec) ?? []), epochs.map((e) => e.test[metric]!)]);
+    const bySpec = curves.get(metric) ?? new Map<string, number[][]>();
+    bySpec.set(run.spec, [...(bySpec.get(run.spec) ?? []), epochs.map((e) => e.test[metric]!)]);
+    curves.set(metric, bySpec);
   }
-  if (curves.size > 0) {
-    const length = Math.max(...[...curves.values()].flatMap((c) => c.map((r) => r.length)));
+  for (const [metric, bySpec] of curves) {
+    const length = Math.max(...[...bySpec.values()].flatMap((c) => c.map((r) => r.length)));
     charts.push({
-      id: "bench-curves",
-      title: "Test metric per epoch, mean over seeds",
+      id: `bench-curves-${metric}`,
+      title: `Test ${metric} per epoch, mean over seeds`,
       type: "line",
       labels: Array.from({ length }, (_, i) => i + 1),
-      datasets: [...curves].map(([spec, seeds]) => ({
+      datasets: [...bySpec].map(([spec, seeds]) => ({
         label: spec,
         data: Array.from({ length }, (_, e) => {
           const values = seeds.map((s) => s[e]).filter((v): v is number => v !== undefined);
@@ -173,7 +176,7 @@ export async function benchCharts(dir: string): Promise<{ charts: ChartSpec[]; r
         }),
       })),
       xLabel: "epoch",
-      yLabel: "test metric",
+      yLabel: metric,
     });
   }
   return { charts, rows, runs };
@@ -207,7 +210,8 @@ export function page(title: string, charts: ChartSpec[], preface = ""): string {
 <style>
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
 h1 { font-size: 20px; }
-figure { display: inline-block; width: 560px; margin: 8px 16px 24px 0; vertical-align: top; }
+.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 8px 24px; }
+figure { margin: 8px 0 16px; min-width: 0; }
 figcaption { font-weight: 600; margin-bottom: 4px; }
 .chart { position: relative; height: 300px; }
 table { border-collapse: collapse; margin: 12px 0 24px; }
@@ -218,7 +222,9 @@ td, th { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-al
 <body>
 <h1>${escapeHtml(title)}</h1>
 ${preface}
+<div class="figures">
 ${figures}
+</div>
 <script>
 const charts = ${scriptJson(charts)};
 const errorBars = {

@@ -2,6 +2,7 @@ import type { Arg, Decl, Expr, Program, Span, Stmt } from "../grammar/ast.js";
 import { error, nearest, SourceText, type Diagnostic } from "./diagnostics.js";
 import type { ActionIR, Component, FExpr, FusionIR, GroupRef, IndexRef, LearnableIR, ModalityIR, ModelIR, RExpr, RNode, RuleValue, ValueKind } from "./ir.js";
 import * as library from "./library.js";
+import { readsTaskGradient } from "./schedule.js";
 import type { ComponentSpec, OptionSpec, OptionValue } from "./library.js";
 
 /**
@@ -20,7 +21,7 @@ const metricFns = ["acc", "prob", "loss", "mae", "cross_entropy", "l1", "mse"] a
 const gradStats = ["norm", "norm1", "std"] as const;
 const builtinFunctions = [
   ...unaryMath, ...modalityReductions, ...metricFns, ...gradStats,
-  "grad", "cos", "dot", "prev", "delta", "ema", "detach", "per_sample", "normal", "other", "lr", "concat",
+  "grad", "cos", "dot", "prev", "delta", "ema", "detach", "per_sample", "class_mean", "distance", "normal", "other", "lr", "concat",
 ];
 const reservedValues = ["step", "epoch", "out", "z", "contrib", "head", "batch", "alone", "without"];
 /** Per-modality head outputs a rule can score, by spec name. */
@@ -61,6 +62,7 @@ class Checker {
   private head?: Component;
   private auxHead?: Component;
   private historyCount = 0;
+  private targetKind: "class" | "real" = "class";
   /** Groups with their own `minimize` objective, for MMB022. */
   private minimized = new Map<string, Span>();
 
@@ -179,6 +181,7 @@ class Checker {
       return this.report(error("MMB004", "the spec declares no target", { start: 0, end: 0 }, { help: "declare what the model predicts, e.g. `target y : class(6)`" }));
     }
     this.targetName = decl.name.name;
+    this.targetKind = decl.type.kind === "Name" && decl.type.name === "real" ? "real" : "class";
     const help = "use `class(N)` for N classes or `real` for regression";
     const type = decl.type;
     if (type.kind === "Name" && type.name === "real") return { name: this.targetName, kind: "real", classes: 1, line: this.line(decl.span) };
@@ -586,7 +589,7 @@ class Checker {
     const env: Env = { bound: new Set(definition.stmt.target.index ? [definition.stmt.target.index.name] : []), reads: definition.reads };
     const value = this.expr(definition.stmt.value, env);
     if (value && ["features", "label"].includes(value.kind)) {
-      this.report(error("MMB008", `\`${definition.name}\` must be a number, a head's outputs or a gradient, not ${describeKind(value.kind)}`, definition.stmt.value.span, {
+      this.report(error("MMB008", `\`${definition.name}\` must be a number, a head's outputs, a gradient or class means, not ${describeKind(value.kind)}`, definition.stmt.value.span, {
         help: "reduce it first, e.g. `norm(grad(...))`, `acc(out, y)` or `sum(batch, ...)`",
       }));
     } else definition.checked = value;
@@ -1143,11 +1146,30 @@ class Checker {
       if (!arg || !this.expectKind(arg, ["scalar"], args[0]!.span, "`delta`")) return undefined;
       return this.make({ op: "history", fn, id: this.historyCount++, arg, init: 0 }, "scalar", [arg], { host: false });
     }
+    if (fn === "class_mean") {
+      if (!arity(3, "class_mean(z[m], y, momentum)")) return undefined;
+      const features = this.expr(args[0]!.value, env);
+      const target = this.expr(args[1]!.value, env);
+      const momentum = this.constantNumber(args[2]!.value);
+      if (!features || !target || momentum === undefined) return undefined;
+      if (!this.expectKind(features, ["features"], args[0]!.span, "`class_mean`") || !this.expectKind(target, ["label"], args[1]!.span, "`class_mean`")) return undefined;
+      if (!(momentum >= 0 && momentum < 1)) return this.report(error("MMB019", "`class_mean`'s momentum must be in [0, 1)", args[2]!.span, { help: "e.g. `class_mean(z[m], y, 0.9)`" }));
+      if (this.targetKind !== "class") return this.report(error("MMB008", "`class_mean` needs a class target", args[1]!.span, { help: "class means exist for `target y : class(N)`" }));
+      return this.make({ op: "classMean", id: this.historyCount++, features, target, momentum }, "prototypes", [features, target], { host: false, secondOrder: false });
+    }
+    if (fn === "distance") {
+      if (!arity(2, "distance(z[m], P)")) return undefined;
+      const features = this.expr(args[0]!.value, env);
+      const prototypes = this.expr(args[1]!.value, env);
+      if (!features || !prototypes) return undefined;
+      if (!this.expectKind(features, ["features"], args[0]!.span, "`distance`") || !this.expectKind(prototypes, ["prototypes"], args[1]!.span, "`distance`")) return undefined;
+      return this.make({ op: "distance", features, prototypes }, "logits", [features, prototypes]);
+    }
     if (fn === "per_sample") {
       if (!arity(1, "per_sample(norm(grad(G)))")) return undefined;
       const arg = this.expr(args[0]!.value, env);
       if (!arg || !this.expectKind(arg, ["scalar"], args[0]!.span, "`per_sample`")) return undefined;
-      if (!readsGradient(arg)) {
+      if (!readsTaskGradient(arg, [])) {
         return this.report(error("MMB008", "`per_sample` evaluates a gradient statistic for each sample, but this reads no gradient", args[0]!.span, { help: "e.g. `per_sample(norm(grad(encoder[m].last)))`; per-sample metrics need no wrapper: `prob(out, y)`" }));
       }
       return this.make({ op: "perSample", arg }, "batch", [arg]);
@@ -1220,16 +1242,6 @@ class Checker {
   }
 }
 
-/** Whether an expression reads a gradient of the task loss directly. */
-function readsGradient(e: RExpr): boolean {
-  if (e.op === "grad") return !e.loss;
-  if (e.op === "unary" || e.op === "gradStat" || e.op === "detach") return readsGradient(e.arg);
-  if (e.op === "binary") return readsGradient(e.left) || readsGradient(e.right);
-  if (e.op === "gradCos" || e.op === "gradDot") return readsGradient(e.a) || readsGradient(e.b);
-  if (e.op === "if") return readsGradient(e.then) || readsGradient(e.otherwise);
-  return false;
-}
-
 /** How a value kind reads in a message. */
 export function describeKind(kind: ValueKind): string {
   return {
@@ -1241,6 +1253,7 @@ export function describeKind(kind: ValueKind): string {
     features: "features",
     grad: "a gradient",
     label: "the target",
+    prototypes: "class means",
   }[kind];
 }
 

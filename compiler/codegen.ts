@@ -1,7 +1,7 @@
 import { Project, VariableDeclarationKind, type CodeBlockWriter, type WriterFunction } from "ts-morph";
 import type { ActionIR, FExpr, GroupRef, IndexRef, ModelIR, RExpr, RuleValue } from "./ir.js";
 import type { StepPlan } from "./schedule.js";
-import { children, reads } from "./schedule.js";
+import { reads, readsTaskGradient } from "./schedule.js";
 
 export const generatorVersion = "0.1.0";
 
@@ -13,7 +13,7 @@ const taken = new Set([
   "and", "or", "not", "abs", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "sign", "square", "minimum", "maximum",
   "detach", "choose", "sumBatch", "meanBatch", "sumOf", "meanOf", "maxOf", "minOf", "absGradient", "gradNorm",
   "gradNorm1", "gradMean", "gradMeanAbs", "gradStd", "gradCos", "accuracy", "trueClassProb", "crossEntropy",
-  "meanAbsoluteError", "meanSquaredError", "gradDot", "addGradients", "subGradients", "scaleGradient", "concatOf",
+  "meanAbsoluteError", "meanSquaredError", "gradDot", "addGradients", "subGradients", "scaleGradient", "concatOf", "distance",
   "fuse", "inputs", "FusionInputs", "sample",
 ]);
 const reservedWords = new Set(
@@ -128,6 +128,10 @@ export function expression(e: RExpr, env: Env): string {
     case "grad":
       if (e.loss) return `grad(${groupCode(e.group, env)}, (f) => ${sub(e.loss)})`;
       return env.sample ? `grad(${groupCode(e.group, env)}, undefined, ${env.sample})` : `grad(${groupCode(e.group, env)})`;
+    case "classMean":
+      return `ctx.history.classMean(${e.id}, ${historyKey(env)}, ${sub(e.features)}, ${sub(e.target)}, ${numberLiteral(e.momentum)}, ${env.model.target.classes})`;
+    case "distance":
+      return call("distance", sub(e.features), sub(e.prototypes));
     case "perSample":
       return `ctx.perSample((sample) => ${expression(e.arg, { ...env, sample: "sample" })})`;
     case "gradDot":
@@ -177,16 +181,6 @@ function valueStatement(v: RuleValue, env: Env): string {
 function emitCall(env: Env, fn: string, ...args: string[]): string {
   env.used.add(fn);
   return `${fn}(${args.join(", ")})`;
-}
-
-/** Whether `e` reads a gradient of the task loss (directly or through rule values it reads). */
-function readsTaskGradients(e: RExpr, plan: StepPlan): boolean {
-  if (e.op === "grad" && !e.loss) return true;
-  if (e.op === "value") {
-    const v = plan.values.find((x) => x.name === e.name);
-    return v !== undefined && readsTaskGradients(v.value, plan);
-  }
-  return children(e).some((c) => readsTaskGradients(c, plan));
 }
 
 /** Rule values an objective needs, recomputed inside it so that they are differentiated. */
@@ -246,8 +240,8 @@ function actionStatement(action: Exclude<ActionIR, { kind: "addLoss" }>, plan: S
     case "minimize": {
       const objective = objectiveBody(plan, [action.value, ...action.when], inner, (e) => masked(expression(action.value, e), masks, "0", e));
       const optimizer = JSON.stringify({ kind: action.optimizer.kind, options: action.optimizer.options });
-      const readsTaskGradient = [action.value, ...action.when].some((e) => readsTaskGradients(e, plan));
-      body = `ctx.minimize(${groupCode(action.group, inner)}, ${optimizer}, (f, grad) => {\n${objective}\n}${readsTaskGradient ? "" : ", { readsTaskGradient: false }"});`;
+      const secondOrder = [action.value, ...action.when].some((e) => readsTaskGradient(e, plan.values));
+      body = `ctx.minimize(${groupCode(action.group, inner)}, ${optimizer}, (f, grad) => {\n${objective}\n}${secondOrder ? "" : ", { readsTaskGradient: false }"});`;
       break;
     }
   }
@@ -338,9 +332,10 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
         }),
     );
     const lines = plan.addedLosses.map((a) => `// ${commentText(a.text)}  (line ${a.line})`).join("\n");
-    backward = `${lines}\nconst { loss, grads, raw: grad, forward: f } = ctx.backward(taskLoss, (f, grad) => {\n${body}\n});`;
+    const firstOrder = !expressions.some((e) => readsTaskGradient(e, plan.values));
+    backward = `${lines}\nconst { loss, grads, raw: grad, forward: f } = ctx.backward(taskLoss, (f, grad) => {\n${body}\n}${firstOrder ? ", { readsTaskGradient: false }" : ""});`;
   }
-  const logged = plan.values.filter((v) => !["grad", "logits"].includes(v.value.kind)).map((v) => (safeName(v.name) === v.name ? v.name : `${JSON.stringify(v.name)}: ${safeName(v.name)}`));
+  const logged = plan.values.filter((v) => !["grad", "logits", "prototypes"].includes(v.value.kind)).map((v) => (safeName(v.name) === v.name ? v.name : `${JSON.stringify(v.name)}: ${safeName(v.name)}`));
 
   const imports = () => [...env.used].sort();
   if (model.fuse) {
@@ -375,7 +370,7 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
   const body: string[] = [];
   if (drops.length) body.push("// Modality drops, drawn before the forward pass.", ...drops, "");
   body.push(
-    `// Forward pass, task loss and backward pass${plan.secondOrder ? " (second order: the added loss reads gradients)" : ""}.`,
+    `// Forward pass, task loss and backward pass${plan.secondOrder ? " (second order: the added loss reads gradients)" : plan.addedLosses.length ? " (with the added loss)" : ""}.`,
     backward,
   );
   if (values.length) body.push("", "// Rule values, in dependency order, from this step's raw gradients.", ...values);
@@ -394,7 +389,7 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
     statements: statements(body),
     leadingTrivia: "/** One training step, phase by phase. */\n",
   });
-  const valueLines = Object.fromEntries(plan.values.filter((v) => !["grad", "logits"].includes(v.value.kind)).map((v) => [v.name, v.line]));
+  const valueLines = Object.fromEntries(plan.values.filter((v) => !["grad", "logits", "prototypes"].includes(v.value.kind)).map((v) => [v.name, v.line]));
   file.addVariableStatement({
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,

@@ -101,7 +101,7 @@ export type GroupRef =
   | { kind: "learnable"; name: string; modality?: IndexRef };
 
 /** Value kinds: host values are plain numbers known without touching tensors. */
-export type ValueKind = "scalar" | "bool" | "batch" | "batchBool" | "logits" | "features" | "grad" | "label";
+export type ValueKind = "scalar" | "bool" | "batch" | "batchBool" | "logits" | "features" | "grad" | "label" | "prototypes";
 
 /** The operation of a rule-expression node, without its inferred kind. */
 export type RNode =
@@ -126,6 +126,10 @@ export type RNode =
   | { op: "metric"; fn: "acc" | "prob" | "loss" | "mae" | "cross_entropy" | "l1" | "mse"; output: RExpr; target: RExpr }
   | { op: "history"; fn: "prev" | "ema" | "delta"; id: number; arg: RExpr; init: number; beta?: number }
   | { op: "detach"; arg: RExpr }
+  /** `class_mean(z[m], y, momentum)`: running per-class mean of features (a [classes, d] table, no gradient). */
+  | { op: "classMean"; id: number; features: RExpr; target: RExpr; momentum: number }
+  /** `distance(z[m], P)`: Euclidean distance of each sample's features to each row of P, [batch, classes]. */
+  | { op: "distance"; features: RExpr; prototypes: RExpr }
   /** `per_sample(e)`: e once per sample, with `grad(G)` the gradient of that sample's loss. */
   | { op: "perSample"; arg: RExpr };
 

@@ -41,6 +41,10 @@ export function children(e: RExpr): RExpr[] {
       return e.loss ? [e.loss] : [];
     case "metric":
       return [e.output, e.target];
+    case "classMean":
+      return [e.features, e.target];
+    case "distance":
+      return [e.features, e.prototypes];
     default:
       return [];
   }
@@ -52,6 +56,17 @@ export function reads(e: RExpr, out = new Set<string>()): Set<string> {
   if (e.op === "history" && e.fn === "prev") return out;
   for (const c of children(e)) reads(c, out);
   return out;
+}
+
+/** Whether `e` reads a gradient of the task loss, directly or through the rule values it reads. */
+export function readsTaskGradient(e: RExpr, values: RuleValue[], seen = new Set<string>()): boolean {
+  if (e.op === "grad" && !e.loss) return true;
+  if (e.op === "value" && !seen.has(e.name)) {
+    seen.add(e.name);
+    const v = values.find((x) => x.name === e.name);
+    return v !== undefined && readsTaskGradient(v.value, values, seen);
+  }
+  return children(e).some((c) => readsTaskGradient(c, values, seen));
 }
 
 function topological(values: RuleValue[]): RuleValue[] {
@@ -108,5 +123,6 @@ export function schedule(model: ModelIR): StepPlan {
   const prevWrites: StepPlan["prevWrites"] = [];
   for (const v of values) collectPrev(v.value, v.index ? [v.index] : [], prevWrites);
   const trainedSeparately = [...new Set(actions.flatMap((a) => (a.kind === "minimize" ? groupNames(a.group, model) : [])))];
-  return { values, drops, addedLosses, actions, prevWrites, secondOrder: addedLosses.length > 0, trainedSeparately };
+  const secondOrder = addedLosses.some((a) => [a.value, ...a.when].some((e) => readsTaskGradient(e, values)));
+  return { values, drops, addedLosses, actions, prevWrites, secondOrder, trainedSeparately };
 }

@@ -15,7 +15,7 @@ export interface CheckpointState {
   manifest: { name: string; shape: number[] }[];
   optimizer: unknown;
   separateOptimizers: Record<string, unknown>;
-  history: Record<string, number>;
+  history: Record<string, { shape: number[]; values: number[] }>;
   best: { metric: number; epoch: number; stale: number };
   weightsSha256?: string;
 }

@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import type { Value } from "./ops.js";
+import { stopGradient, type Value } from "./ops.js";
 
 /**
  * Values carried from one step to the next: `prev(x, init)`, `delta(x)`, `ema(x, beta)`.
@@ -39,6 +39,26 @@ export class History {
     return next;
   }
 
+  /**
+   * Running per-class mean of features: each class present in the batch moves to
+   * momentum·previous + (1 − momentum)·(its batch mean), or starts at its batch mean; other
+   * classes keep their value (zero until first seen). A constant for differentiation.
+   */
+  classMean(id: number, index: string, features: tf.Tensor, target: tf.Tensor, momentum: number, classes: number): tf.Tensor {
+    const z = stopGradient(features);
+    const oneHot = tf.cast(tf.oneHot(tf.cast(target, "int32") as tf.Tensor1D, classes), "float32");
+    const counts = tf.reshape(tf.sum(oneHot, 0), [-1, 1]);
+    const present = tf.greater(counts, 0);
+    const mean = tf.div(tf.matMul(oneHot as tf.Tensor2D, z as tf.Tensor2D, true, false), tf.maximum(counts, 1));
+    const previous = this.values.get(History.key(id, index));
+    const seen = this.values.get(History.key(id, `${index}#seen`));
+    const blended = previous && seen ? tf.where(tf.broadcastTo(tf.cast(seen, "bool"), mean.shape), tf.add(tf.mul(previous, momentum), tf.mul(mean, 1 - momentum)), mean) : mean;
+    const next = previous ? tf.where(tf.broadcastTo(present, mean.shape), blended, previous) : tf.where(tf.broadcastTo(present, mean.shape), mean, tf.zerosLike(mean));
+    this.write(id, index, next);
+    this.write(id, `${index}#seen`, seen ? tf.logicalOr(tf.cast(seen, "bool"), present).toFloat() : present.toFloat());
+    return next;
+  }
+
   advance(): void {
     for (const [key, value] of this.pending) {
       this.values.get(key)?.dispose();
@@ -53,14 +73,14 @@ export class History {
     this.pending.clear();
   }
 
-  async state(): Promise<Record<string, number>> {
-    const out: Record<string, number> = {};
-    for (const [key, value] of this.values) out[key] = (await value.data())[0]!;
+  async state(): Promise<Record<string, { shape: number[]; values: number[] }>> {
+    const out: Record<string, { shape: number[]; values: number[] }> = {};
+    for (const [key, value] of this.values) out[key] = { shape: value.shape, values: Array.from(await value.data()) };
     return out;
   }
 
-  restore(state: Record<string, number>): void {
-    for (const [key, value] of Object.entries(state)) this.values.set(key, tf.keep(tf.scalar(value)));
+  restore(state: Record<string, { shape: number[]; values: number[] }>): void {
+    for (const [key, { shape, values }] of Object.entries(state)) this.values.set(key, tf.keep(tf.tensor(values, shape)));
   }
 
   dispose(): void {

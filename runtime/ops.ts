@@ -138,6 +138,12 @@ export function gradStd(g: GroupGradient): tf.Tensor {
   return tf.sqrt(tf.div(total(g, (t) => tf.square(tf.sub(t, mean))), Math.max(1, n - 1)));
 }
 
+/** ‖z_i − P_k‖ for every sample i and row k: [batch, rows]; differentiable at 0 too. */
+export function distance(z: tf.Tensor, prototypes: tf.Tensor): tf.Tensor {
+  const squared = tf.add(tf.sub(tf.sum(tf.square(z), 1, true), tf.mul(2, tf.matMul(z as tf.Tensor2D, prototypes as tf.Tensor2D, false, true))), tf.reshape(tf.sum(tf.square(prototypes), 1), [1, -1]));
+  return tf.sqrt(tf.add(tf.relu(squared), 1e-12));
+}
+
 export const gradDot = (a: GroupGradient, b: GroupGradient): tf.Tensor => tf.addN(a.map((t, i) => tf.sum(tf.mul(t, b[i]!))));
 
 export function gradCos(a: GroupGradient, b: GroupGradient): tf.Tensor {

@@ -205,12 +205,23 @@ export class StepContext {
    * `added`, the update gradient is that of task loss + added, differentiated through any
    * gradients `added` reads; `grads` still reports the raw ∂(task loss)/∂θ to rule values.
    */
-  backward(taskLoss: TaskLoss, added?: Objective): { loss: tf.Tensor; grads: Gradients; raw: GradientOf; forward: Forward } {
+  backward(taskLoss: TaskLoss, added?: Objective, options = { readsTaskGradient: true }): { loss: tf.Tensor; grads: Gradients; raw: GradientOf; forward: Forward } {
     this.taskLoss = taskLoss;
     const names = this.trainable();
     const all = [...this.params.keys()];
     const noiseSeed = (this.seed * 1000003 + this.step) % 2147483647;
     let forward!: Forward;
+    if (added && !options.readsTaskGradient) {
+      // First order: the task loss's own gradients for the rule, plus the added loss's.
+      const task = this.backward(taskLoss);
+      const current = Object.fromEntries(this.params) as Params;
+      const extra = valueAndGrads((ts) => {
+        const params: Params = { ...current, ...Object.fromEntries(names.map((n, i) => [n, ts[i]!])) };
+        return added(this.forward(params, false), (g, loss, sample) => this.lossGradient(params, g, loss ?? taskLoss, sample));
+      }, names.map((n) => this.params.get(n)!));
+      names.forEach((n, i) => task.grads.values.set(n, tf.add(task.grads.values.get(n)!, extra.grads[i]!)));
+      return task;
+    }
     if (!added) {
       const { value, grads } = valueAndGrads((ts: tf.Tensor[]) => {
         forward = this.forward({ ...Object.fromEntries(this.params), ...Object.fromEntries(names.map((n, i) => [n, ts[i]!])) }, true);

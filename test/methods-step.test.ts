@@ -292,4 +292,43 @@ balance {
       expectUpdate(init, after, name, tf.mul(g, lr * (m >= 0 ? k[m]! : 1)));
     }
   });
+
+  it("PMR: class prototypes, prototypical logits, the rebalancing coefficients and the prototype loss", async () => {
+    const modalities: Name[] = ["a", "b"];
+    const alpha = 0.7;
+    const { init, after, record, x, y } = await oneStep(modalities, spec(modalities, `fusion concat -> linear(4)
+loss cross_entropy(out, y)
+balance {
+  P[m]   = class_mean(z[m], y, 0.9)
+  sim[m] = -distance(z[m], P[m])
+  s[m]   = sum(batch, prob(sim[m], y))
+  c[m]   = min(max(s[other(m)] / s[m] - 1, 0), 1)
+  add loss ${alpha} * sum(k, detach(c[k]) * cross_entropy(sim[k], y))
+}`));
+    // First step: each prototype is its class's mean feature in the batch (constants).
+    const labels = Array.from(y.dataSync());
+    const prototypes = modalities.map((m, k) => {
+      const z = encode(init, m, x[k]!).arraySync() as number[][];
+      return tf.tensor2d(Array.from({ length: 4 }, (_, c) => {
+        const rows = z.filter((_, i) => labels[i] === c);
+        return z[0]!.map((_, j) => rows.reduce((sum, r) => sum + r[j]!, 0) / Math.max(1, rows.length));
+      }));
+    });
+    const sim = (p: Params, k: number) => {
+      const z = encode(p, modalities[k]!, x[k]!);
+      const squared = tf.sum(tf.square(tf.sub(tf.expandDims(z, 1), tf.expandDims(prototypes[k]!, 0))), 2);
+      return tf.neg(tf.sqrt(tf.add(squared, 1e-12)));
+    };
+    const s = modalities.map((_, k) => {
+      const probs = tf.softmax(sim(init, k)).arraySync() as number[][];
+      return labels.reduce((sum, label, i) => sum + probs[i]![label]!, 0);
+    });
+    const c = [0, 1].map((k) => Math.min(Math.max(s[1 - k]! / s[k]! - 1, 0), 1));
+    expectValues(record.s, s);
+    expectValues(record.c, c);
+    expect(Math.max(...c)).toBeGreaterThan(0); // the rule acts on this batch
+    const taskLoss = (p: Params) => crossEntropy(dense(p, "head", tf.concat(modalities.map((m, k) => encode(p, m, x[k]!)), 1)), y);
+    const total = (p: Params) => tf.add(taskLoss(p), tf.mul(alpha, tf.addN(modalities.map((_, k) => tf.mul(c[k]!, crossEntropy(sim(p, k), y))))));
+    for (const [name, g] of fullGradient(total, init, Object.keys(init))) expectUpdate(init, after, name, tf.mul(g, lr));
+  });
 });

@@ -78,7 +78,7 @@ describe.skipIf(!available)("mmb report in a headless browser", () => {
     writeFileSync(join(dir, "bench", "results.json"), JSON.stringify({ command: "test", rows: aggregate(runs), runs }));
     const { errors, charts } = await open(await report(join(dir, "bench")));
     expect(errors).toEqual([]);
-    expect(charts.map((c) => c.id)).toEqual(["bench-test-accuracy", "bench-unimodal-accuracy", "bench-curves"]);
+    expect(charts.map((c) => c.id)).toEqual(["bench-test-accuracy", "bench-unimodal-accuracy", "bench-curves-acc"]);
     for (const chart of charts) expect(chart.points, chart.id).toBeGreaterThan(0);
   });
 });
