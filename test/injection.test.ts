@@ -1,0 +1,40 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ts } from "ts-morph";
+import { describe, expect, it } from "vitest";
+import { loadTrainer } from "../cli/load-trainer.js";
+import { compile } from "../compiler/index.js";
+import { Random } from "../runtime/random.js";
+import { smallSpec } from "./helpers.js";
+
+/** Fragments that would break out of a string, a template, a comment or a line if pasted raw. */
+const fragments = ['"', "'", "`", "${globalThis.__pwned = 1}", "*/ globalThis.__pwned = 1; /*", "\\", "\n", "\r\n", "\u2028", "</script>", "é☃😀", "\u202e", "); globalThis.__pwned = 1; (", "//", "x".repeat(5000)];
+
+function payload(random: Random): string {
+  const parts = Array.from({ length: 1 + Math.floor(random.uniform() * 4) }, () => fragments[Math.floor(random.uniform() * fragments.length)]!);
+  return parts.join("");
+}
+
+/** A spec string literal for `payload`: the lexer's strings escape `"` and `\` and hold no newline. */
+const specString = (text: string) => `"${text.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/[\r\n\u2028]/g, " ")}"`;
+
+describe("no code injection from a spec or its file name", () => {
+  it("hostile file names and string options appear in the trainer only as literals (30 random payloads)", async () => {
+    const random = new Random(11);
+    const dir = mkdtempSync(join(tmpdir(), "mmb-injection-"));
+    for (let i = 0; i < 30; i++) {
+      const fileName = payload(random);
+      const option = payload(random).replace(/[\r\n\u2028]/g, " ");
+      const source = smallSpec("  s[m] = acc(contrib[m], y)").replace("encoder[m] = mlp(hidden: [10], out: 5)", `encoder[m] = mlp(hidden: [10], out: 5, activation: ${specString(option)})`);
+      const result = await compile(source, { fileName });
+      expect(result.diagnostics).toEqual([]);
+      const parsed = ts.createSourceFile("trainer.ts", result.code!, ts.ScriptTarget.ES2022, true);
+      expect((parsed as unknown as { parseDiagnostics: unknown[] }).parseDiagnostics).toEqual([]);
+      const trainer = await loadTrainer(result.code!, join(dir, String(i)));
+      expect((globalThis as { __pwned?: number }).__pwned).toBeUndefined();
+      expect(trainer.spec.source).toBe(fileName);
+      expect(trainer.spec.encoders[0]!.options.activation).toBe(option);
+    }
+  });
+});
