@@ -14,7 +14,7 @@ const usage = `usage:
   mmb check <spec.mmb...> [--format text|json]
   mmb compile <spec.mmb> -o <trainer.ts> [--dump-ir] [--format text|json]
   mmb train <spec.mmb> [--out DIR] [--backend tensorflow-gpu|tensorflow|wasm|cpu] [--seed N]
-            [--epochs N] [--set name=value]... [--data SOURCE] [--resume]
+            [--epochs N] [--set name=value]... [--data SOURCE] [--data-root DIR] [--resume]
   mmb bench <spec.mmb...> [--seeds N] [--out DIR] [--jobs N] [--epochs N] [--set name=value]...
             [--data SOURCE] [--backend NAME]
 
@@ -42,6 +42,7 @@ function parse(args: string[]) {
         set: { type: "string", multiple: true },
         resume: { type: "boolean", default: false },
         data: { type: "string" },
+        "data-root": { type: "string" },
         seeds: { type: "string" },
         jobs: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
@@ -164,6 +165,7 @@ async function main(argv: string[]): Promise<number> {
         ...(epochs !== undefined ? { epochs } : {}),
         set: sets,
         resume: values.resume!,
+        ...(values["data-root"] ? { dataRoot: resolve(values["data-root"]) } : {}),
       });
       console.log(`mmb: test ${summary.metric} ${summary.test.toFixed(4)} on ${summary.backend}; log, summary and checkpoints in ${out}`);
       return 0;

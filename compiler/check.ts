@@ -108,7 +108,7 @@ class Checker {
     this.collectLearnables(program.decls);
     this.checkFusion(single("FusionDecl"), target?.classes);
     this.checkAuxHeads(program.decls, target?.classes);
-    const data = this.checkData(single("DataDecl"));
+    const data = this.checkData(single("DataDecl"), target);
     const optimizer = this.checkOptimizer(single("OptimizerDecl"));
     const schedule = single("ScheduleDecl") ? this.component(single("ScheduleDecl")!.value, library.schedules, "schedule") : { kind: "constant", options: {}, line: 1 };
     const train = this.checkTrain(single("TrainDecl"));
@@ -157,7 +157,9 @@ class Checker {
       }
       this.modalitySpans.set(name, decl.name.span);
       const shape = this.tensorType(decl.type);
-      this.modalities.push({ name, shape: shape ?? [1], line: this.line(decl.span) });
+      // An invalid `from` is reported once: "" stands for "declared", so MMB029 does not follow.
+      const source = decl.source && (this.fileSource(decl.source) ?? "");
+      this.modalities.push({ name, shape: shape ?? [1], line: this.line(decl.span), ...(source !== undefined ? { source } : {}) });
     }
   }
 
@@ -176,19 +178,30 @@ class Checker {
     return dims;
   }
 
+  /** `from "file[:field]"`: a path relative to the spec, and the field of a table or archive. */
+  private fileSource(expr: Expr): string | undefined {
+    if (expr.kind === "String" && expr.value.trim()) return expr.value;
+    if (expr.kind === "Missing") return undefined;
+    return this.report(error("MMB028", "`from` takes a file, as a string", expr.span, {
+      help: 'e.g. `from "data/audio.npy"`, `from "data/feats.npz:audio"` or `from "data/meta.csv:label"`',
+    }));
+  }
+
   private checkTarget(decl: Extract<Decl, { kind: "TargetDecl" }> | undefined): ModelIR["target"] | undefined {
     if (!decl) {
       return this.report(error("MMB004", "the spec declares no target", { start: 0, end: 0 }, { help: "declare what the model predicts, e.g. `target y : class(6)`" }));
     }
     this.targetName = decl.name.name;
+    const source = decl.source && (this.fileSource(decl.source) ?? "");
+    const from = source !== undefined ? { source } : {};
     this.targetKind = decl.type.kind === "Name" && decl.type.name === "real" ? "real" : "class";
     const help = "use `class(N)` for N classes or `real` for regression";
     const type = decl.type;
-    if (type.kind === "Name" && type.name === "real") return { name: this.targetName, kind: "real", classes: 1, line: this.line(decl.span) };
+    if (type.kind === "Name" && type.name === "real") return { name: this.targetName, kind: "real", classes: 1, line: this.line(decl.span), ...from };
     if (type.kind === "Call" && type.callee.kind === "Name" && type.callee.name === "class") {
       const n = type.args[0]?.value;
       if (type.args.length === 1 && n?.kind === "Number" && Number.isInteger(n.value) && n.value >= 2) {
-        return { name: this.targetName, kind: "class", classes: n.value, line: this.line(decl.span) };
+        return { name: this.targetName, kind: "class", classes: n.value, line: this.line(decl.span), ...from };
       }
       return this.report(error("MMB013", "`class(N)` needs a whole number of classes, at least 2", type.span, { help }));
     }
@@ -428,9 +441,22 @@ class Checker {
     }
   }
 
-  private checkData(decl: Extract<Decl, { kind: "DataDecl" }> | undefined): Component | undefined {
+  private checkData(decl: Extract<Decl, { kind: "DataDecl" }> | undefined, target: ModelIR["target"] | undefined): Component | undefined {
     if (!decl) return { kind: "synthetic", options: this.defaults(library.dataSources.synthetic!), line: 1 };
     const data = this.component(decl.value, library.dataSources, "data source");
+    if (data?.kind === "files") {
+      const missing = [...this.modalities.filter((m) => m.source === undefined).map((m) => `modality \`${m.name}\``), ...(target && target.source === undefined ? [`target \`${target.name}\``] : [])];
+      if (missing.length) {
+        return this.report(error("MMB029", `\`files\` data needs a file for every modality and the target: ${missing.join(", ")} has none`, decl.value.span, {
+          help: 'add `from "file"` to each, e.g. `modality audio : float[64] from "audio.npy"`',
+        }));
+      }
+    } else if (data) {
+      const declared = this.modalities.find((m) => m.source !== undefined);
+      if (declared || target?.source !== undefined) {
+        return this.report(error("MMB029", `\`from\` files are read by \`data files(...)\`, but the data is \`${data.kind}\``, decl.value.span, { help: "write `data files()` to train on the declared files, or remove the `from` clauses" }));
+      }
+    }
     const dominant = data?.options.dominant;
     if (data && dominant === undefined && this.modalities[0]) data.options.dominant = this.modalities[0].name;
     return data;

@@ -33,6 +33,8 @@ export const catalogue = {
   MMB025: "parameter group does not exist",
   MMB026: "unknown parameter on the command line",
   MMB027: "drop decided by a value of the step",
+  MMB028: "`from` needs a file",
+  MMB029: "data files and `from` clauses disagree",
 } as const;
 
 export type DiagnosticCode = keyof typeof catalogue;

@@ -8,7 +8,7 @@ export interface ModelIR {
   name: string;
   data: Component;
   modalities: ModalityIR[];
-  target: { name: string; kind: "class" | "real"; classes: number; line: number };
+  target: { name: string; kind: "class" | "real"; classes: number; line: number; source?: string };
   encoders: Component[];
   /** A built-in fusion, or `expression` with `fuse` holding the spec's fusion expression. */
   fusion: Component;
@@ -56,6 +56,8 @@ export interface ModalityIR {
   name: string;
   shape: number[];
   line: number;
+  /** `from "file[:field]"`: where `data files(...)` reads it, relative to the spec. */
+  source?: string;
 }
 
 export interface LearnableIR {

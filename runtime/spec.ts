@@ -26,8 +26,9 @@ export interface ModelSpec {
   name: string;
   source: string;
   data: ComponentSpec;
-  modalities: { name: string; shape: number[] }[];
-  target: { name: string; kind: "class" | "real"; classes: number };
+  /** `source`: the file (and field) `data files(...)` reads, relative to the spec. */
+  modalities: { name: string; shape: number[]; source?: string }[];
+  target: { name: string; kind: "class" | "real"; classes: number; source?: string };
   encoders: ComponentSpec[];
   /** A built-in fusion, or `expression`: then `fuse` computes it from `fusionParts`. */
   fusion: ComponentSpec;

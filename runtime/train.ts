@@ -40,6 +40,8 @@ export interface TrainOptions {
   resume?: boolean;
   /** Replaces the spec's data (tests, benchmarks). */
   data?: Dataset;
+  /** The folder `from` files are read from (default: the spec's folder); paths may not leave it. */
+  dataRoot?: string;
   log?: (line: string) => void;
 }
 
@@ -114,7 +116,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const p = { ...definition.params, ...options.set };
   say(`mmb: training ${spec.name} on backend ${backend}, seed ${seed}, ${epochs} epochs`);
 
-  const data = options.data ?? loadData(spec);
+  const data = options.data ?? loadData(spec, options.dataRoot);
   await mkdir(options.out, { recursive: true });
   const checkpoints = join(options.out, "checkpoints");
   const logPath = join(options.out, "log.jsonl");

@@ -12,13 +12,15 @@ export interface Dataset {
   test: Split;
   /** Where the data came from, for logs and error messages. */
   description: string;
+  /** The file each modality and the target came from, for error messages. */
+  files?: { modalities: string[]; target: string };
 }
 
 /**
  * Splits `all` into train, valid and test in the order `order` (a permutation of its samples),
  * with the given fractions for valid and test; `widths` are the per-sample sizes of the inputs.
  */
-export function splitInOrder(all: Split, widths: number[], order: number[], fractions: { valid: number; test: number }, description: string): Dataset {
+export function splitInOrder(all: Split, widths: number[], order: number[], fractions: { valid: number; test: number }, description: string, files?: Dataset["files"]): Dataset {
   const nValid = Math.round(all.size * fractions.valid);
   const nTest = Math.round(all.size * fractions.test);
   const nTrain = all.size - nValid - nTest;
@@ -31,7 +33,7 @@ export function splitInOrder(all: Split, widths: number[], order: number[], frac
     labels: Float32Array.from({ length: count }, (_, k) => all.labels[order[from + k]!]!),
     size: count,
   });
-  return { train: take(0, nTrain), valid: take(nTrain, nValid), test: take(nTrain + nValid, nTest), description };
+  return { train: take(0, nTrain), valid: take(nTrain, nValid), test: take(nTrain + nValid, nTest), description, ...(files ? { files } : {}) };
 }
 
 export class DataError extends Error {
@@ -60,21 +62,23 @@ export function validateDataset(
     modalities.forEach((modality, m) => {
       const width = modality.shape.reduce((a, b) => a * b, 1);
       const values = split.inputs[m];
+      const file = data.files?.modalities[m] ?? data.description;
       if (!values || values.length !== split.size * width) {
         const found = values ? `${values.length / width} samples of float[${modality.shape.join(", ")}] (${values.length} values)` : "no data";
-        throw new DataError(data.description, `${modality.name} (${splitName})`, `${split.size} samples of float[${modality.shape.join(", ")}]`, found);
+        throw new DataError(file, `${modality.name} (${splitName})`, `${split.size} samples of float[${modality.shape.join(", ")}]`, found);
       }
       const bad = values.findIndex((v) => !Number.isFinite(v));
       if (bad >= 0) {
-        throw new DataError(data.description, `${modality.name} (${splitName})`, "finite numbers", `${values[bad]} in sample ${Math.floor(bad / width)}`);
+        throw new DataError(file, `${modality.name} (${splitName})`, "finite numbers", `${values[bad]} in sample ${Math.floor(bad / width)}`);
       }
     });
+    const targetFile = data.files?.target ?? data.description;
     split.labels.forEach((label, i) => {
       if (target.kind === "class" && !(Number.isInteger(label) && label >= 0 && label < target.classes)) {
-        throw new DataError(data.description, `${target.name} (${splitName})`, `a class in 0..${target.classes - 1}`, `${label} in sample ${i}`);
+        throw new DataError(targetFile, `${target.name} (${splitName})`, `a class in 0..${target.classes - 1}`, `${label} in sample ${i}`);
       }
       if (target.kind === "real" && !Number.isFinite(label)) {
-        throw new DataError(data.description, `${target.name} (${splitName})`, "a finite number", `${label} in sample ${i}`);
+        throw new DataError(targetFile, `${target.name} (${splitName})`, "a finite number", `${label} in sample ${i}`);
       }
     });
   }

@@ -1,12 +1,17 @@
 import type { ModelSpec } from "../spec.js";
 import { validateDataset, type Dataset } from "./dataset.js";
+import { dirname, resolve } from "node:path";
+import { files } from "./files.js";
 import { mnist } from "./mnist.js";
 import { synthetic } from "./synthetic.js";
 
 export { DataError, validateDataset, type Dataset, type Split } from "./dataset.js";
 
-/** Loads the data a spec declares and validates it against the spec's shapes and target. */
-export function loadData(spec: ModelSpec): Dataset {
+/**
+ * Loads the data a spec declares and validates it against the spec's shapes and target.
+ * `root`: the folder `from` paths are relative to and may not leave (the spec's folder).
+ */
+export function loadData(spec: ModelSpec, root = dirname(resolve(spec.source))): Dataset {
   const o = spec.data.options;
   let data: Dataset;
   switch (spec.data.kind) {
@@ -26,6 +31,17 @@ export function loadData(spec: ModelSpec): Dataset {
       });
       break;
     }
+    case "files":
+      data = files(root, spec.modalities, spec.target, {
+        valid: Number(o.valid),
+        test: Number(o.test),
+        seed: Number(o.seed),
+        split: String(o.split ?? ""),
+        group: String(o.group ?? ""),
+        folds: Number(o.folds),
+        fold: Number(o.fold),
+      });
+      break;
     case "mnist":
       data = mnist(spec.modalities.map((m) => m.shape), spec.target, {
         samples: Number(o.samples),

@@ -1,0 +1,246 @@
+import { readFileSync } from "node:fs";
+import { extname, isAbsolute, relative, resolve } from "node:path";
+import { inflateRawSync } from "node:zlib";
+import { Random } from "../random.js";
+import { DataError, splitInOrder, type Dataset, type Split } from "./dataset.js";
+
+/**
+ * `data files(...)`: every modality and the target read from the file its `from` names, as
+ * `"path"` or `"path:field"` (an .npz array, a .csv column, a .jsonl key). Formats: .npy
+ * (little-endian float32/64, int8-64, uint8, bool; C order), .npz (stored or deflated), .csv (a
+ * header line; without a field, every column), .jsonl (one object per line; a number or a
+ * nested array per field). Errors name the file, the field, what was expected and found.
+ */
+export interface FilesOptions {
+  valid: number;
+  test: number;
+  seed: number;
+  split: string;
+  group: string;
+  folds: number;
+  fold: number;
+}
+
+/** A column of samples: `rows` samples of `width` numbers each, or of strings (split, group columns). */
+interface Column {
+  file: string;
+  rows: number;
+  width: number;
+  values: Float64Array | string[];
+}
+
+/** Resolves a spec-relative path; it may not leave `root` (the spec's folder unless --data-root). */
+export function resolveInside(root: string, path: string): string {
+  const full = resolve(root, path);
+  const inside = relative(root, full);
+  if (isAbsolute(path) || inside.startsWith("..") || isAbsolute(inside)) {
+    throw new DataError(path, "path", `a file inside ${root} (relative to the spec)`, "a path that leaves it; pass --data-root to allow another folder");
+  }
+  return full;
+}
+
+function parseSource(source: string): { path: string; field: string | undefined } {
+  const colon = source.lastIndexOf(":");
+  // "C:\..." style drive letters are not fields.
+  if (colon > 1) return { path: source.slice(0, colon), field: source.slice(colon + 1) || undefined };
+  return { path: source, field: undefined };
+}
+
+/** The bytes of `file`; errors name it as the spec wrote it (`shown`). */
+function readBytes(file: string, shown: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new DataError(shown, "file", "a readable file", (e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : String((e as Error).message));
+  }
+}
+
+const npyTypes: Record<string, (buffer: Buffer, offset: number, count: number) => ArrayLike<number>> = {
+  "<f4": (b, o, n) => new Float32Array(b.buffer.slice(b.byteOffset + o, b.byteOffset + o + 4 * n)),
+  "<f8": (b, o, n) => new Float64Array(b.buffer.slice(b.byteOffset + o, b.byteOffset + o + 8 * n)),
+  "<i4": (b, o, n) => new Int32Array(b.buffer.slice(b.byteOffset + o, b.byteOffset + o + 4 * n)),
+  "<i8": (b, o, n) => Array.from(new BigInt64Array(b.buffer.slice(b.byteOffset + o, b.byteOffset + o + 8 * n)), Number),
+  "<i2": (b, o, n) => new Int16Array(b.buffer.slice(b.byteOffset + o, b.byteOffset + o + 2 * n)),
+  "|i1": (b, o, n) => new Int8Array(b.buffer.slice(b.byteOffset + o, b.byteOffset + o + n)),
+  "|u1": (b, o, n) => new Uint8Array(b.buffer.slice(b.byteOffset + o, b.byteOffset + o + n)),
+  "|b1": (b, o, n) => new Uint8Array(b.buffer.slice(b.byteOffset + o, b.byteOffset + o + n)),
+};
+
+/** A .npy array: its shape and values (first axis: samples). */
+export function parseNpy(buffer: Buffer, file: string): { shape: number[]; values: Float64Array } {
+  if (buffer.length < 10 || buffer.toString("latin1", 0, 6) !== "\x93NUMPY") throw new DataError(file, "header", "a .npy file (magic \\x93NUMPY)", "other bytes");
+  const major = buffer[6]!;
+  const headerLength = major === 1 ? buffer.readUInt16LE(8) : buffer.readUInt32LE(8);
+  const start = major === 1 ? 10 : 12;
+  const header = buffer.toString("latin1", start, start + headerLength);
+  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
+  const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
+  const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
+  if (!descr || !fortran || shapeText === undefined) throw new DataError(file, "header", "descr, fortran_order and shape", header.trim());
+  if (fortran === "True") throw new DataError(file, "fortran_order", "False (C order)", "True: save with numpy.ascontiguousarray");
+  const read = npyTypes[descr.replace("=", "<")];
+  if (!read) throw new DataError(file, "dtype", `one of ${Object.keys(npyTypes).join(", ")}`, descr);
+  const shape = shapeText.split(",").map((d) => d.trim()).filter(Boolean).map(Number);
+  const count = shape.reduce((a, b) => a * b, 1);
+  const width = Number(/\d+/.exec(descr)![0]);
+  if (buffer.length < start + headerLength + count * width) throw new DataError(file, "data", `${count} values of ${descr}`, `${Math.floor((buffer.length - start - headerLength) / width)}`);
+  return { shape, values: Float64Array.from(read(buffer, start + headerLength, count)) };
+}
+
+/** The arrays of a .npz archive (a zip of .npy files, stored or deflated). */
+export function parseNpz(buffer: Buffer, file: string): Map<string, Buffer> {
+  let end = buffer.length - 22;
+  while (end >= 0 && buffer.readUInt32LE(end) !== 0x06054b50) end--;
+  if (end < 0) throw new DataError(file, "archive", "a .npz (zip) file", "no zip directory");
+  const entries = buffer.readUInt16LE(end + 10);
+  let at = buffer.readUInt32LE(end + 16);
+  const out = new Map<string, Buffer>();
+  for (let i = 0; i < entries; i++) {
+    const method = buffer.readUInt16LE(at + 10);
+    const compressed = buffer.readUInt32LE(at + 20);
+    const nameLength = buffer.readUInt16LE(at + 28);
+    const extraLength = buffer.readUInt16LE(at + 30);
+    const commentLength = buffer.readUInt16LE(at + 32);
+    const local = buffer.readUInt32LE(at + 42);
+    const name = buffer.toString("utf8", at + 46, at + 46 + nameLength);
+    const dataStart = local + 30 + buffer.readUInt16LE(local + 26) + buffer.readUInt16LE(local + 28);
+    const raw = buffer.subarray(dataStart, dataStart + compressed);
+    if (method !== 0 && method !== 8) throw new DataError(file, name, "stored or deflated entries", `compression method ${method}`);
+    out.set(name.replace(/\.npy$/, ""), method === 8 ? inflateRawSync(raw) : raw);
+    at += 46 + nameLength + extraLength + commentLength;
+  }
+  return out;
+}
+
+/** RFC 4180 rows: commas, quoted fields with "" escapes. */
+function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let field = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') (field += '"'), i++;
+      else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") row.push(field), (field = "");
+    else if (c === "\n" || c === "\r") {
+      if (c === "\r" && text[i + 1] === "\n") i++;
+      row.push(field);
+      if (row.some((f) => f !== "")) rows.push(row);
+      (row = []), (field = "");
+    } else field += c;
+  }
+  row.push(field);
+  if (row.some((f) => f !== "")) rows.push(row);
+  return rows;
+}
+
+function numbers(file: string, field: string, cells: string[], firstRow: number): Float64Array {
+  return Float64Array.from(cells, (cell, i) => {
+    const value = cell.trim() === "" ? NaN : Number(cell);
+    if (Number.isNaN(value) && !/^\s*nan\s*$/i.test(cell)) throw new DataError(file, field, "a number", `"${cell}" in row ${firstRow + i}`);
+    return value;
+  });
+}
+
+/** Reads the column a source names. `text`: keep strings (split and group columns). */
+export function readColumn(root: string, source: string, text = false): Column {
+  const { path, field } = parseSource(source);
+  const file = resolveInside(root, path);
+  const name = field ? `${path}:${field}` : path;
+  const extension = extname(path).toLowerCase();
+  if (extension === ".npy" || extension === ".npz") {
+    let bytes = readBytes(file, path);
+    if (extension === ".npz") {
+      const arrays = parseNpz(bytes, path);
+      const key = field ?? (arrays.size === 1 ? [...arrays.keys()][0]! : undefined);
+      if (key === undefined || !arrays.has(key)) throw new DataError(path, field ?? "array", `one of the archive's arrays: ${[...arrays.keys()].join(", ")}`, field ?? "no field (write path.npz:name)");
+      bytes = arrays.get(key)!;
+    }
+    const { shape, values } = parseNpy(bytes, name);
+    const rows = shape[0] ?? 1;
+    return { file: name, rows, width: rows ? values.length / rows : 0, values: text ? Array.from(values, String) : values };
+  }
+  const lines = readBytes(file, path).toString("utf8");
+  if (extension === ".csv") {
+    const [header, ...rows] = parseCsv(lines);
+    if (!header) throw new DataError(path, "header", "a header line with column names", "an empty file");
+    const columns = field ? [header.indexOf(field)] : header.map((_, i) => i);
+    if (columns[0] === -1) throw new DataError(path, field!, `one of the columns: ${header.join(", ")}`, "no such column");
+    rows.forEach((r, i) => {
+      if (r.length !== header.length) throw new DataError(path, `row ${i + 2}`, `${header.length} fields`, `${r.length}`);
+    });
+    const cells = rows.flatMap((r) => columns.map((c) => r[c]!));
+    return { file: name, rows: rows.length, width: columns.length, values: text ? cells : numbers(path, field ?? "values", cells, 2) };
+  }
+  if (extension === ".jsonl") {
+    if (!field) throw new DataError(path, "field", "a key: write path.jsonl:key", "none");
+    const records = lines.split("\n").filter((l) => l.trim());
+    const values: (string | number)[][] = records.map((line, i) => {
+      let record: Record<string, unknown>;
+      try {
+        record = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        throw new DataError(path, `line ${i + 1}`, "a JSON object", line.slice(0, 40));
+      }
+      if (!(field in record)) throw new DataError(path, field, `a key "${field}" on every line`, `line ${i + 1} without it`);
+      const value = record[field];
+      const flat = Array.isArray(value) ? (value.flat(Infinity) as unknown[]) : [value];
+      if (!text && !flat.every((v) => typeof v === "number")) throw new DataError(path, field, "numbers", `${JSON.stringify(value).slice(0, 40)} on line ${i + 1}`);
+      return flat as (string | number)[];
+    });
+    const width = values[0]?.length ?? 0;
+    values.forEach((v, i) => {
+      if (v.length !== width) throw new DataError(path, field, `${width} numbers on every line`, `${v.length} on line ${i + 1}`);
+    });
+    return { file: name, rows: values.length, width, values: text ? values.flat().map(String) : Float64Array.from(values.flat() as number[]) };
+  }
+  throw new DataError(path, "format", "a .npy, .npz, .csv or .jsonl file", extension || "no extension");
+}
+
+export function files(root: string, modalities: { name: string; shape: number[]; source?: string }[], target: { name: string; kind: "class" | "real"; source?: string }, options: FilesOptions): Dataset {
+  const inputs = modalities.map((m) => {
+    const column = readColumn(root, m.source!);
+    const width = m.shape.reduce((a, b) => a * b, 1);
+    if (column.width !== width) throw new DataError(column.file, m.name, `${width} values per sample (float[${m.shape.join(", ")}])`, `${column.width}`);
+    return column;
+  });
+  const labels = readColumn(root, target.source!);
+  if (labels.width !== 1) throw new DataError(labels.file, target.name, "one value per sample", `${labels.width}`);
+  const size = labels.rows;
+  for (const column of inputs) {
+    if (column.rows !== size) throw new DataError(column.file, "samples", `${size}, as many as ${labels.file}`, `${column.rows}`);
+  }
+  const all: Split = { inputs: inputs.map((c) => Float32Array.from(c.values as Float64Array)), labels: Float32Array.from(labels.values as Float64Array), size };
+  const widths = inputs.map((c) => c.width);
+  const description = `files (${[...inputs.map((c) => c.file), labels.file].join(", ")})`;
+  const names = { modalities: inputs.map((c) => c.file), target: labels.file };
+  if (options.split) {
+    const split = readColumn(root, options.split, true);
+    if (split.rows !== size || split.width !== 1) throw new DataError(split.file, "samples", `${size} split names`, `${split.rows}`);
+    const splits = split.values as string[];
+    const bad = splits.findIndex((n) => !["train", "valid", "test"].includes(n.trim()));
+    if (bad >= 0) throw new DataError(split.file, "split", "train, valid or test", `"${splits[bad]}" in sample ${bad}`);
+    const order = ["train", "valid", "test"].flatMap((want) => splits.flatMap((n, i) => (n.trim() === want ? [i] : [])));
+    const count = (want: string) => splits.filter((n) => n.trim() === want).length;
+    return splitInOrder(all, widths, order, { valid: count("valid") / size, test: count("test") / size }, description, names);
+  }
+  if (options.group) {
+    const group = readColumn(root, options.group, true);
+    if (group.rows !== size || group.width !== 1) throw new DataError(group.file, "samples", `${size} group names`, `${group.rows}`);
+    if (!(options.fold >= 0 && options.fold < options.folds)) throw new DataError(group.file, "fold", `0..${options.folds - 1}`, `${options.fold}`);
+    // Groups (e.g. actors) in order of first appearance, dealt round-robin into folds.
+    const groups = [...new Set(group.values as string[])];
+    if (groups.length < options.folds) throw new DataError(group.file, "groups", `at least ${options.folds} (one per fold)`, `${groups.length}`);
+    const foldOf = new Map(groups.map((g, i) => [g, i % options.folds]));
+    const testFold = options.fold;
+    const validFold = (options.fold + 1) % options.folds;
+    const splits = (group.values as string[]).map((g) => (foldOf.get(g) === testFold ? "test" : foldOf.get(g) === validFold ? "valid" : "train"));
+    const order = ["train", "valid", "test"].flatMap((want) => splits.flatMap((n, i) => (n === want ? [i] : [])));
+    return splitInOrder(all, widths, order, { valid: splits.filter((n) => n === "valid").length / size, test: splits.filter((n) => n === "test").length / size }, description, names);
+  }
+  return splitInOrder(all, widths, new Random(options.seed).permutation(size), options, description, names);
+}

@@ -1,0 +1,171 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { deflateRawSync } from "node:zlib";
+import { describe, expect, it } from "vitest";
+import { loadTrainer } from "../cli/load-trainer.js";
+import { DataError, loadData, train } from "../runtime/index.js";
+import { compileOrThrow } from "./helpers.js";
+
+/** A .npy file as numpy writes it (format 1.0, header padded to 64 bytes). */
+function npy(values: ArrayLike<number>, shape: number[], descr = "<f4"): Buffer {
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(", ")}${shape.length === 1 ? "," : ""}), }`;
+  header += " ".repeat(64 - ((10 + header.length + 1) % 64)) + "\n";
+  const prefix = Buffer.concat([Buffer.from("\x93NUMPY", "latin1"), Buffer.from([1, 0]), Buffer.alloc(2)]);
+  prefix.writeUInt16LE(header.length, 8);
+  const data =
+    descr === "<f4" ? Buffer.from(Float32Array.from(values).buffer)
+    : descr === "<i8" ? Buffer.from(BigInt64Array.from(Array.from(values, (v) => BigInt(v))).buffer)
+    : Buffer.from(Float64Array.from(values).buffer);
+  return Buffer.concat([prefix, Buffer.from(header, "latin1"), data]);
+}
+
+/** A zip archive (what numpy.savez writes): local headers, central directory, end record. */
+function npz(arrays: Record<string, Buffer>, deflate: boolean): Buffer {
+  const locals: Buffer[] = [];
+  const centrals: Buffer[] = [];
+  let offset = 0;
+  for (const [key, data] of Object.entries(arrays)) {
+    const name = Buffer.from(`${key}.npy`);
+    const body = deflate ? deflateRawSync(data) : data;
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(deflate ? 8 : 0, 8);
+    local.writeUInt32LE(body.length, 18);
+    local.writeUInt32LE(data.length, 22);
+    local.writeUInt16LE(name.length, 26);
+    const central = Buffer.alloc(46);
+    central.writeUInt32LE(0x02014b50, 0);
+    central.writeUInt16LE(deflate ? 8 : 0, 10);
+    central.writeUInt32LE(body.length, 20);
+    central.writeUInt32LE(data.length, 24);
+    central.writeUInt16LE(name.length, 28);
+    central.writeUInt32LE(offset, 42);
+    locals.push(local, name, body);
+    centrals.push(central, name);
+    offset += 30 + name.length + body.length;
+  }
+  const directory = Buffer.concat(centrals);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(Object.keys(arrays).length, 8);
+  end.writeUInt16LE(Object.keys(arrays).length, 10);
+  end.writeUInt32LE(directory.length, 12);
+  end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...locals, directory, end]);
+}
+
+const n = 40;
+const audio = Array.from({ length: n * 6 }, (_, i) => Math.sin(i) + (Math.floor(i / 6) % 4));
+const visual = Array.from({ length: n * 2 * 3 * 3 }, (_, i) => Math.cos(i * 0.3));
+const labels = Array.from({ length: n }, (_, i) => i % 4);
+const actors = Array.from({ length: n }, (_, i) => `actor${i % 8}`);
+
+function project(files: Record<string, string | Buffer>, data: string, sources = { audio: "data/audio.npy", visual: "data/feats.npz:visual", y: "data/meta.csv:label" }) {
+  const dir = mkdtempSync(join(tmpdir(), "mmb-files-"));
+  mkdirSync(join(dir, "data"));
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
+  const spec = `model files_test
+data ${data}
+modality audio  : float[6]        from "${sources.audio}"
+modality visual : float[2, 3, 3]  from "${sources.visual}"
+target   y      : class(4)        from "${sources.y}"
+encoder audio  = mlp(hidden: [8], out: 4)
+encoder visual = mlp(hidden: [8], out: 4)
+fusion concat -> linear(4)
+loss cross_entropy(out, y)
+optimizer sgd(lr: 0.1)
+train epochs 1 batch 8 seed 1
+`;
+  writeFileSync(join(dir, "spec.mmb"), spec);
+  return { dir, spec };
+}
+
+const goodFiles = () => ({
+  "data/audio.npy": npy(audio, [n, 6]),
+  "data/feats.npz": npz({ visual: npy(visual, [n, 2, 3, 3], "<f8"), other: npy([1, 2], [2]) }, true),
+  "data/meta.csv": `label,actor,split\n${labels.map((l, i) => `${l},"${actors[i]}",${i % 10 < 6 ? "train" : i % 10 < 8 ? "valid" : "test"}`).join("\n")}\n`,
+  "data/text.jsonl": labels.map((l, i) => JSON.stringify({ id: i, label: l, vec: [[i, 1, 2], [3, 4, 5]] })).join("\n"),
+});
+
+async function specOf(dir: string, spec: string) {
+  return (await loadTrainer(await compileOrThrow(spec, join(dir, "spec.mmb")), join(dir, "run"))).spec;
+}
+
+function dataError(f: () => unknown): DataError {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof DataError) return e;
+    throw e;
+  }
+  throw new Error("expected a DataError");
+}
+
+describe("data from files (.npy, .npz, .csv, .jsonl)", () => {
+  it("reads each modality and the target from its file, values intact, and trains on them", async () => {
+    const { dir, spec } = project(goodFiles(), "files(valid: 0.2, test: 0.2, seed: 3)");
+    const model = await specOf(dir, spec);
+    const data = loadData(model);
+    expect(data.train.size + data.valid.size + data.test.size).toBe(n);
+    expect([data.valid.size, data.test.size]).toEqual([8, 8]);
+    // Every sample's audio row still sits next to its own label: row i has floor(value) offset i % 4.
+    for (const split of [data.train, data.valid, data.test]) {
+      split.labels.forEach((label, k) => {
+        const first = split.inputs[0]![k * 6]!;
+        const row = audio.findIndex((v, i) => i % 6 === 0 && Math.abs(v - first) < 1e-6);
+        expect(labels[row / 6]).toBe(label);
+      });
+    }
+    const summary = await train(await loadTrainer(await compileOrThrow(spec, join(dir, "spec.mmb")), join(dir, "run")), { out: join(dir, "run"), backend: "cpu", log: () => {} });
+    expect(summary.epochs).toBe(1);
+  });
+
+  it("a split column assigns every sample; k-fold by group keeps each group in one split", async () => {
+    const { dir, spec } = project(goodFiles(), 'files(split: "data/meta.csv:split")');
+    const data = loadData(await specOf(dir, spec));
+    expect([data.train.size, data.valid.size, data.test.size]).toEqual([24, 8, 8]);
+    const folds = project(goodFiles(), 'files(group: "data/meta.csv:actor", folds: 4, fold: 1)');
+    const foldData = loadData(await specOf(folds.dir, folds.spec));
+    // 8 actors dealt into 4 folds: fold 1 = actors 1 and 5 (test), fold 2 = actors 2 and 6 (valid).
+    expect([foldData.train.size, foldData.valid.size, foldData.test.size]).toEqual([20, 10, 10]);
+  });
+
+  it("a .jsonl field with nested arrays is flattened per line", async () => {
+    const { dir, spec } = project(goodFiles(), "files()", { audio: "data/text.jsonl:vec", visual: "data/feats.npz:visual", y: "data/text.jsonl:label" });
+    const data = loadData(await specOf(dir, spec));
+    const rows = [data.train, data.valid, data.test].flatMap((s) => Array.from({ length: s.size }, (_, k) => Array.from(s.inputs[0]!.subarray(k * 6, k * 6 + 6))));
+    expect(rows.map((r) => r.slice(1))).toContainEqual([1, 2, 3, 4, 5]);
+    expect(new Set(rows.map((r) => r[0])).size).toBe(n);
+  });
+
+  it("every class of bad data is a DataError naming the file, the field, what was expected and what was found", async () => {
+    const renamed = (audioFile: string, visualFile = "data/feats.npz:visual") => ({ audio: audioFile, visual: visualFile, y: "data/meta.csv:label" });
+    const cases: [string, Record<string, string | Buffer>, string, Partial<DataError>, ReturnType<typeof renamed>?][] = [
+      ["missing file", goodFiles(), "files()", { file: "data/nope.npy", field: "file", found: "no such file" }, renamed("data/nope.npy")],
+      ["wrong shape", { ...goodFiles(), "data/audio.npy": npy(audio.slice(0, n * 5), [n, 5]) }, "files()", { file: "data/audio.npy", field: "audio", expected: "6 values per sample (float[6])", found: "5" }],
+      ["sample counts differ", { ...goodFiles(), "data/audio.npy": npy(audio.slice(0, 30 * 6), [30, 6]) }, "files()", { file: "data/audio.npy", field: "samples", expected: `${n}, as many as data/meta.csv:label`, found: "30" }],
+      ["NaN", { ...goodFiles(), "data/audio.npy": npy(audio.map((v, i) => (i === 13 ? NaN : v)), [n, 6]) }, "files(valid: 0, test: 0)", { file: "data/audio.npy", field: "audio (train)", expected: "finite numbers" }],
+      ["label out of range", { ...goodFiles(), "data/meta.csv": `label\n${labels.map((l, i) => (i === 5 ? 7 : l)).join("\n")}\n` }, "files(valid: 0, test: 0)", { file: "data/meta.csv:label", expected: "a class in 0..3", found: expect.stringMatching(/^7 in sample \d+$/) }],
+      ["empty split", { ...goodFiles(), "data/meta.csv": `label,split\n${labels.map((l, i) => `${l},${i % 2 ? "train" : "valid"}`).join("\n")}\n` }, 'files(split: "data/meta.csv:split")', { field: "test split", expected: "at least one sample", found: "none" }],
+      ["wrong dtype", { ...goodFiles(), "data/audio.npy": Buffer.concat([npy(audio, [n, 6]).subarray(0, 10), Buffer.from(npy(audio, [n, 6]).subarray(10).toString("latin1").replace("<f4", "<c8"), "latin1")]) }, "files()", { file: "data/audio.npy", field: "dtype", found: "<c8" }],
+      ["not a number in a CSV", { ...goodFiles(), "data/meta.csv": `label\n${labels.map((l, i) => (i === 2 ? "cat" : l)).join("\n")}\n` }, "files()", { file: "data/meta.csv", field: "label", expected: "a number", found: '"cat" in row 4' }],
+      ["unknown split name", goodFiles(), 'files(split: "data/meta.csv:label")', { file: "data/meta.csv:label", field: "split", expected: "train, valid or test", found: '"0" in sample 0' }],
+      ["no such npz array", goodFiles(), "files()", { file: "data/feats.npz", field: "vision", expected: "one of the archive's arrays: visual, other" }, renamed("data/audio.npy", "data/feats.npz:vision")],
+    ];
+    for (const [name, files, data, expected, sources] of cases) {
+      const { dir, spec } = project(files, data, sources);
+      const model = await specOf(dir, spec);
+      const error = dataError(() => loadData(model));
+      expect(error.message, name).toMatch(/^.+: .+: expected .+, found .+$/s);
+      expect(error, name).toMatchObject(expected);
+    }
+  });
+
+  it("a path cannot leave the spec's folder unless --data-root allows it", async () => {
+    const { dir, spec } = project(goodFiles(), "files()", { audio: "../outside.npy", visual: "data/feats.npz:visual", y: "data/meta.csv:label" });
+    const model = await specOf(dir, spec);
+    const error = dataError(() => loadData(model));
+    expect(error).toMatchObject({ file: "../outside.npy", field: "path", found: "a path that leaves it; pass --data-root to allow another folder" });
+  });
+});
