@@ -4,7 +4,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { analyze, compile, diagnosticsJson, renderAll, type CompileResult } from "../compiler/index.js";
 import { error, renderDiagnostic, SourceText } from "../compiler/diagnostics.js";
-import { DataError, NumericError, train } from "../runtime/index.js";
+import { DataError, NumericError, ResourceError, train } from "../runtime/index.js";
 import { parse as parseSpec } from "../grammar/index.js";
 import { bench } from "./bench.js";
 import { report as writeReport } from "./report.js";
@@ -219,7 +219,7 @@ main(process.argv.slice(2)).then(
       console.error(`mmb: ${e.message}\n\n${usage}`);
       process.exit(2);
     }
-    if (e instanceof DataError || e instanceof NumericError) console.error(`mmb: ${e.message}`);
+    if (e instanceof DataError || e instanceof NumericError || e instanceof ResourceError) console.error(`mmb: ${e.message}`);
     else console.error(`mmb: ${(e as Error).message ?? String(e)}`);
     process.exit(1);
   },

@@ -130,6 +130,35 @@ export function parameterShapes(spec: ModelSpec): ParamShape[] {
   return shapes;
 }
 
+/**
+ * A rough memory need of training, checked before any allocation: weights, gradients and two
+ * optimiser slots per parameter, and a batch's activations kept for the backward pass (×3 for
+ * rules that differentiate twice). Counts are per float32 value.
+ */
+export function estimateMemory(spec: ModelSpec): { parameters: number; activations: number; bytes: number } {
+  const parameters = parameterShapes(spec).reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
+  const perSample = spec.modalities.reduce((total, modality, m) => {
+    const encoder = spec.encoders[m]!;
+    const size = modality.shape.reduce((a, b) => a * b, 1);
+    const o = encoder.options;
+    switch (encoder.kind) {
+      case "conv2d": {
+        const [, h, w] = modality.shape;
+        return total + size + numbers(o.channels).reduce((sum, c, i) => sum + c * Math.ceil(h! / 2 ** (i + 1)) * Math.ceil(w! / 2 ** (i + 1)), 0);
+      }
+      case "conv1d":
+        return total + size + numbers(o.channels).reduce((sum, c, i) => sum + c * Math.ceil(modality.shape[0]! / 2 ** (i + 1)), 0);
+      case "lstm":
+      case "gru":
+        return total + size + modality.shape[0]! * Number(o.hidden) * 6;
+      default:
+        return total + size + numbers(o.hidden).reduce((a, b) => a + b, 0) + featureWidth(encoder);
+    }
+  }, 0);
+  const activations = perSample * spec.train.batch * 3;
+  return { parameters, activations, bytes: 4 * (parameters * 4 + activations) };
+}
+
 /** Initial values, drawn in JavaScript from the seed so that every backend starts alike. */
 export function initialParameters(spec: ModelSpec, seed: number): Map<string, tf.Variable> {
   const random = new Random(seed);

@@ -1,11 +1,12 @@
 import * as tf from "@tensorflow/tfjs";
 import { appendFile, mkdir, writeFile } from "node:fs/promises";
+import { totalmem } from "node:os";
 import { join } from "node:path";
 import { selectBackend, type BackendName } from "./backend.js";
 import { loadCheckpoint, saveCheckpoint, writeJsonAtomically, type CheckpointState } from "./checkpoint.js";
 import { loadData, type Dataset, type Split } from "./data/index.js";
 import { History } from "./history.js";
-import { Forward, initialParameters, type Params } from "./model.js";
+import { estimateMemory, Forward, initialParameters, type Params } from "./model.js";
 import { accuracy, gradNorm, meanAbsoluteError } from "./ops.js";
 import { Optimizer } from "./optimizer.js";
 import { Random } from "./random.js";
@@ -63,6 +64,23 @@ export interface Summary {
 }
 
 export class NumericError extends Error {}
+export class ResourceError extends Error {}
+
+const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 1);
+
+/** Fails before any allocation when training cannot fit: the backend's limit or the machine's memory. */
+function checkResources(spec: ModelSpec, backend: BackendName): void {
+  const need = estimateMemory(spec);
+  // wasm32 addresses at most 4 GiB; the others share the machine's memory.
+  const limit = Math.min(totalmem() * 0.8, backend === "wasm" ? 4 * 2 ** 30 : Infinity);
+  if (need.bytes > limit) {
+    throw new ResourceError(
+      `training ${spec.name} needs about ${gib(need.bytes)} GiB (${need.parameters.toLocaleString("en")} parameters with their gradients and optimiser state, ` +
+        `and ${need.activations.toLocaleString("en")} activation values for a batch of ${spec.train.batch}), more than the ${gib(limit)} GiB ${backend === "wasm" ? "the wasm backend can address" : "this machine can give"}; ` +
+        "make the encoders smaller or the batch smaller",
+    );
+  }
+}
 
 const evalBatch = 256;
 
@@ -114,6 +132,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     if (!(name in definition.params)) throw new Error(`--set ${name}: the spec has no \`param ${name}\` (params: ${Object.keys(definition.params).join(", ") || "none"})`);
   }
   const p = { ...definition.params, ...options.set };
+  checkResources(spec, backend);
   say(`mmb: training ${spec.name} on backend ${backend}, seed ${seed}, ${epochs} epochs`);
 
   const data = options.data ?? loadData(spec, options.dataRoot);

@@ -127,4 +127,16 @@ describe("training loop", () => {
     const trainer = await loadTrainer(code, out);
     await expect(train(trainer, { out, backend: "cpu", log: () => {} })).rejects.toThrow(/non-finite value of `bad` \(spec line 13\) at step 0, epoch 0/);
   });
+
+  it("fails fast, before allocating, with an estimate when a model cannot fit", async () => {
+    const huge = await compileOrThrow(smallSpec().replace("encoder[m] = mlp(hidden: [10], out: 5)", "encoder[m] = mlp(hidden: [200000, 200000], out: 5)"));
+    const out = mkdtempSync(join(tmpdir(), "mmb-huge-"));
+    const trainer = await loadTrainer(huge, out);
+    // Two encoders of 8·2e5 + 2e5 + 2e5·2e5 + 2e5 + 2e5·5 + 5 (a) and 6·2e5 + ... (b) parameters, a head of 44.
+    const before = tf.memory().numBytes;
+    await expect(train(trainer, { out, backend: "wasm", log: () => {} })).rejects.toThrow(
+      /^training small needs about 1192\.\d GiB \(80,005,600,054 parameters with their gradients and optimiser state, and [\d,]+ activation values for a batch of 16\), more than the 4\.0 GiB the wasm backend can address; make the encoders smaller or the batch smaller$/,
+    );
+    expect(tf.memory().numBytes).toBe(before);
+  });
 });
