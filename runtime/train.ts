@@ -149,144 +149,149 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   let best = { metric: -Infinity, epoch: -1, stale: 0 };
   const sign = spec.target.kind === "class" ? 1 : -1;
 
-  const resumed = options.resume ? await loadCheckpoint(checkpoints) : undefined;
-  if (resumed) {
-    const { state, weights } = resumed;
-    tf.tidy(() => state.manifest.forEach(({ name, shape }, i) => params.get(name)!.assign(tf.tensor(weights[i]!, shape))));
-    optimizer.restore(state.optimizer as Parameters<Optimizer["restore"]>[0]);
-    for (const [group, s] of Object.entries(state.separateOptimizers)) {
-      const own = new Optimizer({ kind: (s as { kind: string }).kind, options: (s as { options: Record<string, number> }).options });
-      own.restore((s as { state: Parameters<Optimizer["restore"]>[0] }).state);
-      separate.set(group, own);
-    }
-    history.restore(state.history);
-    firstEpoch = state.epoch + 1;
-    step = state.step;
-    best = state.best;
-    say(`mmb: resumed from epoch ${state.epoch + 1}`);
-  } else {
-    await writeFile(logPath, "");
-  }
-
-  const names = [...params.keys()];
-  const measure = () => {
-    const current = Object.fromEntries(params) as Params;
-    return {
-      train: evaluate(spec, current, data.train),
-      valid: evaluate(spec, current, data.valid),
-      test: evaluate(spec, current, data.test),
-      unimodal: Object.fromEntries(spec.modalities.map((m, i) => [m.name, evaluate(spec, current, data.test, i)])),
-    };
-  };
-  let last: ReturnType<typeof measure> | undefined;
-  const epochSeconds: number[] = [];
-  for (let epoch = firstEpoch; epoch < epochs; epoch++) {
-    const epochStart = Date.now();
-    const order = new Random(seed * 7919 + epoch).permutation(data.train.size);
-    const batch = spec.train.batch;
-    const lrSchedule = Optimizer.scheduleFactor(spec.schedule, epoch, epochs);
-    const records: { tensor: tf.Tensor; step: number }[] = [];
-    let keys: [string, number][] = [];
-    for (let start = 0; start < order.length; start += batch, step++) {
-      const rows = order.slice(start, start + batch);
-      const { inputs, target } = batchTensors(data.train, spec, rows);
-      const ctx = new StepContext(spec, params, inputs, target, step, epoch, history, separate, seed, definition.trainedSeparately);
-      ctx.update = (grads: Gradients) => {
-        let clipFactor: tf.Tensor | number = 1;
-        if (spec.train.clip > 0) {
-          const norm = gradNorm([...grads.values.values()]);
-          clipFactor = tf.minimum(1, tf.div(spec.train.clip, tf.add(norm, 1e-12)));
-        }
-        const update = new Map([...grads.values].map(([n, g]) => [n, clipFactor === 1 ? g : tf.mul(g, clipFactor)]));
-        optimizer.apply(params, update, (n) => {
-          const factor = grads.lrFactors.get(n);
-          return factor ? tf.mul(factor, lrSchedule) : lrSchedule;
-        });
-      };
-      const record = tf.tidy(() => {
-        const result = definition.trainStep(ctx, p);
-        keys = [["loss", 0]];
-        const flat: tf.Tensor[] = [tf.reshape(result.loss, [1])];
-        for (const [key, value] of Object.entries(result.values)) {
-          const list = Array.isArray(value) ? value : [value];
-          keys.push([key, Array.isArray(value) ? list.length : 0]);
-          flat.push(...list.map((v) => tf.reshape(tf.cast(typeof v === "number" ? tf.scalar(v) : v, "float32"), [-1]).slice(0, 1)));
-        }
-        keys.push(["grad_norm", spec.modalities.length]);
-        spec.modalities.forEach((_, m) => flat.push(tf.reshape(gradNorm(result.raw(ctx.group.encoder(m))), [1])));
-        return tf.concat(flat);
-      });
-      ctx.keptTensors.forEach((t) => t.dispose());
-      inputs.forEach((t) => t.dispose());
-      target.dispose();
-      history.advance();
-      records.push({ tensor: record, step });
-    }
-    // Download this epoch's step records at once: no host sync inside the step loop.
-    const lines: string[] = [];
-    let lossSum = 0;
-    for (const r of records) {
-      const values = await r.tensor.data();
-      r.tensor.dispose();
-      const entry = unflatten(keys, values);
-      const bad = firstNonFinite(entry);
-      if (bad) {
-        const line = definition.valueLines[bad];
-        throw new NumericError(`non-finite value of \`${bad}\`${line ? ` (spec line ${line})` : ""} at step ${r.step}, epoch ${epoch}; the last good checkpoint is kept in ${checkpoints}`);
+  // Whatever happens (a numeric stop, a data or a backend error), the weights and state are
+  // freed, so that the process can go on (tests, benchmarks, a notebook).
+  try {
+    const resumed = options.resume ? await loadCheckpoint(checkpoints) : undefined;
+    if (resumed) {
+      const { state, weights } = resumed;
+      tf.tidy(() => state.manifest.forEach(({ name, shape }, i) => params.get(name)!.assign(tf.tensor(weights[i]!, shape))));
+      optimizer.restore(state.optimizer as Parameters<Optimizer["restore"]>[0]);
+      for (const [group, s] of Object.entries(state.separateOptimizers)) {
+        const own = new Optimizer({ kind: (s as { kind: string }).kind, options: (s as { options: Record<string, number> }).options });
+        own.restore((s as { state: Parameters<Optimizer["restore"]>[0] }).state);
+        separate.set(group, own);
       }
-      lossSum += Number(entry.loss);
-      lines.push(JSON.stringify({ type: "step", epoch, step: r.step, ...entry }));
+      history.restore(state.history);
+      firstEpoch = state.epoch + 1;
+      step = state.step;
+      best = state.best;
+      say(`mmb: resumed from epoch ${state.epoch + 1}`);
+    } else {
+      await writeFile(logPath, "");
     }
-    last = measure();
-    const { train: trainMetric, valid, test, unimodal } = last;
-    const seconds = (Date.now() - epochStart) / 1000;
-    epochSeconds.push(seconds);
-    const metricName = spec.target.kind === "class" ? "acc" : "mae";
-    lines.push(JSON.stringify({ type: "epoch", epoch, loss: lossSum / Math.max(1, records.length), lr: Number(spec.optimizer.options.lr) * lrSchedule, train: { [metricName]: trainMetric }, valid: { [metricName]: valid }, test: { [metricName]: test }, unimodal, seconds }));
-    await appendFile(logPath, lines.join("\n") + "\n");
-    if (sign * valid > best.metric) best = { metric: sign * valid, epoch, stale: 0 };
-    else best.stale++;
-    say(`epoch ${epoch + 1}/${epochs}  loss ${(lossSum / Math.max(1, records.length)).toFixed(4)}  valid ${metricName} ${valid.toFixed(4)}  test ${metricName} ${test.toFixed(4)}  ${Object.entries(unimodal).map(([k, v]) => `${k} ${v.toFixed(3)}`).join("  ")}  ${seconds.toFixed(1)}s`);
-    const state: CheckpointState = {
-      epoch,
-      step,
-      manifest: names.map((name) => ({ name, shape: params.get(name)!.shape })),
-      optimizer: await optimizer.state(),
-      separateOptimizers: Object.fromEntries(await Promise.all([...separate].map(async ([g, o]) => [g, { kind: o.spec.kind, options: o.spec.options, state: await o.state() }]))),
-      history: await history.state(),
-      best,
-    };
-    await saveCheckpoint(checkpoints, state, await Promise.all(names.map(async (n) => (await params.get(n)!.data()) as Float32Array)));
-    if (spec.train.patience > 0 && best.stale >= spec.train.patience) {
-      say(`mmb: early stop after epoch ${epoch + 1} (no improvement for ${best.stale} epochs)`);
-      break;
-    }
-  }
 
-  // The last epoch already measured the final weights; a resume with no epoch left measures here.
-  const final = last ?? measure();
-  const summary: Summary = {
-    model: spec.name,
-    source: spec.source,
-    backend,
-    seed,
-    epochs,
-    params: p,
-    metric: spec.target.kind === "class" ? "accuracy" : "mae",
-    test: final.test,
-    valid: final.valid,
-    bestEpoch: best.epoch,
-    unimodal: final.unimodal,
-    unimodalMethod: spec.auxHead ? "auxiliary head of each modality" : "fused head with the other modalities' features set to zero",
-    wallSeconds: (Date.now() - started) / 1000,
-    secondsPerEpoch: epochSeconds.length ? epochSeconds.reduce((a, b) => a + b, 0) / epochSeconds.length : 0,
-  };
-  await writeJsonAtomically(join(options.out, "summary.json"), summary);
-  params.forEach((v) => v.dispose());
-  optimizer.dispose();
-  separate.forEach((o) => o.dispose());
-  history.dispose();
-  return summary;
+    const names = [...params.keys()];
+    const measure = () => {
+      const current = Object.fromEntries(params) as Params;
+      return {
+        train: evaluate(spec, current, data.train),
+        valid: evaluate(spec, current, data.valid),
+        test: evaluate(spec, current, data.test),
+        unimodal: Object.fromEntries(spec.modalities.map((m, i) => [m.name, evaluate(spec, current, data.test, i)])),
+      };
+    };
+    let last: ReturnType<typeof measure> | undefined;
+    const epochSeconds: number[] = [];
+    for (let epoch = firstEpoch; epoch < epochs; epoch++) {
+      const epochStart = Date.now();
+      const order = new Random(seed * 7919 + epoch).permutation(data.train.size);
+      const batch = spec.train.batch;
+      const lrSchedule = Optimizer.scheduleFactor(spec.schedule, epoch, epochs);
+      const records: { tensor: tf.Tensor; step: number }[] = [];
+      let keys: [string, number][] = [];
+      for (let start = 0; start < order.length; start += batch, step++) {
+        const rows = order.slice(start, start + batch);
+        const { inputs, target } = batchTensors(data.train, spec, rows);
+        const ctx = new StepContext(spec, params, inputs, target, step, epoch, history, separate, seed, definition.trainedSeparately);
+        ctx.update = (grads: Gradients) => {
+          let clipFactor: tf.Tensor | number = 1;
+          if (spec.train.clip > 0) {
+            const norm = gradNorm([...grads.values.values()]);
+            clipFactor = tf.minimum(1, tf.div(spec.train.clip, tf.add(norm, 1e-12)));
+          }
+          const update = new Map([...grads.values].map(([n, g]) => [n, clipFactor === 1 ? g : tf.mul(g, clipFactor)]));
+          optimizer.apply(params, update, (n) => {
+            const factor = grads.lrFactors.get(n);
+            return factor ? tf.mul(factor, lrSchedule) : lrSchedule;
+          });
+        };
+        const record = tf.tidy(() => {
+          const result = definition.trainStep(ctx, p);
+          keys = [["loss", 0]];
+          const flat: tf.Tensor[] = [tf.reshape(result.loss, [1])];
+          for (const [key, value] of Object.entries(result.values)) {
+            const list = Array.isArray(value) ? value : [value];
+            keys.push([key, Array.isArray(value) ? list.length : 0]);
+            flat.push(...list.map((v) => tf.reshape(tf.cast(typeof v === "number" ? tf.scalar(v) : v, "float32"), [-1]).slice(0, 1)));
+          }
+          keys.push(["grad_norm", spec.modalities.length]);
+          spec.modalities.forEach((_, m) => flat.push(tf.reshape(gradNorm(result.raw(ctx.group.encoder(m))), [1])));
+          return tf.concat(flat);
+        });
+        ctx.keptTensors.forEach((t) => t.dispose());
+        inputs.forEach((t) => t.dispose());
+        target.dispose();
+        history.advance();
+        records.push({ tensor: record, step });
+      }
+      // Download this epoch's step records at once: no host sync inside the step loop.
+      const lines: string[] = [];
+      let lossSum = 0;
+      for (const r of records) {
+        const values = await r.tensor.data();
+        r.tensor.dispose();
+        const entry = unflatten(keys, values);
+        const bad = firstNonFinite(entry);
+        if (bad) {
+          const line = definition.valueLines[bad];
+          throw new NumericError(`non-finite value of \`${bad}\`${line ? ` (spec line ${line})` : ""} at step ${r.step}, epoch ${epoch}; the last good checkpoint is kept in ${checkpoints}`);
+        }
+        lossSum += Number(entry.loss);
+        lines.push(JSON.stringify({ type: "step", epoch, step: r.step, ...entry }));
+      }
+      last = measure();
+      const { train: trainMetric, valid, test, unimodal } = last;
+      const seconds = (Date.now() - epochStart) / 1000;
+      epochSeconds.push(seconds);
+      const metricName = spec.target.kind === "class" ? "acc" : "mae";
+      lines.push(JSON.stringify({ type: "epoch", epoch, loss: lossSum / Math.max(1, records.length), lr: Number(spec.optimizer.options.lr) * lrSchedule, train: { [metricName]: trainMetric }, valid: { [metricName]: valid }, test: { [metricName]: test }, unimodal, seconds }));
+      await appendFile(logPath, lines.join("\n") + "\n");
+      if (sign * valid > best.metric) best = { metric: sign * valid, epoch, stale: 0 };
+      else best.stale++;
+      say(`epoch ${epoch + 1}/${epochs}  loss ${(lossSum / Math.max(1, records.length)).toFixed(4)}  valid ${metricName} ${valid.toFixed(4)}  test ${metricName} ${test.toFixed(4)}  ${Object.entries(unimodal).map(([k, v]) => `${k} ${v.toFixed(3)}`).join("  ")}  ${seconds.toFixed(1)}s`);
+      const state: CheckpointState = {
+        epoch,
+        step,
+        manifest: names.map((name) => ({ name, shape: params.get(name)!.shape })),
+        optimizer: await optimizer.state(),
+        separateOptimizers: Object.fromEntries(await Promise.all([...separate].map(async ([g, o]) => [g, { kind: o.spec.kind, options: o.spec.options, state: await o.state() }]))),
+        history: await history.state(),
+        best,
+      };
+      await saveCheckpoint(checkpoints, state, await Promise.all(names.map(async (n) => (await params.get(n)!.data()) as Float32Array)));
+      if (spec.train.patience > 0 && best.stale >= spec.train.patience) {
+        say(`mmb: early stop after epoch ${epoch + 1} (no improvement for ${best.stale} epochs)`);
+        break;
+      }
+    }
+
+    // The last epoch already measured the final weights; a resume with no epoch left measures here.
+    const final = last ?? measure();
+    const summary: Summary = {
+      model: spec.name,
+      source: spec.source,
+      backend,
+      seed,
+      epochs,
+      params: p,
+      metric: spec.target.kind === "class" ? "accuracy" : "mae",
+      test: final.test,
+      valid: final.valid,
+      bestEpoch: best.epoch,
+      unimodal: final.unimodal,
+      unimodalMethod: spec.auxHead ? "auxiliary head of each modality" : "fused head with the other modalities' features set to zero",
+      wallSeconds: (Date.now() - started) / 1000,
+      secondsPerEpoch: epochSeconds.length ? epochSeconds.reduce((a, b) => a + b, 0) / epochSeconds.length : 0,
+    };
+    await writeJsonAtomically(join(options.out, "summary.json"), summary);
+    return summary;
+  } finally {
+    params.forEach((v) => v.dispose());
+    optimizer.dispose();
+    separate.forEach((o) => o.dispose());
+    history.dispose();
+  }
 }
 
 /** A step record's layout is `keys`: a name and its width (0: one number, n: one per modality). */

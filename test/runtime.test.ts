@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -122,10 +122,23 @@ describe("training loop", () => {
   }
 
   it("stops on a non-finite rule value, naming it and its line, and keeps the last good checkpoint", async () => {
-    const code = await compileOrThrow(smallSpec(`  bad = log(epoch - 1)\n  scale grad(head) by 1`));
+    // log(1 − epoch): 0 in epoch 0, −∞ in epoch 1.
+    const code = await compileOrThrow(smallSpec(`  bad = log(1 - epoch)\n  scale grad(head) by 1`));
     const out = mkdtempSync(join(tmpdir(), "mmb-nan-"));
     const trainer = await loadTrainer(code, out);
-    await expect(train(trainer, { out, backend: "cpu", log: () => {} })).rejects.toThrow(/non-finite value of `bad` \(spec line 13\) at step 0, epoch 0/);
+    await expect(train(trainer, { out, backend: "cpu", log: () => {} })).rejects.toThrow(/non-finite value of `bad` \(spec line 13\) at step 7, epoch 1; the last good checkpoint is kept/);
+    const kept = (await loadCheckpoint(join(out, "checkpoints")))!;
+    expect(kept.state.epoch).toBe(0);
+  });
+
+  it("never loads a checkpoint whose weights do not match their checksum (a write torn by a crash)", async () => {
+    const code = await compileOrThrow(smallSpec());
+    const out = mkdtempSync(join(tmpdir(), "mmb-torn-"));
+    await train(await loadTrainer(code, out), { out, backend: "cpu", epochs: 1, log: () => {} });
+    const latest = readFileSync(join(out, "checkpoints", "latest"), "utf8").trim();
+    const weights = join(out, "checkpoints", latest, "weights.bin");
+    writeFileSync(weights, readFileSync(weights).subarray(0, 100));
+    await expect(loadCheckpoint(join(out, "checkpoints"))).rejects.toThrow(/is damaged \(weights do not match their checksum\)/);
   });
 
   it("fails fast, before allocating, with an estimate when a model cannot fit", async () => {
