@@ -91,11 +91,12 @@ export function markdown(rows: MethodRow[], runs: RunResult[], command: string):
 
 export function csv(runs: RunResult[]): string {
   const modalities = [...new Set(runs.flatMap((r) => Object.keys(r.summary?.unimodal ?? {})))];
-  const header = ["spec", "seed", "status", "metric", "test", "valid", ...modalities.map((m) => `unimodal_${m}`), "seconds_per_epoch", "backend", "error"];
+  const metrics = [...new Set(runs.flatMap((r) => Object.keys(r.summary?.metrics?.test ?? {})))];
+  const header = ["spec", "seed", "status", "metric", "test", "valid", ...modalities.map((m) => `unimodal_${m}`), ...metrics.map((k) => `test_${k}`), "seconds_per_epoch", "backend", "error"];
   const quote = (v: string) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
   const rows = runs.map((r) => {
     const s = r.summary;
-    return [r.spec, String(r.seed), s ? "ok" : "failed", s?.metric ?? "", s ? String(s.test) : "", s ? String(s.valid) : "", ...modalities.map((m) => (s?.unimodal[m] !== undefined ? String(s.unimodal[m]) : "")), s ? String(s.secondsPerEpoch) : "", s?.backend ?? "", (r.error ?? "").split("\n")[0]!]
+    return [r.spec, String(r.seed), s ? "ok" : "failed", s?.metric ?? "", s ? String(s.test) : "", s ? String(s.valid) : "", ...modalities.map((m) => (s?.unimodal[m] !== undefined ? String(s.unimodal[m]) : "")), ...metrics.map((k) => (s?.metrics?.test[k] !== undefined ? String(s.metrics.test[k]) : "")), s ? String(s.secondsPerEpoch) : "", s?.backend ?? "", (r.error ?? "").split("\n")[0]!]
       .map(quote)
       .join(",");
   });

@@ -142,6 +142,14 @@ export const schedules: Record<string, ComponentSpec> = {
       gamma: { type: "number", default: 0.1, doc: "decay factor" },
     },
   },
+  plateau: {
+    doc: "multiply the learning rate by `gamma` whenever the validation metric has not improved for `patience` epochs",
+    options: {
+      patience: { type: "int", default: 5, doc: "epochs without improvement before a decay" },
+      gamma: { type: "number", default: 0.1, doc: "decay factor" },
+      min: { type: "number", default: 0, doc: "smallest learning-rate factor" },
+    },
+  },
   cosine: {
     doc: "cosine decay to `min` over the run",
     options: { min: { type: "number", default: 0, doc: "final learning-rate factor" } },

@@ -17,6 +17,8 @@ export interface CheckpointState {
   separateOptimizers: Record<string, unknown>;
   history: Record<string, { shape: number[]; values: number[] }>;
   best: { metric: number; epoch: number; stale: number };
+  /** The learning-rate factor of `schedule plateau(...)`. */
+  plateauFactor?: number;
   weightsSha256?: string;
 }
 

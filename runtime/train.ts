@@ -7,7 +7,8 @@ import { loadCheckpoint, saveCheckpoint, writeJsonAtomically, type CheckpointSta
 import { loadData, type Dataset, type Split } from "./data/index.js";
 import { History } from "./history.js";
 import { estimateMemory, Forward, initialParameters, type Params } from "./model.js";
-import { accuracy, gradNorm, meanAbsoluteError } from "./ops.js";
+import { classificationMetrics, regressionMetrics } from "./metrics.js";
+import { gradNorm } from "./ops.js";
 import { Optimizer } from "./optimizer.js";
 import { Random } from "./random.js";
 import type { ModelSpec } from "./spec.js";
@@ -41,6 +42,8 @@ export interface TrainOptions {
   resume?: boolean;
   /** Replaces the spec's data (tests, benchmarks). */
   data?: Dataset;
+  /** A progress bar with ETA on stderr (default: when stderr is a terminal and `log` is not given). */
+  progress?: boolean;
   /** The folder `from` files are read from (default: the spec's folder); paths may not leave it. */
   dataRoot?: string;
   log?: (line: string) => void;
@@ -56,6 +59,8 @@ export interface Summary {
   metric: "accuracy" | "mae";
   test: number;
   valid: number;
+  /** Every metric of the fused head: accuracy and macro-F1, or MAE, Pearson's r, Acc-2 and Acc-7. */
+  metrics: { valid: Record<string, number>; test: Record<string, number> };
   bestEpoch: number;
   unimodal: Record<string, number>;
   unimodalMethod: string;
@@ -96,22 +101,31 @@ function batchTensors(split: Split, spec: ModelSpec, rows: number[]): { inputs: 
   return { inputs, target: tf.tensor1d(labels, "float32") };
 }
 
-/** Test metric of the fused head, or of one modality alone (its auxiliary head, or the others' features zeroed). */
-function evaluate(spec: ModelSpec, params: Params, split: Split, only?: number): number {
-  let total = 0;
+/**
+ * Metrics of the fused head on a split, or of one modality alone (its auxiliary head, or the
+ * others' features zeroed). The first key is the primary metric: accuracy, or MAE.
+ */
+function evaluate(spec: ModelSpec, params: Params, split: Split, only?: number): Record<string, number> {
+  const classes = spec.target.kind === "class";
+  const predicted = new Float32Array(split.size);
   for (let start = 0; start < split.size; start += evalBatch) {
     const rows = Array.from({ length: Math.min(evalBatch, split.size - start) }, (_, i) => start + i);
-    total += tf.tidy(() => {
-      const { inputs, target } = batchTensors(split, spec, rows);
-      const keep = only === undefined || spec.auxHead ? undefined : spec.modalities.map((_, m) => (m === only ? 1 : 0));
-      const f = new Forward(spec, params, inputs, target, false, keep);
-      const output = only !== undefined && spec.auxHead ? f.aux(only) : f.out;
-      const metric = spec.target.kind === "class" ? accuracy(output, target) : meanAbsoluteError(output, target);
-      return metric.dataSync()[0]! * rows.length;
-    });
+    predicted.set(
+      tf.tidy(() => {
+        const { inputs, target } = batchTensors(split, spec, rows);
+        const keep = only === undefined || spec.auxHead ? undefined : spec.modalities.map((_, m) => (m === only ? 1 : 0));
+        const f = new Forward(spec, params, inputs, target, false, keep);
+        const output = only !== undefined && spec.auxHead ? f.aux(only) : f.out;
+        return (classes ? tf.argMax(output, -1) : tf.reshape(output, [-1])).dataSync();
+      }),
+      start,
+    );
   }
-  return total / split.size;
+  return classes ? classificationMetrics(predicted, split.labels, spec.target.classes) : regressionMetrics(predicted, split.labels);
 }
+
+/** The primary metric of a result of `evaluate`. */
+const primary = (metrics: Record<string, number>): number => Object.values(metrics)[0]!;
 
 function firstNonFinite(record: Record<string, unknown>): string | undefined {
   for (const [key, value] of Object.entries(record)) {
@@ -133,6 +147,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   }
   const p = { ...definition.params, ...options.set };
   checkResources(spec, backend);
+  const progress = (options.progress ?? (!options.log && process.stderr.isTTY)) ? progressBar(epochs) : undefined;
   say(`mmb: training ${spec.name} on backend ${backend}, seed ${seed}, ${epochs} epochs`);
 
   const data = options.data ?? loadData(spec, options.dataRoot);
@@ -147,6 +162,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   let firstEpoch = 0;
   let step = 0;
   let best = { metric: -Infinity, epoch: -1, stale: 0 };
+  // `schedule plateau(...)`: the learning-rate factor falls when the validation metric stalls.
+  let plateauFactor = 1;
   const sign = spec.target.kind === "class" ? 1 : -1;
 
   // Whatever happens (a numeric stop, a data or a backend error), the weights and state are
@@ -166,6 +183,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       firstEpoch = state.epoch + 1;
       step = state.step;
       best = state.best;
+      plateauFactor = state.plateauFactor ?? 1;
       say(`mmb: resumed from epoch ${state.epoch + 1}`);
     } else {
       await writeFile(logPath, "");
@@ -178,7 +196,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         train: evaluate(spec, current, data.train),
         valid: evaluate(spec, current, data.valid),
         test: evaluate(spec, current, data.test),
-        unimodal: Object.fromEntries(spec.modalities.map((m, i) => [m.name, evaluate(spec, current, data.test, i)])),
+        unimodal: Object.fromEntries(spec.modalities.map((m, i) => [m.name, primary(evaluate(spec, current, data.test, i))])),
       };
     };
     let last: ReturnType<typeof measure> | undefined;
@@ -187,7 +205,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       const epochStart = Date.now();
       const order = new Random(seed * 7919 + epoch).permutation(data.train.size);
       const batch = spec.train.batch;
-      const lrSchedule = Optimizer.scheduleFactor(spec.schedule, epoch, epochs);
+      const lrSchedule = spec.schedule.kind === "plateau" ? plateauFactor : Optimizer.scheduleFactor(spec.schedule, epoch, epochs);
       const records: { tensor: tf.Tensor; step: number }[] = [];
       let keys: [string, number][] = [];
       for (let start = 0; start < order.length; start += batch, step++) {
@@ -224,6 +242,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         target.dispose();
         history.advance();
         records.push({ tensor: record, step });
+        progress?.(epoch, records.length, Math.ceil(order.length / batch), Date.now() - epochStart);
       }
       // Download this epoch's step records at once: no host sync inside the step loop.
       const lines: string[] = [];
@@ -241,14 +260,21 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         lines.push(JSON.stringify({ type: "step", epoch, step: r.step, ...entry }));
       }
       last = measure();
-      const { train: trainMetric, valid, test, unimodal } = last;
+      const { unimodal } = last;
+      const valid = primary(last.valid);
+      const test = primary(last.test);
       const seconds = (Date.now() - epochStart) / 1000;
       epochSeconds.push(seconds);
       const metricName = spec.target.kind === "class" ? "acc" : "mae";
-      lines.push(JSON.stringify({ type: "epoch", epoch, loss: lossSum / Math.max(1, records.length), lr: Number(spec.optimizer.options.lr) * lrSchedule, train: { [metricName]: trainMetric }, valid: { [metricName]: valid }, test: { [metricName]: test }, unimodal, seconds }));
+      lines.push(JSON.stringify({ type: "epoch", epoch, loss: lossSum / Math.max(1, records.length), lr: Number(spec.optimizer.options.lr) * lrSchedule, train: last.train, valid: last.valid, test: last.test, unimodal, seconds }));
       await appendFile(logPath, lines.join("\n") + "\n");
       if (sign * valid > best.metric) best = { metric: sign * valid, epoch, stale: 0 };
       else best.stale++;
+      const plateau = spec.schedule.options;
+      if (spec.schedule.kind === "plateau" && best.stale > 0 && best.stale % Number(plateau.patience) === 0) {
+        plateauFactor = Math.max(Number(plateau.min), plateauFactor * Number(plateau.gamma));
+        say(`mmb: no improvement for ${best.stale} epochs; learning rate × ${plateauFactor}`);
+      }
       say(`epoch ${epoch + 1}/${epochs}  loss ${(lossSum / Math.max(1, records.length)).toFixed(4)}  valid ${metricName} ${valid.toFixed(4)}  test ${metricName} ${test.toFixed(4)}  ${Object.entries(unimodal).map(([k, v]) => `${k} ${v.toFixed(3)}`).join("  ")}  ${seconds.toFixed(1)}s`);
       const state: CheckpointState = {
         epoch,
@@ -258,6 +284,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         separateOptimizers: Object.fromEntries(await Promise.all([...separate].map(async ([g, o]) => [g, { kind: o.spec.kind, options: o.spec.options, state: await o.state() }]))),
         history: await history.state(),
         best,
+        plateauFactor,
       };
       await saveCheckpoint(checkpoints, state, await Promise.all(names.map(async (n) => (await params.get(n)!.data()) as Float32Array)));
       if (spec.train.patience > 0 && best.stale >= spec.train.patience) {
@@ -276,8 +303,9 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       epochs,
       params: p,
       metric: spec.target.kind === "class" ? "accuracy" : "mae",
-      test: final.test,
-      valid: final.valid,
+      test: primary(final.test),
+      valid: primary(final.valid),
+      metrics: { valid: final.valid, test: final.test },
       bestEpoch: best.epoch,
       unimodal: final.unimodal,
       unimodalMethod: spec.auxHead ? "auxiliary head of each modality" : "fused head with the other modalities' features set to zero",
@@ -292,6 +320,17 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     separate.forEach((o) => o.dispose());
     history.dispose();
   }
+}
+
+/** One line redrawn in place: epoch, a bar of the epoch's steps, and the time the epoch has left. */
+function progressBar(epochs: number): (epoch: number, done: number, total: number, elapsedMs: number) => void {
+  return (epoch, done, total, elapsedMs) => {
+    const width = 30;
+    const filled = Math.round((width * done) / total);
+    const left = ((elapsedMs / done) * (total - done)) / 1000;
+    const line = `epoch ${epoch + 1}/${epochs} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${done}/${total} steps, ETA ${left.toFixed(1)}s`;
+    process.stderr.write(done < total ? `\r${line}` : `\r${" ".repeat(line.length)}\r`);
+  };
 }
 
 /** A step record's layout is `keys`: a name and its width (0: one number, n: one per modality). */

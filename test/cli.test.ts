@@ -80,6 +80,6 @@ describe("mmb command line", () => {
     const markdown = readFileSync(join(out, "results.md"), "utf8");
     expect(markdown).toContain("| failing | acc — | — | — | — | 0/2 (2 failed) |");
     expect(markdown).toMatch(/- failing, seed 1: non-finite value of `bad` \(spec line \d+\)/);
-    expect(readFileSync(join(out, "results.csv"), "utf8").split("\n")[0]).toBe("spec,seed,status,metric,test,valid,unimodal_a,unimodal_b,seconds_per_epoch,backend,error");
+    expect(readFileSync(join(out, "results.csv"), "utf8").split("\n")[0]).toBe("spec,seed,status,metric,test,valid,unimodal_a,unimodal_b,test_acc,test_macro_f1,seconds_per_epoch,backend,error");
   });
 });

@@ -3,8 +3,8 @@ import { fuzz, mutate } from "../bench/fuzz.js";
 import { Random } from "../runtime/random.js";
 
 describe("front-end fuzzing (a fixed seed; bench/fuzz.ts runs 100,000 cases)", () => {
-  it("2,000 mutated specs: the checker never throws, every diagnostic has a code, a span in the file and help", () => {
-    const report = fuzz(2000, 7);
+  it("3,000 mutated specs: the checker never throws, every diagnostic has a code, a span in the file and help", () => {
+    const report = fuzz(3000, 7);
     expect(report.crashes.map((c) => c.error)).toEqual([]);
     expect(report.invalidDiagnostics.map((d) => d.problem)).toEqual([]);
     // The mutations reach most of the catalogue (MMB026 comes from the command line only).

@@ -152,4 +152,20 @@ describe("training loop", () => {
     );
     expect(tf.memory().numBytes).toBe(before);
   });
+
+  it("schedule plateau: the learning rate falls by gamma whenever valid accuracy stalls for `patience` epochs", async () => {
+    const code = await compileOrThrow(smallSpec("", "schedule plateau(patience: 1, gamma: 0.5)").replace("train epochs 2", "train epochs 8"));
+    const out = mkdtempSync(join(tmpdir(), "mmb-plateau-"));
+    await train(await loadTrainer(code, out), { out, backend: "cpu", log: () => {} });
+    const epochs = readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((l) => l.type === "epoch");
+    // Replay the rule on the logged validation accuracies.
+    let best = -Infinity;
+    let factor = 1;
+    for (const e of epochs) {
+      expect(e.lr).toBeCloseTo(0.1 * factor, 12);
+      if (e.valid.acc > best) best = e.valid.acc;
+      else factor *= 0.5;
+    }
+    expect(factor).toBeLessThan(1); // it did stall at least once
+  });
 });
