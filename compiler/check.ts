@@ -236,6 +236,9 @@ class Checker {
       }
       const component = chosen.component;
       if (!component) continue;
+      if (component.kind === "transformer" && Number(component.options.dim) % Number(component.options.heads) !== 0) {
+        this.report(error("MMB012", `\`transformer\` needs \`heads\` to divide \`dim\`, found ${component.options.heads} heads for ${component.options.dim}`, chosen.span, { help: "e.g. `transformer(dim: 32, heads: 4)`" }));
+      }
       const rank = library.encoders[component.kind]?.inputRank;
       if (rank && !rank.includes(modality.shape.length)) {
         this.report(error("MMB024", `\`${component.kind}\` needs ${rank.join(" or ")}-dimensional samples, but \`${modality.name}\` is ${modality.shape.length}-dimensional`, chosen.span, {

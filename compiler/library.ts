@@ -69,6 +69,26 @@ export const encoders: Record<string, ComponentSpec> = {
       out: { type: "int", default: 64, doc: "feature size z[m]" },
     },
   },
+  transformer: {
+    doc: "a transformer encoder over [time, features]: input projection and learned positions, `layers` post-norm blocks of multi-head self-attention and a ReLU feed-forward, mean over time, linear `.last`",
+    inputRank: [2],
+    options: {
+      layers: { type: "int", default: 1, doc: "number of blocks" },
+      heads: { type: "int", default: 2, doc: "attention heads (must divide `dim`)" },
+      dim: { type: "int", default: 32, doc: "model width" },
+      ff: { type: "int", default: 64, doc: "feed-forward width" },
+      out: { type: "int", default: 64, doc: "feature size z[m]" },
+    },
+  },
+  resnet: {
+    doc: "a ResNet over [channels, height, width]: a 3×3 stem, then per stage `blocks` basic blocks (two 3×3 convolutions and a skip; the first of each later stage has stride 2 and a 1×1 projection), global mean pool, linear `.last`. channels [64, 128, 256, 512] with 2 blocks is ResNet-18-shaped (without batch norm)",
+    inputRank: [3],
+    options: {
+      channels: { type: "ints", default: [16, 32, 64, 128], doc: "channels of each stage" },
+      blocks: { type: "int", default: 2, doc: "basic blocks per stage" },
+      out: { type: "int", default: 64, doc: "feature size z[m]" },
+    },
+  },
 };
 
 export const fusions: Record<string, ComponentSpec> = {

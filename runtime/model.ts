@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { stopGradient } from "./ops.js";
+import { logSumExp, stopGradient } from "./ops.js";
 import { Random } from "./random.js";
 import type { ComponentSpec, FusionInputs, ModelSpec } from "./spec.js";
 
@@ -30,6 +30,13 @@ function dense(prefix: string, inputs: number, outputs: number, init: ParamShape
   return [
     { name: `${prefix}.kernel`, shape: [inputs, outputs], init },
     { name: `${prefix}.bias`, shape: [outputs], init: "zeros" },
+  ];
+}
+
+function layerNorm(prefix: string, width: number): ParamShape[] {
+  return [
+    { name: `${prefix}.gain`, shape: [width], init: 1 },
+    { name: `${prefix}.bias`, shape: [width], init: "zeros" },
   ];
 }
 
@@ -64,6 +71,39 @@ function encoderShapes(prefix: string, encoder: ComponentSpec, shape: number[]):
         { name: `${prefix}.conv${i}.bias`, shape: [c], init: "zeros" as const },
       ]);
       return [...convs, ...dense(`${prefix}.last`, channels[channels.length - 1]!, out, "glorot")];
+    }
+    case "transformer": {
+      const dim = Number(o.dim);
+      const ff = Number(o.ff);
+      const blocks = Array.from({ length: Number(o.layers) }, (_, l) => {
+        const b = `${prefix}.block${l}`;
+        return [
+          ...["query", "key", "value", "output"].flatMap((p) => dense(`${b}.${p}`, dim, dim, "glorot")),
+          ...layerNorm(`${b}.norm1`, dim),
+          ...dense(`${b}.ff1`, dim, ff),
+          ...dense(`${b}.ff2`, ff, dim, "glorot"),
+          ...layerNorm(`${b}.norm2`, dim),
+        ];
+      });
+      return [...dense(`${prefix}.input`, shape[1]!, dim, "glorot"), { name: `${prefix}.position`, shape: [shape[0]!, dim], init: "glorot" }, ...blocks.flat(), ...dense(`${prefix}.last`, dim, out, "glorot")];
+    }
+    case "resnet": {
+      const channels = numbers(o.channels);
+      const conv = (name: string, k: number, from: number, to: number): ParamShape[] => [
+        { name: `${name}.kernel`, shape: [k, k, from, to], init: "he" },
+        { name: `${name}.bias`, shape: [to], init: "zeros" },
+      ];
+      const shapes = conv(`${prefix}.stem`, 3, shape[0]!, channels[0]!);
+      channels.forEach((c, i) => {
+        for (let j = 0; j < Number(o.blocks); j++) {
+          const from = j === 0 && i > 0 ? channels[i - 1]! : c;
+          const b = `${prefix}.stage${i}.block${j}`;
+          shapes.push(...conv(`${b}.conv1`, 3, from, c), ...conv(`${b}.conv2`, 3, c, c));
+          // A 1×1 projection where the shape changes: more channels, or stride 2.
+          if (from !== c || (j === 0 && i > 0)) shapes.push(...conv(`${b}.skip`, 1, from, c));
+        }
+      });
+      return [...shapes, ...dense(`${prefix}.last`, channels[channels.length - 1]!, out, "glorot")];
     }
     case "lstm":
     case "gru": {
@@ -151,6 +191,12 @@ export function estimateMemory(spec: ModelSpec): { parameters: number; activatio
       case "lstm":
       case "gru":
         return total + size + modality.shape[0]! * Number(o.hidden) * 6;
+      case "transformer":
+        return total + size + Number(o.layers) * modality.shape[0]! * (8 * Number(o.dim) + Number(o.ff) + Number(o.heads) * modality.shape[0]!);
+      case "resnet": {
+        const [, h, w] = modality.shape;
+        return total + size + numbers(o.channels).reduce((sum, c, i) => sum + 4 * Number(o.blocks) * c * Math.ceil(h! / 2 ** i) * Math.ceil(w! / 2 ** i), 0);
+      }
       default:
         return total + size + numbers(o.hidden).reduce((a, b) => a + b, 0) + featureWidth(encoder);
     }
@@ -208,12 +254,68 @@ function encode(params: Params, prefix: string, encoder: ComponentSpec, x: tf.Te
       });
       return applyDense(params, `${prefix}.last`, tf.mean(h, 1));
     }
+    case "transformer":
+      return applyDense(params, `${prefix}.last`, tf.mean(transformer(params, prefix, Number(o.layers), Number(o.heads), x as tf.Tensor3D), 1));
+    case "resnet":
+      return applyDense(params, `${prefix}.last`, tf.mean(resnet(params, prefix, numbers(o.channels).length, Number(o.blocks), tf.transpose(x, [0, 2, 3, 1]) as tf.Tensor4D), [1, 2]));
     case "lstm":
     case "gru":
       return applyDense(params, `${prefix}.last`, recurrent(params, `${prefix}.rnn`, encoder.kind, Number(o.hidden), x as tf.Tensor3D));
     default:
       throw new Error(`unknown encoder kind ${encoder.kind}`);
   }
+}
+
+/** A dense layer applied to every step of [batch, time, features]. */
+function applyDenseSteps(params: Params, prefix: string, x: tf.Tensor3D): tf.Tensor3D {
+  const [batch, steps, width] = x.shape;
+  return tf.reshape(applyDense(params, prefix, tf.reshape(x, [batch * steps, width])), [batch, steps, -1]);
+}
+
+function applyLayerNorm(params: Params, prefix: string, x: tf.Tensor): tf.Tensor {
+  const mean = tf.mean(x, -1, true);
+  const centered = tf.sub(x, mean);
+  const scale = tf.sqrt(tf.add(tf.mean(tf.square(centered), -1, true), 1e-5));
+  return tf.add(tf.mul(tf.div(centered, scale), params[`${prefix}.gain`]!), params[`${prefix}.bias`]!);
+}
+
+/**
+ * Post-norm transformer blocks. The attention softmax is exp(s − logSumExp(s)), whose second
+ * derivative is right (tfjs's Softmax gradient reads its saved output).
+ */
+function transformer(params: Params, prefix: string, layers: number, heads: number, x: tf.Tensor3D): tf.Tensor3D {
+  const [batch, steps] = x.shape;
+  let h = tf.add(applyDenseSteps(params, `${prefix}.input`, x), params[`${prefix}.position`]!) as tf.Tensor3D;
+  const dim = h.shape[2]!;
+  const split = (t: tf.Tensor3D) => tf.transpose(tf.reshape(t, [batch, steps, heads, dim / heads]), [0, 2, 1, 3]) as tf.Tensor4D;
+  for (let l = 0; l < layers; l++) {
+    const b = `${prefix}.block${l}`;
+    const [q, k, v] = ["query", "key", "value"].map((p) => split(applyDenseSteps(params, `${b}.${p}`, h)));
+    const scores = tf.div(tf.matMul(q!, k!, false, true), Math.sqrt(dim / heads));
+    const attention = tf.exp(tf.sub(scores, logSumExp(scores)));
+    const mixed = tf.reshape(tf.transpose(tf.matMul(attention, v!), [0, 2, 1, 3]), [batch, steps, dim]) as tf.Tensor3D;
+    h = applyLayerNorm(params, `${b}.norm1`, tf.add(h, applyDenseSteps(params, `${b}.output`, mixed))) as tf.Tensor3D;
+    const ff = applyDenseSteps(params, `${b}.ff2`, tf.relu(applyDenseSteps(params, `${b}.ff1`, h)) as tf.Tensor3D);
+    h = applyLayerNorm(params, `${b}.norm2`, tf.add(h, ff)) as tf.Tensor3D;
+  }
+  return h;
+}
+
+/** ResNet basic blocks on [batch, height, width, channels]. */
+function resnet(params: Params, prefix: string, stages: number, blocks: number, x: tf.Tensor4D): tf.Tensor4D {
+  const conv = (name: string, input: tf.Tensor4D, stride: number) =>
+    tf.add(tf.conv2d(input, params[`${name}.kernel`] as tf.Tensor4D, stride, "same"), params[`${name}.bias`]!) as tf.Tensor4D;
+  let h = tf.relu(conv(`${prefix}.stem`, x, 1)) as tf.Tensor4D;
+  for (let i = 0; i < stages; i++) {
+    for (let j = 0; j < blocks; j++) {
+      const b = `${prefix}.stage${i}.block${j}`;
+      const stride = j === 0 && i > 0 ? 2 : 1;
+      const inner = conv(`${b}.conv2`, tf.relu(conv(`${b}.conv1`, h, stride)) as tf.Tensor4D, 1);
+      const skip = params[`${b}.skip.kernel`] ? conv(`${b}.skip`, h, stride) : h;
+      h = tf.relu(tf.add(inner, skip)) as tf.Tensor4D;
+    }
+  }
+  return h;
 }
 
 /** An LSTM or GRU written with differentiable ops only (no fused kernels), last hidden state out. */
