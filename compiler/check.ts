@@ -1,6 +1,6 @@
 import type { Arg, Decl, Expr, Program, Span, Stmt } from "../grammar/ast.js";
 import { error, nearest, SourceText, type Diagnostic } from "./diagnostics.js";
-import type { ActionIR, Component, FExpr, FusionIR, GroupRef, IndexRef, LearnableIR, ModalityIR, ModelIR, RExpr, RNode, RuleValue, ValueKind } from "./ir.js";
+import type { ActionIR, Component, EncoderPart, FExpr, FusionIR, GroupRef, IndexRef, LearnableIR, ModalityIR, ModelIR, RExpr, RNode, RuleValue, ValueKind } from "./ir.js";
 import * as library from "./library.js";
 import { readsTaskGradient } from "./schedule.js";
 import type { ComponentSpec, OptionSpec, OptionValue } from "./library.js";
@@ -26,6 +26,17 @@ const builtinFunctions = [
 const reservedValues = ["step", "epoch", "out", "z", "contrib", "head", "batch", "alone", "without"];
 /** Per-modality head outputs a rule can score, by spec name. */
 const perModalityOutputs = ["contrib", "head", "alone", "without"];
+const encoderParts = ["last", "conv", "dense", "rnn", "attention", "norm"] as const;
+/** The layer kinds each encoder has, for `encoder[m].<kind>` (see runtime/model.ts for the names). */
+const layerKinds: Record<string, EncoderPart[]> = {
+  mlp: ["last", "dense"],
+  conv1d: ["last", "conv"],
+  conv2d: ["last", "conv"],
+  lstm: ["last", "rnn"],
+  gru: ["last", "rnn"],
+  transformer: ["last", "dense", "attention", "norm"],
+  resnet: ["last", "conv"],
+};
 /** Elementwise functions a fusion expression may apply to features. */
 const fusionFunctions = ["sigmoid", "tanh", "relu", "exp", "abs"];
 
@@ -1044,8 +1055,19 @@ class Checker {
     if (e.kind === "Member") {
       const base = this.group(e.object, env);
       if (!base) return undefined;
-      if (base.kind === "encoder" && e.property.name === "last") return { ...base, part: "last" };
-      return this.report(error("MMB025", `no parameter group \`${this.text(e.span)}\``, e.property.span, { help: "`.last` selects the last layer of an encoder: `encoder[m].last`" }));
+      const property = e.property.name;
+      if (property === "weight" && !base.weights) return { ...base, weights: true };
+      if (base.kind === "encoder" && base.part === "all" && !base.weights && (encoderParts as readonly string[]).includes(property)) {
+        const part = property as EncoderPart;
+        const lacking = this.encodersLacking(base.modality, part);
+        if (lacking) {
+          return this.report(error("MMB025", `the ${lacking.kind} encoder of \`${lacking.modality}\` has no ${part} layers`, e.property.span, { help: `layers of each encoder: ${Object.entries(layerKinds).map(([k, v]) => `${k}: ${v.join(", ")}`).join("; ")}` }));
+        }
+        return { ...base, part };
+      }
+      return this.report(error("MMB025", `no parameter group \`${this.text(e.span)}\``, e.property.span, {
+        help: "`encoder[m].last` is an encoder's last linear layer; `.conv`, `.dense`, `.rnn`, `.attention`, `.norm` its layers of a kind; `.weight` any group's weights without biases",
+      }));
     }
     if (e.kind === "Index" && e.base.kind === "Name" && e.indices.length === 1) {
       const name = e.base.name;
@@ -1064,8 +1086,22 @@ class Checker {
     return this.report(error("MMB025", `\`${this.text(e.span)}\` is not a parameter group`, e.span, { help }));
   }
 
+  /** The first encoder (of those `ref` ranges over) that has no layers of kind `part`. */
+  private encodersLacking(ref: IndexRef, part: EncoderPart): { kind: string; modality: string } | undefined {
+    const indices = ref.kind === "fixed" ? [ref.modality] : this.encoders.map((_, i) => i);
+    for (const i of indices) {
+      const kind = this.encoders[i]?.kind;
+      if (kind && !layerKinds[kind]?.includes(part)) return { kind, modality: this.modalities[i]!.name };
+    }
+    return undefined;
+  }
+
   /** A signature of a group's parameter shapes where the checker can know it; undefined if not. */
   private groupShape(group: GroupRef): string | undefined {
+    if (group.weights) {
+      const whole = this.groupShape({ ...group, weights: false });
+      return whole === undefined ? undefined : `${whole} (weights)`;
+    }
     const modality = (ref: IndexRef): number | undefined => (ref.kind === "fixed" ? ref.modality : undefined);
     const classes = Number(this.head?.options.out ?? 0);
     const fusedWidth = (): number | undefined => {

@@ -59,9 +59,11 @@ function indexCode(ref: IndexRef, env: Env): string {
 }
 
 function groupCode(group: GroupRef, env: Env): string {
+  if (group.weights) return `ctx.group.weights(${groupCode({ ...group, weights: false }, env)})`;
   switch (group.kind) {
     case "encoder":
-      return `ctx.group.${group.part === "last" ? "encoderLast" : "encoder"}(${indexCode(group.modality, env)})`;
+      if (group.part === "all" || group.part === "last") return `ctx.group.${group.part === "last" ? "encoderLast" : "encoder"}(${indexCode(group.modality, env)})`;
+      return `ctx.group.encoderLayers(${indexCode(group.modality, env)}, ${JSON.stringify(group.part)})`;
     case "head":
       return "ctx.group.head";
     case "fusion":

@@ -95,12 +95,17 @@ export type ActionIR =
 /** A modality index: a bound variable (`m`), a fixed modality, or `other(m)`. */
 export type IndexRef = { kind: "var"; name: string } | { kind: "fixed"; modality: number } | { kind: "other"; of: IndexRef };
 
-export type GroupRef =
-  | { kind: "encoder"; modality: IndexRef; part: "all" | "last" }
+/** Layers of an encoder a group can select: its last linear layer, or every layer of one kind. */
+export type EncoderPart = "all" | "last" | "conv" | "dense" | "rnn" | "attention" | "norm";
+
+/** A parameter group; `weights`: its weight tensors only, without biases and norm gains (`.weight`). */
+export type GroupRef = (
+  | { kind: "encoder"; modality: IndexRef; part: EncoderPart }
   | { kind: "fusion" }
   | { kind: "head" }
   | { kind: "auxHead"; modality: IndexRef }
-  | { kind: "learnable"; name: string; modality?: IndexRef };
+  | { kind: "learnable"; name: string; modality?: IndexRef }
+) & { weights?: boolean };
 
 /** Value kinds: host values are plain numbers known without touching tensors. */
 export type ValueKind = "scalar" | "bool" | "batch" | "batchBool" | "logits" | "features" | "grad" | "label" | "prototypes";

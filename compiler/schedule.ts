@@ -98,13 +98,14 @@ function collectPrev(e: RExpr, bound: string[], out: StepPlan["prevWrites"]): vo
  * indexed by a loop variable covers every modality.
  */
 export function groupNames(group: GroupRef, model: ModelIR): string[] {
+  if (group.weights) return groupNames({ ...group, weights: false }, model).map((g) => `${g}|weight`);
   const modalities = (ref: IndexRef | undefined): string[] => {
     if (ref?.kind === "fixed") return [model.modalities[ref.modality]!.name];
     return model.modalities.map((m) => m.name);
   };
   switch (group.kind) {
     case "encoder":
-      return modalities(group.modality).map((m) => `encoder.${m}${group.part === "last" ? ".last" : ""}`);
+      return modalities(group.modality).map((m) => (group.part === "all" ? `encoder.${m}` : group.part === "last" ? `encoder.${m}.last` : `encoder.${m}|${group.part}`));
     case "auxHead":
       return modalities(group.modality).map((m) => `aux.${m}`);
     case "learnable":

@@ -6,9 +6,26 @@ import { Optimizer } from "./optimizer.js";
 import { Random } from "./random.js";
 import type { ComponentSpec, ModelSpec } from "./spec.js";
 
-/** Parameter groups by name: a parameter belongs to a group when its name starts with it. */
+/** The kind of layer a parameter belongs to, from its name (see model.ts). */
+function layerKind(param: string): string {
+  const segments = param.split(".").slice(2, -1);
+  if (segments[0] === "last") return "last";
+  if (segments.some((s) => /^(conv\d*|stem|skip)$/.test(s))) return "conv";
+  if (segments.some((s) => /^(dense\d*|input|ff\d)$/.test(s))) return "dense";
+  if (segments[0] === "rnn") return "rnn";
+  if (segments.some((s) => /^(query|key|value|output|position)$/.test(s))) return "attention";
+  if (segments.some((s) => /^norm\d$/.test(s))) return "norm";
+  return "other";
+}
+
+/**
+ * Parameter groups by name: `prefix` (the parameter's name starts with it), then optional
+ * filters after `|`: a layer kind (`encoder.audio|conv`) or `weight` (no biases, no norm gains).
+ */
 export function inGroup(param: string, group: string): boolean {
-  return param === group || param.startsWith(`${group}.`);
+  const [prefix, ...filters] = group.split("|");
+  if (!(param === prefix || param.startsWith(`${prefix}.`))) return false;
+  return filters.every((f) => (f === "weight" ? !/\.(bias|gain)$/.test(param) : layerKind(param) === f));
 }
 
 /** Names of the parameter groups a spec can address, for modality index m. */
@@ -16,8 +33,12 @@ export class Groups {
   constructor(private readonly modalities: readonly string[]) {}
   encoder = (m: number): string => `encoder.${this.modalities[m]}`;
   encoderLast = (m: number): string => `encoder.${this.modalities[m]}.last`;
+  /** `encoder[m].conv` and the like: every layer of one kind. */
+  encoderLayers = (m: number, kind: string): string => `encoder.${this.modalities[m]}|${kind}`;
   aux = (m: number): string => `aux.${this.modalities[m]}`;
   learnable = (name: string, m?: number): string => (m === undefined ? `learnable.${name}` : `learnable.${name}.${this.modalities[m]}`);
+  /** `G.weight`: the group's weights without biases and norm gains. */
+  weights = (group: string): string => `${group}|weight`;
   readonly head = "head";
   readonly fusion = "fusion";
 }

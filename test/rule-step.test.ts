@@ -137,4 +137,12 @@ describe("one step of the general actions", () => {
     expect(Math.max(...deltas(dropped, init, "encoder.a").map(Math.abs))).toBe(0);
     expect(Math.max(...deltas(dropped, init, "encoder.b").map(Math.abs))).toBeGreaterThan(1e-4);
   });
+
+  it("layer-kind groups: scale grad(encoder[a].dense.weight) by 0 freezes exactly the hidden kernels", async () => {
+    const run = await oneStep("scale grad(encoder[a].dense.weight) by 0");
+    const init = initialValues(run.trainer.spec);
+    const moved = (name: string) => Math.max(...Array.from(init.get(name)!, (v, i) => Math.abs(v - run.weights.get(name)![i]!)));
+    expect(moved("encoder.a.dense0.kernel")).toBe(0);
+    for (const name of ["encoder.a.dense0.bias", "encoder.a.last.kernel", "encoder.b.dense0.kernel", "head.kernel"]) expect(moved(name), name).toBeGreaterThan(1e-6);
+  });
 });
