@@ -259,6 +259,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         lossSum += Number(entry.loss);
         lines.push(JSON.stringify({ type: "step", epoch, step: r.step, ...entry }));
       }
+      // Training alone (steps and their logs), apart from the evaluation that follows.
+      const stepSeconds = (Date.now() - epochStart) / 1000;
       last = measure();
       const { unimodal } = last;
       const valid = primary(last.valid);
@@ -266,7 +268,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       const seconds = (Date.now() - epochStart) / 1000;
       epochSeconds.push(seconds);
       const metricName = spec.target.kind === "class" ? "acc" : "mae";
-      lines.push(JSON.stringify({ type: "epoch", epoch, loss: lossSum / Math.max(1, records.length), lr: Number(spec.optimizer.options.lr) * lrSchedule, train: last.train, valid: last.valid, test: last.test, unimodal, seconds }));
+      lines.push(JSON.stringify({ type: "epoch", epoch, loss: lossSum / Math.max(1, records.length), lr: Number(spec.optimizer.options.lr) * lrSchedule, train: last.train, valid: last.valid, test: last.test, unimodal, seconds, step_seconds: stepSeconds }));
       await appendFile(logPath, lines.join("\n") + "\n");
       if (sign * valid > best.metric) best = { metric: sign * valid, epoch, stale: 0 };
       else best.stale++;
