@@ -166,43 +166,55 @@ function joinSpans(a: Span, b: Span): Span {
   return { start: Math.min(a.start, b.start), end: Math.max(a.end, b.end) };
 }
 
-/** Folds `operand (operator operand)*` left to right; operators and operands keep source order. */
-function binaryChain(node: CstNode): Expr {
-  const operands = nodes(node, "operand").map(toExpr);
+/** Binding powers of the infix operators (left, right): higher binds tighter; `^` is right-associative. */
+const infix: Record<string, [number, number]> = {
+  or: [1, 2],
+  and: [3, 4],
+  "<": [7, 8], "<=": [7, 8], ">": [7, 8], ">=": [7, 8], "==": [7, 8], "!=": [7, 8],
+  "+": [9, 10], "-": [9, 10],
+  "*": [11, 12], "/": [11, 12],
+  "^": [16, 15],
+};
+/** Prefix operators: `not a < b` is `not (a < b)`; `-a ^ b` is `-(a ^ b)`, `-a * b` is `(-a) * b`. */
+const prefix: Record<string, number> = { not: 5, "-": 13 };
+
+type Piece = { type: "prefix"; op: "not" | "-"; span: Span } | { type: "value"; expr: Expr } | { type: "infix"; op: BinaryOp };
+
+/** An `expression` node: its operands and operators, in source order, folded by precedence (Pratt). */
+function expression(node: CstNode): Expr {
   const operators = tokens(node, "operator");
-  if (operands.length === 0) return { kind: "Missing", span: nodeSpan(node) };
-  let result = operands[0]!;
-  for (let i = 1; i < operands.length; i++) {
-    const op = (operators[i - 1]?.image ?? "+") as BinaryOp;
-    const right = operands[i]!;
-    result = { kind: "Binary", op, left: result, right, span: joinSpans(result.span, right.span) };
-  }
-  return result;
+  const pieces: Piece[] = [];
+  nodes(node, "operand").forEach((operand, i) => {
+    for (const token of tokens(operand, "prefix")) pieces.push({ type: "prefix", op: token.image === "not" ? "not" : "-", span: tokenSpan(token) });
+    pieces.push({ type: "value", expr: expr(node1(operand, "value"), operand) });
+    if (operators[i]) pieces.push({ type: "infix", op: operators[i]!.image as BinaryOp });
+  });
+  let at = 0;
+  const fold = (minimum: number): Expr => {
+    const piece = pieces[at++];
+    let left: Expr;
+    if (piece?.type === "prefix") {
+      const operand = fold(prefix[piece.op]!);
+      left = { kind: "Unary", op: piece.op, operand, span: joinSpans(piece.span, operand.span) };
+    } else if (piece?.type === "value") left = piece.expr;
+    else return { kind: "Missing", span: nodeSpan(node) };
+    for (let next = pieces[at]; next?.type === "infix"; next = pieces[at]) {
+      const [leftPower, rightPower] = infix[next.op] ?? [0, 0];
+      if (leftPower < minimum) break;
+      at++;
+      const right = fold(rightPower);
+      left = { kind: "Binary", op: next.op, left, right, span: joinSpans(left.span, right.span) };
+    }
+    return left;
+  };
+  return fold(0);
 }
 
 function toExpr(node: CstNode): Expr {
   const span = nodeSpan(node);
   switch (node.name) {
     case "expression":
-      return expr(node1(node, "orExpr"), node);
-    case "orExpr":
-    case "andExpr":
-    case "comparison":
-    case "additive":
-    case "multiplicative":
-      return binaryChain(node);
-    case "notExpr":
-    case "unary": {
-      const operator = token1(node, "operator");
-      const operand = expr(node1(node, "operand"), node);
-      if (!operator) return operand;
-      return { kind: "Unary", op: operator.image === "not" ? "not" : "-", operand, span };
-    }
-    case "power": {
-      const base = expr(node1(node, "operand"), node);
-      const exponent = node1(node, "exponent");
-      return exponent ? { kind: "Binary", op: "^", left: base, right: toExpr(exponent), span } : base;
-    }
+      return expression(node);
     case "postfix":
       return postfix(node);
     case "primary":

@@ -1,10 +1,10 @@
-import { CstParser, type CstNode, type IToken, type TokenType } from "chevrotain";
+import { CstParser, type CstNode, type IToken } from "chevrotain";
 import * as T from "./tokens.js";
 
 /** The concrete-syntax parser. One instance is reused: Chevrotain's self-analysis is costly. */
 class MmbParser extends CstParser {
   constructor() {
-    super(T.allTokens, { recoveryEnabled: true, nodeLocationTracking: "full", maxLookahead: 3 });
+    super(T.allTokens, { recoveryEnabled: true, nodeLocationTracking: "onlyOffset", maxLookahead: 3 });
     this.performSelfAnalysis();
   }
 
@@ -219,55 +219,26 @@ class MmbParser extends CstParser {
     this.SUBRULE3(this.expression, { LABEL: "optimizer" });
   });
 
+  /**
+   * Operands joined by infix operators, flat: the AST builder applies precedence (one rule
+   * instead of a rule per precedence level keeps parsing fast).
+   */
   expression = this.RULE("expression", () => {
-    this.SUBRULE(this.orExpr);
+    this.SUBRULE(this.operand, { LABEL: "operand" });
+    this.MANY(() => {
+      this.CONSUME(T.BinaryOperator, { LABEL: "operator" });
+      this.SUBRULE2(this.operand, { LABEL: "operand" });
+    });
   });
 
-  notExpr = this.RULE("notExpr", () => {
-    this.OR([
-      {
-        ALT: () => {
-          this.CONSUME(T.Not, { LABEL: "operator" });
-          this.SUBRULE(this.notExpr, { LABEL: "operand" });
-        },
-      },
-      { ALT: () => this.SUBRULE(this.comparison, { LABEL: "operand" }) },
-    ]);
-  });
-
-  comparison = this.RULE("comparison", () => {
-    this.SUBRULE(this.additive, { LABEL: "operand" });
-    this.OPTION(() => {
+  operand = this.RULE("operand", () => {
+    this.MANY(() => {
       this.OR([
-        { ALT: () => this.CONSUME(T.Less, { LABEL: "operator" }) },
-        { ALT: () => this.CONSUME(T.LessEqual, { LABEL: "operator" }) },
-        { ALT: () => this.CONSUME(T.Greater, { LABEL: "operator" }) },
-        { ALT: () => this.CONSUME(T.GreaterEqual, { LABEL: "operator" }) },
-        { ALT: () => this.CONSUME(T.EqualEqual, { LABEL: "operator" }) },
-        { ALT: () => this.CONSUME(T.NotEqual, { LABEL: "operator" }) },
+        { ALT: () => this.CONSUME(T.Minus, { LABEL: "prefix" }) },
+        { ALT: () => this.CONSUME(T.Not, { LABEL: "prefix" }) },
       ]);
-      this.SUBRULE2(this.additive, { LABEL: "operand" });
     });
-  });
-
-  unary = this.RULE("unary", () => {
-    this.OR([
-      {
-        ALT: () => {
-          this.CONSUME(T.Minus, { LABEL: "operator" });
-          this.SUBRULE(this.unary, { LABEL: "operand" });
-        },
-      },
-      { ALT: () => this.SUBRULE(this.power, { LABEL: "operand" }) },
-    ]);
-  });
-
-  power = this.RULE("power", () => {
-    this.SUBRULE(this.postfix, { LABEL: "operand" });
-    this.OPTION(() => {
-      this.CONSUME(T.Caret, { LABEL: "operator" });
-      this.SUBRULE(this.unary, { LABEL: "exponent" });
-    });
+    this.SUBRULE(this.postfix, { LABEL: "value" });
   });
 
   postfix = this.RULE("postfix", () => {
@@ -350,23 +321,6 @@ class MmbParser extends CstParser {
     this.CONSUME(T.Else);
     this.SUBRULE3(this.expression, { LABEL: "otherwise" });
   });
-
-  /** A left-associative level `operand (operator operand)*`; its operand rule is defined above. */
-  private binaryLevel(name: string, operand: () => CstNode, operators: TokenType[]) {
-    return this.RULE(name, () => {
-      this.SUBRULE(operand as never, { LABEL: "operand" });
-      this.MANY(() => {
-        this.OR(operators.map((operator) => ({ ALT: () => this.CONSUME(operator, { LABEL: "operator" }) })));
-        this.SUBRULE2(operand as never, { LABEL: "operand" });
-      });
-    });
-  }
-
-  multiplicative = this.binaryLevel("multiplicative", this.unary, [T.Star, T.Slash]);
-  additive = this.binaryLevel("additive", this.multiplicative, [T.Plus, T.Minus]);
-  // comparison, notExpr (above) sit between additive and andExpr.
-  andExpr = this.binaryLevel("andExpr", this.notExpr, [T.And]);
-  orExpr = this.binaryLevel("orExpr", this.andExpr, [T.Or]);
 }
 
 export const mmbParser = new MmbParser();

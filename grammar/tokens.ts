@@ -2,9 +2,12 @@ import { createToken, Lexer, type TokenType } from "chevrotain";
 
 export const Identifier = createToken({ name: "Identifier", pattern: /[A-Za-z_][A-Za-z0-9_]*/ });
 
+/** Every infix operator: expressions are operands joined by these; the AST builder applies precedence. */
+export const BinaryOperator = createToken({ name: "BinaryOperator", pattern: Lexer.NA });
+
 /** Reserved words start declarations and statements; `longer_alt` keeps `models` an identifier. */
-function keyword(word: string): TokenType {
-  return createToken({ name: word[0]!.toUpperCase() + word.slice(1), pattern: new RegExp(word), longer_alt: Identifier });
+function keyword(word: string, categories: TokenType[] = []): TokenType {
+  return createToken({ name: word[0]!.toUpperCase() + word.slice(1), pattern: new RegExp(word), longer_alt: Identifier, categories });
 }
 
 export const Model = keyword("model");
@@ -36,8 +39,8 @@ export const From = keyword("from");
 export const If = keyword("if");
 export const Then = keyword("then");
 export const Else = keyword("else");
-export const And = keyword("and");
-export const Or = keyword("or");
+export const And = keyword("and", [BinaryOperator]);
+export const Or = keyword("or", [BinaryOperator]);
 export const Not = keyword("not");
 
 /** Keywords that also name things inside expressions (`grad(encoder[m])`, `loss(head[m], y)`). */
@@ -46,18 +49,18 @@ export const nameKeywords = [Encoder, Head, Fusion, Loss, Data, Model, Target, M
 export const NumberLiteral = createToken({ name: "NumberLiteral", pattern: /(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?/ });
 export const StringLiteral = createToken({ name: "StringLiteral", pattern: /"(?:[^"\\\n\r]|\\.)*"/ });
 export const Arrow = createToken({ name: "Arrow", pattern: /->/ });
-export const LessEqual = createToken({ name: "LessEqual", pattern: /<=/ });
-export const GreaterEqual = createToken({ name: "GreaterEqual", pattern: />=/ });
-export const EqualEqual = createToken({ name: "EqualEqual", pattern: /==/ });
-export const NotEqual = createToken({ name: "NotEqual", pattern: /!=/ });
-export const Less = createToken({ name: "Less", pattern: /</ });
-export const Greater = createToken({ name: "Greater", pattern: />/ });
+export const LessEqual = createToken({ name: "LessEqual", pattern: /<=/, categories: [BinaryOperator] });
+export const GreaterEqual = createToken({ name: "GreaterEqual", pattern: />=/, categories: [BinaryOperator] });
+export const EqualEqual = createToken({ name: "EqualEqual", pattern: /==/, categories: [BinaryOperator] });
+export const NotEqual = createToken({ name: "NotEqual", pattern: /!=/, categories: [BinaryOperator] });
+export const Less = createToken({ name: "Less", pattern: /</, categories: [BinaryOperator] });
+export const Greater = createToken({ name: "Greater", pattern: />/, categories: [BinaryOperator] });
 export const Equals = createToken({ name: "Equals", pattern: /=/ });
-export const Plus = createToken({ name: "Plus", pattern: /\+/ });
-export const Minus = createToken({ name: "Minus", pattern: /-/ });
-export const Star = createToken({ name: "Star", pattern: /\*/ });
-export const Slash = createToken({ name: "Slash", pattern: /\// });
-export const Caret = createToken({ name: "Caret", pattern: /\^/ });
+export const Plus = createToken({ name: "Plus", pattern: /\+/, categories: [BinaryOperator] });
+export const Minus = createToken({ name: "Minus", pattern: /-/, categories: [BinaryOperator] });
+export const Star = createToken({ name: "Star", pattern: /\*/, categories: [BinaryOperator] });
+export const Slash = createToken({ name: "Slash", pattern: /\//, categories: [BinaryOperator] });
+export const Caret = createToken({ name: "Caret", pattern: /\^/, categories: [BinaryOperator] });
 export const Tilde = createToken({ name: "Tilde", pattern: /~/ });
 export const Colon = createToken({ name: "Colon", pattern: /:/ });
 export const Comma = createToken({ name: "Comma", pattern: /,/ });
@@ -77,7 +80,7 @@ export const keywords = [
 ];
 
 export const allTokens: TokenType[] = [
-  WhiteSpace, Comment,
+  WhiteSpace, Comment, BinaryOperator,
   ...keywords,
   Identifier, NumberLiteral, StringLiteral,
   Arrow, LessEqual, GreaterEqual, EqualEqual, NotEqual, Less, Greater, Equals,
