@@ -4,8 +4,9 @@ import { join } from "node:path";
 
 /**
  * Checkpoints: `checkpoint-<epoch>/` holds `weights.bin` (float32, in the order of the
- * manifest, as tfjs's weights format) and `state.json` (manifest, optimiser and rule state,
- * loop position, and the SHA-256 of the weights). A checkpoint becomes current only when the
+ * manifest), `model.json` (its tfjs weights manifest, so that `tf.io` tools can read the
+ * weights) and `state.json` (manifest, optimiser and rule state, loop position, and the SHA-256
+ * of the weights). A checkpoint becomes current only when the
  * file `latest` names it; `latest` is replaced by rename, so a kill mid-write leaves the
  * previous checkpoint current, and a torn one is never loaded.
  */
@@ -45,6 +46,8 @@ export async function saveCheckpoint(dir: string, state: CheckpointState, weight
   }
   const sha = createHash("sha256").update(bytes).digest("hex");
   await writeDurably(join(temporary, "weights.bin"), bytes);
+  const weightsManifest = [{ paths: ["weights.bin"], weights: state.manifest.map(({ name, shape }) => ({ name, shape, dtype: "float32" })) }];
+  await writeDurably(join(temporary, "model.json"), JSON.stringify({ format: "mmb-checkpoint", generatedBy: "mmb", weightsManifest }));
   await writeDurably(join(temporary, "state.json"), JSON.stringify({ ...state, weightsSha256: sha }));
   await rm(join(dir, name), { recursive: true, force: true });
   await rename(temporary, join(dir, name));

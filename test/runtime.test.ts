@@ -110,6 +110,12 @@ describe("training loop", () => {
       expect(b.state.epoch).toBe(2);
       a.weights.forEach((w, i) => expect(Buffer.from(b.weights[i]!.buffer).equals(Buffer.from(w.buffer))).toBe(true));
       expect(b.state.history).toEqual(a.state.history);
+      // The weights also read as a tfjs weights manifest (tf.io's format).
+      const latest = readFileSync(join(straight, "checkpoints", "latest"), "utf8").trim();
+      const { weightsManifest } = JSON.parse(readFileSync(join(straight, "checkpoints", latest, "model.json"), "utf8"));
+      const decoded = tf.io.decodeWeights(new Uint8Array(readFileSync(join(straight, "checkpoints", latest, "weights.bin"))).buffer, weightsManifest[0].weights);
+      a.state.manifest.forEach(({ name }, i) => expect(Buffer.from((decoded[name]!.dataSync() as Float32Array).buffer).equals(Buffer.from(a.weights[i]!.buffer))).toBe(true));
+      Object.values(decoded).forEach((t) => t.dispose());
       expect(summary.test).toBe(JSON.parse(readFileSync(join(straight, "summary.json"), "utf8")).test);
       // The log has one record per step with every rule value, and one per epoch.
       const lines = readFileSync(join(straight, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
