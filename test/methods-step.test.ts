@@ -185,7 +185,7 @@ balance {
 fusion (concat(j, w[j] * z[j]) + attention) / 2 -> linear(4)
 loss cross_entropy(out, y)
 balance {
-  g[m] = mean(abs(grad(encoder[m].last)))
+  g[m] = mean(abs(grad(encoder[m].last.weight)))
   gbar = mean(k, g[k])
   r[m] = max(k, g[k]) / g[m]
   minimize sum(k, abs(g[k] - gbar * r[k])) wrt w using sgd(lr: ${lrOmega})
@@ -202,8 +202,8 @@ balance {
     // g_i = mean |∂L/∂W_i| over the last layer, ḡ = mean g, r_i = max g / g_i, L_ω = Σ |g_i − ḡ r_i|.
     const rule = (p: Params) => {
       const g = modalities.map((m) => {
-        const grads = gradient(taskLoss, p, `encoder.${m}.last`);
-        return tf.div(tf.addN(grads.map((t) => tf.sum(tf.abs(t)))), grads.reduce((s, t) => s + t.size, 0));
+        const [kernel] = gradient(taskLoss, p, `encoder.${m}.last.kernel`);
+        return tf.mean(tf.abs(kernel!));
       });
       const gbar = tf.div(tf.addN(g), g.length);
       const r = g.map((gi) => tf.div(tf.max(tf.stack(g)), gi));
@@ -233,14 +233,14 @@ loss cross_entropy(out, y)
 balance {
   param alpha = ${alpha}
   param r = ${r}
-  g[m] = norm(grad(encoder[m].last))
+  g[m] = norm(grad(encoder[m].last.weight))
   gbar = mean(j, g[j])
   k[m] = g[other(m)] / g[m] + alpha
   scale grad(encoder[m]) by k[m]
   add loss r * sum(j, abs(g[j] - gbar))
 }`));
     const taskLoss = (p: Params) => crossEntropy(dense(p, "head", tf.concat(modalities.map((m, k) => encode(p, m, x[k]!)), 1)), y);
-    const norms = (p: Params) => modalities.map((m) => norm(gradient(taskLoss, p, `encoder.${m}.last`)));
+    const norms = (p: Params) => modalities.map((m) => norm(gradient(taskLoss, p, `encoder.${m}.last.kernel`)));
     const regulariser = (p: Params) => {
       const g = norms(p);
       const gbar = tf.div(tf.addN(g), g.length);
@@ -268,14 +268,14 @@ balance {
     const { init, after, record, x, y } = await oneStep(modalities, spec(modalities, `fusion concat -> linear(4)
 loss cross_entropy(out, y)
 balance {
-  gs[m] = per_sample(norm(grad(encoder[m].last)))
+  gs[m] = per_sample(norm(grad(encoder[m].last.weight)))
   k[m]  = sum(batch, gs[other(m)] / gs[m]) + ${alpha}
   scale grad(encoder[m]) by k[m]
 }`));
     const sampleNorms = (i: number) =>
       modalities.map((m) => {
         const loss = (p: Params) => crossEntropy(dense(p, "head", tf.concat(modalities.map((u, k) => encode(p, u, tf.slice(x[k]!, [i], [1]))), 1)), tf.slice(y, [i], [1]));
-        return norm(gradient(loss, init, `encoder.${m}.last`)).dataSync()[0]!;
+        return norm(gradient(loss, init, `encoder.${m}.last.kernel`)).dataSync()[0]!;
       });
     const perSample = Array.from({ length: batch }, (_, i) => sampleNorms(i));
     const k = [0, 1].map((u) => perSample.reduce((s, g) => s + g[1 - u]! / g[u]!, 0) + alpha);

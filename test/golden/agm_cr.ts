@@ -125,16 +125,16 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
     raw: grad,
     forward: f,
   } = ctx.backward(taskLoss, (f, grad) => {
-    // g[m] = norm(grad(encoder[m].last))  (line 28)
-    const g = ctx.perModality((m) => gradNorm(grad(ctx.group.encoderLast(m))));
+    // g[m] = norm(grad(encoder[m].last.weight))  (line 28)
+    const g = ctx.perModality((m) => gradNorm(grad(ctx.group.weights(ctx.group.encoderLast(m)))));
     // gbar = mean(j, g[j])  (line 29)
     const gbar = meanOf(ctx.modalities.map((j) => g[j]!));
     return mul(p.r, sumOf(ctx.modalities.map((j) => abs(sub(g[j]!, gbar)))));
   });
 
   // Rule values, in dependency order, from this step's raw gradients.
-  // g[m] = norm(grad(encoder[m].last))  (line 28)
-  const g = ctx.perModality((m) => gradNorm(grad(ctx.group.encoderLast(m))));
+  // g[m] = norm(grad(encoder[m].last.weight))  (line 28)
+  const g = ctx.perModality((m) => gradNorm(grad(ctx.group.weights(ctx.group.encoderLast(m)))));
   // gbar = mean(j, g[j])  (line 29)
   const gbar = meanOf(ctx.modalities.map((j) => g[j]!));
   // k[m] = g[other(m)] / g[m] + alpha  (line 30)

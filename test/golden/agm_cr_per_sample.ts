@@ -126,19 +126,19 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
     raw: grad,
     forward: f,
   } = ctx.backward(taskLoss, (f, grad) => {
-    // g[m] = norm(grad(encoder[m].last))  (line 29)
-    const g = ctx.perModality((m) => gradNorm(grad(ctx.group.encoderLast(m))));
+    // g[m] = norm(grad(encoder[m].last.weight))  (line 29)
+    const g = ctx.perModality((m) => gradNorm(grad(ctx.group.weights(ctx.group.encoderLast(m)))));
     // gbar = mean(j, g[j])  (line 31)
     const gbar = meanOf(ctx.modalities.map((j) => g[j]!));
     return mul(p.r, sumOf(ctx.modalities.map((j) => abs(sub(g[j]!, gbar)))));
   });
 
   // Rule values, in dependency order, from this step's raw gradients.
-  // g[m] = norm(grad(encoder[m].last))  (line 29)
-  const g = ctx.perModality((m) => gradNorm(grad(ctx.group.encoderLast(m))));
-  // gs[m] = per_sample(norm(grad(encoder[m].last)))  (line 30)
+  // g[m] = norm(grad(encoder[m].last.weight))  (line 29)
+  const g = ctx.perModality((m) => gradNorm(grad(ctx.group.weights(ctx.group.encoderLast(m)))));
+  // gs[m] = per_sample(norm(grad(encoder[m].last.weight)))  (line 30)
   const gs = ctx.perModality((m) =>
-    ctx.perSample((sample) => gradNorm(grad(ctx.group.encoderLast(m), undefined, sample))),
+    ctx.perSample((sample) => gradNorm(grad(ctx.group.weights(ctx.group.encoderLast(m)), undefined, sample))),
   );
   // gbar = mean(j, g[j])  (line 31)
   const gbar = meanOf(ctx.modalities.map((j) => g[j]!));

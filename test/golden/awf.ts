@@ -162,8 +162,8 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
   const { loss, grads, raw: grad, forward: f } = ctx.backward(taskLoss);
 
   // Rule values, in dependency order, from this step's raw gradients.
-  // g[m] = mean(abs(grad(encoder[m].last)))  (line 32)
-  const g = ctx.perModality((m) => gradMeanAbs(grad(ctx.group.encoderLast(m))));
+  // g[m] = mean(abs(grad(encoder[m].last.weight)))  (line 32)
+  const g = ctx.perModality((m) => gradMeanAbs(grad(ctx.group.weights(ctx.group.encoderLast(m)))));
   // gbar = mean(k, g[k])  (line 33)
   const gbar = meanOf(ctx.modalities.map((k) => g[k]!));
   // r[m] = max(k, g[k]) / g[m]  (line 34)
@@ -175,8 +175,8 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
     ctx.group.learnable("w"),
     { kind: "sgd", options: { lr: 0.01, momentum: 0, weight_decay: 0 } },
     (f, grad) => {
-      // g[m] = mean(abs(grad(encoder[m].last)))  (line 32)
-      const g = ctx.perModality((m) => gradMeanAbs(grad(ctx.group.encoderLast(m))));
+      // g[m] = mean(abs(grad(encoder[m].last.weight)))  (line 32)
+      const g = ctx.perModality((m) => gradMeanAbs(grad(ctx.group.weights(ctx.group.encoderLast(m)))));
       // gbar = mean(k, g[k])  (line 33)
       const gbar = meanOf(ctx.modalities.map((k) => g[k]!));
       // r[m] = max(k, g[k]) / g[m]  (line 34)
