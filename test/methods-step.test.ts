@@ -268,14 +268,14 @@ balance {
     const { init, after, record, x, y } = await oneStep(modalities, spec(modalities, `fusion concat -> linear(4)
 loss cross_entropy(out, y)
 balance {
-  gs[m] = per_sample(norm(grad(encoder[m].last.weight)))
+  gs[m] = per_sample(norm(grad(encoder[m].last)))
   k[m]  = sum(batch, gs[other(m)] / gs[m]) + ${alpha}
   scale grad(encoder[m]) by k[m]
 }`));
     const sampleNorms = (i: number) =>
       modalities.map((m) => {
         const loss = (p: Params) => crossEntropy(dense(p, "head", tf.concat(modalities.map((u, k) => encode(p, u, tf.slice(x[k]!, [i], [1]))), 1)), tf.slice(y, [i], [1]));
-        return norm(gradient(loss, init, `encoder.${m}.last.kernel`)).dataSync()[0]!;
+        return norm(gradient(loss, init, `encoder.${m}.last`)).dataSync()[0]!;
       });
     const perSample = Array.from({ length: batch }, (_, i) => sampleNorms(i));
     const k = [0, 1].map((u) => perSample.reduce((s, g) => s + g[1 - u]! / g[u]!, 0) + alpha);

@@ -19,7 +19,7 @@ import {
   type TrainerDefinition,
 } from "mmb/runtime";
 
-/** The model (spec lines 13-21): architecture, data, optimiser, training settings. */
+/** The model (spec lines 15-23): architecture, data, optimiser, training settings. */
 export const spec: ModelSpec = {
   name: "agm_cr_per_sample",
   source: "specs/agm_cr_per_sample.mmb",
@@ -111,7 +111,7 @@ export const params = { alpha: 0.00001, r: 1 };
 
 type Params = Record<keyof typeof params, number>;
 
-// loss cross_entropy(out, y)  (line 21)
+// loss cross_entropy(out, y)  (line 23)
 function taskLoss(f: Forward): Tensor {
   return crossEntropy(f.out, f.target);
 }
@@ -119,34 +119,34 @@ function taskLoss(f: Forward): Tensor {
 /** One training step, phase by phase. */
 export function trainStep(ctx: StepContext, p: Params): StepResult {
   // Forward pass, task loss and backward pass (second order: the added loss reads gradients).
-  // add loss r * sum(j, abs(g[j] - gbar))  (line 34)
+  // add loss r * sum(j, abs(g[j] - gbar))  (line 36)
   const {
     loss,
     grads,
     raw: grad,
     forward: f,
   } = ctx.backward(taskLoss, (f, grad) => {
-    // g[m] = norm(grad(encoder[m].last.weight))  (line 29)
+    // g[m] = norm(grad(encoder[m].last.weight))  (line 31)
     const g = ctx.perModality((m) => gradNorm(grad(ctx.group.weights(ctx.group.encoderLast(m)))));
-    // gbar = mean(j, g[j])  (line 31)
+    // gbar = mean(j, g[j])  (line 33)
     const gbar = meanOf(ctx.modalities.map((j) => g[j]!));
     return mul(p.r, sumOf(ctx.modalities.map((j) => abs(sub(g[j]!, gbar)))));
   });
 
   // Rule values, in dependency order, from this step's raw gradients.
-  // g[m] = norm(grad(encoder[m].last.weight))  (line 29)
+  // g[m] = norm(grad(encoder[m].last.weight))  (line 31)
   const g = ctx.perModality((m) => gradNorm(grad(ctx.group.weights(ctx.group.encoderLast(m)))));
-  // gs[m] = per_sample(norm(grad(encoder[m].last.weight)))  (line 30)
+  // gs[m] = per_sample(norm(grad(encoder[m].last)))  (line 32)
   const gs = ctx.perModality((m) =>
-    ctx.perSample((sample) => gradNorm(grad(ctx.group.weights(ctx.group.encoderLast(m)), undefined, sample))),
+    ctx.perSample((sample) => gradNorm(grad(ctx.group.encoderLast(m), undefined, sample))),
   );
-  // gbar = mean(j, g[j])  (line 31)
+  // gbar = mean(j, g[j])  (line 33)
   const gbar = meanOf(ctx.modalities.map((j) => g[j]!));
-  // k[m] = sum(batch, gs[other(m)] / gs[m]) + alpha  (line 32)
+  // k[m] = sum(batch, gs[other(m)] / gs[m]) + alpha  (line 34)
   const k = ctx.perModality((m) => add(sumBatch(div(gs[ctx.other(m)]!, gs[m]!)), p.alpha));
 
   // Actions, in spec order.
-  // scale grad(encoder[m]) by k[m]  (line 33)
+  // scale grad(encoder[m]) by k[m]  (line 35)
   for (const m of ctx.modalities) {
     grads.scale(ctx.group.encoder(m), k[m]!);
   }
@@ -160,7 +160,7 @@ export const trainer: TrainerDefinition = {
   spec,
   params,
   trainedSeparately: [],
-  valueLines: { g: 29, gs: 30, gbar: 31, k: 32 },
+  valueLines: { g: 31, gs: 32, gbar: 33, k: 34 },
   trainStep,
 };
 
