@@ -17,7 +17,7 @@ export function check(program: Program, source: SourceText): { model?: ModelIR; 
 
 const unaryMath = ["abs", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "sign", "square"];
 const modalityReductions = ["sum", "mean", "max", "min"];
-const metricFns = ["acc", "prob", "loss", "mae", "cross_entropy", "l1", "mse"] as const;
+const metricFns = ["acc", "prob", "loss", "mae", "cross_entropy", "l1", "mse", "dice", "dice_loss"] as const;
 const gradStats = ["norm", "norm1", "std"] as const;
 const builtinFunctions = [
   ...unaryMath, ...modalityReductions, ...metricFns, ...gradStats,
@@ -73,7 +73,7 @@ class Checker {
   private head?: Component;
   private auxHead?: Component;
   private historyCount = 0;
-  private targetKind: "class" | "real" = "class";
+  private targetKind: "class" | "real" | "mask" = "class";
   /** Groups with their own `minimize` objective, for MMB022. */
   private minimized = new Map<string, Span>();
 
@@ -205,8 +205,8 @@ class Checker {
     this.targetName = decl.name.name;
     const source = decl.source && (this.fileSource(decl.source) ?? "");
     const from = source !== undefined ? { source } : {};
-    this.targetKind = decl.type.kind === "Name" && decl.type.name === "real" ? "real" : "class";
-    const help = "use `class(N)` for N classes or `real` for regression";
+    this.targetKind = decl.type.kind === "Name" && decl.type.name === "real" ? "real" : decl.type.kind === "Call" && decl.type.callee.kind === "Name" && decl.type.callee.name === "mask" ? "mask" : "class";
+    const help = "use `class(N)` for N classes, `real` for regression or `mask(N, H, W)` for segmentation";
     const type = decl.type;
     if (type.kind === "Name" && type.name === "real") return { name: this.targetName, kind: "real", classes: 1, line: this.line(decl.span), ...from };
     if (type.kind === "Call" && type.callee.kind === "Name" && type.callee.name === "class") {
@@ -215,6 +215,14 @@ class Checker {
         return { name: this.targetName, kind: "class", classes: n.value, line: this.line(decl.span), ...from };
       }
       return this.report(error("MMB013", "`class(N)` needs a whole number of classes, at least 2", type.span, { help }));
+    }
+    if (type.kind === "Call" && type.callee.kind === "Name" && type.callee.name === "mask") {
+      const dims = type.args.map((a) => a.value);
+      if (dims.length === 3 && dims.every((d) => d.kind === "Number" && Number.isInteger(d.value) && d.value >= 1) && (dims[0] as { value: number }).value >= 2) {
+        const [classes, height, width] = dims.map((d) => (d as { value: number }).value);
+        return { name: this.targetName, kind: "mask", classes: classes!, shape: [height!, width!], line: this.line(decl.span), ...from };
+      }
+      return this.report(error("MMB013", "`mask(N, H, W)` needs whole numbers: at least 2 classes, a height and a width", type.span, { help }));
     }
     return this.report(error("MMB013", "unknown target type", type.span, { help }));
   }
@@ -967,7 +975,7 @@ class Checker {
       return this.make({ op: "output", which: "aux", modality: index }, "logits", [], { host: false });
     }
     if (name === "alone" || name === "without") return this.make({ op: "output", which: name, modality: index }, "logits", [], { host: false });
-    if (!["concat", "sum"].includes(this.fusion?.kind ?? "") || this.head?.kind !== "linear") {
+    if (!["concat", "sum"].includes(this.fusion?.kind ?? "") || this.head?.kind !== "linear" || this.targetKind === "mask") {
       return this.report(error("MMB015", "`contrib[m]` needs a head that is linear in the features", e.span, {
         help: "use `fusion concat -> linear(N)` or `fusion sum -> linear(N)`, or score a modality with an auxiliary head `head[m]`",
       }));

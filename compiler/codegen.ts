@@ -13,7 +13,7 @@ const taken = new Set([
   "and", "or", "not", "abs", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "sign", "square", "minimum", "maximum",
   "detach", "choose", "sumBatch", "meanBatch", "sumOf", "meanOf", "maxOf", "minOf", "absGradient", "gradNorm",
   "gradNorm1", "gradMean", "gradMeanAbs", "gradStd", "gradCos", "accuracy", "trueClassProb", "crossEntropy",
-  "meanAbsoluteError", "meanSquaredError", "gradDot", "addGradients", "subGradients", "scaleGradient", "concatOf", "distance",
+  "meanAbsoluteError", "meanSquaredError", "gradDot", "addGradients", "subGradients", "scaleGradient", "concatOf", "distance", "dice", "diceLoss",
   "fuse", "inputs", "FusionInputs", "sample",
 ]);
 const reservedWords = new Set(
@@ -151,7 +151,7 @@ export function expression(e: RExpr, env: Env): string {
     case "target":
       return "f.target";
     case "metric": {
-      const classes = env.model.target.kind === "class";
+      const classes = env.model.target.kind !== "real";
       const fn = {
         acc: "accuracy",
         prob: "trueClassProb",
@@ -160,6 +160,8 @@ export function expression(e: RExpr, env: Env): string {
         mae: "meanAbsoluteError",
         l1: "meanAbsoluteError",
         mse: "meanSquaredError",
+        dice: "dice",
+        dice_loss: "diceLoss",
       }[e.fn];
       return call(fn, sub(e.output), sub(e.target));
     }
@@ -259,7 +261,7 @@ function specLiteral(model: ModelIR, sourceName: string): string {
     source: sourceName,
     data: component(model.data),
     modalities: model.modalities.map((m) => ({ name: m.name, shape: m.shape, ...(m.source ? { source: m.source } : {}) })),
-    target: { name: model.target.name, kind: model.target.kind, classes: model.target.classes, ...(model.target.source ? { source: model.target.source } : {}) },
+    target: { name: model.target.name, kind: model.target.kind, classes: model.target.classes, ...(model.target.shape ? { shape: model.target.shape } : {}), ...(model.target.source ? { source: model.target.source } : {}) },
     encoders: model.encoders.map(component),
     fusion: component(model.fusion),
     ...(model.fuse ? { fusionParts: model.fuse.parts.map(component) } : {}),

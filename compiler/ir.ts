@@ -8,7 +8,8 @@ export interface ModelIR {
   name: string;
   data: Component;
   modalities: ModalityIR[];
-  target: { name: string; kind: "class" | "real"; classes: number; line: number; source?: string };
+  /** `mask`: segmentation, one class per pixel of a `shape` (height, width) mask. */
+  target: { name: string; kind: "class" | "real" | "mask"; classes: number; shape?: number[]; line: number; source?: string };
   encoders: Component[];
   /** A built-in fusion, or `expression` with `fuse` holding the spec's fusion expression. */
   fusion: Component;
@@ -130,7 +131,7 @@ export type RNode =
   /** Head outputs: fused, modality m's share, its auxiliary head, the fused head on m alone or without m. */
   | { op: "output"; which: "out" | "contrib" | "aux" | "z" | "alone" | "without"; modality?: IndexRef }
   | { op: "target" }
-  | { op: "metric"; fn: "acc" | "prob" | "loss" | "mae" | "cross_entropy" | "l1" | "mse"; output: RExpr; target: RExpr }
+  | { op: "metric"; fn: "acc" | "prob" | "loss" | "mae" | "cross_entropy" | "l1" | "mse" | "dice" | "dice_loss"; output: RExpr; target: RExpr }
   | { op: "history"; fn: "prev" | "ema" | "delta"; id: number; arg: RExpr; init: number; beta?: number }
   | { op: "detach"; arg: RExpr }
   /** `class_mean(z[m], y, momentum)`: running per-class mean of features (a [classes, d] table, no gradient). */

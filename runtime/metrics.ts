@@ -54,3 +54,16 @@ export function regressionMetrics(predicted: ArrayLike<number>, labels: ArrayLik
   const pearson = varianceP > 0 && varianceY > 0 ? covariance / Math.sqrt(varianceP * varianceY) : 0;
   return { mae: absolute / Math.max(1, n), pearson, acc2: sign / Math.max(1, n), acc7: seven / Math.max(1, n) };
 }
+
+/** Dice of predicted and true pixel classes: mean over the classes present in either of 2·|P ∩ T| / (|P| + |T|). */
+export function maskDice(predicted: ArrayLike<number>, labels: ArrayLike<number>, classes: number): number {
+  const both = new Array<number>(classes).fill(0);
+  const total = new Array<number>(classes).fill(0);
+  for (let i = 0; i < labels.length; i++) {
+    total[predicted[i]!]!++;
+    total[labels[i]!]!++;
+    if (predicted[i] === labels[i]) both[labels[i]!]!++;
+  }
+  const present = total.map((t, c) => [t, c] as const).filter(([t]) => t > 0);
+  return present.reduce((sum, [t, c]) => sum + (2 * both[c]!) / t, 0) / Math.max(1, present.length);
+}

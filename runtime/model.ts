@@ -149,8 +149,13 @@ function fusionShapes(prefix: string, fusion: ComponentSpec, spec: ModelSpec): P
 /** Prefix of the parameters of fusion part i (the whole fusion when it is one built-in). */
 const partPrefix = (i: number): string => `fusion.${i}`;
 
-function headShapes(prefix: string, head: ComponentSpec, inputs: number): ParamShape[] {
-  const out = Number(head.options.out);
+/** A head's output units: its `out`, times the pixels of a segmentation mask. */
+function headOutputs(head: ComponentSpec, spec: ModelSpec): number {
+  return Number(head.options.out) * (spec.target.kind === "mask" ? spec.target.shape!.reduce((a, b) => a * b, 1) : 1);
+}
+
+function headShapes(prefix: string, head: ComponentSpec, inputs: number, spec: ModelSpec): ParamShape[] {
+  const out = headOutputs(head, spec);
   if (head.kind === "linear") return dense(prefix, inputs, out, "glorot");
   const widths = [inputs, ...numbers(head.options.hidden)];
   return [...widths.slice(1).flatMap((w, i) => dense(`${prefix}.dense${i}`, widths[i]!, w)), ...dense(`${prefix}.out`, widths[widths.length - 1]!, out, "glorot")];
@@ -161,8 +166,8 @@ export function parameterShapes(spec: ModelSpec): ParamShape[] {
   spec.modalities.forEach((modality, m) => shapes.push(...encoderShapes(`encoder.${modality.name}`, spec.encoders[m]!, modality.shape)));
   if (spec.fusionParts) spec.fusionParts.forEach((part, i) => shapes.push(...fusionShapes(partPrefix(i), part, spec)));
   else shapes.push(...fusionShapes("fusion", spec.fusion, spec));
-  shapes.push(...headShapes("head", spec.head, fusedWidth(spec)));
-  if (spec.auxHead) spec.modalities.forEach((modality, m) => shapes.push(...headShapes(`aux.${modality.name}`, spec.auxHead!, featureWidth(spec.encoders[m]!))));
+  shapes.push(...headShapes("head", spec.head, fusedWidth(spec), spec));
+  if (spec.auxHead) spec.modalities.forEach((modality, m) => shapes.push(...headShapes(`aux.${modality.name}`, spec.auxHead!, featureWidth(spec.encoders[m]!), spec)));
   for (const learnable of spec.learnables) {
     const names = learnable.perModality ? spec.modalities.map((m) => `learnable.${learnable.name}.${m.name}`) : [`learnable.${learnable.name}`];
     for (const name of names) shapes.push({ name, shape: [], init: learnable.init });
@@ -345,12 +350,17 @@ function recurrent(params: Params, prefix: string, kind: string, hidden: number,
   return h;
 }
 
-function applyHead(params: Params, prefix: string, head: ComponentSpec, x: tf.Tensor): tf.Tensor {
-  if (head.kind === "linear") return applyDense(params, prefix, x);
-  const act = activations[String(head.options.activation ?? "relu")] ?? activations.relu!;
-  let h = x;
-  numbers(head.options.hidden).forEach((_, i) => (h = act(applyDense(params, `${prefix}.dense${i}`, h))));
-  return applyDense(params, `${prefix}.out`, h);
+/** A head's outputs: [batch, out], or [batch, height, width, classes] for a segmentation mask. */
+function applyHead(params: Params, prefix: string, head: ComponentSpec, x: tf.Tensor, spec: ModelSpec): tf.Tensor {
+  let out: tf.Tensor;
+  if (head.kind === "linear") out = applyDense(params, prefix, x);
+  else {
+    const act = activations[String(head.options.activation ?? "relu")] ?? activations.relu!;
+    let h = x;
+    numbers(head.options.hidden).forEach((_, i) => (h = act(applyDense(params, `${prefix}.dense${i}`, h))));
+    out = applyDense(params, `${prefix}.out`, h);
+  }
+  return spec.target.kind === "mask" ? tf.reshape(out, [x.shape[0]!, ...spec.target.shape!, Number(head.options.out)]) : out;
 }
 
 /** The values of one forward pass; the per-modality views are computed only when read. */
@@ -378,7 +388,7 @@ export class Forward {
       return factor === 1 ? z : factor === 0 ? tf.zerosLike(z) : tf.mul(z, factor);
     });
     this.fused = fuse(spec, params, this.z);
-    this.out = applyHead(params, "head", spec.head, this.fused);
+    this.out = applyHead(params, "head", spec.head, this.fused, spec);
   }
 
   /** Computes a view once; a view made inside a gradient scope that has ended is made again. */
@@ -403,7 +413,7 @@ export class Forward {
 
   private headWith(present: (m: number) => boolean): tf.Tensor {
     const z = this.z.map((zm, m) => (present(m) ? zm : tf.zerosLike(zm)));
-    return applyHead(this.params, "head", this.spec.head, fuse(this.spec, this.params, z));
+    return applyHead(this.params, "head", this.spec.head, fuse(this.spec, this.params, z), this.spec);
   }
 
   /** Modality indices, for reductions over modalities in the task loss. */
@@ -443,7 +453,7 @@ export class Forward {
 
   /** Output of modality m's auxiliary head, which sees z[m] detached from the encoder. */
   aux(m: number): tf.Tensor {
-    return this.cached(`aux${m}`, () => applyHead(this.params, `aux.${this.spec.modalities[m]!.name}`, this.spec.auxHead!, stopGradient(this.z[m]!)));
+    return this.cached(`aux${m}`, () => applyHead(this.params, `aux.${this.spec.modalities[m]!.name}`, this.spec.auxHead!, stopGradient(this.z[m]!), this.spec));
   }
 }
 

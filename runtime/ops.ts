@@ -55,6 +55,34 @@ export function accuracy(logits: tf.Tensor, target: tf.Tensor): tf.Tensor {
   return tf.mean(tf.cast(tf.equal(tf.argMax(logits, -1), tf.cast(target, "int32")), "float32"));
 }
 
+/** Per-class overlap of a mask prediction: Σ p·t, Σ p and Σ t over every pixel of the batch, [classes]. */
+function overlaps(probabilities: tf.Tensor, target: tf.Tensor): { both: tf.Tensor; predicted: tf.Tensor; actual: tf.Tensor } {
+  const classes = probabilities.shape[probabilities.shape.length - 1]!;
+  const flat = tf.reshape(probabilities, [-1, classes]);
+  const truth = tf.reshape(oneHot(target, classes), [-1, classes]);
+  return { both: tf.sum(tf.mul(flat, truth), 0), predicted: tf.sum(flat, 0), actual: tf.sum(truth, 0) };
+}
+
+/**
+ * Dice of a segmentation on the batch: mean over the classes present in the prediction or the
+ * truth of 2·|P ∩ T| / (|P| + |T|), from the predicted class of each pixel.
+ */
+export function dice(logits: tf.Tensor, target: tf.Tensor): tf.Tensor {
+  const classes = logits.shape[logits.shape.length - 1]!;
+  const { both, predicted, actual } = overlaps(oneHot(tf.argMax(logits, -1), classes), target);
+  const denominator = tf.add(predicted, actual);
+  const present = tf.cast(tf.greater(denominator, 0), "float32");
+  const perClass = tf.div(tf.mul(2, both), tf.maximum(denominator, 1));
+  return tf.div(tf.sum(tf.mul(perClass, present)), tf.maximum(tf.sum(present), 1));
+}
+
+/** Soft Dice loss: 1 − mean over classes of (2·Σ p·t + 1) / (Σ p + Σ t + 1), p the softmax; differentiable. */
+export function diceLoss(logits: tf.Tensor, target: tf.Tensor): tf.Tensor {
+  const probabilities = tf.exp(tf.sub(logits, logSumExp(logits)));
+  const { both, predicted, actual } = overlaps(probabilities, target);
+  return tf.sub(1, tf.mean(tf.div(tf.add(tf.mul(2, both), 1), tf.add(tf.add(predicted, actual), 1))));
+}
+
 function regressionError(output: tf.Tensor, target: tf.Tensor): tf.Tensor {
   return tf.sub(tf.reshape(output, [-1]), target);
 }

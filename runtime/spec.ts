@@ -22,13 +22,25 @@ export interface FusionInputs {
   other(m: number): number;
 }
 
+/** What a model predicts. `mask`: one class per pixel of a [height, width] mask (`shape`). */
+export interface Target {
+  name: string;
+  kind: "class" | "real" | "mask";
+  classes: number;
+  shape?: number[];
+  source?: string;
+}
+
+/** Numbers per sample of a target: 1, or a mask's pixels. */
+export const targetWidth = (target: Target): number => (target.shape ?? [1]).reduce((a, b) => a * b, 1);
+
 export interface ModelSpec {
   name: string;
   source: string;
   data: ComponentSpec;
   /** `source`: the file (and field) `data files(...)` reads, relative to the spec. */
   modalities: { name: string; shape: number[]; source?: string }[];
-  target: { name: string; kind: "class" | "real"; classes: number; source?: string };
+  target: Target;
   encoders: ComponentSpec[];
   /** A built-in fusion, or `expression`: then `fuse` computes it from `fusionParts`. */
   fusion: ComponentSpec;

@@ -7,11 +7,11 @@ import { loadCheckpoint, saveCheckpoint, writeJsonAtomically, type CheckpointSta
 import { loadData, type Dataset, type Split } from "./data/index.js";
 import { History } from "./history.js";
 import { estimateMemory, Forward, initialParameters, type Params } from "./model.js";
-import { classificationMetrics, regressionMetrics } from "./metrics.js";
+import { classificationMetrics, maskDice, regressionMetrics } from "./metrics.js";
 import { gradNorm } from "./ops.js";
 import { Optimizer } from "./optimizer.js";
 import { Random } from "./random.js";
-import type { ModelSpec } from "./spec.js";
+import { targetWidth, type ModelSpec } from "./spec.js";
 import { StepContext, type GradientOf, type Gradients } from "./step.js";
 
 /** What a generated trainer module exports. */
@@ -56,7 +56,7 @@ export interface Summary {
   seed: number;
   epochs: number;
   params: Record<string, number>;
-  metric: "accuracy" | "mae";
+  metric: "accuracy" | "mae" | "dice";
   test: number;
   valid: number;
   /** Every metric of the fused head: accuracy and macro-F1, or MAE, Pearson's r, Acc-2 and Acc-7. */
@@ -97,17 +97,20 @@ function batchTensors(split: Split, spec: ModelSpec, rows: number[]): { inputs: 
     rows.forEach((row, i) => values.set(source.subarray(row * width, (row + 1) * width), i * width));
     return tf.tensor(values, [rows.length, ...modality.shape]);
   });
-  const labels = Float32Array.from(rows, (r) => split.labels[r]!);
-  return { inputs, target: tf.tensor1d(labels, "float32") };
+  const width = targetWidth(spec.target);
+  const labels = new Float32Array(rows.length * width);
+  rows.forEach((row, i) => labels.set(split.labels.subarray(row * width, (row + 1) * width), i * width));
+  return { inputs, target: tf.tensor(labels, [rows.length, ...(spec.target.shape ?? [])], "float32") };
 }
 
 /**
  * Metrics of the fused head on a split, or of one modality alone (its auxiliary head, or the
- * others' features zeroed). The first key is the primary metric: accuracy, or MAE.
+ * others' features zeroed). The first key is the primary metric: accuracy, MAE, or Dice.
  */
 function evaluate(spec: ModelSpec, params: Params, split: Split, only?: number): Record<string, number> {
-  const classes = spec.target.kind === "class";
-  const predicted = new Float32Array(split.size);
+  const classes = spec.target.kind !== "real";
+  const width = targetWidth(spec.target);
+  const predicted = new Float32Array(split.size * width);
   for (let start = 0; start < split.size; start += evalBatch) {
     const rows = Array.from({ length: Math.min(evalBatch, split.size - start) }, (_, i) => start + i);
     predicted.set(
@@ -118,8 +121,12 @@ function evaluate(spec: ModelSpec, params: Params, split: Split, only?: number):
         const output = only !== undefined && spec.auxHead ? f.aux(only) : f.out;
         return (classes ? tf.argMax(output, -1) : tf.reshape(output, [-1])).dataSync();
       }),
-      start,
+      start * width,
     );
+  }
+  if (spec.target.kind === "mask") {
+    const pixels = classificationMetrics(predicted, split.labels, spec.target.classes);
+    return { dice: maskDice(predicted, split.labels, spec.target.classes), pixel_acc: pixels.acc };
   }
   return classes ? classificationMetrics(predicted, split.labels, spec.target.classes) : regressionMetrics(predicted, split.labels);
 }
@@ -164,7 +171,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   let best = { metric: -Infinity, epoch: -1, stale: 0 };
   // `schedule plateau(...)`: the learning-rate factor falls when the validation metric stalls.
   let plateauFactor = 1;
-  const sign = spec.target.kind === "class" ? 1 : -1;
+  const sign = spec.target.kind === "real" ? -1 : 1;
 
   // Whatever happens (a numeric stop, a data or a backend error), the weights and state are
   // freed, so that the process can go on (tests, benchmarks, a notebook).
@@ -267,7 +274,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       const test = primary(last.test);
       const seconds = (Date.now() - epochStart) / 1000;
       epochSeconds.push(seconds);
-      const metricName = spec.target.kind === "class" ? "acc" : "mae";
+      const metricName = Object.keys(last.test)[0]!;
       lines.push(JSON.stringify({ type: "epoch", epoch, loss: lossSum / Math.max(1, records.length), lr: Number(spec.optimizer.options.lr) * lrSchedule, train: last.train, valid: last.valid, test: last.test, unimodal, seconds, step_seconds: stepSeconds }));
       await appendFile(logPath, lines.join("\n") + "\n");
       if (sign * valid > best.metric) best = { metric: sign * valid, epoch, stale: 0 };
@@ -304,7 +311,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       seed,
       epochs,
       params: p,
-      metric: spec.target.kind === "class" ? "accuracy" : "mae",
+      metric: spec.target.kind === "class" ? "accuracy" : spec.target.kind === "mask" ? "dice" : "mae",
       test: primary(final.test),
       valid: primary(final.valid),
       metrics: { valid: final.valid, test: final.test },

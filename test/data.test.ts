@@ -69,6 +69,21 @@ describe("embedded benchmarks", () => {
     for (let c = 0; c < 3; c++) for (let k = 1; k < 16; k++) expect(image[c * 16 + k]).toBeCloseTo(image[c * 16]!, 6);
   });
 
+  it("synthetic masks: background 0 and one square of the sample's class, which only the image shows", () => {
+    const data = synthetic([[16], [1, 16, 16]], { classes: 4, samples: 60, dominant: 0, strength: 3, weak: 3, noise: 0, seed: 2, valid: 0.1, test: 0.1, regression: false, mask: [8, 8] });
+    for (let i = 0; i < data.train.size; i++) {
+      const mask = Array.from(data.train.labels.subarray(i * 64, (i + 1) * 64));
+      const foreground = mask.filter((c) => c > 0);
+      expect(foreground.length).toBe(9); // a 3×3 square (a third of 8, rounded)
+      expect(new Set(foreground).size).toBe(1);
+      // Without noise, the image's pixels inside the square are brighter than the rest.
+      const image = data.train.inputs[1]!.subarray(i * 256, (i + 1) * 256);
+      const inside = Array.from(image).filter((_, j) => mask[Math.floor(Math.floor(j / 16) / 2) * 8 + Math.floor((j % 16) / 2)]! > 0);
+      const outside = Array.from(image).filter((_, j) => mask[Math.floor(Math.floor(j / 16) / 2) * 8 + Math.floor((j % 16) / 2)]! === 0);
+      expect(Math.min(...inside)).toBeGreaterThan(Math.max(...outside));
+    }
+  });
+
   it("an option name may be a keyword: synthetic(noise: 0.5) parses and checks", () => {
     expect(diagnose(smallSpec().replace("seed: 3)", "seed: 3, noise: 0.5)"))).toEqual([]);
   });

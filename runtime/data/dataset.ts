@@ -1,7 +1,9 @@
+import { targetWidth, type Target } from "../spec.js";
+
 /** A dataset held in memory: one Float32Array per modality, row-major per sample. */
 export interface Split {
   inputs: Float32Array[];
-  /** Class index (classification) or value (regression) per sample. */
+  /** Class index (classification), value (regression) or a mask's pixel classes, per sample. */
   labels: Float32Array;
   size: number;
 }
@@ -20,7 +22,7 @@ export interface Dataset {
  * Splits `all` into train, valid and test in the order `order` (a permutation of its samples),
  * with the given fractions for valid and test; `widths` are the per-sample sizes of the inputs.
  */
-export function splitInOrder(all: Split, widths: number[], order: number[], fractions: { valid: number; test: number }, description: string, files?: Dataset["files"]): Dataset {
+export function splitInOrder(all: Split, widths: number[], order: number[], fractions: { valid: number; test: number }, description: string, files?: Dataset["files"], labelWidth = 1): Dataset {
   const nValid = Math.round(all.size * fractions.valid);
   const nTest = Math.round(all.size * fractions.test);
   const nTrain = all.size - nValid - nTest;
@@ -30,7 +32,11 @@ export function splitInOrder(all: Split, widths: number[], order: number[], frac
       for (let k = 0; k < count; k++) out.set(all.inputs[m]!.subarray(order[from + k]! * w, (order[from + k]! + 1) * w), k * w);
       return out;
     }),
-    labels: Float32Array.from({ length: count }, (_, k) => all.labels[order[from + k]!]!),
+    labels: (() => {
+      const out = new Float32Array(count * labelWidth);
+      for (let k = 0; k < count; k++) out.set(all.labels.subarray(order[from + k]! * labelWidth, (order[from + k]! + 1) * labelWidth), k * labelWidth);
+      return out;
+    })(),
     size: count,
   });
   return { train: take(0, nTrain), valid: take(nTrain, nValid), test: take(nTrain + nValid, nTest), description, ...(files ? { files } : {}) };
@@ -52,12 +58,13 @@ export class DataError extends Error {
 export function validateDataset(
   data: Dataset,
   modalities: { name: string; shape: number[] }[],
-  target: { name: string; kind: "class" | "real"; classes: number },
+  target: Target,
 ): void {
+  const labelWidth = targetWidth(target);
   for (const [splitName, split] of Object.entries({ train: data.train, valid: data.valid, test: data.test })) {
     if (split.size === 0) throw new DataError(data.description, `${splitName} split`, "at least one sample", "none");
-    if (split.labels.length !== split.size) {
-      throw new DataError(data.description, `${target.name} (${splitName})`, `${split.size} labels`, `${split.labels.length}`);
+    if (split.labels.length !== split.size * labelWidth) {
+      throw new DataError(data.files?.target ?? data.description, `${target.name} (${splitName})`, `${split.size * labelWidth} labels (${labelWidth} per sample)`, `${split.labels.length}`);
     }
     modalities.forEach((modality, m) => {
       const width = modality.shape.reduce((a, b) => a * b, 1);
@@ -74,8 +81,8 @@ export function validateDataset(
     });
     const targetFile = data.files?.target ?? data.description;
     split.labels.forEach((label, i) => {
-      if (target.kind === "class" && !(Number.isInteger(label) && label >= 0 && label < target.classes)) {
-        throw new DataError(targetFile, `${target.name} (${splitName})`, `a class in 0..${target.classes - 1}`, `${label} in sample ${i}`);
+      if (target.kind !== "real" && !(Number.isInteger(label) && label >= 0 && label < target.classes)) {
+        throw new DataError(targetFile, `${target.name} (${splitName})`, `a class in 0..${target.classes - 1}`, `${label} in sample ${Math.floor(i / labelWidth)}`);
       }
       if (target.kind === "real" && !Number.isFinite(label)) {
         throw new DataError(targetFile, `${target.name} (${splitName})`, "a finite number", `${label} in sample ${i}`);

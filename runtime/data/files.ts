@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { extname, isAbsolute, relative, resolve } from "node:path";
 import { inflateRawSync } from "node:zlib";
 import { Random } from "../random.js";
+import { targetWidth, type Target } from "../spec.js";
 import { DataError, splitInOrder, type Dataset, type Split } from "./dataset.js";
 
 /**
@@ -201,7 +202,7 @@ export function readColumn(root: string, source: string, text = false): Column {
   throw new DataError(path, "format", "a .npy, .npz, .csv or .jsonl file", extension || "no extension");
 }
 
-export function files(root: string, modalities: { name: string; shape: number[]; source?: string }[], target: { name: string; kind: "class" | "real"; source?: string }, options: FilesOptions): Dataset {
+export function files(root: string, modalities: { name: string; shape: number[]; source?: string }[], target: Target, options: FilesOptions): Dataset {
   const inputs = modalities.map((m) => {
     const column = readColumn(root, m.source!);
     const width = m.shape.reduce((a, b) => a * b, 1);
@@ -209,7 +210,8 @@ export function files(root: string, modalities: { name: string; shape: number[];
     return column;
   });
   const labels = readColumn(root, target.source!);
-  if (labels.width !== 1) throw new DataError(labels.file, target.name, "one value per sample", `${labels.width}`);
+  const labelWidth = targetWidth(target);
+  if (labels.width !== labelWidth) throw new DataError(labels.file, target.name, labelWidth === 1 ? "one value per sample" : `${labelWidth} pixel classes per sample (mask ${target.shape!.join("×")})`, `${labels.width}`);
   const size = labels.rows;
   for (const column of inputs) {
     if (column.rows !== size) throw new DataError(column.file, "samples", `${size}, as many as ${labels.file}`, `${column.rows}`);
@@ -226,7 +228,7 @@ export function files(root: string, modalities: { name: string; shape: number[];
     if (bad >= 0) throw new DataError(split.file, "split", "train, valid or test", `"${splits[bad]}" in sample ${bad}`);
     const order = ["train", "valid", "test"].flatMap((want) => splits.flatMap((n, i) => (n.trim() === want ? [i] : [])));
     const count = (want: string) => splits.filter((n) => n.trim() === want).length;
-    return splitInOrder(all, widths, order, { valid: count("valid") / size, test: count("test") / size }, description, names);
+    return splitInOrder(all, widths, order, { valid: count("valid") / size, test: count("test") / size }, description, names, labelWidth);
   }
   if (options.group) {
     const group = readColumn(root, options.group, true);
@@ -240,7 +242,7 @@ export function files(root: string, modalities: { name: string; shape: number[];
     const validFold = (options.fold + 1) % options.folds;
     const splits = (group.values as string[]).map((g) => (foldOf.get(g) === testFold ? "test" : foldOf.get(g) === validFold ? "valid" : "train"));
     const order = ["train", "valid", "test"].flatMap((want) => splits.flatMap((n, i) => (n === want ? [i] : [])));
-    return splitInOrder(all, widths, order, { valid: splits.filter((n) => n === "valid").length / size, test: splits.filter((n) => n === "test").length / size }, description, names);
+    return splitInOrder(all, widths, order, { valid: splits.filter((n) => n === "valid").length / size, test: splits.filter((n) => n === "test").length / size }, description, names, labelWidth);
   }
-  return splitInOrder(all, widths, new Random(options.seed).permutation(size), options, description, names);
+  return splitInOrder(all, widths, new Random(options.seed).permutation(size), options, description, names, labelWidth);
 }

@@ -18,7 +18,7 @@ export function loadData(spec: ModelSpec, root = dirname(resolve(spec.source))):
     case "synthetic": {
       const dominant = Math.max(0, spec.modalities.findIndex((m) => m.name === o.dominant));
       data = synthetic(spec.modalities.map((m) => m.shape), {
-        classes: Number(o.classes) || (spec.target.kind === "class" ? spec.target.classes : 7),
+        classes: Number(o.classes) || (spec.target.kind === "real" ? 7 : spec.target.classes),
         samples: Number(o.samples),
         dominant,
         strength: Number(o.strength),
@@ -28,6 +28,7 @@ export function loadData(spec: ModelSpec, root = dirname(resolve(spec.source))):
         valid: Number(o.valid),
         test: Number(o.test),
         regression: spec.target.kind === "real",
+        ...(spec.target.kind === "mask" ? { mask: spec.target.shape! } : {}),
       });
       break;
     }

