@@ -72,6 +72,7 @@ export function aggregate(runs: RunResult[]): MethodRow[] {
   });
 }
 
+const metricLabels: Record<string, string> = { accuracy: "acc", mae: "MAE", dice: "Dice" };
 const pm = (s: Stat, digits = 3) => (Number.isNaN(s.mean) ? "—" : `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`);
 
 export function markdown(rows: MethodRow[], runs: RunResult[], command: string): string {
@@ -81,7 +82,7 @@ export function markdown(rows: MethodRow[], runs: RunResult[], command: string):
     ...rows.map((r) => {
       const unimodal = Object.entries(r.unimodal).map(([m, s]) => `${m} ${pm(s)}`).join("<br>");
       const runs = r.failed ? `${r.runs - r.failed}/${r.runs} (${r.failed} failed)` : `${r.runs}`;
-      return `| ${r.spec} | ${r.metric === "mae" ? "MAE " : "acc "}${pm(r.test)} | ${unimodal || "—"} | ${pm(r.secondsPerEpoch, 2)} | ${r.backends.join(", ") || "—"} | ${runs} |`;
+      return `| ${r.spec} | ${metricLabels[r.metric] ?? r.metric} ${pm(r.test)} | ${unimodal || "—"} | ${pm(r.secondsPerEpoch, 2)} | ${r.backends.join(", ") || "—"} | ${runs} |`;
     }),
   ];
   const failures = runs.filter((r) => r.error);
