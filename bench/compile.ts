@@ -11,8 +11,9 @@ import { generate } from "../compiler/codegen.js";
 import { SourceText } from "../compiler/diagnostics.js";
 import { format } from "../compiler/index.js";
 import { schedule } from "../compiler/schedule.js";
+import { repositoryRoot } from "./paths.js";
 
-const specsDir = join(import.meta.dirname, "..", "..", "specs");
+const specsDir = join(repositoryRoot, "specs");
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

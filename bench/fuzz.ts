@@ -6,20 +6,19 @@
  * check must compile to code that TypeScript parses.
  *   node dist/bench/fuzz.js [--cases 100000] [--seed 1]
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ts } from "ts-morph";
 import { analyze, catalogue } from "../compiler/index.js";
 import { generate } from "../compiler/codegen.js";
 import { mmbLexer } from "../grammar/tokens.js";
 import { Random } from "../runtime/random.js";
+import { repositoryRoot } from "./paths.js";
 
-/** The repository root, from bench/ (tsx, vitest) or dist/bench/ (built). */
-const root = [join(import.meta.dirname, ".."), join(import.meta.dirname, "..", "..")].find((dir) => existsSync(join(dir, "specs")))!;
 
 export function corpus(): string[] {
-  const specs = readdirSync(join(root, "specs")).filter((f) => f.endsWith(".mmb")).map((f) => readFileSync(join(root, "specs", f), "utf8"));
-  const fixturesDir = join(root, "test", "fixtures");
+  const specs = readdirSync(join(repositoryRoot, "specs")).filter((f) => f.endsWith(".mmb")).map((f) => readFileSync(join(repositoryRoot, "specs", f), "utf8"));
+  const fixturesDir = join(repositoryRoot, "test", "fixtures");
   const fixtures = readdirSync(fixturesDir).map((d) => join(fixturesDir, d, "input.mmb")).flatMap((f) => {
     try {
       return [readFileSync(f, "utf8")];

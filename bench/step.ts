@@ -15,8 +15,8 @@ import { selectBackend } from "../runtime/backend.js";
 import { loadData, train, type Dataset, type ModelSpec } from "../runtime/index.js";
 import { initialParameters } from "../runtime/model.js";
 import { Random } from "../runtime/random.js";
+import { repositoryRoot } from "./paths.js";
 
-const root = [join(import.meta.dirname, ".."), join(import.meta.dirname, "..", "..")].find((dir) => readdirSync(dir).includes("specs"))!;
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(name);
   return i >= 0 ? process.argv[i + 1]! : fallback;
@@ -28,7 +28,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 /** A spec's trainer; `plain` drops its balance block (nothing but the loop itself). */
 async function trainerOf(file: string, plain = false) {
-  const text = readFileSync(join(root, "specs", file), "utf8");
+  const text = readFileSync(join(repositoryRoot, "specs", file), "utf8");
   const result = await compile(plain ? text.replace(/balance \{[\s\S]*\}\s*$/, "") : text, { fileName: `specs/${file}` });
   if (!result.code) throw new Error(`${file} does not compile`);
   return loadTrainer(result.code, mkdtempSync(join(tmpdir(), "mmb-step-bench-")));
@@ -107,7 +107,7 @@ console.log(`training step on ${backend}, batch ${baseline.spec.train.batch}, me
 console.log(`  generated trainer, baseline model without a rule ${loop.toFixed(2)} ms, hand-written tfjs loop ${hand.toFixed(2)} ms: ratio ${(loop / hand).toFixed(2)} (target ≤ 1.05)`);
 console.log(`  baseline.mmb with its logged rule values (scores, gradient norms) ${generated.toFixed(2)} ms`);
 console.log("  each spec over the baseline (same data):");
-for (const file of readdirSync(join(root, "specs")).filter((f) => f.endsWith(".mmb") && f !== "baseline.mmb").sort()) {
+for (const file of readdirSync(join(repositoryRoot, "specs")).filter((f) => f.endsWith(".mmb") && f !== "baseline.mmb").sort()) {
   const trainer = await trainerOf(file);
   if (trainer.spec.modalities.length !== 2 || trainer.spec.target.kind !== "class") continue;
   const ms = await generatedStep(file, data);

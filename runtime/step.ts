@@ -199,13 +199,20 @@ export class StepContext {
       return taskLoss(forward) as tf.Scalar;
     }, names.map((n) => params[n]!));
     const byName = new Map(names.map((n, i) => [n, grads[i]!]));
-    const grad: GradientOf = (group, loss, sample) => {
-      if (loss || sample !== undefined) return this.lossGradient(params, group, loss ?? taskLoss, sample);
+    const grad = this.gradients(params, taskLoss, (group) => {
       const members = names.filter((n) => inGroup(n, group));
       if (members.length === 0) throw new Error(`parameter group "${group}" has no parameters`);
       return members.map((n) => byName.get(n)!);
-    };
+    });
     return { grad, loss: value, forward };
+  }
+
+  /**
+   * The `grad` a rule reads at `params`: `ofTask` gives the task loss's gradients, already
+   * computed; `grad(G, L)` and per-sample gradients take a pass of their own.
+   */
+  private gradients(params: Params, taskLoss: TaskLoss, ofTask: (group: string) => GroupGradient): GradientOf {
+    return (group, loss, sample) => (loss || sample !== undefined ? this.lossGradient(params, group, loss ?? taskLoss, sample) : ofTask(group));
   }
 
   /** ∂loss/∂(group) at `params`, through a forward pass of its own (on one sample, if given); differentiable again. */
@@ -238,7 +245,7 @@ export class StepContext {
       const current = Object.fromEntries(this.params) as Params;
       const extra = valueAndGrads((ts) => {
         const params: Params = { ...current, ...Object.fromEntries(names.map((n, i) => [n, ts[i]!])) };
-        return added(this.forward(params, false), (g, loss, sample) => this.lossGradient(params, g, loss ?? taskLoss, sample));
+        return added(this.forward(params, false), this.gradients(params, taskLoss, (g) => this.lossGradient(params, g, taskLoss)));
       }, names.map((n) => this.params.get(n)!));
       names.forEach((n, i) => task.grads.values.set(n, tf.add(task.grads.values.get(n)!, extra.grads[i]!)));
       return task;
@@ -251,8 +258,7 @@ export class StepContext {
       const gradients = new Gradients(new Map(names.map((n, i) => [n, grads[i]!])), noiseSeed);
       const raw = new Gradients(new Map(gradients.values), noiseSeed);
       const current = Object.fromEntries(this.params) as Params;
-      const rawGrad: GradientOf = (g, loss, sample) => (loss || sample !== undefined ? this.lossGradient(current, g, loss ?? taskLoss, sample) : raw.of(g));
-      return { loss: value, grads: gradients, raw: rawGrad, forward };
+      return { loss: value, grads: gradients, raw: this.gradients(current, taskLoss, (g) => raw.of(g)), forward };
     }
     let rawGrad!: GradientOf;
     let taskValue!: tf.Tensor;
@@ -264,8 +270,7 @@ export class StepContext {
       const detached = new Map(all.map((n) => [n, tf.keep(tf.clone(inner.grad(n)[0]!))]));
       this.keptTensors.push(taskValue, ...detached.values());
       const current = Object.fromEntries(this.params) as Params;
-      rawGrad = (group, loss, sample) =>
-        loss || sample !== undefined ? this.lossGradient(current, group, loss ?? taskLoss, sample) : all.filter((n) => inGroup(n, group)).map((n) => detached.get(n)!);
+      rawGrad = this.gradients(current, taskLoss, (group) => all.filter((n) => inGroup(n, group)).map((n) => detached.get(n)!));
       return tf.add(inner.loss, added(inner.forward, inner.grad)) as tf.Scalar;
     }, names.map((n) => this.params.get(n)!));
     const gradients = new Gradients(new Map(names.map((n, i) => [n, grads[i]!])), noiseSeed);

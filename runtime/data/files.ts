@@ -220,15 +220,19 @@ export function files(root: string, modalities: { name: string; shape: number[];
   const widths = inputs.map((c) => c.width);
   const description = `files (${[...inputs.map((c) => c.file), labels.file].join(", ")})`;
   const names = { modalities: inputs.map((c) => c.file), target: labels.file };
+  /** The dataset with each sample in the split its name says: train, valid or test. */
+  const byName = (splits: string[]): Dataset => {
+    const order = ["train", "valid", "test"].flatMap((want) => splits.flatMap((n, i) => (n === want ? [i] : [])));
+    const count = (want: string) => splits.filter((n) => n === want).length;
+    return splitInOrder(all, widths, order, { valid: count("valid") / size, test: count("test") / size }, description, names, labelWidth);
+  };
   if (options.split) {
     const split = readColumn(root, options.split, true);
     if (split.rows !== size || split.width !== 1) throw new DataError(split.file, "samples", `${size} split names`, `${split.rows}`);
     const splits = split.values as string[];
     const bad = splits.findIndex((n) => !["train", "valid", "test"].includes(n.trim()));
     if (bad >= 0) throw new DataError(split.file, "split", "train, valid or test", `"${splits[bad]}" in sample ${bad}`);
-    const order = ["train", "valid", "test"].flatMap((want) => splits.flatMap((n, i) => (n.trim() === want ? [i] : [])));
-    const count = (want: string) => splits.filter((n) => n.trim() === want).length;
-    return splitInOrder(all, widths, order, { valid: count("valid") / size, test: count("test") / size }, description, names, labelWidth);
+    return byName(splits.map((n) => n.trim()));
   }
   if (options.group) {
     const group = readColumn(root, options.group, true);
@@ -240,9 +244,7 @@ export function files(root: string, modalities: { name: string; shape: number[];
     const foldOf = new Map(groups.map((g, i) => [g, i % options.folds]));
     const testFold = options.fold;
     const validFold = (options.fold + 1) % options.folds;
-    const splits = (group.values as string[]).map((g) => (foldOf.get(g) === testFold ? "test" : foldOf.get(g) === validFold ? "valid" : "train"));
-    const order = ["train", "valid", "test"].flatMap((want) => splits.flatMap((n, i) => (n === want ? [i] : [])));
-    return splitInOrder(all, widths, order, { valid: splits.filter((n) => n === "valid").length / size, test: splits.filter((n) => n === "test").length / size }, description, names, labelWidth);
+    return byName((group.values as string[]).map((g) => (foldOf.get(g) === testFold ? "test" : foldOf.get(g) === validFold ? "valid" : "train")));
   }
   return splitInOrder(all, widths, new Random(options.seed).permutation(size), options, description, names, labelWidth);
 }
