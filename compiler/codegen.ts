@@ -1,4 +1,4 @@
-import { Project, VariableDeclarationKind, type CodeBlockWriter, type WriterFunction } from "ts-morph";
+import { Project, StructureKind, VariableDeclarationKind, type CodeBlockWriter, type StatementStructures, type WriterFunction } from "ts-morph";
 import type { ActionIR, FExpr, GroupRef, IndexRef, ModelIR, RExpr, RuleValue } from "./ir.js";
 import type { StepPlan } from "./schedule.js";
 import { reads, readsTaskGradient } from "./schedule.js";
@@ -300,11 +300,12 @@ function fusionCode(e: FExpr, env: Env): string {
   }
 }
 
+/** One in-memory project for every call: creating a project costs more than printing a small trainer. */
+const project = new Project({ useInMemoryFileSystem: true });
+
 /** Phase 5: IR + step plan → the trainer module's TypeScript (unformatted). */
 export function generate(model: ModelIR, plan: StepPlan, sourceName: string): string {
   const env: Env = { bound: [], model, used: new Set(), scope: "ctx" };
-  const project = new Project({ useInMemoryFileSystem: true });
-  const file = project.createSourceFile("trainer.ts", "", { overwrite: true });
   const statements = (lines: string[]): WriterFunction => (w: CodeBlockWriter) => {
     for (const line of lines) w.writeLine(line);
   };
@@ -341,9 +342,12 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
   }
   const logged = plan.values.filter((v) => !["grad", "logits", "prototypes"].includes(v.value.kind)).map((v) => (safeName(v.name) === v.name ? v.name : `${JSON.stringify(v.name)}: ${safeName(v.name)}`));
 
-  const imports = () => [...env.used].sort();
+  // The module is built as one list of structures and printed once: ts-morph re-parses the file after every
+  // `add...` call, which made code generation quadratic in the number of rule values.
+  const module: StatementStructures[] = [];
   if (model.fuse) {
-    file.addFunction({
+    module.push({
+      kind: StructureKind.Function,
       name: "fuse",
       parameters: [{ name: "inputs", type: "FusionInputs" }],
       returnType: "Tensor",
@@ -351,20 +355,23 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
       leadingTrivia: `// ${commentText(model.fuse.text)}  (line ${model.fuse.line})\n`,
     });
   }
-  file.addVariableStatement({
+  module.push({
+    kind: StructureKind.VariableStatement,
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
     declarations: [{ name: "spec", type: "ModelSpec", initializer: specLiteral(model, sourceName) }],
-    leadingTrivia: `/** The model (spec lines ${model.modalities[0]?.line ?? 1}-${model.loss.line}): architecture, data, optimiser, training settings. */\n`,
+    leadingTrivia: `\n/** The model (spec lines ${model.modalities[0]?.line ?? 1}-${model.loss.line}): architecture, data, optimiser, training settings. */\n`,
   });
-  file.addVariableStatement({
+  module.push({
+    kind: StructureKind.VariableStatement,
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
     declarations: [{ name: "params", initializer: `{ ${rule.params.map((x) => `${x.name}: ${numberLiteral(x.value)}`).join(", ")} }` }],
     leadingTrivia: "/** The spec's `param` values; `mmb train --set name=value` overrides them. */\n",
   });
-  file.addTypeAlias({ name: "Params", type: "Record<keyof typeof params, number>" });
-  file.addFunction({
+  module.push({ kind: StructureKind.TypeAlias, name: "Params", type: "Record<keyof typeof params, number>", leadingTrivia: "\n" });
+  module.push({
+    kind: StructureKind.Function,
     name: "taskLoss",
     parameters: [{ name: "f", type: "Forward" }],
     returnType: "Tensor",
@@ -382,7 +389,8 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
   body.push("", "// Optimiser step on the (modulated) gradients.", "ctx.update(grads);");
   if (prevWrites.length) body.push("", "// History: values that `prev(...)` reads on the next step.", ...prevWrites);
   body.push(`return { loss, values: { ${logged.join(", ")} }, raw: grad };`);
-  file.addFunction({
+  module.push({
+    kind: StructureKind.Function,
     isExported: true,
     name: "trainStep",
     parameters: [
@@ -394,7 +402,8 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
     leadingTrivia: "/** One training step, phase by phase. */\n",
   });
   const valueLines = Object.fromEntries(plan.values.filter((v) => !["grad", "logits", "prototypes"].includes(v.value.kind)).map((v) => [v.name, v.line]));
-  file.addVariableStatement({
+  module.push({
+    kind: StructureKind.VariableStatement,
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
     declarations: [
@@ -405,11 +414,12 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
       },
     ],
   });
-  file.addExportAssignment({ isExportEquals: false, expression: "trainer" });
-  file.insertImportDeclaration(0, {
+  module.push({ kind: StructureKind.ExportAssignment, isExportEquals: false, expression: "trainer", leadingTrivia: "\n" });
+  module.unshift({
+    kind: StructureKind.ImportDeclaration,
     moduleSpecifier: "mmb/runtime",
     namedImports: [
-      ...imports(),
+      ...[...env.used].sort(),
       ...["Forward", ...(model.fuse ? ["FusionInputs"] : []), "ModelSpec", "StepContext", "StepResult", "Tensor", "TrainerDefinition"].map((name) => ({ name, isTypeOnly: true })),
     ],
   });
@@ -417,5 +427,6 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
     `// Generated by mmb ${generatorVersion} from ${commentText(sourceName)}. Edit the spec, not this file.`,
     "// Rule values are computed from this step's raw gradients; actions apply in spec order.",
   ];
+  const file = project.createSourceFile("trainer.ts", { statements: module }, { overwrite: true });
   return `${header.join("\n")}\n${file.getFullText()}`;
 }

@@ -57,7 +57,7 @@ export async function compile(text: string, options: CompileOptions = {}): Promi
 }
 
 export function format(code: string): Promise<string> {
-  return prettier.format(code, { parser: "typescript", printWidth: 110 });
+  return prettier.format(code, { parser: "babel-ts", printWidth: 110 });
 }
 
 export function renderAll(diagnostics: Diagnostic[], source: SourceText): string {

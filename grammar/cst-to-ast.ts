@@ -19,16 +19,21 @@ function isToken(element: CstElement): element is IToken {
   return (element as IToken).image !== undefined;
 }
 
+const none: never[] = [];
+
+/** A label holds either nodes or tokens, never both: the grammar gives each label one kind. */
 function nodes(node: CstNode, label: string): CstNode[] {
-  return (node.children[label] ?? []).filter((c): c is CstNode => !isToken(c));
+  return (node.children[label] as CstNode[] | undefined) ?? none;
 }
 
+/** Tokens under a label, without those the parser inserted while recovering (they have no place in the source). */
 function tokens(node: CstNode, label: string): IToken[] {
-  return (node.children[label] ?? []).filter((c): c is IToken => isToken(c) && !isNaN(c.startOffset));
+  const found = (node.children[label] as IToken[] | undefined) ?? none;
+  return found.some((token) => isNaN(token.startOffset)) ? found.filter((token) => !isNaN(token.startOffset)) : found;
 }
 
 function node1(node: CstNode, label: string): CstNode | undefined {
-  return nodes(node, label)[0];
+  return node.children[label]?.[0] as CstNode | undefined;
 }
 
 function token1(node: CstNode, label: string): IToken | undefined {
@@ -180,21 +185,31 @@ const prefix: Record<string, number> = { not: 5, "-": 13 };
 
 type Piece = { type: "prefix"; op: "not" | "-"; span: Span } | { type: "value"; expr: Expr } | { type: "infix"; op: BinaryOp };
 
-/** An `expression` node: its operands and operators, in source order, folded by precedence (Pratt). */
+/** An `expression` node: its operands and operators, in source order, folded by precedence. */
 function expression(node: CstNode): Expr {
   const operators = tokens(node, "operator");
   const pieces: Piece[] = [];
   nodes(node, "operand").forEach((operand, i) => {
-    for (const token of tokens(operand, "prefix")) pieces.push({ type: "prefix", op: token.image === "not" ? "not" : "-", span: tokenSpan(token) });
-    pieces.push({ type: "value", expr: expr(node1(operand, "value"), operand) });
+    pieces.push(...operandPieces(operand));
     if (operators[i]) pieces.push({ type: "infix", op: operators[i]!.image as BinaryOp });
   });
+  return fold(pieces, node);
+}
+
+function operandPieces(operand: CstNode): Piece[] {
+  const pieces: Piece[] = tokens(operand, "prefix").map((token) => ({ type: "prefix", op: token.image === "not" ? "not" : "-", span: tokenSpan(token) }));
+  pieces.push({ type: "value", expr: operandValue(operand) });
+  return pieces;
+}
+
+/** Pratt's fold of prefix operators, values and infix operators into one expression tree. */
+function fold(pieces: Piece[], node: CstNode): Expr {
   let at = 0;
-  const fold = (minimum: number): Expr => {
+  const parse = (minimum: number): Expr => {
     const piece = pieces[at++];
     let left: Expr;
     if (piece?.type === "prefix") {
-      const operand = fold(prefix[piece.op]!);
+      const operand = parse(prefix[piece.op]!);
       left = { kind: "Unary", op: piece.op, operand, span: joinSpans(piece.span, operand.span) };
     } else if (piece?.type === "value") left = piece.expr;
     else return { kind: "Missing", span: nodeSpan(node) };
@@ -202,38 +217,36 @@ function expression(node: CstNode): Expr {
       const [leftPower, rightPower] = infix[next.op] ?? [0, 0];
       if (leftPower < minimum) break;
       at++;
-      const right = fold(rightPower);
+      const right = parse(rightPower);
       left = { kind: "Binary", op: next.op, left, right, span: joinSpans(left.span, right.span) };
     }
     return left;
   };
-  return fold(0);
+  return parse(0);
 }
 
 function toExpr(node: CstNode): Expr {
-  const span = nodeSpan(node);
   switch (node.name) {
     case "expression":
       return expression(node);
-    case "postfix":
-      return postfix(node);
-    case "primary":
-      return primary(node);
+    case "operand":
+      return fold(operandPieces(node), node);
     case "ifExpr":
       return {
         kind: "If",
         condition: expr(node1(node, "condition"), node),
         then: expr(node1(node, "then"), node),
         otherwise: expr(node1(node, "otherwise"), node),
-        span,
+        span: nodeSpan(node),
       };
     default:
-      return { kind: "Missing", span };
+      return { kind: "Missing", span: nodeSpan(node) };
   }
 }
 
-function postfix(node: CstNode): Expr {
-  let result = expr(node1(node, "base"), node);
+/** An operand without its prefix operators: the primary, then its calls, indices and members. */
+function operandValue(node: CstNode): Expr {
+  let result = primary(node);
   for (const suffix of nodes(node, "suffix")) {
     const span = joinSpans(result.span, nodeSpan(suffix));
     if (suffix.name === "callSuffix") {
@@ -245,8 +258,7 @@ function postfix(node: CstNode): Expr {
     } else if (suffix.name === "indexSuffix") {
       result = { kind: "Index", base: result, indices: nodes(suffix, "index").map(toExpr), span };
     } else {
-      const nameNode = node1(suffix, "property");
-      const property = ident(nameNode && token1(nameNode, "token")) ?? { kind: "Ident", name: "", span };
+      const property = ident(token1(suffix, "property")) ?? { kind: "Ident", name: "", span };
       result = { kind: "Member", object: result, property, span };
     }
   }
@@ -254,18 +266,14 @@ function postfix(node: CstNode): Expr {
 }
 
 function primary(node: CstNode): Expr {
-  const span = nodeSpan(node);
   const number = token1(node, "number");
-  if (number) return { kind: "Number", value: Number(number.image), text: number.image, span };
+  if (number) return { kind: "Number", value: Number(number.image), text: number.image, span: tokenSpan(number) };
   const string = token1(node, "string");
-  if (string) return { kind: "String", value: unquote(string.image), span };
-  const name = node1(node, "name");
-  if (name) {
-    const token = token1(name, "token");
-    return token ? { kind: "Name", name: token.image, span: tokenSpan(token) } : { kind: "Missing", span };
-  }
+  if (string) return { kind: "String", value: unquote(string.image), span: tokenSpan(string) };
+  const name = token1(node, "name");
+  if (name) return { kind: "Name", name: name.image, span: tokenSpan(name) };
   const list = node1(node, "list");
-  if (list) return { kind: "List", items: nodes(list, "item").map(toExpr), span };
+  if (list) return { kind: "List", items: nodes(list, "item").map(toExpr), span: nodeSpan(list) };
   const conditional = node1(node, "conditional");
   if (conditional) return toExpr(conditional);
   return expr(node1(node, "inner"), node);

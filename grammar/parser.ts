@@ -123,7 +123,7 @@ class MmbParser extends CstParser {
     this.CONSUME(T.Train);
     this.AT_LEAST_ONE(() => {
       this.CONSUME(T.Identifier, { LABEL: "key" });
-      this.SUBRULE(this.primary, { LABEL: "value" });
+      this.SUBRULE(this.operand, { LABEL: "value" });
     });
   });
 
@@ -231,6 +231,7 @@ class MmbParser extends CstParser {
     });
   });
 
+  /** Prefix operators, a primary, then calls, indexing and member access: one rule, so that a leaf costs one rule call. */
   operand = this.RULE("operand", () => {
     this.MANY(() => {
       this.OR([
@@ -238,13 +239,22 @@ class MmbParser extends CstParser {
         { ALT: () => this.CONSUME(T.Not, { LABEL: "prefix" }) },
       ]);
     });
-    this.SUBRULE(this.postfix, { LABEL: "value" });
-  });
-
-  postfix = this.RULE("postfix", () => {
-    this.SUBRULE(this.primary, { LABEL: "base" });
-    this.MANY(() => {
-      this.OR([
+    this.OR2([
+      { ALT: () => this.CONSUME(T.NumberLiteral, { LABEL: "number" }) },
+      { ALT: () => this.CONSUME(T.StringLiteral, { LABEL: "string" }) },
+      { ALT: () => this.CONSUME(T.NameWord, { LABEL: "name" }) },
+      { ALT: () => this.SUBRULE(this.listLiteral, { LABEL: "list" }) },
+      { ALT: () => this.SUBRULE(this.ifExpr, { LABEL: "conditional" }) },
+      {
+        ALT: () => {
+          this.CONSUME(T.LParen);
+          this.SUBRULE(this.expression, { LABEL: "inner" });
+          this.CONSUME(T.RParen);
+        },
+      },
+    ]);
+    this.MANY2(() => {
+      this.OR3([
         { ALT: () => this.SUBRULE(this.callSuffix, { LABEL: "suffix" }) },
         { ALT: () => this.SUBRULE(this.indexSuffix, { LABEL: "suffix" }) },
         { ALT: () => this.SUBRULE(this.memberSuffix, { LABEL: "suffix" }) },
@@ -261,12 +271,7 @@ class MmbParser extends CstParser {
   argument = this.RULE("argument", () => {
     // An option name may be any word, keywords included (`synthetic(noise: 0.5)`).
     this.OPTION(() => {
-      this.OR(
-        [T.Identifier, ...T.keywords].map((word) => ({
-          GATE: () => this.LA(2).tokenType === T.Colon,
-          ALT: () => this.CONSUME(word, { LABEL: "name" }),
-        })),
-      );
+      this.CONSUME(T.Word, { LABEL: "name" });
       this.CONSUME(T.Colon);
     });
     this.SUBRULE(this.expression, { LABEL: "value" });
@@ -280,31 +285,7 @@ class MmbParser extends CstParser {
 
   memberSuffix = this.RULE("memberSuffix", () => {
     this.CONSUME(T.Dot);
-    this.SUBRULE(this.name, { LABEL: "property" });
-  });
-
-  primary = this.RULE("primary", () => {
-    this.OR([
-      { ALT: () => this.CONSUME(T.NumberLiteral, { LABEL: "number" }) },
-      { ALT: () => this.CONSUME(T.StringLiteral, { LABEL: "string" }) },
-      { ALT: () => this.SUBRULE(this.name, { LABEL: "name" }) },
-      { ALT: () => this.SUBRULE(this.listLiteral, { LABEL: "list" }) },
-      { ALT: () => this.SUBRULE(this.ifExpr, { LABEL: "conditional" }) },
-      {
-        ALT: () => {
-          this.CONSUME(T.LParen);
-          this.SUBRULE(this.expression, { LABEL: "inner" });
-          this.CONSUME(T.RParen);
-        },
-      },
-    ]);
-  });
-
-  name = this.RULE("name", () => {
-    this.OR([
-      { ALT: () => this.CONSUME(T.Identifier, { LABEL: "token" }) },
-      ...T.nameKeywords.map((keyword) => ({ ALT: () => this.CONSUME(keyword, { LABEL: "token" }) })),
-    ]);
+    this.CONSUME(T.NameWord, { LABEL: "property" });
   });
 
   listLiteral = this.RULE("listLiteral", () => {

@@ -1,23 +1,28 @@
 import { createToken, Lexer, type TokenType } from "chevrotain";
 
-export const Identifier = createToken({ name: "Identifier", pattern: /[A-Za-z_][A-Za-z0-9_]*/ });
+/** Any word that may name a thing inside an expression: identifiers and a few keywords (`grad(encoder[m])`). */
+export const NameWord = createToken({ name: "NameWord", pattern: Lexer.NA });
+/** Any word, keywords included: option names (`synthetic(noise: 0.5)`). */
+export const Word = createToken({ name: "Word", pattern: Lexer.NA });
+
+export const Identifier = createToken({ name: "Identifier", pattern: /[A-Za-z_][A-Za-z0-9_]*/, categories: [NameWord, Word] });
 
 /** Every infix operator: expressions are operands joined by these; the AST builder applies precedence. */
 export const BinaryOperator = createToken({ name: "BinaryOperator", pattern: Lexer.NA });
 
 /** Reserved words start declarations and statements; `longer_alt` keeps `models` an identifier. */
 function keyword(word: string, categories: TokenType[] = []): TokenType {
-  return createToken({ name: word[0]!.toUpperCase() + word.slice(1), pattern: new RegExp(word), longer_alt: Identifier, categories });
+  return createToken({ name: word[0]!.toUpperCase() + word.slice(1), pattern: new RegExp(word), longer_alt: Identifier, categories: [Word, ...categories] });
 }
 
-export const Model = keyword("model");
-export const Data = keyword("data");
-export const Modality = keyword("modality");
-export const Target = keyword("target");
-export const Encoder = keyword("encoder");
-export const Fusion = keyword("fusion");
-export const Head = keyword("head");
-export const Loss = keyword("loss");
+export const Model = keyword("model", [NameWord]);
+export const Data = keyword("data", [NameWord]);
+export const Modality = keyword("modality", [NameWord]);
+export const Target = keyword("target", [NameWord]);
+export const Encoder = keyword("encoder", [NameWord]);
+export const Fusion = keyword("fusion", [NameWord]);
+export const Head = keyword("head", [NameWord]);
+export const Loss = keyword("loss", [NameWord]);
 export const Optimizer = keyword("optimizer");
 export const Schedule = keyword("schedule");
 export const Train = keyword("train");
@@ -43,8 +48,6 @@ export const And = keyword("and", [BinaryOperator]);
 export const Or = keyword("or", [BinaryOperator]);
 export const Not = keyword("not");
 
-/** Keywords that also name things inside expressions (`grad(encoder[m])`, `loss(head[m], y)`). */
-export const nameKeywords = [Encoder, Head, Fusion, Loss, Data, Model, Target, Modality];
 
 export const NumberLiteral = createToken({ name: "NumberLiteral", pattern: /(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?/ });
 export const StringLiteral = createToken({ name: "StringLiteral", pattern: /"(?:[^"\\\n\r]|\\.)*"/ });
@@ -80,7 +83,7 @@ export const keywords = [
 ];
 
 export const allTokens: TokenType[] = [
-  WhiteSpace, Comment, BinaryOperator,
+  WhiteSpace, Comment, BinaryOperator, NameWord, Word,
   ...keywords,
   Identifier, NumberLiteral, StringLiteral,
   Arrow, LessEqual, GreaterEqual, EqualEqual, NotEqual, Less, Greater, Equals,
