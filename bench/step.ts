@@ -3,10 +3,11 @@
  * 1. the generated baseline trainer (the whole loop: batches, step, logging, checkpoints) against
  *    a hand-written tfjs loop for the same model, optimiser and data (target ≤ 1.05×);
  * 2. each spec's step time over the baseline's (what a rule costs).
- *   node dist/bench/step.js [--backend wasm|cpu] [--epochs 4]
+ * It also reports the tensors alive at the end of each epoch (a count that grows is a leak).
+ *   node dist/bench/step.js [--backend wasm|cpu] [--epochs 6] [--json results.json]
  */
 import * as tf from "@tensorflow/tfjs";
-import { mkdtempSync, readFileSync, readdirSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadTrainer } from "../cli/load-trainer.js";
@@ -34,13 +35,16 @@ async function trainerOf(file: string, plain = false) {
   return loadTrainer(result.code, mkdtempSync(join(tmpdir(), "mmb-step-bench-")));
 }
 
+const tensorsPerEpoch: Record<string, number[]> = {};
+
 /** Milliseconds per step of the generated loop: its median epoch training time (after the first, without evaluation) over its steps. */
 async function generatedStep(file: string, data: Dataset, plain = false): Promise<number> {
   const trainer = await trainerOf(file, plain);
   const out = mkdtempSync(join(tmpdir(), "mmb-step-run-"));
   await train(trainer, { out, backend, epochs, data, log: () => {} });
-  const seconds = readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => r.type === "epoch").map((r) => r.step_seconds as number);
-  return (median(seconds.slice(1)) * 1000) / Math.ceil(data.train.size / trainer.spec.train.batch);
+  const records = readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => r.type === "epoch");
+  if (!plain) tensorsPerEpoch[file] = records.map((r) => r.tensors as number);
+  return (median(records.slice(1).map((r) => r.step_seconds as number)) * 1000) / Math.ceil(data.train.size / trainer.spec.train.batch);
 }
 
 /** The same model and SGD with momentum and weight decay, written directly in tfjs. */
@@ -106,10 +110,15 @@ const generated = await generatedStep("baseline.mmb", data);
 console.log(`training step on ${backend}, batch ${baseline.spec.train.batch}, median over ${epochs - 1} epochs after the first (best of 3 rounds):`);
 console.log(`  generated trainer, baseline model without a rule ${loop.toFixed(2)} ms, hand-written tfjs loop ${hand.toFixed(2)} ms: ratio ${(loop / hand).toFixed(2)} (target ≤ 1.05)`);
 console.log(`  baseline.mmb with its logged rule values (scores, gradient norms) ${generated.toFixed(2)} ms`);
-console.log("  each spec over the baseline (same data):");
+console.log("  each spec over the baseline (same data); tensors alive at the end of each epoch:");
+const specs: Record<string, number> = {};
+const leaks = (counts: number[]) => (counts.slice(1).some((n) => n > counts[0]!) ? "  GROWING" : "");
+console.log(`    ${"baseline.mmb".padEnd(24)} ${generated.toFixed(2).padStart(8)} ms  1.00×  [${tensorsPerEpoch["baseline.mmb"]!.join(", ")}]${leaks(tensorsPerEpoch["baseline.mmb"]!)}`);
 for (const file of readdirSync(join(repositoryRoot, "specs")).filter((f) => f.endsWith(".mmb") && f !== "baseline.mmb").sort()) {
   const trainer = await trainerOf(file);
   if (trainer.spec.modalities.length !== 2 || trainer.spec.target.kind !== "class") continue;
-  const ms = await generatedStep(file, data);
-  console.log(`    ${file.padEnd(24)} ${ms.toFixed(2).padStart(8)} ms  ${(ms / generated).toFixed(2)}×`);
+  const ms = (specs[file] = await generatedStep(file, data));
+  console.log(`    ${file.padEnd(24)} ${ms.toFixed(2).padStart(8)} ms  ${(ms / generated).toFixed(2)}×  [${tensorsPerEpoch[file]!.join(", ")}]${leaks(tensorsPerEpoch[file]!)}`);
 }
+const json = arg("--json", "");
+if (json) writeFileSync(json, JSON.stringify({ backend, hand, loop, baseline: generated, specs, tensorsPerEpoch }, null, 2));

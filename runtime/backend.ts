@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { installSecondOrderGradients } from "./second-order.js";
+import { registerNativeKernels } from "./native-kernels.js";
 import { registerWasmKernels } from "./wasm-kernels.js";
 
 export const backendPreference = ["tensorflow-gpu", "tensorflow", "wasm", "cpu"] as const;
@@ -22,6 +23,13 @@ async function tryNative(name: BackendName): Promise<boolean> {
   }
 }
 
+let nativeKernels: boolean | undefined;
+
+/** The backend as users should read it: `wasm + OpenBLAS` where the native kernels run its matmuls and convolutions. */
+export function describeBackend(name: BackendName): string {
+  return name === "wasm" && nativeKernels ? "wasm + OpenBLAS" : name;
+}
+
 /**
  * Picks the fastest available backend (or the forced one) and returns its name.
  * The native packages register themselves as "tensorflow"; we report which package it was.
@@ -40,6 +48,7 @@ export async function selectBackend(forced?: string): Promise<BackendName> {
     if (name === "wasm") {
       await import("@tensorflow/tfjs-backend-wasm");
       registerWasmKernels();
+      nativeKernels = registerNativeKernels();
     }
     if (await tf.setBackend(name)) {
       await tf.ready();

@@ -332,8 +332,9 @@ function recurrent(params: Params, prefix: string, kind: string, hidden: number,
   const projected = tf.add(tf.matMul(tf.reshape(x, [batch * steps, -1]), kernel), bias).reshape([batch, steps, -1]);
   let h: tf.Tensor = tf.zeros([batch, hidden]);
   let c: tf.Tensor = tf.zeros([batch, hidden]);
-  for (let t = 0; t < steps; t++) {
-    const input = tf.squeeze(tf.slice(projected, [0, t, 0], [batch, 1, -1]), [1]);
+  // One unstack, not a slice per step: the gradient of a slice is a padded copy of the whole
+  // sequence, so slicing made the backward pass quadratic in the sequence length.
+  for (const input of tf.unstack(projected, 1)) {
     if (kind === "lstm") {
       const [i, f, g, o] = tf.split(tf.add(input, tf.matMul(h as tf.Tensor2D, recurrentKernel)), 4, 1);
       c = tf.add(tf.mul(tf.sigmoid(f!), c), tf.mul(tf.sigmoid(i!), tf.tanh(g!)));

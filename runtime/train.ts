@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { appendFile, mkdir, writeFile } from "node:fs/promises";
 import { totalmem } from "node:os";
 import { join } from "node:path";
-import { selectBackend, type BackendName } from "./backend.js";
+import { describeBackend, selectBackend, type BackendName } from "./backend.js";
 import { loadCheckpoint, saveCheckpoint, writeJsonAtomically, type CheckpointState } from "./checkpoint.js";
 import { loadData, type Dataset, type Split } from "./data/index.js";
 import { History } from "./history.js";
@@ -53,6 +53,8 @@ export interface Summary {
   model: string;
   source: string;
   backend: BackendName;
+  /** `wasm + OpenBLAS` where the native kernels ran. */
+  kernels: string;
   seed: number;
   epochs: number;
   params: Record<string, number>;
@@ -72,6 +74,12 @@ export class NumericError extends Error {}
 export class ResourceError extends Error {}
 
 const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 1);
+
+/** What the process holds at the end of an epoch: a count of tensors that grows from epoch to epoch is a leak. */
+function memoryRecord() {
+  const { numTensors, numBytes } = tf.memory();
+  return { tensors: numTensors, tensor_mb: Math.round(numBytes / 2 ** 10) / 2 ** 10, rss_mb: Math.round(process.memoryUsage().rss / 2 ** 20) };
+}
 
 /** Fails before any allocation when training cannot fit: the backend's limit or the machine's memory. */
 function checkResources(spec: ModelSpec, backend: BackendName): void {
@@ -155,7 +163,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const p = { ...definition.params, ...options.set };
   checkResources(spec, backend);
   const progress = (options.progress ?? (!options.log && process.stderr.isTTY)) ? progressBar(epochs) : undefined;
-  say(`mmb: training ${spec.name} on backend ${backend}, seed ${seed}, ${epochs} epochs`);
+  say(`mmb: training ${spec.name} on backend ${describeBackend(backend)}, seed ${seed}, ${epochs} epochs`);
 
   const data = options.data ?? loadData(spec, options.dataRoot);
   await mkdir(options.out, { recursive: true });
@@ -275,7 +283,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       const seconds = (Date.now() - epochStart) / 1000;
       epochSeconds.push(seconds);
       const metricName = Object.keys(last.test)[0]!;
-      lines.push(JSON.stringify({ type: "epoch", epoch, loss: lossSum / Math.max(1, records.length), lr: Number(spec.optimizer.options.lr) * lrSchedule, train: last.train, valid: last.valid, test: last.test, unimodal, seconds, step_seconds: stepSeconds }));
+      lines.push(JSON.stringify({ type: "epoch", epoch, loss: lossSum / Math.max(1, records.length), lr: Number(spec.optimizer.options.lr) * lrSchedule, train: last.train, valid: last.valid, test: last.test, unimodal, seconds, step_seconds: stepSeconds, ...memoryRecord() }));
       await appendFile(logPath, lines.join("\n") + "\n");
       if (sign * valid > best.metric) best = { metric: sign * valid, epoch, stale: 0 };
       else best.stale++;
@@ -308,6 +316,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       model: spec.name,
       source: spec.source,
       backend,
+      kernels: describeBackend(backend),
       seed,
       epochs,
       params: p,

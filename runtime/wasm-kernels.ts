@@ -9,6 +9,37 @@ import * as tf from "@tensorflow/tfjs";
 type KernelInputs = Record<string, tf.TensorInfo>;
 interface Backend {
   incRef(dataId: object): void;
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+
+/**
+ * Copies the block of `x` at `begin` with extent `size` into a new tensor of shape `outShape`
+ * (the same number of elements), reading the wasm heap in place. tfjs-backend-wasm's Slice copies
+ * the whole input out of the heap first (`readSync`), so taking 50 time steps of a sequence cost
+ * 50 copies of the sequence.
+ */
+function sliceOnHeap(backend: Backend, x: tf.TensorInfo, begin: number[], size: number[], outShape: number[]): tf.TensorInfo {
+  const out = backend.makeOutput(outShape, x.dtype);
+  if (size.some((d) => d === 0)) return out;
+  // Views after allocation: growing the heap detaches earlier views.
+  const from = backend.typedArrayFromHeap(x);
+  const to = backend.typedArrayFromHeap(out);
+  // Trailing axes taken whole are one contiguous run per index of the others.
+  let axes = x.shape.length;
+  let run = 1;
+  while (axes > 1 && size[axes - 1] === x.shape[axes - 1]) run *= x.shape[--axes]!;
+  run *= size[axes - 1]!;
+  const strides = x.shape.map((_, i) => x.shape.slice(i + 1).reduce((a, b) => a * b, 1));
+  const outer = size.slice(0, axes - 1);
+  const index = outer.map(() => 0);
+  for (let written = 0; written < to.length; written += run) {
+    let offset = begin[axes - 1]! * strides[axes - 1]!;
+    index.forEach((i, axis) => (offset += (begin[axis]! + i) * strides[axis]!));
+    to.set(from.subarray(offset, offset + run), written);
+    for (let axis = outer.length - 1; axis >= 0 && ++index[axis]! === outer[axis]; axis--) index[axis] = 0;
+  }
+  return out;
 }
 
 function wrap(info: tf.TensorInfo, backend: Backend): tf.Tensor {
@@ -59,11 +90,48 @@ export function conv2dFilterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, filterShap
   return tf.transpose(out, [1, 2, 0, 3]);
 }
 
+/** Replaces a wasm kernel for numeric tensors; string tensors keep the original. */
+function replaceNumeric(kernelName: string, kernelFunc: (args: { inputs: KernelInputs; backend: Backend; attrs: Record<string, unknown> }) => tf.TensorInfo | tf.TensorInfo[]): void {
+  const original = tf.getKernel(kernelName, "wasm");
+  if (!original) throw new Error(`wasm kernels: tfjs-backend-wasm has no ${kernelName} kernel`);
+  tf.unregisterKernel(kernelName, "wasm");
+  tf.registerKernel({
+    ...original,
+    kernelFunc: (args) => {
+      const inputs = args.inputs as KernelInputs;
+      if (Object.values(inputs).some((t) => t.dtype === "string")) return original.kernelFunc(args);
+      return kernelFunc({ inputs, backend: args.backend as unknown as Backend, attrs: args.attrs as Record<string, unknown> });
+    },
+  });
+}
+
 let registered = false;
 
 export function registerWasmKernels(): void {
   if (registered) return;
   registered = true;
+  replaceNumeric("Slice", ({ inputs, backend, attrs }) => {
+    const x = inputs.x!;
+    const [begin, size] = tf.slice_util.parseSliceParams(x as tf.TensorInfo as tf.Tensor, attrs.begin as number[], attrs.size as number[]);
+    return sliceOnHeap(backend, x, begin, size, size);
+  });
+  // The cpu backend's Identity shares the input's memory (tensors are immutable); wasm's copies it,
+  // and tfjs clones every tensor it saves for the backward pass and casts float32 gradients to float32.
+  const share = (backend: Backend, x: tf.TensorInfo): tf.TensorInfo => {
+    backend.incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+  replaceNumeric("Identity", ({ inputs, backend }) => share(backend, inputs.x!));
+  const cast = tf.getKernel("Cast", "wasm")!;
+  replaceNumeric("Cast", (args) => (args.attrs.dtype === args.inputs.x!.dtype ? share(args.backend, args.inputs.x!) : (cast.kernelFunc(args as never) as tf.TensorInfo)));
+  replaceNumeric("Unpack", ({ inputs, backend, attrs }) => {
+    const x = inputs.value!;
+    const axis = ((attrs.axis as number) + x.shape.length) % x.shape.length;
+    const outShape = x.shape.filter((_, i) => i !== axis);
+    return Array.from({ length: x.shape[axis]! }, (_, i) =>
+      sliceOnHeap(backend, x, x.shape.map((_, a) => (a === axis ? i : 0)), x.shape.map((d, a) => (a === axis ? 1 : d)), outShape),
+    );
+  });
   tf.registerKernel({
     kernelName: "Conv2DBackpropFilter",
     backendName: "wasm",

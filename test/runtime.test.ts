@@ -11,6 +11,10 @@ import { train } from "../runtime/train.js";
 import { conv2dFilterGradient } from "../runtime/wasm-kernels.js";
 import { compileOrThrow, smallSpec } from "./helpers.js";
 
+// This file tests the pure wasm path (tfjs's kernels and ours in runtime/wasm-kernels.ts); the
+// OpenBLAS kernels have their own file, test/native-kernels.test.ts.
+process.env.MMB_NATIVE = "0";
+
 function values(n: number, salt: number): number[] {
   return Array.from({ length: n }, (_, i) => Math.sin(i * 1.3 + salt) * 0.8);
 }
@@ -67,11 +71,24 @@ describe("wasm replacement kernels agree with the cpu backend", () => {
     const convValid = tf.grads((ww: tf.Tensor) => tf.sum(tf.conv2d(x, ww as tf.Tensor4D, [1, 2], "valid")))([w]);
     const matmul = tf.grads((aa: tf.Tensor) => tf.sum(tf.square(tf.matMul(aa as tf.Tensor3D, aa as tf.Tensor3D, true, false))))([a]);
     const transposedB = tf.matMul(a, a, false, true);
-    return [...conv, ...convValid, ...matmul, transposedB].map((t) => Array.from(t.dataSync()));
+    const cube = tf.tensor4d(values(2 * 5 * 4 * 3, 4), [2, 5, 4, 3]);
+    const slices = [
+      tf.slice(cube, [0, 1, 0, 0], [2, 3, -1, -1]), // trailing axes whole: runs of 12
+      tf.slice(cube, [1, 2, 1, 1], [1, 2, 2, 2]), // strided on every axis
+      tf.slice(tf.tensor1d(values(9, 5)), [2], [5]),
+      tf.slice(cube, [0, 0, 0, 0], [2, 0, 4, 3]), // empty
+      tf.slice(tf.reshape(cube, [2, 5, 2, 2, 3]), [0, 1, 1, 0, 1], [2, 2, 1, 2, 2]), // rank 5
+    ];
+    const unstacked = [0, 1, 3].flatMap((axis) => tf.unstack(cube, axis));
+    // The backward pass of an unstacked sequence (Pack) and a cast of the same and another dtype.
+    const sequenceGradient = tf.grad((c: tf.Tensor) => tf.addN(tf.unstack(c, 1).map((step, t) => tf.mul(step, t + 1))).sum())(cube);
+    const casts = [tf.cast(cube, "float32"), tf.cast(tf.mul(cube, 3), "int32"), tf.clone(cube)];
+    return [...conv, ...convValid, ...matmul, transposedB, ...slices, ...unstacked, sequenceGradient, ...casts].map((t) => Array.from(t.dataSync()));
   }
-  it("Conv2DBackpropFilter (same and valid padding, strides 1 and 2) and transposed BatchMatMul", async () => {
+  it("Conv2DBackpropFilter (same and valid padding, strides 1 and 2), transposed BatchMatMul, Slice, Unpack, Cast and Identity", async () => {
     const cpu = await onBackend("cpu");
     const wasm = await onBackend("wasm");
+    expect(wasm.map((v) => v.length)).toEqual(cpu.map((v) => v.length));
     cpu.forEach((values, i) => values.forEach((v, j) => expect(Math.abs(v - wasm[i]![j]!)).toBeLessThan(1e-4 * Math.max(1, Math.abs(v)))));
   });
   it("the filter gradient formula equals tfjs's own on cpu", async () => {
