@@ -52,7 +52,7 @@ if (!flag("--skip-compile")) {
   run(process.execPath, [join(repositoryRoot, "dist/bench/compile.js")]);
 }
 
-console.log("\n## 2. Reference workloads: ms per SGD step (median of 20), samples/s, peak RSS\n");
+console.log("\n## 2. Reference workloads: ms per SGD step (median of 50 after 10 warm-up steps), samples/s, peak RSS\n");
 interface WorkloadResult {
   workload: string;
   backend: string;

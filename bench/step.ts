@@ -4,7 +4,7 @@
  *    a hand-written tfjs loop for the same model, optimiser and data (target ≤ 1.05×);
  * 2. each spec's step time over the baseline's (what a rule costs).
  * It also reports the tensors alive at the end of each epoch (a count that grows is a leak).
- *   node dist/bench/step.js [--backend wasm|cpu] [--epochs 6] [--json results.json]
+ *   node dist/bench/step.js [--backend wasm|cpu] [--epochs 6] [--json results.json] [--loop-only]
  */
 import * as tf from "@tensorflow/tfjs";
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
@@ -101,15 +101,16 @@ const data = loadData(baseline.spec);
 // Alternate the two loops and keep each one's best median: the machine's noise, not the order, decides less.
 const plain: number[] = [];
 const hands: number[] = [];
-for (let round = 0; round < 3; round++) {
+for (let round = 0; round < 5; round++) {
   hands.push(handWrittenStep(baseline.spec, data));
   plain.push(await generatedStep("baseline.mmb", data, true));
 }
 const [loop, hand] = [Math.min(...plain), Math.min(...hands)];
 const generated = await generatedStep("baseline.mmb", data);
-console.log(`training step on ${backend}, batch ${baseline.spec.train.batch}, median over ${epochs - 1} epochs after the first (best of 3 rounds):`);
+console.log(`training step on ${backend}, batch ${baseline.spec.train.batch}, median over ${epochs - 1} epochs after the first (best of 5 rounds):`);
 console.log(`  generated trainer, baseline model without a rule ${loop.toFixed(2)} ms, hand-written tfjs loop ${hand.toFixed(2)} ms: ratio ${(loop / hand).toFixed(2)} (target ≤ 1.05)`);
 console.log(`  baseline.mmb with its logged rule values (scores, gradient norms) ${generated.toFixed(2)} ms`);
+if (process.argv.includes("--loop-only")) process.exit(0);
 console.log("  each spec over the baseline (same data); tensors alive at the end of each epoch:");
 const specs: Record<string, number> = {};
 const leaks = (counts: number[]) => (counts.slice(1).some((n) => n > counts[0]!) ? "  GROWING" : "");

@@ -72,18 +72,19 @@ export function timeStep(workload: Workload, steps: number): number {
   const w = Object.fromEntries(
     Object.entries(workload.weights).map(([name, shape]) => [name, tf.variable(shape.length === 1 ? tf.zeros(shape) : tf.randomNormal(shape, 0, Math.sqrt(2 / shape.slice(0, -1).reduce((a, b) => a * b, 1)), "float32", 1), true, `${workload.name}/${name}`)]),
   );
+  const smallest = Object.values(w).reduce((a, b) => (b.size < a.size ? b : a));
   const x = tf.randomNormal([workload.batch, ...workload.input], 0, 1, "float32", 2);
   const y = tf.oneHot(tf.tensor1d(Array.from({ length: workload.batch }, (_, i) => i % 10), "int32"), 10);
   const optimizer = tf.train.sgd(0.01);
   const times: number[] = [];
-  for (let i = 0; i < steps + 3; i++) {
+  for (let i = 0; i < steps + 10; i++) {
     const started = performance.now();
     tf.tidy(() => {
       optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, workload.forward(x, w)) as tf.Scalar);
     });
-    // wasm and cpu run kernels synchronously; reading one weight keeps other backends honest too.
-    w[Object.keys(w)[0]!]!.dataSync();
-    if (i >= 3) times.push(performance.now() - started);
+    // wasm and cpu run kernels synchronously; reading the smallest weight keeps other backends honest too.
+    smallest.dataSync();
+    if (i >= 10) times.push(performance.now() - started);
   }
   Object.values(w).forEach((v) => v.dispose());
   tf.dispose([x, y]);
@@ -93,7 +94,7 @@ export function timeStep(workload: Workload, steps: number): number {
 
 if (process.argv[1]?.endsWith("workloads.js")) {
   const backend = await selectBackend(arg("--backend", "wasm"));
-  const steps = Number(arg("--steps", "20"));
+  const steps = Number(arg("--steps", "50"));
   // One workload per process (`--index i`) gives each its own peak memory.
   const index = arg("--index", "");
   for (const workload of index === "" ? workloads : [workloads[Number(index)]!]) {

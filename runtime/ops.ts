@@ -3,7 +3,8 @@ import * as tf from "@tensorflow/tfjs";
 /**
  * Operations the generated trainers call. Every op here may sit on a path that is
  * differentiated twice (rules whose loss contains gradient norms), so none uses `customGrad`
- * (tfjs cannot differentiate through it twice) — see `second-order.ts`.
+ * (tfjs cannot differentiate through it twice) — see `second-order.ts` — except where
+ * `insideGradient` says that the path is differentiated once only.
  */
 export type Value = tf.Tensor | number;
 
@@ -42,8 +43,27 @@ function trueClassLogProb(logits: tf.Tensor, target: tf.Tensor): tf.Tensor {
   return tf.sum(tf.mul(oneHot(target, classes), tf.sub(logits, logSumExp(logits))), -1);
 }
 
+let gradientDepth = 0;
+
+/**
+ * Runs `f` as the function of a gradient computation (the runtime's only way to take one). Ops
+ * evaluated inside exactly one of them are differentiated once, and may take tfjs's cheaper
+ * `customGrad` forms; anywhere else (inside two, or under a caller's own `tf.grad`) they keep
+ * the twice-differentiable forms.
+ */
+export function insideGradient<T>(f: () => T): T {
+  gradientDepth++;
+  try {
+    return f();
+  } finally {
+    gradientDepth--;
+  }
+}
+
 export function crossEntropy(logits: tf.Tensor, target: tf.Tensor): tf.Tensor {
-  return tf.neg(tf.mean(trueClassLogProb(logits, target)));
+  if (gradientDepth !== 1) return tf.neg(tf.mean(trueClassLogProb(logits, target)));
+  // Differentiated once at most: tfjs's fused form, a third of the kernels of the twice-differentiable one.
+  return tf.losses.softmaxCrossEntropy(oneHot(target, logits.shape[logits.shape.length - 1]!), logits);
 }
 
 /** softmax(z)[y] per sample. */
@@ -151,7 +171,12 @@ export const minOf = (values: Value[]): tf.Tensor => values.map((v) => tf.cast(v
 export type GroupGradient = tf.Tensor[];
 
 export const absGradient = (g: GroupGradient): GroupGradient => g.map((t) => tf.abs(t));
-const total = (g: GroupGradient, f: (t: tf.Tensor) => tf.Tensor): tf.Tensor => tf.addN(g.map((t) => tf.sum(f(t))));
+/**
+ * The group's elements as one vector, so that a statistic costs a few kernels rather than a few per
+ * parameter: the step log takes every encoder's gradient norm at every step.
+ */
+const flat = (g: GroupGradient): tf.Tensor => (g.length === 1 ? tf.reshape(g[0]!, [-1]) : tf.concat(g.map((t) => tf.reshape(t, [-1]))));
+const total = (g: GroupGradient, f: (t: tf.Tensor) => tf.Tensor): tf.Tensor => tf.sum(f(flat(g)));
 const count = (g: GroupGradient): number => g.reduce((n, t) => n + t.size, 0);
 
 export const gradNorm = (g: GroupGradient): tf.Tensor => tf.sqrt(total(g, tf.square));
@@ -172,7 +197,7 @@ export function distance(z: tf.Tensor, prototypes: tf.Tensor): tf.Tensor {
   return tf.sqrt(tf.add(tf.relu(squared), 1e-12));
 }
 
-export const gradDot = (a: GroupGradient, b: GroupGradient): tf.Tensor => tf.addN(a.map((t, i) => tf.sum(tf.mul(t, b[i]!))));
+export const gradDot = (a: GroupGradient, b: GroupGradient): tf.Tensor => tf.sum(tf.mul(flat(a), flat(b)));
 
 export function gradCos(a: GroupGradient, b: GroupGradient): tf.Tensor {
   return tf.div(gradDot(a, b), tf.add(tf.mul(gradNorm(a), gradNorm(b)), 1e-12));

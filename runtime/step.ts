@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { History } from "./history.js";
 import { Forward, modalityIndices, type Params } from "./model.js";
-import type { GroupGradient, Value } from "./ops.js";
+import { insideGradient, type GroupGradient, type Value } from "./ops.js";
 import { Optimizer } from "./optimizer.js";
 import { Random } from "./random.js";
 import type { ComponentSpec, ModelSpec } from "./spec.js";
@@ -104,7 +104,7 @@ export class Gradients {
  * (an auxiliary head, under the task loss) gets a zero gradient instead of an error.
  */
 function valueAndGrads(f: (xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[]): { value: tf.Tensor; grads: tf.Tensor[] } {
-  const { value, grads } = tf.engine().gradients(() => f(xs) as tf.Scalar, xs, undefined, true);
+  const { value, grads } = tf.engine().gradients(() => insideGradient(() => f(xs)) as tf.Scalar, xs, undefined, true);
   return { value, grads: grads.map((g, i) => g ?? tf.zerosLike(xs[i]!)) };
 }
 

@@ -217,7 +217,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     let last: ReturnType<typeof measure> | undefined;
     const epochSeconds: number[] = [];
     for (let epoch = firstEpoch; epoch < epochs; epoch++) {
-      const epochStart = Date.now();
+      const epochStart = performance.now();
       const order = new Random(seed * 7919 + epoch).permutation(data.train.size);
       const batch = spec.train.batch;
       const lrSchedule = spec.schedule.kind === "plateau" ? plateauFactor : Optimizer.scheduleFactor(spec.schedule, epoch, epochs);
@@ -257,7 +257,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         target.dispose();
         history.advance();
         records.push({ tensor: record, step });
-        progress?.(epoch, records.length, Math.ceil(order.length / batch), Date.now() - epochStart);
+        progress?.(epoch, records.length, Math.ceil(order.length / batch), performance.now() - epochStart);
       }
       // Download this epoch's step records at once: no host sync inside the step loop.
       const lines: string[] = [];
@@ -275,12 +275,12 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         lines.push(JSON.stringify({ type: "step", epoch, step: r.step, ...entry }));
       }
       // Training alone (steps and their logs), apart from the evaluation that follows.
-      const stepSeconds = (Date.now() - epochStart) / 1000;
+      const stepSeconds = (performance.now() - epochStart) / 1000;
       last = measure();
       const { unimodal } = last;
       const valid = primary(last.valid);
       const test = primary(last.test);
-      const seconds = (Date.now() - epochStart) / 1000;
+      const seconds = (performance.now() - epochStart) / 1000;
       epochSeconds.push(seconds);
       const metricName = Object.keys(last.test)[0]!;
       lines.push(JSON.stringify({ type: "epoch", epoch, loss: lossSum / Math.max(1, records.length), lr: Number(spec.optimizer.options.lr) * lrSchedule, train: last.train, valid: last.valid, test: last.test, unimodal, seconds, step_seconds: stepSeconds, ...memoryRecord() }));

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { loadTrainer } from "../cli/load-trainer.js";
 import { selectBackend } from "../runtime/backend.js";
 import { loadCheckpoint } from "../runtime/checkpoint.js";
-import { crossEntropy, gradNorm, gradStd, trueClassProb } from "../runtime/ops.js";
+import { crossEntropy, gradNorm, gradStd, insideGradient, trueClassProb } from "../runtime/ops.js";
 import { train } from "../runtime/train.js";
 import { conv2dFilterGradient } from "../runtime/wasm-kernels.js";
 import { compileOrThrow, smallSpec } from "./helpers.js";
@@ -58,6 +58,23 @@ describe("second-order gradients (the ops a rule's loss may differentiate throug
     const eps = 1e-3;
     const numeric = ((f(tf.scalar(0.7 + eps)).arraySync() as number) - (f(tf.scalar(0.7 - eps)).arraySync() as number)) / (2 * eps);
     expect(Math.abs(auto - numeric)).toBeLessThan(2e-3 * Math.max(1, Math.abs(numeric)));
+  });
+});
+
+describe("cross-entropy differentiated once takes tfjs's fused form", () => {
+  it("with the same value and gradient as the twice-differentiable form, and only inside one runtime gradient", async () => {
+    await selectBackend("cpu");
+    const logits = tf.tensor2d(values(5 * 4, 3), [5, 4]);
+    const y = tf.tensor1d([0, 3, 1, 1, 2]);
+    const gradient = (f: () => tf.Tensor) => tf.engine().gradients(() => f() as tf.Scalar, [logits], undefined, true);
+    const twice = gradient(() => crossEntropy(logits, y)); // depth 0: the twice-differentiable form
+    const once = gradient(() => insideGradient(() => crossEntropy(logits, y)));
+    expect(once.value.dataSync()[0]).toBeCloseTo(twice.value.dataSync()[0]!, 6);
+    once.grads[0]!.dataSync().forEach((g, i) => expect(g).toBeCloseTo(twice.grads[0]!.dataSync()[i]!, 6));
+    // Nested in two runtime gradients, it keeps the form tfjs can differentiate again (the fused one throws).
+    const secondOrder = (wrap: <T>(f: () => T) => T) => tf.grad((z: tf.Tensor) => wrap(() => tf.sum(tf.square(tf.grad((w: tf.Tensor) => wrap(() => crossEntropy(w, y)))(z)))))(logits).dataSync();
+    const plain = secondOrder((f) => f());
+    secondOrder(insideGradient).forEach((g, i) => expect(g).toBeCloseTo(plain[i]!, 6));
   });
 });
 

@@ -50,19 +50,19 @@ WORKLOADS = [
 ]
 
 
-def time_step(make, batch, shape, steps=20):
+def time_step(make, batch, shape, steps=50):
     model = make()
     x = torch.randn(batch, *shape)
     y = torch.arange(batch) % 10
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     loss_fn = nn.CrossEntropyLoss()
     times = []
-    for i in range(steps + 3):
+    for i in range(steps + 10):
         started = time.perf_counter()
         optimizer.zero_grad()
         loss_fn(model(x), y).backward()
         optimizer.step()
-        if i >= 3:
+        if i >= 10:
             times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
 
