@@ -115,6 +115,14 @@ static int pointwise(const Conv *c) {
   return c->kh == 1 && c->kw == 1 && c->sh == 1 && c->sw == 1 && c->top == 0 && c->left == 0;
 }
 
+/* The im2col matrix of x (x itself for a pointwise convolution), or NULL when out of memory. */
+static float *columns(const Conv *c, float *x) {
+  if (pointwise(c)) return x;
+  float *cols = malloc(sizeof(float) * rows(c) * patch(c));
+  if (cols) im2col(c, x, cols);
+  return cols;
+}
+
 /* Shared argument handling: three float arrays, then the 13 sizes of the convolution. */
 static int convArgs(napi_env env, napi_callback_info info, float **arrays, size_t *lengths, Conv *c) {
   size_t argc = 16;
@@ -135,11 +143,8 @@ static napi_value conv2d(napi_env env, napi_callback_info info) {
   size_t l[3];
   Conv c;
   if (!convArgs(env, info, a, l, &c) || !sizesMatch(&c, l[0], l[1], l[2])) { napi_throw_error(env, NULL, "conv2d: bad arguments"); return NULL; }
-  float *cols = a[0];
-  if (!pointwise(&c)) {
-    if (!(cols = malloc(sizeof(float) * rows(&c) * patch(&c)))) { napi_throw_error(env, NULL, "conv2d: out of memory"); return NULL; }
-    im2col(&c, a[0], cols);
-  }
+  float *cols = columns(&c, a[0]);
+  if (!cols) { napi_throw_error(env, NULL, "conv2d: out of memory"); return NULL; }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows(&c), c.cout, patch(&c), 1.0f, cols, patch(&c), a[1], c.cout, 0.0f, a[2], c.cout);
   if (cols != a[0]) free(cols);
   return NULL;
@@ -169,11 +174,8 @@ static napi_value conv2dBackpropFilter(napi_env env, napi_callback_info info) {
   size_t l[3];
   Conv c;
   if (!convArgs(env, info, a, l, &c) || !sizesMatch(&c, l[0], l[2], l[1])) { napi_throw_error(env, NULL, "conv2dBackpropFilter: bad arguments"); return NULL; }
-  float *cols = a[0];
-  if (!pointwise(&c)) {
-    if (!(cols = malloc(sizeof(float) * rows(&c) * patch(&c)))) { napi_throw_error(env, NULL, "conv2dBackpropFilter: out of memory"); return NULL; }
-    im2col(&c, a[0], cols);
-  }
+  float *cols = columns(&c, a[0]);
+  if (!cols) { napi_throw_error(env, NULL, "conv2dBackpropFilter: out of memory"); return NULL; }
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, patch(&c), c.cout, rows(&c), 1.0f, cols, patch(&c), a[1], c.cout, 0.0f, a[2], c.cout);
   if (cols != a[0]) free(cols);
   return NULL;

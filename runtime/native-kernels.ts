@@ -171,34 +171,20 @@ export function registerNativeKernels(): boolean {
   replace("BatchMatMul", (args, fallback) => batchMatMul(blas, args, fallback));
   replace("Sum", (args, fallback) => reduceBlock(blas, args, fallback, false));
   replace("Mean", (args, fallback) => reduceBlock(blas, args, fallback, true));
-  replace("Conv2D", (args, fallback) => {
-    const { x, filter } = args.inputs as { x: tf.TensorInfo; filter: tf.TensorInfo };
-    const info = x.dtype === "float32" ? convInfo(x.shape, filter.shape, args.attrs) : undefined;
-    if (!info) return fallback(args as never) as tf.TensorInfo;
-    const out = args.backend.makeOutput(info.outShape, "float32");
-    const heap = args.backend;
-    if (size(info.outShape) > 0) blas.conv2d(heap.typedArrayFromHeap(x), heap.typedArrayFromHeap(filter), heap.typedArrayFromHeap(out), ...convSizes(info));
-    return out;
-  });
-  replace("Conv2DBackpropInput", (args, fallback) => {
-    const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
-    const info = convInfo(args.attrs.inputShape as number[], filter.shape, args.attrs);
-    if (!info) return fallback(args as never) as tf.TensorInfo;
-    const dx = args.backend.makeOutput(info.inShape, "float32");
-    const heap = args.backend;
-    if (size(info.outShape) > 0) blas.conv2dBackpropInput(heap.typedArrayFromHeap(dy), heap.typedArrayFromHeap(filter), heap.typedArrayFromHeap(dx), ...convSizes(info));
-    else if (size(info.inShape) > 0) fillZeros(heap, dx);
-    return dx;
-  });
-  replace("Conv2DBackpropFilter", (args, fallback) => {
-    const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-    const info = convInfo(x.shape, args.attrs.filterShape as number[], args.attrs);
-    if (!info) return fallback(args as never) as tf.TensorInfo;
-    const dw = args.backend.makeOutput(info.filterShape, "float32");
-    const heap = args.backend;
-    if (size(info.outShape) > 0) blas.conv2dBackpropFilter(heap.typedArrayFromHeap(x), heap.typedArrayFromHeap(dy), heap.typedArrayFromHeap(dw), ...convSizes(info));
-    else if (size(info.filterShape) > 0) fillZeros(heap, dw);
-    return dw;
-  });
+  const conv = (kernelName: string, call: "conv2d" | "conv2dBackpropInput" | "conv2dBackpropFilter", operands: [string, string], geometry: (inputs: Record<string, tf.TensorInfo>, attrs: Attrs) => [number[], number[]], output: (info: tf.backend_util.Conv2DInfo) => number[]) =>
+    replace(kernelName, (args, fallback) => {
+      const [a, b] = operands.map((name) => args.inputs[name]!) as [tf.TensorInfo, tf.TensorInfo];
+      const info = a.dtype === "float32" ? convInfo(...geometry(args.inputs, args.attrs), args.attrs) : undefined;
+      if (!info) return fallback(args as never) as tf.TensorInfo;
+      const shape = output(info);
+      const heap = args.backend;
+      const out = heap.makeOutput(shape, "float32");
+      if (size(info.outShape) > 0) blas[call](heap.typedArrayFromHeap(a), heap.typedArrayFromHeap(b), heap.typedArrayFromHeap(out), ...convSizes(info));
+      else if (size(shape) > 0) fillZeros(heap, out);
+      return out;
+    });
+  conv("Conv2D", "conv2d", ["x", "filter"], (inputs) => [inputs.x!.shape, inputs.filter!.shape], (info) => info.outShape);
+  conv("Conv2DBackpropInput", "conv2dBackpropInput", ["dy", "filter"], (inputs, attrs) => [attrs.inputShape as number[], inputs.filter!.shape], (info) => info.inShape);
+  conv("Conv2DBackpropFilter", "conv2dBackpropFilter", ["x", "dy"], (inputs, attrs) => [inputs.x!.shape, attrs.filterShape as number[]], (info) => info.filterShape);
   return true;
 }
