@@ -115,6 +115,19 @@ export function registerWasmKernels(): void {
     const [begin, size] = tf.slice_util.parseSliceParams(x as tf.TensorInfo as tf.Tensor, attrs.begin as number[], attrs.size as number[]);
     return sliceOnHeap(backend, x, begin, size, size);
   });
+  // tfjs-backend-wasm splits through the same copying slice.
+  replaceNumeric("SplitV", ({ inputs, backend, attrs }) => {
+    const x = inputs.x!;
+    const axis = tf.util.parseAxisParam(attrs.axis as number, x.shape)[0]!;
+    const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, attrs.numOrSizeSplits as number | number[], axis);
+    let offset = 0;
+    return sizes.map((part) => {
+      const size = x.shape.map((d, a) => (a === axis ? part : d));
+      const piece = sliceOnHeap(backend, x, x.shape.map((_, a) => (a === axis ? offset : 0)), size, size);
+      offset += part;
+      return piece;
+    });
+  });
   // The cpu backend's Identity shares the input's memory (tensors are immutable); wasm's copies it,
   // and tfjs clones every tensor it saves for the backward pass and casts float32 gradients to float32.
   const share = (backend: Backend, x: tf.TensorInfo): tf.TensorInfo => {

@@ -97,12 +97,13 @@ describe("wasm replacement kernels agree with the cpu backend", () => {
       tf.slice(tf.reshape(cube, [2, 5, 2, 2, 3]), [0, 1, 1, 0, 1], [2, 2, 1, 2, 2]), // rank 5
     ];
     const unstacked = [0, 1, 3].flatMap((axis) => tf.unstack(cube, axis));
+    const splits = [...tf.split(cube, 5, 1), ...tf.split(cube, [1, 2], -1), ...tf.split(cube, [2, -1], 2)];
     // The backward pass of an unstacked sequence (Pack) and a cast of the same and another dtype.
     const sequenceGradient = tf.grad((c: tf.Tensor) => tf.addN(tf.unstack(c, 1).map((step, t) => tf.mul(step, t + 1))).sum())(cube);
     const casts = [tf.cast(cube, "float32"), tf.cast(tf.mul(cube, 3), "int32"), tf.clone(cube)];
-    return [...conv, ...convValid, ...matmul, transposedB, ...slices, ...unstacked, sequenceGradient, ...casts].map((t) => Array.from(t.dataSync()));
+    return [...conv, ...convValid, ...matmul, transposedB, ...slices, ...unstacked, ...splits, sequenceGradient, ...casts].map((t) => Array.from(t.dataSync()));
   }
-  it("Conv2DBackpropFilter (same and valid padding, strides 1 and 2), transposed BatchMatMul, Slice, Unpack, Cast and Identity", async () => {
+  it("Conv2DBackpropFilter (same and valid padding, strides 1 and 2), transposed BatchMatMul, Slice, Unpack, SplitV, Cast and Identity", async () => {
     const cpu = await onBackend("cpu");
     const wasm = await onBackend("wasm");
     expect(wasm.map((v) => v.length)).toEqual(cpu.map((v) => v.length));
