@@ -177,12 +177,12 @@ export function registerNativeKernels(): boolean {
     operands: [string, string],
     geometry: (inputs: Record<string, tf.TensorInfo>, attrs: Attrs) => [number[], number[]],
     output: (info: tf.backend_util.Conv2DInfo) => number[],
-    worthwhile: (info: tf.backend_util.Conv2DInfo) => boolean = () => true,
+    worthwhile: (info: tf.backend_util.Conv2DInfo, attrs: Attrs) => boolean = () => true,
   ) =>
     replace(kernelName, (args, fallback) => {
       const [a, b] = operands.map((name) => args.inputs[name]!) as [tf.TensorInfo, tf.TensorInfo];
       const info = a.dtype === "float32" ? convInfo(...geometry(args.inputs, args.attrs), args.attrs) : undefined;
-      if (!info || !worthwhile(info)) return fallback(args as never) as tf.TensorInfo;
+      if (!info || !worthwhile(info, args.attrs)) return fallback(args as never) as tf.TensorInfo;
       const shape = output(info);
       const heap = args.backend;
       const out = heap.makeOutput(shape, "float32");
@@ -193,8 +193,11 @@ export function registerNativeKernels(): boolean {
   // The wasm backend's own forward convolution (XNNPACK) beats im2col + sgemm when the product is
   // narrow (measured: 3×3×3→8 117 vs 230 µs, 3×3×8→16 112 vs 135 µs, 3×3×1→32 3.0 vs 4.2 ms) and
   // loses when it is wide (3×3×32→64 on 16×64×64: 22.7 vs 6.3 ms). Its gradients lose everywhere.
-  const wideEnough = (info: tf.backend_util.Conv2DInfo) => info.filterHeight * info.filterWidth * info.inChannels * info.outChannels >= 2048;
-  conv("Conv2D", "conv2d", ["x", "filter"], (inputs) => [inputs.x!.shape, inputs.filter!.shape], (info) => info.outShape, wideEnough);
+  // Numeric padding stays here: tfjs 4.22 sizes such an output from the filter's height alone, and
+  // with a non-square filter the wasm kernel then writes past its output and corrupts the heap.
+  const wasmIsFaster = (info: tf.backend_util.Conv2DInfo, attrs: Attrs) =>
+    typeof attrs.pad === "string" && info.filterHeight * info.filterWidth * info.inChannels * info.outChannels < 2048;
+  conv("Conv2D", "conv2d", ["x", "filter"], (inputs) => [inputs.x!.shape, inputs.filter!.shape], (info) => info.outShape, (info, attrs) => !wasmIsFaster(info, attrs));
   conv("Conv2DBackpropInput", "conv2dBackpropInput", ["dy", "filter"], (inputs, attrs) => [attrs.inputShape as number[], inputs.filter!.shape], (info) => info.inShape);
   conv("Conv2DBackpropFilter", "conv2dBackpropFilter", ["x", "dy"], (inputs, attrs) => [inputs.x!.shape, attrs.filterShape as number[]], (info) => info.filterShape);
   return true;
