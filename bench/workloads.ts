@@ -3,7 +3,7 @@
  * same tfjs ops as the runtime's encoders (runtime/model.ts): dense layers as matMul + add,
  * convolutions NHWC, the LSTM unrolled with one matMul per step. bench/torch/workloads.py is the
  * same in PyTorch. Prints one JSON line per workload: median milliseconds per step.
- *   node dist/bench/workloads.js [--backend wasm|cpu] [--steps 20] [--index i]
+ *   node dist/bench/workloads.js [--backend wasm|cpu] [--steps 50] [--index i]
  * MMB_NATIVE=0 keeps the wasm backend on its own kernels (no OpenBLAS).
  */
 import * as tf from "@tensorflow/tfjs";

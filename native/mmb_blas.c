@@ -181,24 +181,12 @@ static napi_value conv2dBackpropFilter(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* threads(n): how many threads OpenBLAS may use; returns the number it uses. */
-static napi_value threads(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], result;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int n;
-  if (argc == 1 && napi_get_value_int32(env, argv[0], &n) == napi_ok && n > 0) openblas_set_num_threads(n);
-  CHECK(napi_create_int32(env, openblas_get_num_threads(), &result));
-  return result;
-}
-
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"gemm", NULL, gemm, NULL, NULL, NULL, napi_default, NULL},
       {"conv2d", NULL, conv2d, NULL, NULL, NULL, napi_default, NULL},
       {"conv2dBackpropInput", NULL, conv2dBackpropInput, NULL, NULL, NULL, napi_default, NULL},
       {"conv2dBackpropFilter", NULL, conv2dBackpropFilter, NULL, NULL, NULL, napi_default, NULL},
-      {"threads", NULL, threads, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -5,16 +5,16 @@ import { fileURLToPath } from "node:url";
 
 /**
  * OpenBLAS kernels for the wasm backend: BatchMatMul, Conv2D, both convolution gradients, and
- * sums and means over leading axes run through sgemm in native/mmb_blas.c, on the wasm heap's memory (no copies). The addon is built
- * by `npm run build` where libopenblas-dev is installed; without it nothing here is used.
- * Each kernel is checked against the cpu backend in test/native-kernels.test.ts.
+ * sums and means over leading axes run through sgemm in native/mmb_blas.c, reading and writing
+ * the wasm heap in place. The addon is built by `npm run build` where libopenblas-dev is
+ * installed; without it nothing here is used. Each kernel is checked against the cpu backend in
+ * test/native-kernels.test.ts.
  */
 export interface NativeBlas {
   gemm(transA: number, transB: number, batch: number, m: number, n: number, k: number, a: Float32Array, strideA: number, b: Float32Array, strideB: number, c: Float32Array): void;
   conv2d(x: Float32Array, filter: Float32Array, out: Float32Array, ...sizes: number[]): void;
   conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, ...sizes: number[]): void;
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dfilter: Float32Array, ...sizes: number[]): void;
-  threads(n?: number): number;
 }
 
 /**
@@ -126,15 +126,13 @@ function convInfo(xShape: number[], filterShape: number[], attrs: Attrs): tf.bac
   return tf.backend_util.computeConv2DInfo(xShape as [number, number, number, number], filterShape as [number, number, number, number], strides, 1, pad, dimRoundingMode, false, "channelsLast");
 }
 
-let registered: boolean | undefined;
-
-const ones = new Map<string, Float32Array>();
+const filledRows = new Map<string, Float32Array>();
 
 /** A row of `length` copies of `value`, kept: reductions reuse a few lengths every step. */
 function filled(length: number, value: number): Float32Array {
   const key = `${length}:${value}`;
-  let row = ones.get(key);
-  if (!row) ones.set(key, (row = new Float32Array(length).fill(value)));
+  let row = filledRows.get(key);
+  if (!row) filledRows.set(key, (row = new Float32Array(length).fill(value)));
   return row;
 }
 
@@ -161,6 +159,8 @@ function reduceBlock(blas: NativeBlas, args: KernelArgs, fallback: tf.KernelFunc
   else if (outer * inner > 0) blas.gemm(0, 0, outer, 1, inner, reduced, filled(reduced, mean ? 1 / reduced : 1), 0, args.backend.typedArrayFromHeap(x), reduced * inner, args.backend.typedArrayFromHeap(out));
   return out;
 }
+
+let registered: boolean | undefined;
 
 /** Registers the OpenBLAS kernels on the wasm backend (once); false where the addon is missing. */
 export function registerNativeKernels(): boolean {

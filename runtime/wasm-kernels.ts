@@ -90,8 +90,10 @@ export function conv2dFilterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, filterShap
   return tf.transpose(out, [1, 2, 0, 3]);
 }
 
-/** Replaces a wasm kernel for numeric tensors; string tensors keep the original. */
-function replaceNumeric(kernelName: string, kernelFunc: (args: { inputs: KernelInputs; backend: Backend; attrs: Record<string, unknown> }) => tf.TensorInfo | tf.TensorInfo[]): void {
+type WasmKernelArgs = { inputs: KernelInputs; backend: Backend; attrs: Record<string, unknown> };
+
+/** Replaces a wasm kernel for numeric tensors (string tensors keep the original, which the replacement may also call). */
+function replaceNumeric(kernelName: string, kernelFunc: (args: WasmKernelArgs, original: (args: WasmKernelArgs) => tf.TensorInfo) => tf.TensorInfo | tf.TensorInfo[]): void {
   const original = tf.getKernel(kernelName, "wasm");
   if (!original) throw new Error(`wasm kernels: tfjs-backend-wasm has no ${kernelName} kernel`);
   tf.unregisterKernel(kernelName, "wasm");
@@ -100,7 +102,7 @@ function replaceNumeric(kernelName: string, kernelFunc: (args: { inputs: KernelI
     kernelFunc: (args) => {
       const inputs = args.inputs as KernelInputs;
       if (Object.values(inputs).some((t) => t.dtype === "string")) return original.kernelFunc(args);
-      return kernelFunc({ inputs, backend: args.backend as unknown as Backend, attrs: args.attrs as Record<string, unknown> });
+      return kernelFunc({ inputs, backend: args.backend as unknown as Backend, attrs: args.attrs as Record<string, unknown> }, (a) => original.kernelFunc(a as never) as tf.TensorInfo);
     },
   });
 }
@@ -135,8 +137,7 @@ export function registerWasmKernels(): void {
     return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
   };
   replaceNumeric("Identity", ({ inputs, backend }) => share(backend, inputs.x!));
-  const cast = tf.getKernel("Cast", "wasm")!;
-  replaceNumeric("Cast", (args) => (args.attrs.dtype === args.inputs.x!.dtype ? share(args.backend, args.inputs.x!) : (cast.kernelFunc(args as never) as tf.TensorInfo)));
+  replaceNumeric("Cast", (args, original) => (args.attrs.dtype === args.inputs.x!.dtype ? share(args.backend, args.inputs.x!) : original(args)));
   replaceNumeric("Unpack", ({ inputs, backend, attrs }) => {
     const x = inputs.value!;
     const axis = ((attrs.axis as number) + x.shape.length) % x.shape.length;
