@@ -11,14 +11,10 @@ import { generate } from "../compiler/codegen.js";
 import { SourceText } from "../compiler/diagnostics.js";
 import { format } from "../compiler/index.js";
 import { schedule } from "../compiler/schedule.js";
+import { median } from "./median.js";
 import { repositoryRoot } from "./paths.js";
 
 const specsDir = join(repositoryRoot, "specs");
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
 /** A 300-line spec: the baseline plus many per-modality rule values. */
 function longSpec(): string {

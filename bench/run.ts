@@ -38,9 +38,8 @@ function findPython(): string | undefined {
 }
 
 if (flag("--install-torch") && !findPython()) {
-  const sudo = process.getuid?.() === 0 ? [] : ["sudo"];
-  const install = ["apt-get", "install", "-y", "--no-install-recommends", "python3-torch", "libopenblas0"];
-  spawnSync(sudo[0] ?? install[0]!, [...sudo.slice(1), ...(sudo.length ? install : install.slice(1))], { stdio: "inherit" });
+  const [command, ...args] = [...(process.getuid?.() === 0 ? [] : ["sudo"]), "apt-get", "install", "-y", "--no-install-recommends", "python3-torch", "libopenblas0"];
+  spawnSync(command!, args, { stdio: "inherit" });
 }
 const python = findPython();
 const native = loadNativeBlas() !== undefined;

@@ -15,9 +15,10 @@ import { fileURLToPath } from "node:url";
 import { loadTrainer } from "../cli/load-trainer.js";
 import { compile } from "../compiler/index.js";
 import { selectBackend } from "../runtime/backend.js";
-import { loadData, train, type Dataset, type ModelSpec } from "../runtime/index.js";
+import { gatherRows, loadData, train, type Dataset, type ModelSpec } from "../runtime/index.js";
 import { initialParameters } from "../runtime/model.js";
 import { Random } from "../runtime/random.js";
+import { median } from "./median.js";
 import { repositoryRoot } from "./paths.js";
 
 const arg = (name: string, fallback: string) => {
@@ -27,7 +28,6 @@ const arg = (name: string, fallback: string) => {
 const backend = arg("--backend", "wasm");
 const epochs = Number(arg("--epochs", "6"));
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** A spec's trainer; `plain` drops its balance block (nothing but the loop itself). */
 async function trainerOf(file: string, plain = false) {
@@ -72,12 +72,7 @@ function handWrittenStep(spec: ModelSpec, data: Dataset): number {
     for (let start = 0; start < order.length; start += batch) {
       const rows = order.slice(start, start + batch);
       tf.tidy(() => {
-        const take = (m: number, shape: number[]) => {
-          const width = shape.reduce((a, b) => a * b, 1);
-          const values = new Float32Array(rows.length * width);
-          rows.forEach((r, i) => values.set(data.train.inputs[m]!.subarray(r * width, (r + 1) * width), i * width));
-          return tf.tensor(values, [rows.length, ...shape]);
-        };
+        const take = (m: number, shape: number[]) => tf.tensor(gatherRows(data.train.inputs[m]!, shape.reduce((a, b) => a * b, 1), rows), [rows.length, ...shape]);
         const y = tf.oneHot(tf.tensor1d(rows.map((r) => data.train.labels[r]!), "int32"), spec.target.classes);
         const { grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, forward(take(0, spec.modalities[0]!.shape), take(1, spec.modalities[1]!.shape))) as tf.Scalar);
         for (const n of names) {

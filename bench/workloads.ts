@@ -8,6 +8,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { describeBackend, selectBackend } from "../runtime/backend.js";
+import { median } from "./median.js";
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(name);
@@ -89,7 +90,7 @@ export function timeStep(workload: Workload, steps: number): number {
   Object.values(w).forEach((v) => v.dispose());
   tf.dispose([x, y]);
   optimizer.dispose();
-  return [...times].sort((a, b) => a - b)[Math.floor(times.length / 2)]!;
+  return median(times);
 }
 
 if (process.argv[1]?.endsWith("workloads.js")) {

@@ -104,6 +104,9 @@ export function csv(runs: RunResult[]): string {
   return [header.join(","), ...rows].join("\n") + "\n";
 }
 
+/** A spec's name in results: its file name without `.mmb`. */
+export const specName = (path: string): string => basename(path).replace(/\.mmb$/, "");
+
 /** One `mmb train` in a child process running this same CLI; its summary or its error. */
 function trainInProcess(spec: string, seed: number, dir: string, trainArgs: string[]): Promise<RunResult> {
   const args = [...process.execArgv, process.argv[1]!, "train", spec, "--seed", String(seed), "--out", dir, ...trainArgs];
@@ -112,7 +115,7 @@ function trainInProcess(spec: string, seed: number, dir: string, trainArgs: stri
     let stderr = "";
     child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     child.on("close", async (code) => {
-      const name = basename(spec).replace(/\.mmb$/, "");
+      const name = specName(spec);
       const summaryPath = join(dir, "summary.json");
       if (code === 0 && existsSync(summaryPath)) {
         done({ spec: name, seed, dir, summary: JSON.parse(await readFile(summaryPath, "utf8")) as Summary });
@@ -135,7 +138,7 @@ export async function bench(options: BenchOptions): Promise<{ runs: RunResult[];
     while (next < tasks.length) {
       const index = next++;
       const { spec, seed } = tasks[index]!;
-      const dir = join(options.out, basename(spec).replace(/\.mmb$/, ""), `seed-${seed}`);
+      const dir = join(options.out, specName(spec), `seed-${seed}`);
       const result = await trainInProcess(spec, seed, dir, options.trainArgs);
       runs[index] = result;
       say(result.summary ? `mmb bench: ${result.spec} seed ${seed}: test ${result.summary.metric} ${result.summary.test.toFixed(4)}` : `mmb bench: ${result.spec} seed ${seed} FAILED: ${result.error}`);

@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { analyze, compile, diagnosticsJson, renderAll, type CompileResult } from "../compiler/index.js";
 import { error, renderDiagnostic, SourceText } from "../compiler/diagnostics.js";
 import { DataError, NumericError, ResourceError, train } from "../runtime/index.js";
 import { parse as parseSpec } from "../grammar/index.js";
-import { bench } from "./bench.js";
+import { bench, specName } from "./bench.js";
 import { report as writeReport } from "./report.js";
 import { loadTrainer } from "./load-trainer.js";
 
@@ -154,7 +154,7 @@ async function main(argv: string[]): Promise<number> {
       const result = await compile(await readSpec(path, values.data), { fileName: path });
       report(result, values.format!);
       if (!result.code || !checkSets(result, sets)) return 1;
-      const out = values.out ?? join("runs", basename(path).replace(/\.mmb$/, ""));
+      const out = values.out ?? join("runs", specName(path));
       const definition = await loadTrainer(result.code, out);
       const seed = wholeNumber(values.seed, "--seed");
       const epochs = wholeNumber(values.epochs, "--epochs");

@@ -210,10 +210,8 @@ function conditionCode(conditions: RExpr[], env: Env): { host: string[]; masks: 
 /** `factor` where every tensor condition holds, `otherwise` elsewhere. */
 function masked(value: string, masks: string[], otherwise: string, env: Env): string {
   if (masks.length === 0) return value;
-  env.used.add("choose");
-  if (masks.length > 1) env.used.add("and");
-  const condition = masks.reduce((a, b) => `and(${a}, ${b})`);
-  return `choose(${condition}, ${value}, ${otherwise})`;
+  const condition = masks.reduce((a, b) => emitCall(env, "and", a, b));
+  return emitCall(env, "choose", condition, value, otherwise);
 }
 
 function objectiveBody(plan: StepPlan, expressions: RExpr[], env: Env, finalExpression: (env: Env) => string): string {
@@ -331,16 +329,14 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
           const value = masked(expression(a.value, e), masks, "0", e);
           return host.length > 0 ? `(${host.join(" && ")} ? ${value} : 0)` : value;
         })
-        .reduce((a, b) => {
-          e.used.add("add");
-          return `add(${a}, ${b})`;
-        }),
+        .reduce((a, b) => emitCall(e, "add", a, b)),
     );
     const lines = plan.addedLosses.map((a) => `// ${commentText(a.text)}  (line ${a.line})`).join("\n");
-    const firstOrder = !expressions.some((e) => readsTaskGradient(e, plan.values));
-    backward = `${lines}\nconst { loss, grads, raw: grad, forward: f } = ctx.backward(taskLoss, (f, grad) => {\n${body}\n}${firstOrder ? ", { readsTaskGradient: false }" : ""});`;
+    backward = `${lines}\nconst { loss, grads, raw: grad, forward: f } = ctx.backward(taskLoss, (f, grad) => {\n${body}\n}${plan.secondOrder ? "" : ", { readsTaskGradient: false }"});`;
   }
-  const logged = plan.values.filter((v) => !["grad", "logits", "prototypes"].includes(v.value.kind)).map((v) => (safeName(v.name) === v.name ? v.name : `${JSON.stringify(v.name)}: ${safeName(v.name)}`));
+  // Gradients, head outputs and prototypes are intermediate values: the step log keeps numbers.
+  const numeric = plan.values.filter((v) => !["grad", "logits", "prototypes"].includes(v.value.kind));
+  const logged = numeric.map((v) => (safeName(v.name) === v.name ? v.name : `${JSON.stringify(v.name)}: ${safeName(v.name)}`));
 
   // The module is built as one list of structures and printed once: ts-morph re-parses the file after every
   // `add...` call, which made code generation quadratic in the number of rule values.
@@ -401,7 +397,7 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
     statements: statements(body),
     leadingTrivia: "/** One training step, phase by phase. */\n",
   });
-  const valueLines = Object.fromEntries(plan.values.filter((v) => !["grad", "logits", "prototypes"].includes(v.value.kind)).map((v) => [v.name, v.line]));
+  const valueLines = Object.fromEntries(numeric.map((v) => [v.name, v.line]));
   module.push({
     kind: StructureKind.VariableStatement,
     isExported: true,

@@ -1,7 +1,7 @@
 /** The runtime library that generated trainers import as "mmb/runtime". */
 export type { Tensor } from "@tensorflow/tfjs";
 export { selectBackend, backendPreference, type BackendName } from "./backend.js";
-export { DataError, loadData, validateDataset, type Dataset, type Split } from "./data/index.js";
+export { DataError, gatherRows, loadData, validateDataset, type Dataset, type Split } from "./data/index.js";
 export { Forward } from "./model.js";
 export * from "./ops.js";
 export type { FusionInputs, ModelSpec } from "./spec.js";

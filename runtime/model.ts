@@ -46,6 +46,9 @@ function numbers(value: unknown): number[] {
 
 export const modalityIndices = (spec: ModelSpec): number[] => spec.modalities.map((_, m) => m);
 
+/** The parameter of `learnable name` (`learnable name[m]`: one per modality). */
+export const learnableParam = (name: string, modality?: string): string => (modality === undefined ? `learnable.${name}` : `learnable.${name}.${modality}`);
+
 /** Width of an encoder's output z[m]. */
 export function featureWidth(encoder: ComponentSpec): number {
   return Number(encoder.options.out);
@@ -169,7 +172,7 @@ export function parameterShapes(spec: ModelSpec): ParamShape[] {
   shapes.push(...headShapes("head", spec.head, fusedWidth(spec), spec));
   if (spec.auxHead) spec.modalities.forEach((modality, m) => shapes.push(...headShapes(`aux.${modality.name}`, spec.auxHead!, featureWidth(spec.encoders[m]!), spec)));
   for (const learnable of spec.learnables) {
-    const names = learnable.perModality ? spec.modalities.map((m) => `learnable.${learnable.name}.${m.name}`) : [`learnable.${learnable.name}`];
+    const names = learnable.perModality ? spec.modalities.map((m) => learnableParam(learnable.name, m.name)) : [learnableParam(learnable.name)];
     for (const name of names) shapes.push({ name, shape: [], init: learnable.init });
   }
   return shapes;
@@ -462,9 +465,9 @@ function fuse(spec: ModelSpec, params: Params, z: tf.Tensor[]): tf.Tensor {
   if (!spec.fuse) return applyFusion(spec, params, "fusion", spec.fusion, z);
   const inputs: FusionInputs = {
     z,
-    modalities: spec.modalities.map((_, m) => m),
+    modalities: modalityIndices(spec),
     part: (i) => applyFusion(spec, params, partPrefix(i), spec.fusionParts![i]!, z),
-    learnable: (name, m) => params[m === undefined ? `learnable.${name}` : `learnable.${name}.${spec.modalities[m]!.name}`]!,
+    learnable: (name, m) => params[learnableParam(name, m === undefined ? undefined : spec.modalities[m]!.name)]!,
     other: (m) => 1 - m,
   };
   return spec.fuse(inputs);

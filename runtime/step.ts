@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import type { History } from "./history.js";
-import { Forward, modalityIndices, type Params } from "./model.js";
+import { Forward, learnableParam, modalityIndices, type Params } from "./model.js";
 import { insideGradient, type GroupGradient, type Value } from "./ops.js";
 import { Optimizer } from "./optimizer.js";
 import { Random } from "./random.js";
@@ -28,6 +28,13 @@ export function inGroup(param: string, group: string): boolean {
   return filters.every((f) => (f === "weight" ? !/\.(bias|gain)$/.test(param) : layerKind(param) === f));
 }
 
+/** The parameters among `names` that belong to `group`; a group without any is an error. */
+function membersOf(names: Iterable<string>, group: string): string[] {
+  const members = [...names].filter((n) => inGroup(n, group));
+  if (members.length === 0) throw new Error(`parameter group "${group}" has no parameters`);
+  return members;
+}
+
 /** Names of the parameter groups a spec can address, for modality index m. */
 export class Groups {
   constructor(private readonly modalities: readonly string[]) {}
@@ -36,7 +43,7 @@ export class Groups {
   /** `encoder[m].conv` and the like: every layer of one kind. */
   encoderLayers = (m: number, kind: string): string => `encoder.${this.modalities[m]}|${kind}`;
   aux = (m: number): string => `aux.${this.modalities[m]}`;
-  learnable = (name: string, m?: number): string => (m === undefined ? `learnable.${name}` : `learnable.${name}.${this.modalities[m]}`);
+  learnable = (name: string, m?: number): string => learnableParam(name, m === undefined ? undefined : this.modalities[m]);
   /** `G.weight`: the group's weights without biases and norm gains. */
   weights = (group: string): string => `${group}|weight`;
   readonly head = "head";
@@ -53,9 +60,7 @@ export class Gradients {
   ) {}
 
   names(group: string): string[] {
-    const names = [...this.values.keys()].filter((n) => inGroup(n, group));
-    if (names.length === 0) throw new Error(`parameter group "${group}" has no parameters`);
-    return names;
+    return membersOf(this.values.keys(), group);
   }
 
   of(group: string): GroupGradient {
@@ -63,7 +68,7 @@ export class Gradients {
   }
 
   scale(group: string, factor: Value): void {
-    for (const name of this.names(group)) this.set(name, tf.mul(this.values.get(name)!, factor));
+    for (const name of this.names(group)) this.values.set(name, tf.mul(this.values.get(name)!, factor));
   }
 
   /** Adds N(mean, std²) noise; the draw depends only on the run's seed, the step and the parameter. */
@@ -71,7 +76,7 @@ export class Gradients {
     for (const name of this.names(group)) {
       const g = this.values.get(name)!;
       const seed = (this.noiseSeed + hash(name)) % 2147483647;
-      this.set(name, tf.add(g, tf.add(tf.mul(tf.randomNormal(g.shape, 0, 1, "float32", seed), std), mean)));
+      this.values.set(name, tf.add(g, tf.add(tf.mul(tf.randomNormal(g.shape, 0, 1, "float32", seed), std), mean)));
     }
   }
 
@@ -92,10 +97,6 @@ export class Gradients {
       if (replacement.shape.join() !== old.shape.join()) throw new Error(`replace: gradient of shape [${replacement.shape}] for ${name} of shape [${old.shape}]`);
       this.values.set(name, mask ? tf.where(tf.broadcastTo(tf.cast(mask, "bool"), old.shape), replacement, old) : replacement);
     });
-  }
-
-  private set(name: string, value: tf.Tensor): void {
-    this.values.set(name, value);
   }
 }
 
@@ -200,9 +201,7 @@ export class StepContext {
     }, names.map((n) => params[n]!));
     const byName = new Map(names.map((n, i) => [n, grads[i]!]));
     const grad = this.gradients(params, taskLoss, (group) => {
-      const members = names.filter((n) => inGroup(n, group));
-      if (members.length === 0) throw new Error(`parameter group "${group}" has no parameters`);
-      return members.map((n) => byName.get(n)!);
+      return membersOf(names, group).map((n) => byName.get(n)!);
     });
     return { grad, loss: value, forward };
   }
@@ -217,8 +216,7 @@ export class StepContext {
 
   /** ∂loss/∂(group) at `params`, through a forward pass of its own (on one sample, if given); differentiable again. */
   private lossGradient(params: Params, group: string, loss: TaskLoss, sample?: number): GroupGradient {
-    const members = Object.keys(params).filter((n) => inGroup(n, group));
-    if (members.length === 0) throw new Error(`parameter group "${group}" has no parameters`);
+    const members = membersOf(Object.keys(params), group);
     return valueAndGrads((ts) => loss(this.forward({ ...params, ...Object.fromEntries(members.map((n, i) => [n, ts[i]!])) }, false, sample)), members.map((n) => params[n]!)).grads;
   }
 
@@ -270,7 +268,7 @@ export class StepContext {
       const detached = new Map(all.map((n) => [n, tf.keep(tf.clone(inner.grad(n)[0]!))]));
       this.keptTensors.push(taskValue, ...detached.values());
       const current = Object.fromEntries(this.params) as Params;
-      rawGrad = this.gradients(current, taskLoss, (group) => all.filter((n) => inGroup(n, group)).map((n) => detached.get(n)!));
+      rawGrad = this.gradients(current, taskLoss, (group) => membersOf(all, group).map((n) => detached.get(n)!));
       return tf.add(inner.loss, added(inner.forward, inner.grad)) as tf.Scalar;
     }, names.map((n) => this.params.get(n)!));
     const gradients = new Gradients(new Map(names.map((n, i) => [n, grads[i]!])), noiseSeed);

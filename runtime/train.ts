@@ -4,7 +4,7 @@ import { totalmem } from "node:os";
 import { join } from "node:path";
 import { describeBackend, selectBackend, type BackendName } from "./backend.js";
 import { loadCheckpoint, saveCheckpoint, writeJsonAtomically, type CheckpointState } from "./checkpoint.js";
-import { loadData, type Dataset, type Split } from "./data/index.js";
+import { gatherRows, loadData, type Dataset, type Split } from "./data/index.js";
 import { History } from "./history.js";
 import { estimateMemory, Forward, initialParameters, type Params } from "./model.js";
 import { classificationMetrics, maskDice, regressionMetrics } from "./metrics.js";
@@ -98,16 +98,8 @@ function checkResources(spec: ModelSpec, backend: BackendName): void {
 const evalBatch = 256;
 
 function batchTensors(split: Split, spec: ModelSpec, rows: number[]): { inputs: tf.Tensor[]; target: tf.Tensor } {
-  const inputs = spec.modalities.map((modality, m) => {
-    const width = modality.shape.reduce((a, b) => a * b, 1);
-    const source = split.inputs[m]!;
-    const values = new Float32Array(rows.length * width);
-    rows.forEach((row, i) => values.set(source.subarray(row * width, (row + 1) * width), i * width));
-    return tf.tensor(values, [rows.length, ...modality.shape]);
-  });
-  const width = targetWidth(spec.target);
-  const labels = new Float32Array(rows.length * width);
-  rows.forEach((row, i) => labels.set(split.labels.subarray(row * width, (row + 1) * width), i * width));
+  const inputs = spec.modalities.map((modality, m) => tf.tensor(gatherRows(split.inputs[m]!, modality.shape.reduce((a, b) => a * b, 1), rows), [rows.length, ...modality.shape]));
+  const labels = gatherRows(split.labels, targetWidth(spec.target), rows);
   return { inputs, target: tf.tensor(labels, [rows.length, ...(spec.target.shape ?? [])], "float32") };
 }
 
@@ -283,7 +275,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       const seconds = (performance.now() - epochStart) / 1000;
       epochSeconds.push(seconds);
       const metricName = Object.keys(last.test)[0]!;
-      lines.push(JSON.stringify({ type: "epoch", epoch, loss: lossSum / Math.max(1, records.length), lr: Number(spec.optimizer.options.lr) * lrSchedule, train: last.train, valid: last.valid, test: last.test, unimodal, seconds, step_seconds: stepSeconds, ...memoryRecord() }));
+      const loss = lossSum / Math.max(1, records.length);
+      lines.push(JSON.stringify({ type: "epoch", epoch, loss, lr: Number(spec.optimizer.options.lr) * lrSchedule, train: last.train, valid: last.valid, test: last.test, unimodal, seconds, step_seconds: stepSeconds, ...memoryRecord() }));
       await appendFile(logPath, lines.join("\n") + "\n");
       if (sign * valid > best.metric) best = { metric: sign * valid, epoch, stale: 0 };
       else best.stale++;
@@ -292,7 +285,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         plateauFactor = Math.max(Number(plateau.min), plateauFactor * Number(plateau.gamma));
         say(`mmb: no improvement for ${best.stale} epochs; learning rate × ${plateauFactor}`);
       }
-      say(`epoch ${epoch + 1}/${epochs}  loss ${(lossSum / Math.max(1, records.length)).toFixed(4)}  valid ${metricName} ${valid.toFixed(4)}  test ${metricName} ${test.toFixed(4)}  ${Object.entries(unimodal).map(([k, v]) => `${k} ${v.toFixed(3)}`).join("  ")}  ${seconds.toFixed(1)}s`);
+      say(`epoch ${epoch + 1}/${epochs}  loss ${loss.toFixed(4)}  valid ${metricName} ${valid.toFixed(4)}  test ${metricName} ${test.toFixed(4)}  ${Object.entries(unimodal).map(([k, v]) => `${k} ${v.toFixed(3)}`).join("  ")}  ${seconds.toFixed(1)}s`);
       const state: CheckpointState = {
         epoch,
         step,

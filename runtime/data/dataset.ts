@@ -18,6 +18,13 @@ export interface Dataset {
   files?: { modalities: string[]; target: string };
 }
 
+/** The samples `rows` of `source` (samples of `width` values each), side by side in that order. */
+export function gatherRows(source: Float32Array, width: number, rows: ArrayLike<number>): Float32Array {
+  const out = new Float32Array(rows.length * width);
+  for (let k = 0; k < rows.length; k++) out.set(source.subarray(rows[k]! * width, (rows[k]! + 1) * width), k * width);
+  return out;
+}
+
 /**
  * Splits `all` into train, valid and test in the order `order` (a permutation of its samples),
  * with the given fractions for valid and test; `widths` are the per-sample sizes of the inputs.
@@ -26,19 +33,10 @@ export function splitInOrder(all: Split, widths: number[], order: number[], frac
   const nValid = Math.round(all.size * fractions.valid);
   const nTest = Math.round(all.size * fractions.test);
   const nTrain = all.size - nValid - nTest;
-  const take = (from: number, count: number): Split => ({
-    inputs: widths.map((w, m) => {
-      const out = new Float32Array(count * w);
-      for (let k = 0; k < count; k++) out.set(all.inputs[m]!.subarray(order[from + k]! * w, (order[from + k]! + 1) * w), k * w);
-      return out;
-    }),
-    labels: (() => {
-      const out = new Float32Array(count * labelWidth);
-      for (let k = 0; k < count; k++) out.set(all.labels.subarray(order[from + k]! * labelWidth, (order[from + k]! + 1) * labelWidth), k * labelWidth);
-      return out;
-    })(),
-    size: count,
-  });
+  const take = (from: number, count: number): Split => {
+    const rows = order.slice(from, from + count);
+    return { inputs: widths.map((w, m) => gatherRows(all.inputs[m]!, w, rows)), labels: gatherRows(all.labels, labelWidth, rows), size: count };
+  };
   return { train: take(0, nTrain), valid: take(nTrain, nValid), test: take(nTrain + nValid, nTest), description, ...(files ? { files } : {}) };
 }
 

@@ -5,7 +5,7 @@ import { files } from "./files.js";
 import { mnist } from "./mnist.js";
 import { synthetic } from "./synthetic.js";
 
-export { DataError, validateDataset, type Dataset, type Split } from "./dataset.js";
+export { DataError, gatherRows, validateDataset, type Dataset, type Split } from "./dataset.js";
 
 /**
  * Loads the data a spec declares and validates it against the spec's shapes and target.
