@@ -6,11 +6,11 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "../grammar/index.js";
-import { check } from "../compiler/check.js";
-import { generate } from "../compiler/codegen.js";
-import { SourceText } from "../compiler/diagnostics.js";
+import { check } from "../compiler/1-check/index.js";
+import { generate } from "../compiler/3-codegen/tfjs/index.js";
+import { SourceText } from "../diagnostics/index.js";
 import { format } from "../compiler/index.js";
-import { schedule } from "../compiler/schedule.js";
+import { schedule } from "../compiler/2-schedule/index.js";
 import { median } from "./median.js";
 import { repositoryRoot } from "./paths.js";
 

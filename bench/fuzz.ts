@@ -9,8 +9,8 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ts } from "ts-morph";
-import { analyze, catalogue } from "../compiler/index.js";
-import { generate } from "../compiler/codegen.js";
+import { analyze, codes } from "../compiler/index.js";
+import { generate } from "../compiler/3-codegen/tfjs/index.js";
 import { mmbLexer } from "../grammar/tokens.js";
 import { Random } from "../runtime/random.js";
 import { repositoryRoot } from "./paths.js";
@@ -129,7 +129,7 @@ export interface FuzzReport {
   invalidDiagnostics: { input: string; problem: string }[];
   clean: number;
   compiled: number;
-  codes: Record<string, number>;
+  codesHit: Record<string, number>;
 }
 
 /** Checks one input; returns a problem description or undefined. */
@@ -142,9 +142,9 @@ function checkOne(text: string, report: FuzzReport): void {
     return;
   }
   for (const d of analysis.diagnostics) {
-    report.codes[d.code] = (report.codes[d.code] ?? 0) + 1;
+    report.codesHit[d.code] = (report.codesHit[d.code] ?? 0) + 1;
     const problem =
-      !(d.code in catalogue) ? `unknown code ${d.code}`
+      !(d.code in codes) ? `unknown code ${d.code}`
       : !(d.span.start >= 0 && d.span.start <= d.span.end && d.span.end <= text.length) ? `span ${d.span.start}-${d.span.end} outside 0-${text.length}`
       : !d.message ? "empty message"
       : !d.help ? `${d.code} without help`
@@ -167,7 +167,7 @@ function checkOne(text: string, report: FuzzReport): void {
 export function fuzz(cases: number, seed: number): FuzzReport {
   const random = new Random(seed);
   const inputs = corpus();
-  const report: FuzzReport = { cases, crashes: [], invalidDiagnostics: [], clean: 0, compiled: 0, codes: {} };
+  const report: FuzzReport = { cases, crashes: [], invalidDiagnostics: [], clean: 0, compiled: 0, codesHit: {} };
   for (let n = 0; n < cases; n++) {
     let text = inputs[Math.floor(random.uniform() * inputs.length)]!;
     const rounds = 1 + Math.floor(random.uniform() * 4);
@@ -191,7 +191,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(`  crashes (checker threw, or codegen failed): ${report.crashes.length}`);
   console.log(`  diagnostics without a valid code, span, message or help: ${report.invalidDiagnostics.length}`);
   console.log(`  specs that still checked clean: ${report.clean}, compiled to parseable TypeScript: ${report.compiled}`);
-  console.log(`  distinct diagnostic codes hit: ${Object.keys(report.codes).length} (${Object.keys(report.codes).sort().join(", ")})`);
+  console.log(`  distinct diagnostic codes hit: ${Object.keys(report.codesHit).length} (${Object.keys(report.codesHit).sort().join(", ")})`);
   for (const c of report.crashes.slice(0, 3)) console.log(`--- crash ---\n${c.error}\n--- input ---\n${c.input}`);
   for (const c of report.invalidDiagnostics.slice(0, 3)) console.log(`--- invalid diagnostic: ${c.problem} ---\n${c.input}`);
   process.exitCode = report.crashes.length + report.invalidDiagnostics.length > 0 ? 1 : 0;

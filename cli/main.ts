@@ -3,7 +3,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { analyze, compile, diagnosticsJson, renderAll, type CompileResult } from "../compiler/index.js";
-import { error, renderDiagnostic, SourceText } from "../compiler/diagnostics.js";
+import type { SourceText } from "../diagnostics/index.js";
 import { DataError, NumericError, ResourceError, train } from "../runtime/index.js";
 import { parse as parseSpec } from "../grammar/index.js";
 import { bench, specName } from "./bench.js";
@@ -93,19 +93,6 @@ function report(result: { diagnostics: CompileResult["diagnostics"]; source: Sou
   else console.error(renderAll(result.diagnostics, result.source) + "\n");
 }
 
-/** Checks `--set` names against the spec's params, as a coded diagnostic. */
-function checkSets(result: CompileResult, sets: Record<string, number>): boolean {
-  const declared = new Set(result.ir?.rule.params.map((p) => p.name));
-  const unknown = Object.keys(sets).filter((n) => !declared.has(n));
-  for (const name of unknown) {
-    const d = error("MMB026", `--set ${name}: the spec declares no \`param ${name}\``, { start: 0, end: 0 }, {
-      help: declared.size ? `params: ${[...declared].join(", ")}` : "declare it in the balance block: `param " + name + " = ...`",
-    });
-    console.error(renderDiagnostic(d, result.source));
-  }
-  return unknown.length === 0;
-}
-
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (!command || command === "--help" || command === "-h") {
@@ -151,9 +138,9 @@ async function main(argv: string[]): Promise<number> {
       if (positionals.length !== 1) throw new UsageError("mmb train takes one spec");
       const path = positionals[0]!;
       const sets = parseSets(values.set);
-      const result = await compile(await readSpec(path, values.data), { fileName: path });
+      const result = await compile(await readSpec(path, values.data), { fileName: path, set: sets });
       report(result, values.format!);
-      if (!result.code || !checkSets(result, sets)) return 1;
+      if (!result.code) return 1;
       const out = values.out ?? join("runs", specName(path));
       const definition = await loadTrainer(result.code, out);
       const seed = wholeNumber(values.seed, "--seed");
@@ -174,9 +161,9 @@ async function main(argv: string[]): Promise<number> {
       if (positionals.length === 0) throw new UsageError("mmb bench needs at least one spec");
       const sets = parseSets(values.set);
       for (const path of positionals) {
-        const result = await compile(await readSpec(path, values.data), { fileName: path });
+        const result = await compile(await readSpec(path, values.data), { fileName: path, set: sets });
         report(result, values.format!);
-        if (!result.code || !checkSets(result, sets)) return 1;
+        if (!result.code) return 1;
       }
       const trainArgs = [
         ...(values.epochs !== undefined ? ["--epochs", String(wholeNumber(values.epochs, "--epochs"))] : []),

@@ -1,19 +1,25 @@
+/**
+ * The compiler's pipeline, phase by phase: parse (grammar/) → check (1-check/: AST → IR and
+ * diagnostics) → schedule (2-schedule/: the order of one training step) → codegen (3-codegen/:
+ * the trainer's source, one folder per target). The builtin catalogue (builtins/) and the
+ * components (components.ts) are the tables the phases read; diagnostics live below them all.
+ */
 import * as prettier from "prettier";
+import { SourceText, type Diagnostic } from "../diagnostics/index.js";
 import { parse, type Program } from "../grammar/index.js";
-import { check } from "./check.js";
-import { generate } from "./codegen.js";
-import { diagnosticToJson, renderDiagnostic, SourceText, type Diagnostic } from "./diagnostics.js";
+import { check } from "./1-check/index.js";
+import { schedule, type StepPlan } from "./2-schedule/index.js";
+import { generate } from "./3-codegen/tfjs/index.js";
 import type { ModelIR } from "./ir.js";
-import { schedule, type StepPlan } from "./schedule.js";
 
-export { catalogue, renderDiagnostic, diagnosticToJson, SourceText, type Diagnostic, type DiagnosticCode } from "./diagnostics.js";
+export { codes, diagnosticToJson, diagnosticsJson, renderAll, renderDiagnostic, SourceText, type Diagnostic, type DiagnosticCode } from "../diagnostics/index.js";
 export type { ModelIR } from "./ir.js";
-export type { StepPlan } from "./schedule.js";
+export type { StepPlan } from "./2-schedule/index.js";
 
 export interface CompileOptions {
   /** The spec's file name, for diagnostics and the generated header. */
   fileName?: string;
-  /** `param` overrides, checked against the spec's declared params. */
+  /** `param` overrides (`--set`): checked against the spec's params (MMB026) and used by every check. */
   set?: Record<string, number>;
 }
 
@@ -31,11 +37,9 @@ export function analyze(text: string, options: CompileOptions = {}): Analysis {
   const parsed = parse(text);
   // With syntax errors the AST is partial; checking it would report spurious follow-on errors.
   if (parsed.diagnostics.length > 0) return { source, program: parsed.program, diagnostics: parsed.diagnostics };
-  const checked = check(parsed.program, source);
-  const diagnostics = [...checked.diagnostics];
-  if (!checked.model) return { source, program: parsed.program, diagnostics };
-  const ir = checked.model;
-  return { source, program: parsed.program, diagnostics, ir, plan: schedule(ir) };
+  const checked = check(parsed.program, source, options.set ? { set: options.set } : {});
+  if (!checked.model) return { source, program: parsed.program, diagnostics: checked.diagnostics };
+  return { source, program: parsed.program, diagnostics: checked.diagnostics, ir: checked.model, plan: schedule(checked.model) };
 }
 
 export interface CompileResult {
@@ -58,12 +62,4 @@ export async function compile(text: string, options: CompileOptions = {}): Promi
 
 export function format(code: string): Promise<string> {
   return prettier.format(code, { parser: "babel-ts", printWidth: 110 });
-}
-
-export function renderAll(diagnostics: Diagnostic[], source: SourceText): string {
-  return diagnostics.map((d) => renderDiagnostic(d, source)).join("\n\n");
-}
-
-export function diagnosticsJson(diagnostics: Diagnostic[], source: SourceText): string {
-  return JSON.stringify(diagnostics.map((d) => diagnosticToJson(d, source)), null, 2);
 }

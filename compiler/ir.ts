@@ -1,4 +1,5 @@
-import type { OptionValue } from "./library.js";
+import type { LayerKind } from "../runtime/parameter-groups.js";
+import type { OptionValue } from "./components.js";
 
 /**
  * The IR: the model as data, and the balancing rule as a dataflow graph of typed values.
@@ -96,8 +97,8 @@ export type ActionIR =
 /** A modality index: a bound variable (`m`), a fixed modality, or `other(m)`. */
 export type IndexRef = { kind: "var"; name: string } | { kind: "fixed"; modality: number } | { kind: "other"; of: IndexRef };
 
-/** Layers of an encoder a group can select: its last linear layer, or every layer of one kind. */
-export type EncoderPart = "all" | "last" | "conv" | "dense" | "rnn" | "attention" | "norm";
+/** Layers of an encoder a group selects: all of them, its last linear layer, or every layer of one kind. */
+export type EncoderPart = "all" | LayerKind;
 
 /** A parameter group; `weights`: its weight tensors only, without biases and norm gains (`.weight`). */
 export type GroupRef = (
@@ -118,28 +119,21 @@ export type RNode =
   | { op: "time"; which: "step" | "epoch" }
   | { op: "value"; name: string; index?: IndexRef }
   | { op: "learnable"; name: string; index?: IndexRef }
-  | { op: "unary"; fn: string; arg: RExpr }
+  /** The operators `-x` and `not c` (compiler/builtins/operators.ts). */
+  | { op: "unary"; fn: "neg" | "not"; arg: RExpr }
   | { op: "binary"; fn: string; left: RExpr; right: RExpr }
   | { op: "if"; condition: RExpr; then: RExpr; otherwise: RExpr }
   | { op: "reduceModalities"; fn: "sum" | "mean" | "max" | "min"; variable: string; exclude?: IndexRef; body: RExpr }
   | { op: "reduceBatch"; fn: "sum" | "mean"; body: RExpr }
   /** ∂loss/∂G: of the task loss, or of `loss` when given (`grad(G, L)`). */
   | { op: "grad"; group: GroupRef; loss?: RExpr }
-  | { op: "gradDot"; a: RExpr; b: RExpr }
-  | { op: "gradStat"; stat: "norm" | "norm1" | "std" | "mean" | "meanAbs"; arg: RExpr }
-  | { op: "gradCos"; a: RExpr; b: RExpr }
   /** Head outputs: fused, modality m's share, its auxiliary head, the fused head on m alone or without m. */
   | { op: "output"; which: "out" | "contrib" | "aux" | "z" | "alone" | "without"; modality?: IndexRef }
   | { op: "target" }
-  | { op: "metric"; fn: "acc" | "prob" | "loss" | "mae" | "cross_entropy" | "l1" | "mse" | "dice" | "dice_loss"; output: RExpr; target: RExpr }
-  | { op: "history"; fn: "prev" | "ema" | "delta"; id: number; arg: RExpr; init: number; beta?: number }
-  | { op: "detach"; arg: RExpr }
-  /** `class_mean(z[m], y, momentum)`: running per-class mean of features (a [classes, d] table, no gradient). */
-  | { op: "classMean"; id: number; features: RExpr; target: RExpr; momentum: number }
-  /** `distance(z[m], P)`: Euclidean distance of each sample's features to each row of P, [batch, classes]. */
-  | { op: "distance"; features: RExpr; prototypes: RExpr }
   /** `per_sample(e)`: e once per sample, with `grad(G)` the gradient of that sample's loss. */
-  | { op: "perSample"; arg: RExpr };
+  | { op: "perSample"; arg: RExpr }
+  /** A function of the builtin catalogue (compiler/builtins), checked and emitted from its entry; `state`: its history slot. */
+  | { op: "call"; fn: string; args: RExpr[]; state?: number };
 
 /** A typed rule expression: `host` values need no tensors; `secondOrder` ones read gradients. */
 export type RExpr = RNode & { kind: ValueKind; host: boolean; secondOrder: boolean };

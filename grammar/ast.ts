@@ -1,8 +1,6 @@
-/** Half-open byte range [start, end) in the spec source. */
-export interface Span {
-  start: number;
-  end: number;
-}
+import type { Span } from "../diagnostics/index.js";
+
+export type { Span };
 
 export interface Ident {
   kind: "Ident";

@@ -1,5 +1,5 @@
 import type { IToken } from "chevrotain";
-import { error, type Diagnostic } from "../compiler/diagnostics.js";
+import { error, type Diagnostic } from "../diagnostics/index.js";
 import type { Program } from "./ast.js";
 import { cstToAst } from "./cst-to-ast.js";
 import { parseCst } from "./parser.js";

@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { logSumExp, stopGradient } from "./ops.js";
+import { auxHeadGroup, encoderGroup, fusionGroup, headGroup, learnableParam } from "./parameter-groups.js";
 import { Random } from "./random.js";
 import type { ComponentSpec, FusionInputs, ModelSpec } from "./spec.js";
 
@@ -7,9 +8,7 @@ import type { ComponentSpec, FusionInputs, ModelSpec } from "./spec.js";
  * The model as named parameter tensors and a forward pass that is a pure function of them, so
  * that gradients (and gradients of gradient norms) can be taken with respect to any group.
  *
- * Parameter names form the groups a spec addresses: `encoder.<m>.*` (`encoder[m]`),
- * `encoder.<m>.last.*` (`encoder[m].last`), `fusion.*`, `head.*`, `aux.<m>.*` (`head[m]`),
- * `learnable.<name>[.<m>]`.
+ * Parameter names form the groups a spec addresses (see parameter-groups.ts).
  */
 export type Params = Record<string, tf.Tensor>;
 
@@ -46,8 +45,6 @@ function numbers(value: unknown): number[] {
 
 export const modalityIndices = (spec: ModelSpec): number[] => spec.modalities.map((_, m) => m);
 
-/** The parameter of `learnable name` (`learnable name[m]`: one per modality). */
-export const learnableParam = (name: string, modality?: string): string => (modality === undefined ? `learnable.${name}` : `learnable.${name}.${modality}`);
 
 /** Width of an encoder's output z[m]. */
 export function featureWidth(encoder: ComponentSpec): number {
@@ -150,7 +147,7 @@ function fusionShapes(prefix: string, fusion: ComponentSpec, spec: ModelSpec): P
 }
 
 /** Prefix of the parameters of fusion part i (the whole fusion when it is one built-in). */
-const partPrefix = (i: number): string => `fusion.${i}`;
+const partPrefix = (i: number): string => `${fusionGroup}.${i}`;
 
 /** A head's output units: its `out`, times the pixels of a segmentation mask. */
 function headOutputs(head: ComponentSpec, spec: ModelSpec): number {
@@ -166,11 +163,11 @@ function headShapes(prefix: string, head: ComponentSpec, inputs: number, spec: M
 
 export function parameterShapes(spec: ModelSpec): ParamShape[] {
   const shapes: ParamShape[] = [];
-  spec.modalities.forEach((modality, m) => shapes.push(...encoderShapes(`encoder.${modality.name}`, spec.encoders[m]!, modality.shape)));
+  spec.modalities.forEach((modality, m) => shapes.push(...encoderShapes(encoderGroup(modality.name), spec.encoders[m]!, modality.shape)));
   if (spec.fusionParts) spec.fusionParts.forEach((part, i) => shapes.push(...fusionShapes(partPrefix(i), part, spec)));
-  else shapes.push(...fusionShapes("fusion", spec.fusion, spec));
-  shapes.push(...headShapes("head", spec.head, fusedWidth(spec), spec));
-  if (spec.auxHead) spec.modalities.forEach((modality, m) => shapes.push(...headShapes(`aux.${modality.name}`, spec.auxHead!, featureWidth(spec.encoders[m]!), spec)));
+  else shapes.push(...fusionShapes(fusionGroup, spec.fusion, spec));
+  shapes.push(...headShapes(headGroup, spec.head, fusedWidth(spec), spec));
+  if (spec.auxHead) spec.modalities.forEach((modality, m) => shapes.push(...headShapes(auxHeadGroup(modality.name), spec.auxHead!, featureWidth(spec.encoders[m]!), spec)));
   for (const learnable of spec.learnables) {
     const names = learnable.perModality ? spec.modalities.map((m) => learnableParam(learnable.name, m.name)) : [learnableParam(learnable.name)];
     for (const name of names) shapes.push({ name, shape: [], init: learnable.init });
@@ -387,12 +384,12 @@ export class Forward {
     keep?: (tf.Tensor | number)[],
   ) {
     this.z = spec.modalities.map((modality, m) => {
-      const z = encode(params, `encoder.${modality.name}`, spec.encoders[m]!, inputs[m]!, training);
+      const z = encode(params, encoderGroup(modality.name), spec.encoders[m]!, inputs[m]!, training);
       const factor = keep?.[m] ?? 1;
       return factor === 1 ? z : factor === 0 ? tf.zerosLike(z) : tf.mul(z, factor);
     });
     this.fused = fuse(spec, params, this.z);
-    this.out = applyHead(params, "head", spec.head, this.fused, spec);
+    this.out = applyHead(params, headGroup, spec.head, this.fused, spec);
   }
 
   /** Computes a view once; a view made inside a gradient scope that has ended is made again. */
@@ -417,7 +414,7 @@ export class Forward {
 
   private headWith(present: (m: number) => boolean): tf.Tensor {
     const z = this.z.map((zm, m) => (present(m) ? zm : tf.zerosLike(zm)));
-    return applyHead(this.params, "head", this.spec.head, fuse(this.spec, this.params, z), this.spec);
+    return applyHead(this.params, headGroup, this.spec.head, fuse(this.spec, this.params, z), this.spec);
   }
 
   /** Modality indices, for reductions over modalities in the task loss. */
@@ -457,12 +454,12 @@ export class Forward {
 
   /** Output of modality m's auxiliary head, which sees z[m] detached from the encoder. */
   aux(m: number): tf.Tensor {
-    return this.cached(`aux${m}`, () => applyHead(this.params, `aux.${this.spec.modalities[m]!.name}`, this.spec.auxHead!, stopGradient(this.z[m]!), this.spec));
+    return this.cached(`aux${m}`, () => applyHead(this.params, auxHeadGroup(this.spec.modalities[m]!.name), this.spec.auxHead!, stopGradient(this.z[m]!), this.spec));
   }
 }
 
 function fuse(spec: ModelSpec, params: Params, z: tf.Tensor[]): tf.Tensor {
-  if (!spec.fuse) return applyFusion(spec, params, "fusion", spec.fusion, z);
+  if (!spec.fuse) return applyFusion(spec, params, fusionGroup, spec.fusion, z);
   const inputs: FusionInputs = {
     z,
     modalities: modalityIndices(spec),

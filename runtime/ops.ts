@@ -143,6 +143,8 @@ export const sign = (a: Value): tf.Tensor => tf.sign(a);
 export const square = (a: Value): tf.Tensor => tf.square(a);
 export const minimum = (a: Value, b: Value): tf.Tensor => tf.minimum(a, b);
 export const maximum = (a: Value, b: Value): tf.Tensor => tf.maximum(a, b);
+/** x limited to [lo, hi]; the bounds may be tensors (tf.clipByValue takes numbers only). */
+export const clamp = (x: Value, lo: Value, hi: Value): tf.Tensor => tf.minimum(tf.maximum(x, lo), hi);
 export const detach = (a: Value): Value => (typeof a === "number" ? a : stopGradient(a));
 
 /** `if c then a else b`, elementwise. */
@@ -170,7 +172,8 @@ export const minOf = (values: Value[]): tf.Tensor => values.map((v) => tf.cast(v
 /** The gradient of a parameter group: one tensor per parameter. */
 export type GroupGradient = tf.Tensor[];
 
-export const absGradient = (g: GroupGradient): GroupGradient => g.map((t) => tf.abs(t));
+/** An elementwise function applied to every element of a gradient: `abs(grad(G))`, `sqrt(...)`. */
+export const mapGradient = (g: GroupGradient, f: (t: tf.Tensor) => tf.Tensor): GroupGradient => g.map((t) => f(t));
 /**
  * The group's elements as one vector, so that a statistic costs a few kernels rather than a few per
  * parameter: the step log takes every encoder's gradient norm at every step.
@@ -182,7 +185,6 @@ const count = (g: GroupGradient): number => g.reduce((n, t) => n + t.size, 0);
 export const gradNorm = (g: GroupGradient): tf.Tensor => tf.sqrt(total(g, tf.square));
 export const gradNorm1 = (g: GroupGradient): tf.Tensor => total(g, tf.abs);
 export const gradMean = (g: GroupGradient): tf.Tensor => tf.div(total(g, (t) => t), count(g));
-export const gradMeanAbs = (g: GroupGradient): tf.Tensor => tf.div(total(g, tf.abs), count(g));
 
 /** Sample standard deviation over every element of the group (n − 1, as torch.std). */
 export function gradStd(g: GroupGradient): tf.Tensor {

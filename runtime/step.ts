@@ -1,32 +1,13 @@
 import * as tf from "@tensorflow/tfjs";
 import type { History } from "./history.js";
-import { Forward, learnableParam, modalityIndices, type Params } from "./model.js";
+import { Forward, modalityIndices, type Params } from "./model.js";
+import {
+  auxHeadGroup, encoderGroup, encoderLastGroup, encoderLayersGroup, fusionGroup, headGroup, inGroup, learnableParam, weightsOf, type LayerKind,
+} from "./parameter-groups.js";
 import { insideGradient, type GroupGradient, type Value } from "./ops.js";
 import { Optimizer } from "./optimizer.js";
 import { Random } from "./random.js";
 import type { ComponentSpec, ModelSpec } from "./spec.js";
-
-/** The kind of layer a parameter belongs to, from its name (see model.ts). */
-function layerKind(param: string): string {
-  const segments = param.split(".").slice(2, -1);
-  if (segments[0] === "last") return "last";
-  if (segments.some((s) => /^(conv\d*|stem|skip)$/.test(s))) return "conv";
-  if (segments.some((s) => /^(dense\d*|input|ff\d)$/.test(s))) return "dense";
-  if (segments[0] === "rnn") return "rnn";
-  if (segments.some((s) => /^(query|key|value|output|position)$/.test(s))) return "attention";
-  if (segments.some((s) => /^norm\d$/.test(s))) return "norm";
-  return "other";
-}
-
-/**
- * Parameter groups by name: `prefix` (the parameter's name starts with it), then optional
- * filters after `|`: a layer kind (`encoder.audio|conv`) or `weight` (no biases, no norm gains).
- */
-export function inGroup(param: string, group: string): boolean {
-  const [prefix, ...filters] = group.split("|");
-  if (!(param === prefix || param.startsWith(`${prefix}.`))) return false;
-  return filters.every((f) => (f === "weight" ? !/\.(bias|gain)$/.test(param) : layerKind(param) === f));
-}
 
 /** The parameters among `names` that belong to `group`; a group without any is an error. */
 function membersOf(names: Iterable<string>, group: string): string[] {
@@ -38,16 +19,14 @@ function membersOf(names: Iterable<string>, group: string): string[] {
 /** Names of the parameter groups a spec can address, for modality index m. */
 export class Groups {
   constructor(private readonly modalities: readonly string[]) {}
-  encoder = (m: number): string => `encoder.${this.modalities[m]}`;
-  encoderLast = (m: number): string => `encoder.${this.modalities[m]}.last`;
-  /** `encoder[m].conv` and the like: every layer of one kind. */
-  encoderLayers = (m: number, kind: string): string => `encoder.${this.modalities[m]}|${kind}`;
-  aux = (m: number): string => `aux.${this.modalities[m]}`;
+  encoder = (m: number): string => encoderGroup(this.modalities[m]!);
+  encoderLast = (m: number): string => encoderLastGroup(this.modalities[m]!);
+  encoderLayers = (m: number, kind: LayerKind): string => encoderLayersGroup(this.modalities[m]!, kind);
+  aux = (m: number): string => auxHeadGroup(this.modalities[m]!);
   learnable = (name: string, m?: number): string => learnableParam(name, m === undefined ? undefined : this.modalities[m]);
-  /** `G.weight`: the group's weights without biases and norm gains. */
-  weights = (group: string): string => `${group}|weight`;
-  readonly head = "head";
-  readonly fusion = "fusion";
+  weights = weightsOf;
+  readonly head = headGroup;
+  readonly fusion = fusionGroup;
 }
 
 /** The update gradient of every parameter; actions change it in place, in spec order. */

@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { root } from "./helpers.js";
 
@@ -21,5 +21,34 @@ describe("the language carries the methods", () => {
       ),
     );
     expect(hits).toEqual([]);
+  });
+});
+
+/** The modules a file imports, as paths relative to the repository. */
+function imports(file: string): string[] {
+  const text = readFileSync(file, "utf8");
+  return [...text.matchAll(/from\s+"(\.[^"]+)"/g)].map((m) => relative(root, resolve(dirname(file), m[1]!)).replace(/\.js$/, ".ts"));
+}
+
+describe("the layout shows the architecture", () => {
+  it("diagnostics/ sits below the grammar and the compiler: grammar/ never imports compiler/, diagnostics/ neither", () => {
+    const upward = [
+      ...sources(join(root, "grammar")).flatMap((f) => imports(f).filter((i) => i.startsWith("compiler/")).map((i) => `${relative(root, f)} → ${i}`)),
+      ...sources(join(root, "diagnostics")).flatMap((f) => imports(f).filter((i) => /^(compiler|grammar)\//.test(i)).map((i) => `${relative(root, f)} → ${i}`)),
+    ];
+    expect(upward).toEqual([]);
+  });
+
+  it("the compiler reads only the runtime's parameter naming (one module for both), never tfjs", () => {
+    const reached = sources(join(root, "compiler")).flatMap((f) => imports(f).filter((i) => i.startsWith("runtime/")));
+    expect([...new Set(reached)]).toEqual(["runtime/parameter-groups.ts"]);
+    expect(readFileSync(join(root, "runtime", "parameter-groups.ts"), "utf8")).not.toMatch(/from\s+"/);
+  });
+
+  it("no compiler file is longer than 500 lines: one concern per file", () => {
+    const long = sources(join(root, "compiler"))
+      .map((f) => [relative(root, f), readFileSync(f, "utf8").split("\n").length] as const)
+      .filter(([, lines]) => lines > 500);
+    expect(long).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { analyze, catalogue, renderAll } from "../compiler/index.js";
+import { analyze, codes, renderAll } from "../compiler/index.js";
 import { fixturesDir, root, updateGoldens } from "./helpers.js";
 
 const cases = readdirSync(fixturesDir).filter((d) => existsSync(join(fixturesDir, d, "input.mmb"))).sort();
@@ -33,17 +33,17 @@ describe("diagnostic fixtures", () => {
 
   it("covers every code of the catalogue (MMB026 comes from the command line: test/cli.test.ts)", () => {
     const hit = new Set(cases.flatMap((name) => rendered(name).analysis.diagnostics.map((d) => d.code)));
-    const missing = Object.keys(catalogue).filter((code) => code !== "MMB026" && !hit.has(code as keyof typeof catalogue));
+    const missing = Object.keys(codes).filter((code) => code !== "MMB026" && !hit.has(code as keyof typeof codes));
     expect(missing).toEqual([]);
   });
 
   it("reports five independent mistakes in one run", () => {
-    const codes = rendered("five-independent-errors").analysis.diagnostics.map((d) => d.code);
-    expect(codes).toEqual(["MMB003", "MMB012", "MMB011", "MMB006", "MMB017"]);
+    const found = rendered("five-independent-errors").analysis.diagnostics.map((d) => d.code);
+    expect(found).toEqual(["MMB003", "MMB012", "MMB011", "MMB006", "MMB017"]);
   });
 
   it("docs/diagnostics.md lists every code with its fixture", () => {
-    const sections = Object.entries(catalogue).map(([code, title]) => {
+    const sections = Object.entries(codes).map(([code, title]) => {
       const example = cases.find((name) => name !== "five-independent-errors" && rendered(name).analysis.diagnostics[0]?.code === code);
       if (!example) return `## ${code}: ${title}\n\nReported by \`mmb train --set\` for a name the spec does not declare as a \`param\`; the help line lists the declared params.\n`;
       const { input, text } = rendered(example);

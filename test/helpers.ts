@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadTrainer } from "../cli/load-trainer.js";
 import { analyze, compile } from "../compiler/index.js";
+import type { Dataset } from "../runtime/index.js";
 import { train } from "../runtime/train.js";
 
 export const root = join(import.meta.dirname, "..");
@@ -38,6 +39,17 @@ export async function compileOrThrow(source: string, fileName = "test.mmb"): Pro
   const result = await compile(source, { fileName });
   if (!result.code) throw new Error(result.diagnostics.map((d) => `${d.code} ${d.message}`).join("\n"));
   return result.code;
+}
+
+/** 16 training samples: one batch of 16 is exactly one step (of smallSpec). */
+export function fixedData(): Dataset {
+  const rows = (n: number, width: number, salt: number) => Float32Array.from({ length: n * width }, (_, i) => Math.sin(i * 0.7 + salt));
+  const split = (n: number, salt: number) => ({
+    inputs: [rows(n, 8, salt), rows(n, 6, salt + 1)],
+    labels: Float32Array.from({ length: n }, (_, i) => (i * 3 + salt) % 4),
+    size: n,
+  });
+  return { train: split(16, 0), valid: split(8, 5), test: split(8, 9), description: "fixed test data" };
 }
 
 /** A small, fast two-modality spec used by runtime tests; `balance` replaces the rule. */

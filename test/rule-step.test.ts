@@ -4,21 +4,10 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadTrainer } from "../cli/load-trainer.js";
 import { loadCheckpoint } from "../runtime/checkpoint.js";
-import type { Dataset, ModelSpec } from "../runtime/index.js";
+import type { ModelSpec } from "../runtime/index.js";
 import { initialParameters } from "../runtime/model.js";
 import { train } from "../runtime/train.js";
-import { compileOrThrow, smallSpec } from "./helpers.js";
-
-/** 16 training samples: one batch of 16 is exactly one step. */
-function fixedData(): Dataset {
-  const rows = (n: number, width: number, salt: number) => Float32Array.from({ length: n * width }, (_, i) => Math.sin(i * 0.7 + salt));
-  const split = (n: number, salt: number) => ({
-    inputs: [rows(n, 8, salt), rows(n, 6, salt + 1)],
-    labels: Float32Array.from({ length: n }, (_, i) => (i * 3 + salt) % 4),
-    size: n,
-  });
-  return { train: split(16, 0), valid: split(8, 5), test: split(8, 9), description: "fixed test data" };
-}
+import { compileOrThrow, fixedData, smallSpec } from "./helpers.js";
 
 async function oneStep(balance: string) {
   const code = await compileOrThrow(smallSpec(balance).replace("train epochs 2 batch 16 seed 2", "train epochs 1 batch 16 seed 2"));

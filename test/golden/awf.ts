@@ -6,7 +6,8 @@ import {
   concatOf,
   crossEntropy,
   div,
-  gradMeanAbs,
+  gradMean,
+  mapGradient,
   maxOf,
   meanOf,
   mul,
@@ -163,7 +164,9 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
 
   // Rule values, in dependency order, from this step's raw gradients.
   // g[m] = mean(abs(grad(encoder[m].last.weight)))  (line 32)
-  const g = ctx.perModality((m) => gradMeanAbs(grad(ctx.group.weights(ctx.group.encoderLast(m)))));
+  const g = ctx.perModality((m) =>
+    gradMean(mapGradient(grad(ctx.group.weights(ctx.group.encoderLast(m))), abs)),
+  );
   // gbar = mean(k, g[k])  (line 33)
   const gbar = meanOf(ctx.modalities.map((k) => g[k]!));
   // r[m] = max(k, g[k]) / g[m]  (line 34)
@@ -176,7 +179,9 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
     { kind: "sgd", options: { lr: 0.01, momentum: 0, weight_decay: 0 } },
     (f, grad) => {
       // g[m] = mean(abs(grad(encoder[m].last.weight)))  (line 32)
-      const g = ctx.perModality((m) => gradMeanAbs(grad(ctx.group.weights(ctx.group.encoderLast(m)))));
+      const g = ctx.perModality((m) =>
+        gradMean(mapGradient(grad(ctx.group.weights(ctx.group.encoderLast(m))), abs)),
+      );
       // gbar = mean(k, g[k])  (line 33)
       const gbar = meanOf(ctx.modalities.map((k) => g[k]!));
       // r[m] = max(k, g[k]) / g[m]  (line 34)

@@ -1,5 +1,6 @@
 /**
- * The components a spec can name, with their options. The checker validates calls against
+ * The components a spec can name (encoders, fusions, heads, optimisers, schedules, data sources,
+ * training settings), with their options. The checker validates calls against
  * these tables and the runtime implements each entry; nothing here knows any balancing method.
  */
 export type OptionType = "int" | "number" | "ints" | "string" | "modality" | "bool";

@@ -1,7 +1,11 @@
-import type { ActionIR, GroupRef, IndexRef, ModelIR, RExpr, RuleValue } from "./ir.js";
+import {
+  auxHeadGroup, encoderGroup, encoderLastGroup, encoderLayersGroup, fusionGroup, headGroup, learnableParam, weightsOf,
+} from "../../runtime/parameter-groups.js";
+import type { ActionIR, GroupRef, IndexRef, ModelIR, RExpr, RuleValue } from "../ir.js";
+import { children, reads, readsLastStep, readsTaskGradient } from "../walks.js";
 
 /**
- * Phase 4: orders one training step. The phases, in order: forward and task loss; backward
+ * Phase 3: orders one training step. The phases, in order: forward and task loss; backward
  * (raw gradients; with added losses, the gradient of their sum, second order where they read
  * gradients); rule values in dependency order; actions in spec order; optimiser update;
  * history (`prev` values recorded for the next step).
@@ -16,57 +20,6 @@ export interface StepPlan {
   prevWrites: { id: number; arg: RExpr; bound: string[] }[];
   secondOrder: boolean;
   trainedSeparately: string[];
-}
-
-/** Direct sub-expressions, for walks over the rule graph. */
-export function children(e: RExpr): RExpr[] {
-  switch (e.op) {
-    case "unary":
-    case "gradStat":
-    case "detach":
-    case "perSample":
-    case "history":
-      return [e.arg];
-    case "binary":
-      return [e.left, e.right];
-    case "if":
-      return [e.condition, e.then, e.otherwise];
-    case "reduceModalities":
-    case "reduceBatch":
-      return [e.body];
-    case "gradCos":
-    case "gradDot":
-      return [e.a, e.b];
-    case "grad":
-      return e.loss ? [e.loss] : [];
-    case "metric":
-      return [e.output, e.target];
-    case "classMean":
-      return [e.features, e.target];
-    case "distance":
-      return [e.features, e.prototypes];
-    default:
-      return [];
-  }
-}
-
-/** Names of rule values that `e` reads in this step (reads under `prev` are of the last step). */
-export function reads(e: RExpr, out = new Set<string>()): Set<string> {
-  if (e.op === "value") out.add(e.name);
-  if (e.op === "history" && e.fn === "prev") return out;
-  for (const c of children(e)) reads(c, out);
-  return out;
-}
-
-/** Whether `e` reads a gradient of the task loss, directly or through the rule values it reads. */
-export function readsTaskGradient(e: RExpr, values: RuleValue[], seen = new Set<string>()): boolean {
-  if (e.op === "grad" && !e.loss) return true;
-  if (e.op === "value" && !seen.has(e.name)) {
-    seen.add(e.name);
-    const v = values.find((x) => x.name === e.name);
-    return v !== undefined && readsTaskGradient(v.value, values, seen);
-  }
-  return children(e).some((c) => readsTaskGradient(c, values, seen));
 }
 
 function topological(values: RuleValue[]): RuleValue[] {
@@ -88,31 +41,31 @@ function topological(values: RuleValue[]): RuleValue[] {
 }
 
 function collectPrev(e: RExpr, bound: string[], out: StepPlan["prevWrites"]): void {
-  if (e.op === "history" && e.fn === "prev") out.push({ id: e.id, arg: e.arg, bound });
+  if (readsLastStep(e)) out.push({ id: e.state!, arg: e.args[0]!, bound });
   const inner = e.op === "reduceModalities" ? [...bound, e.variable] : bound;
   for (const c of children(e)) collectPrev(c, inner, out);
 }
 
-/**
- * The runtime names of the parameters a group covers (see runtime/step.ts `Groups`); a group
- * indexed by a loop variable covers every modality.
- */
+/** The runtime names of the parameters a group covers; a group indexed by a loop variable covers every modality. */
 export function groupNames(group: GroupRef, model: ModelIR): string[] {
-  if (group.weights) return groupNames({ ...group, weights: false }, model).map((g) => `${g}|weight`);
+  if (group.weights) return groupNames({ ...group, weights: false }, model).map(weightsOf);
   const modalities = (ref: IndexRef | undefined): string[] => {
     if (ref?.kind === "fixed") return [model.modalities[ref.modality]!.name];
     return model.modalities.map((m) => m.name);
   };
   switch (group.kind) {
-    case "encoder":
-      return modalities(group.modality).map((m) => (group.part === "all" ? `encoder.${m}` : group.part === "last" ? `encoder.${m}.last` : `encoder.${m}|${group.part}`));
+    case "encoder": {
+      const part = group.part;
+      return modalities(group.modality).map((m) => (part === "all" ? encoderGroup(m) : part === "last" ? encoderLastGroup(m) : encoderLayersGroup(m, part)));
+    }
     case "auxHead":
-      return modalities(group.modality).map((m) => `aux.${m}`);
+      return modalities(group.modality).map(auxHeadGroup);
     case "learnable":
-      return group.modality ? modalities(group.modality).map((m) => `learnable.${group.name}.${m}`) : [`learnable.${group.name}`];
+      return group.modality ? modalities(group.modality).map((m) => learnableParam(group.name, m)) : [learnableParam(group.name)];
     case "head":
+      return [headGroup];
     case "fusion":
-      return [group.kind];
+      return [fusionGroup];
   }
 }
 

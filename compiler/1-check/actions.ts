@@ -1,0 +1,155 @@
+import type { Expr, Stmt } from "../../grammar/ast.js";
+import { error } from "../../diagnostics/index.js";
+import * as components from "../components.js";
+import type { ActionIR, GroupRef, IndexRef, RExpr } from "../ir.js";
+import { children } from "../walks.js";
+import { component } from "./component-options.js";
+import type { CheckContext, Env } from "./context.js";
+import { expr } from "./expressions.js";
+import { group } from "./groups.js";
+import { describeKind, expectScalar } from "./kinds.js";
+import { index } from "./names.js";
+
+/**
+ * The balance block's actions, in spec order, each with the `when` conditions around it. A free
+ * index in an action (`scale grad(encoder[m]) by k[m]`) makes it a loop over the modalities.
+ */
+export function checkActions(cx: CheckContext, stmts: Stmt[], when: RExpr[], out: ActionIR[]): void {
+  for (const stmt of stmts) {
+    const loops = new Set<string>();
+    const env: Env = { bound: new Set(), loops };
+    const line = cx.line(stmt.span);
+    const text = cx.text(stmt.span);
+    switch (stmt.kind) {
+      case "When": {
+        const condition = expr(cx, stmt.condition, env);
+        if (condition && condition.kind !== "bool") {
+          cx.report(error("MMB021", `a \`when\` condition must be true or false for the step, found ${describeKind(condition.kind)}`, stmt.condition.span, {
+            help: condition.kind === "batchBool" ? "reduce over the batch first, e.g. `mean(batch, ...) > 0.5`" : "compare it, e.g. `epoch < 50`",
+          }));
+        }
+        if (loops.size > 0) {
+          cx.report(error("MMB009", "a `when` condition cannot depend on a modality index", stmt.condition.span, { help: "reduce over modalities first, e.g. `max(k, x[k]) > 1`" }));
+        }
+        checkActions(cx, stmt.body, condition ? [...when, condition] : when, out);
+        break;
+      }
+      case "Scale": {
+        const target = actionTarget(cx, stmt.target, env, ["grad", "lr"]);
+        const factor = expr(cx, stmt.factor, env);
+        if (target && factor && expectScalar(cx, factor, stmt.factor.span, "a scale factor")) {
+          out.push({ kind: target.fn === "lr" ? "scaleLr" : "scale", group: target.group, factor, when, loop: [...loops], line, text });
+        }
+        break;
+      }
+      case "Noise": {
+        const target = actionTarget(cx, stmt.target, env, ["grad"]);
+        const dist = stmt.distribution;
+        if (dist.kind !== "Call" || dist.callee.kind !== "Name" || dist.callee.name !== "normal" || dist.args.length !== 2) {
+          cx.report(error("MMB007", "noise must be drawn from `normal(mean, std)`", dist.span, { help: "e.g. `noise grad(encoder[m]) ~ normal(0, std(grad(encoder[m])))`" }));
+          break;
+        }
+        const mean = expr(cx, dist.args[0]!.value, env);
+        const std = expr(cx, dist.args[1]!.value, env);
+        if (target && mean && std && expectScalar(cx, mean, dist.args[0]!.span, "the noise mean") && expectScalar(cx, std, dist.args[1]!.span, "the noise standard deviation")) {
+          out.push({ kind: "noise", group: target.group, mean, std, when, loop: [...loops], line, text });
+        }
+        break;
+      }
+      case "AddLoss": {
+        const value = expr(cx, stmt.value, env);
+        if (value && expectScalar(cx, value, stmt.value.span, "an added loss")) {
+          if (loops.size > 0) {
+            cx.report(error("MMB009", "an added loss must be one number: it cannot depend on a free modality index", stmt.value.span, { help: "sum it over the modalities: `add loss sum(m, ...)`" }));
+          } else out.push({ kind: "addLoss", value, when, loop: [], line, text });
+        }
+        break;
+      }
+      case "Minimize": {
+        const value = expr(cx, stmt.value, env);
+        const target = group(cx, stmt.group, env);
+        const optimizer = component(cx, stmt.optimizer, components.optimizers, "optimizer");
+        if (!value || !target || !optimizer || !expectScalar(cx, value, stmt.value.span, "a minimised objective")) break;
+        const key = JSON.stringify(target);
+        const earlier = cx.minimized.get(key);
+        if (earlier) {
+          cx.report(error("MMB022", `\`${cx.text(stmt.group.span)}\` is already minimised by another objective`, stmt.group.span, {
+            related: [{ span: earlier, message: "first minimised here" }],
+            help: "a group has one objective: add the two objectives into one `minimize`",
+          }));
+          break;
+        }
+        cx.minimized.set(key, stmt.group.span);
+        out.push({ kind: "minimize", value, group: target, optimizer, when, loop: [...loops], line, text });
+        break;
+      }
+      case "Replace": {
+        const target = actionTarget(cx, stmt.target, env, ["grad"]);
+        const value = expr(cx, stmt.value, env);
+        if (!target || !value) break;
+        if (value.kind !== "grad") {
+          cx.report(error("MMB008", `a gradient can only be replaced by a gradient, found ${describeKind(value.kind)}`, stmt.value.span, { help: "combine gradients of the same group, e.g. `0.5 * (grad(G, L1) + grad(G, L2))`; to rescale, use `scale`" }));
+          break;
+        }
+        const foreign = gradientGroups(cx, value, new Map()).find((g) => JSON.stringify(g) !== JSON.stringify(target.group));
+        if (foreign) {
+          cx.report(error("MMB016", "a replacement must be built from gradients of the group it replaces", stmt.value.span, {
+            help: `use \`grad(${cx.text((stmt.target as Extract<Expr, { kind: "Call" }>).args[0]!.value.span)}, ...)\` on the right`,
+          }));
+          break;
+        }
+        out.push({ kind: "replace", group: target.group, value, when, loop: [...loops], line, text });
+        break;
+      }
+      case "Drop": {
+        const target = stmt.target;
+        if (target.kind !== "Index" || target.base.kind !== "Name" || target.base.name !== "z" || target.indices.length !== 1) {
+          if (target.kind !== "Missing") cx.report(error("MMB018", "`drop` applies to a modality's features `z[m]`", target.span, { help: "e.g. `drop z[m] with 0.3`" }));
+          break;
+        }
+        const modality = index(cx, target.indices[0]!, env);
+        const probability = expr(cx, stmt.probability, env);
+        if (!modality || !probability || !expectScalar(cx, probability, stmt.probability.span, "a drop probability")) break;
+        const early = [probability, ...when].find((v) => !v.host);
+        if (early) {
+          cx.report(error("MMB027", "a drop decides the forward pass, so its probability and conditions must be known before it", early === probability ? stmt.probability.span : stmt.span, {
+            help: "use numbers, `param`s, `step` and `epoch` here, not values computed from this step's outputs",
+          }));
+          break;
+        }
+        out.push({ kind: "drop", modality, probability, when, loop: [...loops], line, text });
+        break;
+      }
+      case "Param":
+      case "Define":
+        break;
+    }
+  }
+}
+
+/** The groups of the `grad(...)` an expression is built from, through definitions it reads. */
+function gradientGroups(cx: CheckContext, e: RExpr, renamed: Map<string, IndexRef>): GroupRef[] {
+  const rename = (ref: IndexRef): IndexRef => (ref.kind === "var" ? (renamed.get(ref.name) ?? ref) : ref.kind === "other" ? { kind: "other", of: rename(ref.of) } : ref);
+  if (e.op === "grad") return ["modality" in e.group && e.group.modality ? ({ ...e.group, modality: rename(e.group.modality) } as GroupRef) : e.group];
+  if (e.op === "value") {
+    const definition = cx.definitions.get(e.name);
+    const index = definition?.stmt.target.index?.name;
+    const inner = new Map(renamed);
+    if (index && e.index) inner.set(index, rename(e.index));
+    return definition?.checked ? gradientGroups(cx, definition.checked, inner) : [];
+  }
+  // Gradients combine by operators and elementwise functions: follow the operands that are gradients.
+  return children(e).filter((c) => c.kind === "grad").flatMap((c) => gradientGroups(cx, c, renamed));
+}
+
+function actionTarget(cx: CheckContext, target: Expr, env: Env, allowed: string[]): { fn: string; group: GroupRef } | undefined {
+  if (target.kind === "Call" && target.callee.kind === "Name" && allowed.includes(target.callee.name) && target.args.length === 1) {
+    const checked = group(cx, target.args[0]!.value, env);
+    return checked && { fn: target.callee.name, group: checked };
+  }
+  if (target.kind === "Missing") return undefined;
+  return cx.report(error("MMB018", `this action applies to ${allowed.map((a) => `\`${a}(G)\``).join(" or ")} of a parameter group`, target.span, {
+    help: "e.g. `scale grad(encoder[m]) by k[m]`",
+  }));
+}
+

@@ -1,0 +1,90 @@
+import type { Stmt } from "../../grammar/ast.js";
+import { nearest, type Diagnostic, type SourceText, type Span, error } from "../../diagnostics/index.js";
+import type { Component, FusionIR, LearnableIR, ModalityIR, RExpr, RNode, ValueKind } from "../ir.js";
+
+/** Where an expression is checked: the index variables in scope and what its reads are recorded in. */
+export interface Env {
+  /** Index variables in scope (`m` in `x[m] = ...`, `k` in `sum(k, ...)`). */
+  bound: Set<string>;
+  /** In actions, unbound index variables become loops over the modalities. */
+  loops?: Set<string>;
+  /** Names of rule values this expression reads, for cycle detection. */
+  reads?: Map<string, Span>;
+  /** Inside `prev(...)`: reads are of the last step, not dependencies of this one. */
+  underHistory?: boolean;
+}
+
+/** A rule value `x = e` or `x[m] = e`, checked once, on first use. */
+export interface Definition {
+  name: string;
+  perModality: boolean;
+  stmt: Extract<Stmt, { kind: "Define" }>;
+  checked?: RExpr | undefined;
+  state?: "checking" | "done";
+  reads: Map<string, Span>;
+}
+
+/**
+ * What the checker knows while it walks a spec: the symbol tables each pass fills in, and the
+ * diagnostics. Each file of this folder is a set of functions over it, one concern per file.
+ */
+export class CheckContext {
+  readonly diagnostics: Diagnostic[] = [];
+  readonly modalities: ModalityIR[] = [];
+  readonly modalitySpans = new Map<string, Span>();
+  targetName = "";
+  targetKind: "class" | "real" | "mask" = "class";
+  readonly params = new Map<string, { value: number; span: Span }>();
+  readonly definitions = new Map<string, Definition>();
+  readonly learnables = new Map<string, LearnableIR & { span: Span }>();
+  readonly encoders: Component[] = [];
+  fusion?: Component;
+  fuse?: FusionIR;
+  head?: Component;
+  auxHead?: Component;
+  /** Slots of stateful calls (history, class means), numbered in spec order. */
+  historyCount = 0;
+  /** Groups with their own `minimize` objective, for MMB022. */
+  readonly minimized = new Map<string, Span>();
+
+  constructor(
+    readonly source: SourceText,
+    /** `param` values from the command line (`--set`), which replace the spec's. */
+    readonly overrides: Readonly<Record<string, number>> = {},
+  ) {}
+
+  /** Records a diagnostic; returns undefined, so that a failed check reads `return cx.report(...)`. */
+  report(diagnostic: Diagnostic): undefined {
+    this.diagnostics.push(diagnostic);
+    return undefined;
+  }
+
+  line(span: Span): number {
+    return this.source.position(span.start).line;
+  }
+
+  text(span: Span): string {
+    return this.source.slice(span);
+  }
+
+  unknownName(name: string, span: Span, candidates: Iterable<string>, what: string): undefined {
+    const guess = nearest(name, candidates);
+    return this.report(error("MMB005", `unknown ${what} \`${name}\``, span, {
+      label: "not declared",
+      help: guess ? `did you mean \`${guess}\`?` : `declare it before use`,
+    }));
+  }
+}
+
+/**
+ * Completes a fresh node literal into a typed expression, in place: spreading the many node shapes
+ * into new objects took a third of the checker's time on long specs. By default a node is a host
+ * value when all its children are, and second order when any child is.
+ */
+export function make(node: RNode, kind: ValueKind, children: RExpr[], extra: { host?: boolean; secondOrder?: boolean } = {}): RExpr {
+  const typed = node as RExpr;
+  typed.kind = kind;
+  typed.host = extra.host ?? (children.length > 0 && children.every((c) => c.host));
+  typed.secondOrder = extra.secondOrder ?? children.some((c) => c.secondOrder);
+  return typed;
+}

@@ -1,0 +1,58 @@
+import type { Stmt } from "../../grammar/ast.js";
+import { error } from "../../diagnostics/index.js";
+import { reservedNames } from "../builtins/index.js";
+import type { RuleIR, RuleValue } from "../ir.js";
+import { constantNumber } from "./component-options.js";
+import type { CheckContext, Definition, Env } from "./context.js";
+import { expr } from "./expressions.js";
+import { describeKind } from "./kinds.js";
+
+/** The balance block's `param`s and definitions, by name: equations, so their order does not matter. */
+export function collectRuleNames(cx: CheckContext, stmts: Stmt[]): void {
+  for (const stmt of stmts) {
+    if (stmt.kind === "When") collectRuleNames(cx, stmt.body);
+    if (stmt.kind !== "Param" && stmt.kind !== "Define") continue;
+    const nameSpan = stmt.kind === "Param" ? stmt.name : stmt.target.name;
+    const name = nameSpan.name;
+    const earlier = cx.params.get(name)?.span ?? cx.definitions.get(name)?.stmt.target.name.span ?? cx.learnables.get(name)?.span ?? cx.modalitySpans.get(name);
+    if (earlier) {
+      cx.report(error("MMB020", `\`${name}\` is defined twice`, nameSpan.span, { related: [{ span: earlier, message: "first defined here" }], help: "rule values are equations: give each its own name" }));
+      continue;
+    }
+    if (reservedNames.has(name) || name === cx.targetName) {
+      cx.report(error("MMB020", `\`${name}\` is a built-in name`, nameSpan.span, { help: `choose another name, e.g. \`${name}_value\`` }));
+      continue;
+    }
+    if (stmt.kind === "Param") {
+      const value = constantNumber(cx, stmt.value);
+      // The command line's `--set` replaces the spec's value, so that every check sees what the run uses.
+      if (value !== undefined) cx.params.set(name, { value: Object.hasOwn(cx.overrides, name) ? cx.overrides[name]! : value, span: stmt.name.span });
+    } else {
+      cx.definitions.set(name, { name, perModality: stmt.target.index !== undefined, stmt, reads: new Map() });
+    }
+  }
+}
+
+/** Checks a definition once, on first use, so that its kind is known wherever it is read. */
+export function checkDefinition(cx: CheckContext, definition: Definition): void {
+  if (definition.state) return;
+  definition.state = "checking";
+  const env: Env = { bound: new Set(definition.stmt.target.index ? [definition.stmt.target.index.name] : []), reads: definition.reads };
+  const value = expr(cx, definition.stmt.value, env);
+  if (value && ["features", "label"].includes(value.kind)) {
+    cx.report(error("MMB008", `\`${definition.name}\` must be a number, a head's outputs, a gradient or class means, not ${describeKind(value.kind)}`, definition.stmt.value.span, {
+      help: "reduce it first, e.g. `norm(grad(...))`, `acc(out, y)` or `sum(batch, ...)`",
+    }));
+  } else definition.checked = value;
+  definition.state = "done";
+}
+
+/** The checked params and rule values, in spec order. */
+export function ruleValues(cx: CheckContext): Pick<RuleIR, "params" | "values"> {
+  const values: RuleValue[] = [];
+  for (const d of cx.definitions.values()) {
+    const index = d.stmt.target.index?.name;
+    if (d.checked) values.push({ name: d.name, ...(index ? { index } : {}), value: d.checked, line: cx.line(d.stmt.span), text: cx.text(d.stmt.span) });
+  }
+  return { params: [...cx.params].map(([name, p]) => ({ name, value: p.value, line: cx.line(p.span) })), values };
+}

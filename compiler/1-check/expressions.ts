@@ -1,0 +1,80 @@
+import type { Expr } from "../../grammar/ast.js";
+import { error } from "../../diagnostics/index.js";
+import type { RExpr, ValueKind } from "../ir.js";
+import { call } from "./calls.js";
+import { make, type CheckContext, type Env } from "./context.js";
+import { expectKind } from "./kinds.js";
+import { indexed, name } from "./names.js";
+
+/** A rule expression → a typed IR expression, or undefined after reporting why not. */
+export function expr(cx: CheckContext, e: Expr, env: Env): RExpr | undefined {
+  switch (e.kind) {
+    case "Missing":
+      return undefined;
+    case "Number":
+      return make({ op: "number", value: e.value }, "scalar", [], { host: true });
+    case "String":
+      return cx.report(error("MMB008", "a string cannot be used in an equation", e.span, { help: "strings only name files and options" }));
+    case "List":
+      return cx.report(error("MMB008", "a list cannot be used in an equation", e.span, { help: "lists only give component options such as `hidden: [128, 64]`" }));
+    case "Name":
+      return name(cx, e.name, e.span, env);
+    case "Index":
+      return indexed(cx, e, env);
+    case "Member":
+      return cx.report(error("MMB008", `\`.${e.property.name}\` names a parameter group, which is not a number`, e.span, { help: `use it inside \`grad(...)\`, e.g. \`norm(grad(${cx.text(e.span)}))\`` }));
+    case "Unary": {
+      const operand = expr(cx, e.operand, env);
+      if (!operand) return undefined;
+      const allowed: ValueKind[] = e.op === "not" ? ["bool", "batchBool"] : ["scalar", "batch", "logits", "grad"];
+      if (!expectKind(cx, operand, allowed, e.operand.span, `\`${e.op}\``)) return undefined;
+      return make({ op: "unary", fn: e.op === "not" ? "not" : "neg", arg: operand }, operand.kind, [operand]);
+    }
+    case "Binary":
+      return binary(cx, e, env);
+    case "If": {
+      const condition = expr(cx, e.condition, env);
+      const then = expr(cx, e.then, env);
+      const otherwise = expr(cx, e.otherwise, env);
+      if (!condition || !then || !otherwise) return undefined;
+      if (!expectKind(cx, condition, ["bool", "batchBool"], e.condition.span, "an `if` condition")) return undefined;
+      if (!expectKind(cx, then, ["scalar", "batch"], e.then.span, "an `if` branch") || !expectKind(cx, otherwise, ["scalar", "batch"], e.otherwise.span, "an `if` branch")) return undefined;
+      const kind = [condition.kind, then.kind, otherwise.kind].some((k) => k === "batch" || k === "batchBool") ? "batch" : "scalar";
+      return make({ op: "if", condition, then, otherwise }, kind, [condition, then, otherwise]);
+    }
+    case "Call":
+      return call(cx, e, env);
+  }
+}
+
+function binary(cx: CheckContext, e: Extract<Expr, { kind: "Binary" }>, env: Env): RExpr | undefined {
+  const left = expr(cx, e.left, env);
+  const right = expr(cx, e.right, env);
+  if (!left || !right) return undefined;
+  const numeric: ValueKind[] = ["scalar", "batch"];
+  const logical: ValueKind[] = ["bool", "batchBool"];
+  const perSample = left.kind.startsWith("batch") || right.kind.startsWith("batch");
+  if (e.op === "and" || e.op === "or") {
+    if (!expectKind(cx, left, logical, e.left.span, `\`${e.op}\``) || !expectKind(cx, right, logical, e.right.span, `\`${e.op}\``)) return undefined;
+    return make({ op: "binary", fn: e.op, left, right }, perSample ? "batchBool" : "bool", [left, right]);
+  }
+  const vector = vectorArithmetic(e.op, left, right);
+  if (vector) return make({ op: "binary", fn: e.op, left, right }, vector, [left, right]);
+  if (!expectKind(cx, left, numeric, e.left.span, `\`${e.op}\``) || !expectKind(cx, right, numeric, e.right.span, `\`${e.op}\``)) return undefined;
+  const comparison = ["<", "<=", ">", ">=", "==", "!="].includes(e.op);
+  const kind: ValueKind = comparison ? (perSample ? "batchBool" : "bool") : perSample ? "batch" : "scalar";
+  return make({ op: "binary", fn: e.op, left, right }, kind, [left, right]);
+}
+
+/**
+ * Head outputs and gradients combine like vectors: added to or subtracted from their own kind,
+ * scaled by a number. Returns the result's kind, or undefined when the operands are not vectors.
+ */
+function vectorArithmetic(op: string, left: RExpr, right: RExpr): ValueKind | undefined {
+  const vectors: ValueKind[] = ["logits", "grad"];
+  if ((op === "+" || op === "-") && vectors.includes(left.kind) && left.kind === right.kind) return left.kind;
+  if (op === "*" && vectors.includes(left.kind) && right.kind === "scalar") return left.kind;
+  if (op === "*" && vectors.includes(right.kind) && left.kind === "scalar") return right.kind;
+  if (op === "/" && vectors.includes(left.kind) && right.kind === "scalar") return left.kind;
+  return undefined;
+}

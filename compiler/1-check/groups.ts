@@ -1,0 +1,107 @@
+import type { Expr } from "../../grammar/ast.js";
+import { error } from "../../diagnostics/index.js";
+import { encoderLayerKinds, type LayerKind } from "../../runtime/parameter-groups.js";
+import type { GroupRef, IndexRef } from "../ir.js";
+import type { CheckContext, Env } from "./context.js";
+import { index } from "./names.js";
+
+const layerKinds = new Set(Object.values(encoderLayerKinds).flat());
+
+/** A parameter group: `encoder[m]`, `encoder[m].last`, `encoder[m].conv`, `fusion`, `head`, `head[m]`, a learnable, `G.weight`. */
+export function group(cx: CheckContext, e: Expr, env: Env): GroupRef | undefined {
+  const help = "groups: `encoder[m]`, `encoder[m].last`, `fusion`, `head`, `head[m]`, or a learnable";
+  if (e.kind === "Name") {
+    if (e.name === "head") return { kind: "head" };
+    if (e.name === "fusion") {
+      const kinds = cx.fuse ? cx.fuse.parts.map((p) => p.kind) : [cx.fusion?.kind ?? ""];
+      if (!kinds.some((k) => ["gated", "film", "attention"].includes(k))) {
+        return cx.report(error("MMB025", `\`${cx.text(e.span)}\` has no parameters: this fusion learns none`, e.span, { help: "only `gated`, `film` and `attention` fusion learn parameters" }));
+      }
+      return { kind: "fusion" };
+    }
+    if (cx.learnables.has(e.name)) return { kind: "learnable", name: e.name };
+    if (e.name === "encoder") return cx.report(error("MMB009", "`encoder` has one group per modality: say which", e.span, { help: "write `encoder[m]`" }));
+    return cx.report(error("MMB025", `\`${e.name}\` is not a parameter group`, e.span, { help }));
+  }
+  if (e.kind === "Member") {
+    const base = group(cx, e.object, env);
+    if (!base) return undefined;
+    const property = e.property.name;
+    if (property === "weight" && !base.weights) return { ...base, weights: true };
+    if (base.kind === "encoder" && base.part === "all" && !base.weights && layerKinds.has(property as LayerKind)) {
+      const part = property as LayerKind;
+      const lacking = encodersLacking(cx, base.modality, part);
+      if (lacking) {
+        return cx.report(error("MMB025", `the ${lacking.kind} encoder of \`${lacking.modality}\` has no ${part} layers`, e.property.span, {
+          help: `layers of each encoder: ${Object.entries(encoderLayerKinds).map(([k, v]) => `${k}: ${v.join(", ")}`).join("; ")}`,
+        }));
+      }
+      return { ...base, part };
+    }
+    return cx.report(error("MMB025", `no parameter group \`${cx.text(e.span)}\``, e.property.span, {
+      help: "`encoder[m].last` is an encoder's last linear layer; `.conv`, `.dense`, `.rnn`, `.attention`, `.norm` its layers of a kind; `.weight` any group's weights without biases",
+    }));
+  }
+  if (e.kind === "Index" && e.base.kind === "Name" && e.indices.length === 1) {
+    const name = e.base.name;
+    if (name === "encoder" || name === "head" || cx.learnables.get(name)?.perModality) {
+      const modality = index(cx, e.indices[0]!, env);
+      if (!modality) return undefined;
+      if (name === "encoder") return { kind: "encoder", modality, part: "all" };
+      if (name === "head") {
+        if (!cx.auxHead) return cx.report(error("MMB025", "`head[m]` needs auxiliary heads", e.span, { help: "declare them: `head[m] = linear(<classes>)`" }));
+        return { kind: "auxHead", modality };
+      }
+      return { kind: "learnable", name, modality };
+    }
+  }
+  if (e.kind === "Missing") return undefined;
+  return cx.report(error("MMB025", `\`${cx.text(e.span)}\` is not a parameter group`, e.span, { help }));
+}
+
+/** The first encoder (of those `ref` ranges over) that has no layers of kind `part`. */
+function encodersLacking(cx: CheckContext, ref: IndexRef, part: LayerKind): { kind: string; modality: string } | undefined {
+  const indices = ref.kind === "fixed" ? [ref.modality] : cx.encoders.map((_, i) => i);
+  for (const i of indices) {
+    const kind = cx.encoders[i]?.kind;
+    if (kind && !encoderLayerKinds[kind]?.includes(part)) return { kind, modality: cx.modalities[i]!.name };
+  }
+  return undefined;
+}
+
+/** A signature of a group's parameter shapes where the checker can know it; undefined if not. */
+export function groupShape(cx: CheckContext, group: GroupRef): string | undefined {
+  if (group.weights) {
+    const whole = groupShape(cx, { ...group, weights: false });
+    return whole === undefined ? undefined : `${whole} (weights)`;
+  }
+  const modality = (ref: IndexRef): number | undefined => (ref.kind === "fixed" ? ref.modality : undefined);
+  const classes = Number(cx.head?.options.out ?? 0);
+  const fusedWidth = (): number | undefined => {
+    if (cx.fuse) return cx.fuse.width;
+    const outs = cx.encoders.map((e) => Number(e.options.out));
+    if (["concat", "attention"].includes(cx.fusion?.kind ?? "")) return outs.reduce((a, b) => a + b, 0);
+    return outs[0];
+  };
+  switch (group.kind) {
+    case "head":
+      return cx.head?.kind === "linear" ? `[${fusedWidth()},${classes}]` : undefined;
+    case "auxHead": {
+      if (cx.auxHead?.kind !== "linear") return undefined;
+      const outs = new Set(cx.encoders.map((e) => Number(e.options.out)));
+      const m = modality(group.modality);
+      if (m !== undefined) return `[${cx.encoders[m]?.options.out},${classes}]`;
+      return outs.size === 1 ? `[${[...outs][0]},${classes}]` : undefined;
+    }
+    case "learnable":
+      return "[]";
+    case "encoder": {
+      const m = modality(group.modality);
+      const candidates = m !== undefined ? [cx.encoders[m]] : cx.encoders;
+      const signatures = new Set(candidates.map((e, i) => JSON.stringify([e?.kind, e?.options, group.part === "all" ? cx.modalities[m ?? i]?.shape : null])));
+      return signatures.size === 1 ? [...signatures][0] : undefined;
+    }
+    case "fusion":
+      return undefined;
+  }
+}

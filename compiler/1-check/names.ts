@@ -1,0 +1,116 @@
+import type { Expr } from "../../grammar/ast.js";
+import { error, type Span } from "../../diagnostics/index.js";
+import { values as builtinValues } from "../builtins/index.js";
+import type { IndexRef, RExpr, ValueKind } from "../ir.js";
+import { make, type CheckContext, type Definition, type Env } from "./context.js";
+import { checkDefinition } from "./definitions.js";
+
+/** Built-in values indexed by a modality (`z[m]`, `contrib[m]`, ...). */
+const perModalityValues = new Set(builtinValues.filter((v) => v.perModality).map((v) => v.name));
+
+/** A plain name in a rule expression: time, the fused output, the target, a param, a rule value or a learnable. */
+export function name(cx: CheckContext, name: string, span: Span, env: Env): RExpr | undefined {
+  if (name === "step" || name === "epoch") return make({ op: "time", which: name }, "scalar", [], { host: true });
+  if (name === "out") return make({ op: "output", which: "out" }, "logits", [], { host: false });
+  if (name === cx.targetName) return make({ op: "target" }, "label", [], { host: false });
+  if (cx.params.has(name)) return make({ op: "param", name }, "scalar", [], { host: true });
+  const definition = cx.definitions.get(name);
+  if (definition) {
+    if (definition.perModality) {
+      return cx.report(error("MMB009", `\`${name}\` has one value per modality: say which`, span, { help: `index it, e.g. \`${name}[m]\` inside a per-modality definition, or \`mean(k, ${name}[k])\`` }));
+    }
+    if (!env.underHistory) env.reads?.set(name, span);
+    return valueRef(cx, definition, undefined, env);
+  }
+  const learnable = cx.learnables.get(name);
+  if (learnable) {
+    if (learnable.perModality) return cx.report(error("MMB009", `learnable \`${name}\` has one value per modality: say which`, span, { help: `write \`${name}[m]\`` }));
+    return make({ op: "learnable", name }, "scalar", [], { host: false });
+  }
+  if (env.bound.has(name) || env.loops?.has(name)) {
+    return cx.report(error("MMB008", `\`${name}\` is a modality index, not a number`, span, { help: `use it inside brackets, e.g. \`x[${name}]\`` }));
+  }
+  if (perModalityValues.has(name)) {
+    return cx.report(error("MMB009", `\`${name}\` has one value per modality: say which`, span, { help: `write \`${name}[m]\`` }));
+  }
+  if (name === "encoder" || name === "fusion") {
+    return cx.report(error("MMB008", `\`${name}\` names a parameter group, which is not a number`, span, { help: `use it inside \`grad(...)\`` }));
+  }
+  const known = [...cx.params.keys(), ...cx.definitions.keys(), ...cx.learnables.keys(), "step", "epoch", "out", cx.targetName];
+  return cx.unknownName(name, span, known, "name");
+}
+
+/** A read of a rule value; its kind is known once its definition is checked. */
+function valueRef(cx: CheckContext, definition: Definition, index: IndexRef | undefined, env: Env): RExpr {
+  checkDefinition(cx, definition);
+  const value = definition.checked;
+  const kind: ValueKind = value?.kind ?? "scalar";
+  const host = value?.host ?? false;
+  return make({ op: "value", name: definition.name, ...(index ? { index } : {}) }, kind, [], { host, secondOrder: !env.underHistory && (value?.secondOrder ?? false) });
+}
+
+/** `x[i]`: a per-modality rule value, learnable, feature or head output at modality index i. */
+export function indexed(cx: CheckContext, e: Extract<Expr, { kind: "Index" }>, env: Env): RExpr | undefined {
+  if (e.base.kind !== "Name") return cx.report(error("MMB008", "only names can be indexed by a modality", e.span, { help: "write e.g. `s[m]`" }));
+  const base = e.base.name;
+  if (e.indices.length !== 1) return cx.report(error("MMB007", `\`${base}\` takes one modality index`, e.span, { help: `write \`${base}[m]\`` }));
+  const definition = cx.definitions.get(base);
+  const learnable = cx.learnables.get(base);
+  const perModality = definition?.perModality ?? learnable?.perModality ?? perModalityValues.has(base);
+  if (!perModality) {
+    if (definition || learnable || cx.params.has(base)) {
+      return cx.report(error("MMB008", `\`${base}\` is one value, not one per modality`, e.span, { help: `drop the index: \`${base}\`` }));
+    }
+    if (base === "encoder") return cx.report(error("MMB008", "`encoder[...]` names a parameter group, which is not a number", e.span, { help: `use it inside \`grad(...)\`, e.g. \`norm(grad(${cx.text(e.span)}))\`` }));
+    return name(cx, base, e.base.span, env);
+  }
+  const modality = index(cx, e.indices[0]!, env);
+  if (!modality) return undefined;
+  if (definition) {
+    if (!env.underHistory) env.reads?.set(base, e.base.span);
+    return valueRef(cx, definition, modality, env);
+  }
+  if (learnable) return make({ op: "learnable", name: base, index: modality }, "scalar", [], { host: false });
+  if (base === "z") return make({ op: "output", which: "z", modality }, "features", [], { host: false });
+  if (base === "head") {
+    if (!cx.auxHead) return cx.report(error("MMB025", "`head[m]` needs auxiliary heads", e.span, { help: "declare them: `head[m] = linear(<classes>)`" }));
+    return make({ op: "output", which: "aux", modality }, "logits", [], { host: false });
+  }
+  if (base === "alone" || base === "without") return make({ op: "output", which: base, modality }, "logits", [], { host: false });
+  if (!["concat", "sum"].includes(cx.fusion?.kind ?? "") || cx.head?.kind !== "linear" || cx.targetKind === "mask") {
+    return cx.report(error("MMB015", "`contrib[m]` needs a head that is linear in the features", e.span, {
+      help: "use `fusion concat -> linear(N)` or `fusion sum -> linear(N)`, or score a modality with an auxiliary head `head[m]`",
+    }));
+  }
+  return make({ op: "output", which: "contrib", modality }, "logits", [], { host: false });
+}
+
+/** A modality index: a bound index variable, a modality's name, or `other(m)`. */
+export function index(cx: CheckContext, e: Expr, env: Env): IndexRef | undefined {
+  if (e.kind === "Name") {
+    if (env.bound.has(e.name) || env.loops?.has(e.name)) return { kind: "var", name: e.name };
+    const fixed = cx.modalities.findIndex((m) => m.name === e.name);
+    if (fixed >= 0) return { kind: "fixed", modality: fixed };
+    if (env.loops && !cx.definitions.has(e.name) && !cx.params.has(e.name)) {
+      env.loops.add(e.name);
+      return { kind: "var", name: e.name };
+    }
+    return cx.report(error("MMB009", `\`${e.name}\` is not a modality index here`, e.span, {
+      help: `bind it on the left (\`x[${e.name}] = ...\`), in a reduction (\`sum(${e.name}, ...)\`), or name a modality: ${cx.modalities.map((m) => m.name).join(", ")}`,
+    }));
+  }
+  if (e.kind === "Call" && e.callee.kind === "Name" && e.callee.name === "other" && e.args.length === 1) {
+    const of = index(cx, e.args[0]!.value, env);
+    if (!of) return undefined;
+    if (cx.modalities.length !== 2) {
+      const third = cx.modalities[2];
+      return cx.report(error("MMB014", `\`other(m)\` needs exactly two modalities, but this model has ${cx.modalities.length}`, e.span, {
+        label: cx.modalities.length > 2 ? `ambiguous with ${cx.modalities.map((m) => m.name).join(", ")}` : "there is no other modality",
+        related: third ? [{ span: cx.modalitySpans.get(third.name)!, message: "third modality declared here" }] : [],
+        help: `compare against the others' mean instead: \`mean(k != ${cx.text(e.args[0]!.value.span)}, ...)\``,
+      }));
+    }
+    return { kind: "other", of };
+  }
+  return cx.report(error("MMB009", "a modality index must be an index variable, a modality name or `other(m)`", e.span, { help: "e.g. `s[m]`, `s[audio]`, `s[other(m)]`" }));
+}

@@ -1,0 +1,91 @@
+import type { Expr } from "../../grammar/ast.js";
+import { error } from "../../diagnostics/index.js";
+import { values as builtinValues, type Reduction } from "../builtins/index.js";
+import type { IndexRef, RExpr } from "../ir.js";
+import { readsTaskGradient } from "../walks.js";
+import { applySignature } from "./calls.js";
+import { make, type CheckContext, type Env } from "./context.js";
+import { expr } from "./expressions.js";
+import { group } from "./groups.js";
+import { expectKind, expectScalar } from "./kinds.js";
+import { index } from "./names.js";
+
+/**
+ * Calls whose arguments are not all values: a parameter group (`grad`), an index binder
+ * (`sum(k, ...)`), or an expression evaluated once per sample (`per_sample`). Each builds an
+ * IR node of its own; their catalogue entries name and document them.
+ */
+type CallExpr = Extract<Expr, { kind: "Call" }>;
+
+/** `grad(G)` or `grad(G, L)`. */
+export function gradCall(cx: CheckContext, e: CallExpr, env: Env): RExpr | undefined {
+  const args = e.args;
+  if (args.length < 1 || args.length > 2 || args.some((a) => a.name)) {
+    return cx.report(error("MMB007", "`grad` takes a group and optionally a loss: `grad(G)` or `grad(G, L)`", e.span, { help: "e.g. `grad(encoder[m])` or `grad(encoder[m], cross_entropy(contrib[m], y))`" }));
+  }
+  const checked = group(cx, args[0]!.value, env);
+  const loss = args[1] ? expr(cx, args[1].value, env) : undefined;
+  if (args[1] && (!loss || !expectScalar(cx, loss, args[1].span, "the loss of `grad(G, L)`"))) return undefined;
+  return checked && make({ op: "grad", group: checked, ...(loss ? { loss } : {}) }, "grad", [], { host: false, secondOrder: true });
+}
+
+/** `per_sample(e)`: a gradient statistic once per sample. */
+export function perSample(cx: CheckContext, e: CallExpr, env: Env): RExpr | undefined {
+  if (e.args.length !== 1 || e.args[0]!.name) {
+    return cx.report(error("MMB007", "`per_sample` takes 1 argument: `per_sample(norm(grad(G)))`", e.span, { help: "write `per_sample(norm(grad(encoder[m].last)))`" }));
+  }
+  const arg = expr(cx, e.args[0]!.value, env);
+  if (!arg || !expectKind(cx, arg, ["scalar"], e.args[0]!.span, "`per_sample`")) return undefined;
+  if (!readsTaskGradient(arg, [])) {
+    return cx.report(error("MMB008", "`per_sample` evaluates a gradient statistic for each sample, but this reads no gradient", e.args[0]!.span, {
+      help: "e.g. `per_sample(norm(grad(encoder[m].last)))`; per-sample metrics need no wrapper: `prob(out, y)`",
+    }));
+  }
+  return make({ op: "perSample", arg }, "batch", [arg]);
+}
+
+/**
+ * `sum(k, e)`, `sum(k != m, e)`, `sum(batch, e)`; without a binder, the entry's own signatures
+ * (`mean(g)`, `max(a, b)`).
+ */
+export function reduction(cx: CheckContext, e: CallExpr, env: Env, entry: Reduction): RExpr | undefined {
+  const fn = entry.name;
+  const usage = `${fn}(k, x[k])\`, \`${fn}(k != m, x[k])\` or \`${fn}(batch, x)`;
+  if (e.args.length === 2 && e.args.every((a) => !a.name)) {
+    const [binder, body] = [e.args[0]!.value, e.args[1]!.value];
+    if (binder.kind === "Name" && binder.name === "batch") {
+      const reduce = entry.reduce.batch;
+      if (!reduce) return cx.report(error("MMB007", `\`${fn}\` over the batch is not supported`, binder.span, { help: "use `sum(batch, ...)` or `mean(batch, ...)`" }));
+      const value = expr(cx, body, env);
+      if (!value || !expectKind(cx, value, ["batch", "batchBool"], body.span, `\`${fn}(batch, ...)\``)) return undefined;
+      return make({ op: "reduceBatch", fn: fn as "sum" | "mean", body: value }, "scalar", [value]);
+    }
+    const range = binderRange(cx, binder, env);
+    if (range === null) return undefined;
+    if (range) {
+      const inner: Env = { ...env, bound: new Set([...env.bound, range.variable]) };
+      const value = expr(cx, body, inner);
+      if (!value || !expectKind(cx, value, ["scalar", "batch"], body.span, `\`${fn}\` over modalities`)) return undefined;
+      return make({ op: "reduceModalities", fn: fn as "sum", variable: range.variable, ...(range.exclude ? { exclude: range.exclude } : {}), body: value }, value.kind, [value]);
+    }
+  }
+  if (entry.signatures.length > 0) return applySignature(cx, entry, e, env);
+  if (e.args.length === 2 && e.args.every((a) => !a.name)) {
+    return cx.report(error("MMB007", `the first argument of \`${fn}\` must be an index (\`k\`, \`k != m\`) or \`batch\``, e.args[0]!.span, { help: `write \`${usage}\`` }));
+  }
+  return cx.report(error("MMB007", `\`${fn}\` takes a range and a value`, e.span, { help: `write \`${usage}\`` }));
+}
+
+/** `k` or `k != m` where `k` is a fresh name; undefined when the first argument is no binder, null after an error. */
+function binderRange(cx: CheckContext, binder: Expr, env: Env): { variable: string; exclude?: IndexRef } | undefined | null {
+  const isFreeName = (x: Expr): x is Extract<Expr, { kind: "Name" }> =>
+    x.kind === "Name" && !cx.definitions.has(x.name) && !cx.params.has(x.name) && !cx.learnables.has(x.name) && !cx.modalitySpans.has(x.name) && !builtinValueNames.has(x.name) && x.name !== cx.targetName;
+  if (isFreeName(binder) && !env.bound.has(binder.name)) return { variable: binder.name };
+  if (binder.kind === "Binary" && binder.op === "!=" && isFreeName(binder.left)) {
+    const exclude = index(cx, binder.right, env);
+    return exclude ? { variable: binder.left.name, exclude } : null;
+  }
+  return undefined;
+}
+
+const builtinValueNames = new Set(builtinValues.map((v) => v.name));

@@ -1,0 +1,166 @@
+import { binaryOperators, builtin, conditional, isReduction, unaryOperators, type LoweringContext } from "../../builtins/index.js";
+import type { FExpr, GroupRef, IndexRef, ModelIR, RExpr, ValueKind } from "../../ir.js";
+import { numberLiteral, safeName } from "./names.js";
+
+export interface Env {
+  /** Modality index variables in scope. */
+  bound: string[];
+  model: ModelIR;
+  /** Runtime functions the module calls, for its import. */
+  used: Set<string>;
+  /** What ranges over modalities: the step context, or the forward pass inside `taskLoss`. */
+  scope: "ctx" | "f";
+  /** Inside `per_sample(...)`: the variable holding the sample index. */
+  sample?: string;
+}
+
+const binaryOps = new Map(binaryOperators.map((o) => [o.symbol, o.tfjs]));
+const unaryOps = new Map(unaryOperators.map((o) => [o.symbol === "-" ? "neg" : o.symbol, o.tfjs]));
+
+/** A call of a runtime function, which the module then imports. */
+export function emitCall(env: Env, fn: string, ...args: string[]): string {
+  env.used.add(fn);
+  return `${fn}(${args.join(", ")})`;
+}
+
+export function indexCode(ref: IndexRef, env: Env): string {
+  switch (ref.kind) {
+    case "var":
+      return safeName(ref.name);
+    case "fixed":
+      return `${ref.modality} /* ${env.model.modalities[ref.modality]!.name} */`;
+    case "other":
+      return `${env.scope}.other(${indexCode(ref.of, env)})`;
+  }
+}
+
+export function groupCode(group: GroupRef, env: Env): string {
+  if (group.weights) return `ctx.group.weights(${groupCode({ ...group, weights: false }, env)})`;
+  switch (group.kind) {
+    case "encoder":
+      if (group.part === "all" || group.part === "last") return `ctx.group.${group.part === "last" ? "encoderLast" : "encoder"}(${indexCode(group.modality, env)})`;
+      return `ctx.group.encoderLayers(${indexCode(group.modality, env)}, ${JSON.stringify(group.part)})`;
+    case "head":
+      return "ctx.group.head";
+    case "fusion":
+      return "ctx.group.fusion";
+    case "auxHead":
+      return `ctx.group.aux(${indexCode(group.modality, env)})`;
+    case "learnable":
+      return `ctx.group.learnable(${JSON.stringify(group.name)}${group.modality ? `, ${indexCode(group.modality, env)}` : ""})`;
+  }
+}
+
+/** The key of a stateful call's slot: one per binding of the modality indices in scope. */
+export function historyKey(env: Env): string {
+  return env.bound.length === 0 ? `""` : `\`${env.bound.map((b) => `\${${safeName(b)}}`).join(",")}\``;
+}
+
+/** The TypeScript for a rule expression. Host values (step, epoch, params, literals) stay plain numbers. */
+export function expression(e: RExpr, env: Env): string {
+  const call = (fn: string, ...args: string[]) => emitCall(env, fn, ...args);
+  const sub = (x: RExpr) => expression(x, env);
+  switch (e.op) {
+    case "number":
+      return numberLiteral(e.value);
+    case "param":
+      return `p.${e.name}`;
+    case "time":
+      return `ctx.${e.which}`;
+    case "value":
+      return e.index ? `${safeName(e.name)}[${indexCode(e.index, env)}]!` : safeName(e.name);
+    case "learnable":
+      return `f.param(${groupCode({ kind: "learnable", name: e.name, ...(e.index ? { modality: e.index } : {}) }, env)})`;
+    case "unary": {
+      const op = unaryOps.get(e.fn)!;
+      if (e.kind === "grad") return call(op.gradient!, sub(e.arg), "-1");
+      return e.host ? `${op.host}(${sub(e.arg)})` : call(op.tensor, sub(e.arg));
+    }
+    case "binary": {
+      const op = binaryOps.get(e.fn)!;
+      if (e.kind === "grad") {
+        if (e.fn === "+" || e.fn === "-") return call(op.gradient!, sub(e.left), sub(e.right));
+        const [vector, factor] = e.left.kind === "grad" ? [e.left, e.right] : [e.right, e.left];
+        return call(op.gradient!, sub(vector), e.fn === "/" ? call("div", "1", sub(factor)) : sub(factor));
+      }
+      return e.host ? `(${sub(e.left)} ${op.host} ${sub(e.right)})` : call(op.tensor, sub(e.left), sub(e.right));
+    }
+    case "if":
+      return e.host ? `(${sub(e.condition)} ? ${sub(e.then)} : ${sub(e.otherwise)})` : call(conditional.tfjs.tensor, sub(e.condition), sub(e.then), sub(e.otherwise));
+    case "reduceModalities": {
+      const variable = safeName(e.variable);
+      const range = e.exclude ? `${env.scope}.except(${indexCode(e.exclude, env)})` : `${env.scope}.modalities`;
+      const body = expression(e.body, { ...env, bound: [...env.bound, e.variable] });
+      return call(reductionOf(e.fn).reduce.modalities, `${range}.map((${variable}) => ${body})`);
+    }
+    case "reduceBatch":
+      return call(reductionOf(e.fn).reduce.batch!, sub(e.body));
+    case "grad":
+      if (e.loss) return `grad(${groupCode(e.group, env)}, (f) => ${sub(e.loss)})`;
+      return env.sample ? `grad(${groupCode(e.group, env)}, undefined, ${env.sample})` : `grad(${groupCode(e.group, env)})`;
+    case "perSample":
+      return `ctx.perSample((sample) => ${expression(e.arg, { ...env, sample: "sample" })})`;
+    case "output":
+      if (e.which === "out") return "f.out";
+      if (e.which === "z") return `f.z[${indexCode(e.modality!, env)}]!`;
+      return `f.${e.which}(${indexCode(e.modality!, env)})`;
+    case "target":
+      return "f.target";
+    case "call":
+      return lowerCall(e, env);
+  }
+}
+
+function reductionOf(fn: string) {
+  const entry = builtin(fn);
+  if (!entry || !isReduction(entry)) throw new Error(`${fn} is not a reduction`);
+  return entry;
+}
+
+/** A catalogue function, emitted by its entry's tfjs lowering. */
+function lowerCall(e: Extract<RExpr, { op: "call" }>, env: Env): string {
+  const args = e.args.map((a) => expression(a, env));
+  return lowerEntry(e.fn, args, e.args.map((a) => a.kind), e.kind, e.host, env, e.state);
+}
+
+function lowerEntry(fn: string, args: string[], kinds: ValueKind[], result: ValueKind, host: boolean, env: Env, state?: number): string {
+  const lowering = builtin(fn)?.lower?.tfjs;
+  if (!lowering) throw new Error(`no tfjs lowering for ${fn}`);
+  const cx: LoweringContext = {
+    args,
+    kinds,
+    result,
+    host,
+    call: (name, ...callArgs) => emitCall(env, name, ...callArgs),
+    ref: (name) => {
+      env.used.add(name);
+      return name;
+    },
+    state: { id: state ?? -1, key: historyKey(env) },
+    target: env.model.target,
+  };
+  return lowering.emit(cx);
+}
+
+/** The TypeScript of a fusion expression over `inputs` (see runtime `FusionInputs`). */
+export function fusionCode(e: FExpr, env: Env): string {
+  const sub = (x: FExpr) => fusionCode(x, env);
+  const index = (ref: IndexRef): string =>
+    ref.kind === "var" ? safeName(ref.name) : ref.kind === "fixed" ? `${ref.modality} /* ${env.model.modalities[ref.modality]!.name} */` : `inputs.other(${index(ref.of)})`;
+  switch (e.op) {
+    case "features":
+      return `inputs.z[${index(e.modality)}]!`;
+    case "part":
+      return `inputs.part(${e.index}) /* ${env.model.fuse!.parts[e.index]!.kind} */`;
+    case "number":
+      return numberLiteral(e.value);
+    case "learnable":
+      return `inputs.learnable(${JSON.stringify(e.name)}${e.index ? `, ${index(e.index)}` : ""})`;
+    case "unary":
+      return e.fn === "neg" ? emitCall(env, unaryOps.get("neg")!.tensor, sub(e.arg)) : lowerEntry(e.fn, [sub(e.arg)], ["features"], "features", false, env);
+    case "binary":
+      return emitCall(env, binaryOps.get(e.fn)!.tensor, sub(e.left), sub(e.right));
+    case "reduce":
+      return emitCall(env, reductionOf(e.fn).reduce.modalities, `inputs.modalities.map((${safeName(e.variable)}) => ${sub(e.body)})`);
+  }
+}

@@ -1,0 +1,151 @@
+import { Project, StructureKind, VariableDeclarationKind, type CodeBlockWriter, type StatementStructures, type WriterFunction } from "ts-morph";
+import type { StepPlan } from "../../2-schedule/index.js";
+import type { ModelIR } from "../../ir.js";
+import { expression, fusionCode, historyKey, type Env } from "./expression.js";
+import { commentText, numberLiteral, safeName } from "./names.js";
+import { actionStatement, addedLossBody, valueStatement } from "./statements.js";
+
+export const generatorVersion = "0.1.0";
+
+function specLiteral(model: ModelIR, sourceName: string): string {
+  const component = (c: { kind: string; options: Record<string, unknown> }) => ({ kind: c.kind, options: c.options });
+  const spec = {
+    name: model.name,
+    source: sourceName,
+    data: component(model.data),
+    modalities: model.modalities.map((m) => ({ name: m.name, shape: m.shape, ...(m.source ? { source: m.source } : {}) })),
+    target: { name: model.target.name, kind: model.target.kind, classes: model.target.classes, ...(model.target.shape ? { shape: model.target.shape } : {}), ...(model.target.source ? { source: model.target.source } : {}) },
+    encoders: model.encoders.map(component),
+    fusion: component(model.fusion),
+    ...(model.fuse ? { fusionParts: model.fuse.parts.map(component) } : {}),
+    head: component(model.head),
+    ...(model.auxHead ? { auxHead: component(model.auxHead) } : {}),
+    learnables: model.learnables.map((l) => ({ name: l.name, perModality: l.perModality, init: l.init })),
+    optimizer: component(model.optimizer),
+    schedule: component(model.schedule),
+    train: model.train,
+  };
+  const literal = JSON.stringify(spec, null, 2);
+  // The fusion expression is code, not data: the spec refers to the generated `fuse`.
+  return model.fuse ? `${literal.slice(0, -2)},\n  fuse,\n}` : literal;
+}
+
+/** One in-memory project for every call: creating a project costs more than printing a small trainer. */
+const project = new Project({ useInMemoryFileSystem: true });
+
+/** Phase 4: IR + step plan → the trainer module's TypeScript (unformatted). */
+export function generate(model: ModelIR, plan: StepPlan, sourceName: string): string {
+  const env: Env = { bound: [], model, used: new Set(), scope: "ctx" };
+  const statements = (lines: string[]): WriterFunction => (w: CodeBlockWriter) => {
+    for (const line of lines) w.writeLine(line);
+  };
+
+  const taskLoss = expression(model.loss.value, { ...env, scope: "f" });
+  const rule = model.rule;
+  const values = plan.values.map((v) => valueStatement(v, env));
+  const prevWrites = plan.prevWrites.map((w) => {
+    const inner: Env = { ...env, bound: w.bound };
+    let body = `ctx.history.write(${w.id}, ${historyKey(inner)}, ${expression(w.arg, inner)});`;
+    for (const variable of [...w.bound].reverse()) body = `for (const ${safeName(variable)} of ctx.modalities) {\n${body}\n}`;
+    return body;
+  });
+  const actions = plan.actions.map((a) => actionStatement(a, plan, env));
+  const drops = plan.drops.map((a) => actionStatement(a, plan, env));
+  let backward = "const { loss, grads, raw: grad, forward: f } = ctx.backward(taskLoss);";
+  if (plan.addedLosses.length > 0) {
+    const body = addedLossBody(plan, env);
+    const lines = plan.addedLosses.map((a) => `// ${commentText(a.text)}  (line ${a.line})`).join("\n");
+    backward = `${lines}\nconst { loss, grads, raw: grad, forward: f } = ctx.backward(taskLoss, (f, grad) => {\n${body}\n}${plan.secondOrder ? "" : ", { readsTaskGradient: false }"});`;
+  }
+  // Gradients, head outputs and prototypes are intermediate values: the step log keeps numbers.
+  const numeric = plan.values.filter((v) => !["grad", "logits", "prototypes"].includes(v.value.kind));
+  const logged = numeric.map((v) => (safeName(v.name) === v.name ? v.name : `${JSON.stringify(v.name)}: ${safeName(v.name)}`));
+
+  // The module is built as one list of structures and printed once: ts-morph re-parses the file after every
+  // `add...` call, which made code generation quadratic in the number of rule values.
+  const module: StatementStructures[] = [];
+  if (model.fuse) {
+    module.push({
+      kind: StructureKind.Function,
+      name: "fuse",
+      parameters: [{ name: "inputs", type: "FusionInputs" }],
+      returnType: "Tensor",
+      statements: [`return ${fusionCode(model.fuse.value, env)};`],
+      leadingTrivia: `// ${commentText(model.fuse.text)}  (line ${model.fuse.line})\n`,
+    });
+  }
+  module.push({
+    kind: StructureKind.VariableStatement,
+    isExported: true,
+    declarationKind: VariableDeclarationKind.Const,
+    declarations: [{ name: "spec", type: "ModelSpec", initializer: specLiteral(model, sourceName) }],
+    leadingTrivia: `\n/** The model (spec lines ${model.modalities[0]?.line ?? 1}-${model.loss.line}): architecture, data, optimiser, training settings. */\n`,
+  });
+  module.push({
+    kind: StructureKind.VariableStatement,
+    isExported: true,
+    declarationKind: VariableDeclarationKind.Const,
+    declarations: [{ name: "params", initializer: `{ ${rule.params.map((x) => `${x.name}: ${numberLiteral(x.value)}`).join(", ")} }` }],
+    leadingTrivia: "/** The spec's `param` values; `mmb train --set name=value` overrides them. */\n",
+  });
+  module.push({ kind: StructureKind.TypeAlias, name: "Params", type: "Record<keyof typeof params, number>", leadingTrivia: "\n" });
+  module.push({
+    kind: StructureKind.Function,
+    name: "taskLoss",
+    parameters: [{ name: "f", type: "Forward" }],
+    returnType: "Tensor",
+    statements: [`return ${taskLoss};`],
+    leadingTrivia: `// ${commentText(model.loss.text)}  (line ${model.loss.line})\n`,
+  });
+  const body: string[] = [];
+  if (drops.length) body.push("// Modality drops, drawn before the forward pass.", ...drops, "");
+  body.push(
+    `// Forward pass, task loss and backward pass${plan.secondOrder ? " (second order: the added loss reads gradients)" : plan.addedLosses.length ? " (with the added loss)" : ""}.`,
+    backward,
+  );
+  if (values.length) body.push("", "// Rule values, in dependency order, from this step's raw gradients.", ...values);
+  if (actions.length) body.push("", "// Actions, in spec order.", ...actions);
+  body.push("", "// Optimiser step on the (modulated) gradients.", "ctx.update(grads);");
+  if (prevWrites.length) body.push("", "// History: values that `prev(...)` reads on the next step.", ...prevWrites);
+  body.push(`return { loss, values: { ${logged.join(", ")} }, raw: grad };`);
+  module.push({
+    kind: StructureKind.Function,
+    isExported: true,
+    name: "trainStep",
+    parameters: [
+      { name: "ctx", type: "StepContext" },
+      { name: "p", type: "Params" },
+    ],
+    returnType: "StepResult",
+    statements: statements(body),
+    leadingTrivia: "/** One training step, phase by phase. */\n",
+  });
+  const valueLines = Object.fromEntries(numeric.map((v) => [v.name, v.line]));
+  module.push({
+    kind: StructureKind.VariableStatement,
+    isExported: true,
+    declarationKind: VariableDeclarationKind.Const,
+    declarations: [
+      {
+        name: "trainer",
+        type: "TrainerDefinition",
+        initializer: `{ spec, params, trainedSeparately: ${JSON.stringify(plan.trainedSeparately)}, valueLines: ${JSON.stringify(valueLines)}, trainStep }`,
+      },
+    ],
+  });
+  module.push({ kind: StructureKind.ExportAssignment, isExportEquals: false, expression: "trainer", leadingTrivia: "\n" });
+  module.unshift({
+    kind: StructureKind.ImportDeclaration,
+    moduleSpecifier: "mmb/runtime",
+    namedImports: [
+      ...[...env.used].sort(),
+      ...["Forward", ...(model.fuse ? ["FusionInputs"] : []), "ModelSpec", "StepContext", "StepResult", "Tensor", "TrainerDefinition"].map((name) => ({ name, isTypeOnly: true })),
+    ],
+  });
+  const header = [
+    `// Generated by mmb ${generatorVersion} from ${commentText(sourceName)}. Edit the spec, not this file.`,
+    "// Rule values are computed from this step's raw gradients; actions apply in spec order.",
+  ];
+  const file = project.createSourceFile("trainer.ts", { statements: module }, { overwrite: true });
+  return `${header.join("\n")}\n${file.getFullText()}`;
+}

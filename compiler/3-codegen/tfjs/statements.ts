@@ -1,0 +1,100 @@
+import { action } from "../../builtins/index.js";
+import type { ActionIR, RExpr, RuleValue } from "../../ir.js";
+import type { StepPlan } from "../../2-schedule/index.js";
+import { reads, readsTaskGradient } from "../../walks.js";
+import { emitCall, expression, groupCode, indexCode, type Env } from "./expression.js";
+import { commentText, safeName } from "./names.js";
+
+/** `const x = ...;` for a rule value, with the spec line it came from; per modality, an array. */
+export function valueStatement(v: RuleValue, env: Env): string {
+  const comment = `// ${commentText(v.text)}  (line ${v.line})`;
+  if (!v.index) return `${comment}\nconst ${safeName(v.name)} = ${expression(v.value, env)};`;
+  const index = safeName(v.index);
+  return `${comment}\nconst ${safeName(v.name)} = ctx.perModality((${index}) => ${expression(v.value, { ...env, bound: [v.index] })});`;
+}
+
+/** Rule values an objective needs, recomputed inside it so that they are differentiated. */
+function dependencies(expressions: RExpr[], plan: StepPlan): RuleValue[] {
+  const needed = new Set<string>();
+  const visit = (name: string) => {
+    if (needed.has(name)) return;
+    needed.add(name);
+    const v = plan.values.find((x) => x.name === name);
+    if (v) reads(v.value).forEach(visit);
+  };
+  for (const e of expressions) reads(e).forEach(visit);
+  return plan.values.filter((v) => needed.has(v.name));
+}
+
+/** `when` conditions split into plain `if`s (host values) and tensor masks. */
+export function conditionCode(conditions: RExpr[], env: Env): { host: string[]; masks: string[] } {
+  return {
+    host: conditions.filter((c) => c.host).map((c) => expression(c, env)),
+    masks: conditions.filter((c) => !c.host).map((c) => expression(c, env)),
+  };
+}
+
+/** `value` where every tensor condition holds, `otherwise` elsewhere. */
+export function masked(value: string, masks: string[], otherwise: string, env: Env): string {
+  if (masks.length === 0) return value;
+  const condition = masks.reduce((a, b) => emitCall(env, "and", a, b));
+  return emitCall(env, "choose", condition, value, otherwise);
+}
+
+/** The body of an objective (`add loss`, `minimize`): the rule values it reads, then its value. */
+export function objectiveBody(plan: StepPlan, expressions: RExpr[], env: Env, finalExpression: (env: Env) => string): string {
+  const lines = dependencies(expressions, plan).map((v) => valueStatement(v, env));
+  return [...lines, `return ${finalExpression(env)};`].join("\n");
+}
+
+/** One action as statements: its operands' code, masked by tensor conditions, inside its loops and host conditions. */
+export function actionStatement(a: Exclude<ActionIR, { kind: "addLoss" }>, plan: StepPlan, env: Env): string {
+  const inner: Env = { ...env, bound: [...env.bound, ...a.loop] };
+  const { host, masks } = conditionCode(a.when, inner);
+  const entry = action(a.kind);
+  const operand = (name: string, value: RExpr) => masked(expression(value, inner), masks, entry.otherwise![name]!, inner);
+  let operands: Record<string, string>;
+  switch (a.kind) {
+    case "scale":
+    case "scaleLr":
+      operands = { group: groupCode(a.group, inner), factor: operand("factor", a.factor) };
+      break;
+    case "noise":
+      operands = { group: groupCode(a.group, inner), mean: operand("mean", a.mean), std: operand("std", a.std) };
+      break;
+    case "replace":
+      operands = { group: groupCode(a.group, inner), value: expression(a.value, inner), ...(masks.length ? { mask: masks.reduce((x, y) => emitCall(inner, "and", x, y)) } : {}) };
+      break;
+    case "drop":
+      operands = { modality: indexCode(a.modality, inner), probability: expression(a.probability, inner) };
+      break;
+    case "minimize": {
+      const secondOrder = [a.value, ...a.when].some((e) => readsTaskGradient(e, plan.values));
+      operands = {
+        group: groupCode(a.group, inner),
+        optimizer: JSON.stringify({ kind: a.optimizer.kind, options: a.optimizer.options }),
+        objective: objectiveBody(plan, [a.value, ...a.when], inner, (e) => masked(expression(a.value, e), masks, entry.otherwise!.value!, e)),
+        ...(secondOrder ? {} : { options: ", { readsTaskGradient: false }" }),
+      };
+      break;
+    }
+  }
+  let body = entry.lower.tfjs(operands);
+  for (const variable of [...a.loop].reverse()) body = `for (const ${safeName(variable)} of ctx.modalities) {\n${body}\n}`;
+  if (host.length > 0) body = action("when").lower.tfjs({ condition: host.join(" && "), body });
+  return `// ${commentText(a.text)}  (line ${a.line})\n${body}`;
+}
+
+/** The added losses' sum, each under its own conditions, as the objective `ctx.backward` differentiates. */
+export function addedLossBody(plan: StepPlan, env: Env): string {
+  const expressions = plan.addedLosses.flatMap((a) => [a.value, ...a.when]);
+  return objectiveBody(plan, expressions, env, (e) =>
+    plan.addedLosses
+      .map((a) => {
+        const { host, masks } = conditionCode(a.when, e);
+        const value = masked(expression(a.value, e), masks, action("addLoss").otherwise!.value!, e);
+        return host.length > 0 ? `(${host.join(" && ")} ? ${value} : 0)` : value;
+      })
+      .reduce((a, b) => emitCall(e, "add", a, b)),
+  );
+}

@@ -1,0 +1,68 @@
+import { runtimeCall } from "./lowering.js";
+import type { Builtin, RefineContext } from "./types.js";
+
+const gradient = ["grad"] as const;
+
+/** `cos` and `dot` compare gradients element by element: both groups must have one shape. */
+function sameShape(call: RefineContext): boolean {
+  const [a, b] = call.args;
+  if (a?.shape === undefined || b?.shape === undefined || a.shape === b.shape) return true;
+  return call.report("MMB016", `\`${call.name}\` needs two gradients of the same shape`, {
+    related: [
+      { span: a.span, message: `shape ${a.shape}` },
+      { span: b.span, message: `shape ${b.shape}` },
+    ],
+    help: "compare groups of equal shape, e.g. with `fusion sum` the fused head and the auxiliary heads match",
+  });
+}
+
+function statistic(name: string, runtime: string, doc: string): Builtin {
+  return {
+    name,
+    family: "gradients",
+    usage: `${name}(g)`,
+    example: `${name}(grad(encoder[m]))`,
+    doc,
+    signatures: [{ params: [{ name: "g", kinds: gradient }], result: "scalar" }],
+    lower: { tfjs: runtimeCall(runtime) },
+  };
+}
+
+function comparison(name: string, runtime: string, doc: string): Builtin {
+  return {
+    name,
+    family: "gradients",
+    usage: `${name}(g1, g2)`,
+    example: `${name}(grad(head), grad(head[m]))`,
+    doc,
+    signatures: [{ params: [{ name: "g1", kinds: gradient }, { name: "g2", kinds: gradient }], result: "scalar" }],
+    refine: sameShape,
+    lower: { tfjs: runtimeCall(runtime) },
+  };
+}
+
+export const gradients: Builtin[] = [
+  {
+    name: "grad",
+    family: "gradients",
+    usage: "grad(G)",
+    example: "grad(encoder[m])",
+    doc: "this step's raw gradient of the task loss for group `G`: `encoder[m]`, `encoder[m].last` (its last linear layer), `encoder[m].conv` / `.dense` / `.rnn` / `.attention` / `.norm` (its layers of a kind), `fusion`, `head`, `head[m]`, a learnable; `G.weight` keeps the weights only, without biases (e.g. `encoder[m].conv.weight`, the convolution kernels). `grad(G, L)`: the gradient of another loss `L`, e.g. `grad(head[m], cross_entropy(head[m], y))`",
+    form: "grad",
+    signatures: [],
+  },
+  statistic("norm", "gradNorm", "‖g‖₂ over every element of the group"),
+  statistic("norm1", "gradNorm1", "‖g‖₁, the sum of the absolute values of its elements"),
+  statistic("std", "gradStd", "standard deviation of the gradient's elements"),
+  comparison("cos", "gradCos", "cosine of the angle between two gradients of one shape"),
+  comparison("dot", "gradDot", "dot product of two gradients of one shape"),
+  {
+    name: "per_sample",
+    family: "gradients",
+    usage: "per_sample(e)",
+    example: "per_sample(norm(grad(encoder[m].last)))",
+    doc: "`e`, a gradient statistic, once per sample, with `grad(G)` the gradient of that sample's own loss: `per_sample(norm(grad(encoder[m].last)))`",
+    form: "perSample",
+    signatures: [],
+  },
+];

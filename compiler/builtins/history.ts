@@ -1,0 +1,39 @@
+import type { Builtin } from "./types.js";
+
+const unit = { min: 0, max: 1, maxOpen: true };
+
+/** Values carried between steps (runtime/history.ts): each call has its own slot, kept in checkpoints. */
+export const history: Builtin[] = [
+  {
+    name: "prev",
+    family: "history",
+    usage: "prev(x, init)",
+    example: "prev(x, 0)",
+    doc: "last step's value of `x` (`init` on the first step); breaks a cycle of definitions",
+    signatures: [{ params: [{ name: "x", kinds: ["scalar"] }, { name: "init", constant: {} }], result: "scalar" }],
+    stateful: true,
+    readsLastStep: true,
+    cutsGradient: true,
+    lower: { tfjs: { runtime: [], emit: (cx) => `ctx.history.read(${cx.state.id}, ${cx.state.key}, ${cx.args[1]})` } },
+  },
+  {
+    name: "delta",
+    family: "history",
+    usage: "delta(x)",
+    doc: "x minus last step's x (0 on the first step)",
+    signatures: [{ params: [{ name: "x", kinds: ["scalar"] }], result: "scalar" }],
+    stateful: true,
+    lower: { tfjs: { runtime: [], emit: (cx) => `ctx.history.delta(${cx.state.id}, ${cx.state.key}, ${cx.args[0]}, 0)` } },
+  },
+  {
+    name: "ema",
+    family: "history",
+    usage: "ema(x, beta)",
+    example: "ema(x, 0.9)",
+    doc: "moving average β·ema + (1 − β)·x, starting at the first x; β a number or a `param` in [0, 1)",
+    signatures: [{ params: [{ name: "x", kinds: ["scalar"] }, { name: "beta", constant: unit }], result: "scalar" }],
+    stateful: true,
+    cutsGradient: true,
+    lower: { tfjs: { runtime: [], emit: (cx) => `ctx.history.ema(${cx.state.id}, ${cx.state.key}, ${cx.args[0]}, ${cx.args[1]})` } },
+  },
+];

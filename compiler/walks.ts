@@ -1,0 +1,49 @@
+// Walks over the rule's expression graph, shared by the phases.
+import { builtin } from "./builtins/index.js";
+import type { RExpr, RuleValue } from "./ir.js";
+
+/** Direct sub-expressions, for walks over the rule graph. */
+export function children(e: RExpr): RExpr[] {
+  switch (e.op) {
+    case "call":
+      return e.args;
+    case "unary":
+    case "perSample":
+      return [e.arg];
+    case "binary":
+      return [e.left, e.right];
+    case "if":
+      return [e.condition, e.then, e.otherwise];
+    case "reduceModalities":
+    case "reduceBatch":
+      return [e.body];
+    case "grad":
+      return e.loss ? [e.loss] : [];
+    default:
+      return [];
+  }
+}
+
+/** A call whose first argument is recorded after the step and read on the next (`prev`). */
+export function readsLastStep(e: RExpr): e is Extract<RExpr, { op: "call" }> {
+  return e.op === "call" && builtin(e.fn)?.readsLastStep === true;
+}
+
+/** Names of rule values that `e` reads in this step (reads under `prev` are of the last step). */
+export function reads(e: RExpr, out = new Set<string>()): Set<string> {
+  if (e.op === "value") out.add(e.name);
+  if (readsLastStep(e)) return out;
+  for (const c of children(e)) reads(c, out);
+  return out;
+}
+
+/** Whether `e` reads a gradient of the task loss, directly or through the rule values it reads. */
+export function readsTaskGradient(e: RExpr, values: RuleValue[], seen = new Set<string>()): boolean {
+  if (e.op === "grad" && !e.loss) return true;
+  if (e.op === "value" && !seen.has(e.name)) {
+    seen.add(e.name);
+    const v = values.find((x) => x.name === e.name);
+    return v !== undefined && readsTaskGradient(v.value, values, seen);
+  }
+  return children(e).some((c) => readsTaskGradient(c, values, seen));
+}
