@@ -31,11 +31,12 @@ async function measure(name: string, text: string, runs = 15) {
     let t = performance.now();
     const parsed = parse(text);
     const t1 = performance.now();
-    const checked = check(parsed.program, new SourceText(text, name));
+    const source = new SourceText(text, name);
+    const checked = check(parsed.program, source);
     const t2 = performance.now();
     const plan = schedule(checked.model!);
     const t3 = performance.now();
-    const code = generate(checked.model!, plan, name);
+    const code = generate(checked.model!, plan, source);
     const t4 = performance.now();
     await format(code);
     const t5 = performance.now();

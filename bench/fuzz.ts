@@ -154,7 +154,7 @@ function checkOne(text: string, report: FuzzReport): void {
   if (analysis.diagnostics.length > 0 || !analysis.ir || !analysis.plan) return;
   report.clean++;
   try {
-    const code = generate(analysis.ir, analysis.plan, "fuzz.mmb");
+    const code = generate(analysis.ir, analysis.plan, analysis.source);
     const parsed = ts.createSourceFile("trainer.ts", code, ts.ScriptTarget.ES2022, true);
     const syntax = (parsed as unknown as { parseDiagnostics: unknown[] }).parseDiagnostics;
     if (syntax.length > 0) report.crashes.push({ input: text, error: "generated code does not parse" });

@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
@@ -17,8 +17,13 @@ export interface BenchOptions {
   /** Extra `mmb train` arguments passed to every run (`--epochs`, `--set`, `--backend`, `--data`). */
   trainArgs: string[];
   jobs?: number;
+  /** Replace the results of an earlier bench in `out` (each run gets `--overwrite`). */
+  overwrite?: boolean;
   log?: (line: string) => void;
 }
+
+/** A bench that cannot start: names that collide or escape `--out`, no seeds, an earlier bench in the way. */
+export class BenchError extends Error {}
 
 export interface RunResult {
   spec: string;
@@ -107,14 +112,19 @@ export function csv(runs: RunResult[]): string {
 /** A spec's name in results: its file name without `.mmb`. */
 export const specName = (path: string): string => basename(path).replace(/\.mmb$/, "");
 
+/** The bench's runs, each a child process; a signal to the bench ends them too. */
+const children = new Set<ChildProcess>();
+
 /** One `mmb train` in a child process running this same CLI; its summary or its error. */
 function trainInProcess(spec: string, seed: number, dir: string, trainArgs: string[]): Promise<RunResult> {
   const args = [...process.execArgv, process.argv[1]!, "train", spec, "--seed", String(seed), "--out", dir, ...trainArgs];
   return new Promise((done) => {
     const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
+    children.add(child);
     let stderr = "";
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     child.on("close", async (code) => {
+      children.delete(child);
       const name = specName(spec);
       const summaryPath = join(dir, "summary.json");
       if (code === 0 && existsSync(summaryPath)) {
@@ -127,9 +137,43 @@ function trainInProcess(spec: string, seed: number, dir: string, trainArgs: stri
   });
 }
 
+/** Checks what would make the bench's results wrong before any run starts. */
+async function checkBench(options: BenchOptions): Promise<void> {
+  if (!Number.isInteger(options.seeds) || options.seeds < 1) throw new BenchError(`--seeds must be at least 1, got ${options.seeds}`);
+  const byName = new Map<string, string>();
+  for (const spec of options.specs) {
+    const name = specName(spec);
+    // A name of dots would put the runs outside --out (`...mmb` is `..`).
+    if (/^\.*$/.test(name)) throw new BenchError(`${spec}: its file name gives no folder name for its runs; rename the spec`);
+    const other = byName.get(name);
+    if (other !== undefined) throw new BenchError(`${other} and ${spec} are both named ${name}: their runs and rows would merge; rename one`);
+    byName.set(name, spec);
+  }
+  const earlier = ["results.json", "results.md", "results.csv", ...byName.keys()].filter((entry) => existsSync(join(options.out, entry)));
+  if (earlier.length && !options.overwrite) {
+    throw new BenchError(`${options.out} holds an earlier bench (${earlier.join(", ")}); choose another --out, or --overwrite to replace it`);
+  }
+}
+
+/** While the bench runs, SIGINT or SIGTERM ends every run it started, then the bench itself. */
+function endRunsOnSignal(): () => void {
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((signal) => {
+    const handler = () => {
+      for (const child of children) child.kill("SIGTERM");
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    };
+    process.once(signal, handler);
+    return () => process.removeListener(signal, handler);
+  });
+  return () => handlers.forEach((remove) => remove());
+}
+
 export async function bench(options: BenchOptions): Promise<{ runs: RunResult[]; rows: MethodRow[] }> {
   const say = options.log ?? ((line: string) => console.error(line));
+  await checkBench(options);
   await mkdir(options.out, { recursive: true });
+  const trainArgs = [...options.trainArgs, ...(options.overwrite ? ["--overwrite"] : [])];
+  const stopOnSignal = endRunsOnSignal();
   const tasks = options.specs.flatMap((spec) => Array.from({ length: options.seeds }, (_, i) => ({ spec, seed: i + 1 })));
   const jobs = Math.max(1, Math.min(options.jobs ?? availableParallelism(), tasks.length));
   const runs: RunResult[] = new Array(tasks.length);
@@ -139,12 +183,12 @@ export async function bench(options: BenchOptions): Promise<{ runs: RunResult[];
       const index = next++;
       const { spec, seed } = tasks[index]!;
       const dir = join(options.out, specName(spec), `seed-${seed}`);
-      const result = await trainInProcess(spec, seed, dir, options.trainArgs);
+      const result = await trainInProcess(spec, seed, dir, trainArgs);
       runs[index] = result;
       say(result.summary ? `mmb bench: ${result.spec} seed ${seed}: test ${result.summary.metric} ${result.summary.test.toFixed(4)}` : `mmb bench: ${result.spec} seed ${seed} FAILED: ${result.error}`);
     }
   };
-  await Promise.all(Array.from({ length: jobs }, worker));
+  await Promise.all(Array.from({ length: jobs }, worker)).finally(stopOnSignal);
   const rows = aggregate(runs);
   const command = ["mmb bench", ...options.specs, "--seeds", String(options.seeds), ...options.trainArgs].join(" ");
   await writeFile(join(options.out, "results.md"), markdown(rows, runs, command));

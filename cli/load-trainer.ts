@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { existsSync } from "node:fs";
@@ -19,6 +20,9 @@ export async function loadTrainer(code: string, out: string): Promise<TrainerDef
   const bound = js.replace(/from "mmb\/runtime"/g, `from ${JSON.stringify(runtime)}`);
   const file = resolve(out, "trainer.mjs");
   await writeFile(file, bound);
-  const module = (await import(`${pathToFileURL(file).href}?t=${Date.now()}`)) as { default: TrainerDefinition };
+  // The module's URL names its content: a time stamp let two trainers written into one folder in
+  // the same millisecond share a URL, and the second import returned the first trainer.
+  const version = createHash("sha256").update(bound).digest("hex").slice(0, 16);
+  const module = (await import(`${pathToFileURL(file).href}?v=${version}`)) as { default: TrainerDefinition };
   return module.default;
 }

@@ -4,9 +4,9 @@ import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { analyze, compile, diagnosticsJson, renderAll, type CompileResult } from "../compiler/index.js";
 import type { SourceText } from "../diagnostics/index.js";
-import { DataError, NumericError, ResourceError, train } from "../runtime/index.js";
+import { claimRunFolder, DataError, NumericError, ResourceError, ResumeError, RunFolderError, train } from "../runtime/index.js";
 import { parse as parseSpec } from "../grammar/index.js";
-import { bench, specName } from "./bench.js";
+import { bench, BenchError, specName } from "./bench.js";
 import { report as writeReport } from "./report.js";
 import { loadTrainer } from "./load-trainer.js";
 
@@ -14,9 +14,9 @@ const usage = `usage:
   mmb check <spec.mmb...> [--format text|json]
   mmb compile <spec.mmb> -o <trainer.ts> [--dump-ir] [--format text|json]
   mmb train <spec.mmb> [--out DIR] [--backend tensorflow-gpu|tensorflow|wasm|cpu] [--seed N]
-            [--epochs N] [--set name=value]... [--data SOURCE] [--data-root DIR] [--resume]
+            [--epochs N] [--set name=value]... [--data SOURCE] [--data-root DIR] [--resume | --overwrite]
   mmb bench <spec.mmb...> [--seeds N] [--out DIR] [--jobs N] [--epochs N] [--set name=value]...
-            [--data SOURCE] [--backend NAME]
+            [--data SOURCE] [--data-root DIR] [--backend NAME] [--overwrite]
 
   mmb report <run-dir | bench-dir> [-o report.html]
 
@@ -41,6 +41,7 @@ function parse(args: string[]) {
         epochs: { type: "string" },
         set: { type: "string", multiple: true },
         resume: { type: "boolean", default: false },
+        overwrite: { type: "boolean", default: false },
         data: { type: "string" },
         "data-root": { type: "string" },
         seeds: { type: "string" },
@@ -59,14 +60,15 @@ function wholeNumber(value: string | undefined, flag: string): number | undefine
   return Number(value);
 }
 
+/** `--set name=value` pairs; built with Object.fromEntries, so that any name (`__proto__`) is a property. */
 function parseSets(sets: string[] | undefined): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const item of sets ?? []) {
-    const match = /^([A-Za-z_][A-Za-z0-9_]*)=(.+)$/.exec(item);
-    if (!match || !Number.isFinite(Number(match[2]))) throw new UsageError(`--set takes name=number, got "${item}"`);
-    out[match[1]!] = Number(match[2]);
-  }
-  return out;
+  return Object.fromEntries(
+    (sets ?? []).map((item) => {
+      const match = /^([A-Za-z_][A-Za-z0-9_]*)=(.+)$/.exec(item);
+      if (!match || !Number.isFinite(Number(match[2]))) throw new UsageError(`--set takes name=number, got "${item}"`);
+      return [match[1]!, Number(match[2])];
+    }),
+  );
 }
 
 async function readSpec(path: string, data?: string): Promise<string> {
@@ -105,6 +107,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (!["text", "json"].includes(values.format!)) throw new UsageError(`--format is text or json, got "${values.format}"`);
+  if (values.resume && values.overwrite) throw new UsageError("--resume continues the run in --out, --overwrite replaces it: give one");
   switch (command) {
     case "check": {
       if (positionals.length === 0) throw new UsageError("mmb check needs at least one spec");
@@ -112,7 +115,7 @@ async function main(argv: string[]): Promise<number> {
       const all: unknown[] = [];
       for (const path of positionals) {
         const analysis = analyze(await readSpec(path), { fileName: path });
-        failed ||= analysis.diagnostics.length > 0;
+        failed ||= analysis.diagnostics.some((d) => d.severity === "error");
         if (values.format === "json") all.push(...JSON.parse(diagnosticsJson(analysis.diagnostics, analysis.source)));
         else if (analysis.diagnostics.length) console.error(renderAll(analysis.diagnostics, analysis.source) + "\n");
       }
@@ -142,19 +145,27 @@ async function main(argv: string[]): Promise<number> {
       report(result, values.format!);
       if (!result.code) return 1;
       const out = values.out ?? join("runs", specName(path));
-      const definition = await loadTrainer(result.code, out);
       const seed = wholeNumber(values.seed, "--seed");
       const epochs = wholeNumber(values.epochs, "--epochs");
-      const summary = await train(definition, {
-        out,
-        ...(values.backend ? { backend: values.backend } : {}),
-        ...(seed !== undefined ? { seed } : {}),
-        ...(epochs !== undefined ? { epochs } : {}),
-        set: sets,
-        resume: values.resume!,
-        ...(values["data-root"] ? { dataRoot: resolve(values["data-root"]) } : {}),
-      });
-      console.log(`mmb: test ${summary.metric} ${summary.test.toFixed(4)} on ${summary.backend}; log, summary and checkpoints in ${out}`);
+      // The folder is claimed (locked, and checked for another run's state) before the trainer is written into it.
+      await mkdir(out, { recursive: true });
+      const folder = await claimRunFolder(out, { resume: values.resume!, overwrite: values.overwrite! });
+      try {
+        const definition = await loadTrainer(result.code, out);
+        const summary = await train(definition, {
+          out,
+          folder,
+          ...(values.backend ? { backend: values.backend } : {}),
+          ...(seed !== undefined ? { seed } : {}),
+          ...(epochs !== undefined ? { epochs } : {}),
+          set: sets,
+          resume: values.resume!,
+          ...(values["data-root"] ? { dataRoot: resolve(values["data-root"]) } : {}),
+        });
+        console.log(`mmb: test ${summary.metric} ${summary.test.toFixed(4)} on ${summary.backend}; log, summary and checkpoints in ${out}`);
+      } finally {
+        await folder.release();
+      }
       return 0;
     }
     case "bench": {
@@ -169,11 +180,13 @@ async function main(argv: string[]): Promise<number> {
         ...(values.epochs !== undefined ? ["--epochs", String(wholeNumber(values.epochs, "--epochs"))] : []),
         ...(values.backend ? ["--backend", values.backend] : []),
         ...(values.data ? ["--data", values.data] : []),
+        ...(values["data-root"] ? ["--data-root", resolve(values["data-root"])] : []),
         ...(values.set ?? []).flatMap((item) => ["--set", item]),
       ];
       const jobs = wholeNumber(values.jobs, "--jobs");
       const out = values.out ?? join("runs", "bench");
-      const { rows, runs } = await bench({ specs: positionals, seeds: wholeNumber(values.seeds, "--seeds") ?? 3, out, trainArgs, ...(jobs ? { jobs } : {}) });
+      const seeds = wholeNumber(values.seeds, "--seeds") ?? 3;
+      const { rows, runs } = await bench({ specs: positionals, seeds, out, trainArgs, overwrite: values.overwrite!, ...(jobs ? { jobs } : {}) });
       console.log(`mmb: ${rows.length} specs × ${runs.length / rows.length} seeds; results in ${join(out, "results.md")} (.json, .csv)`);
       return runs.some((r) => r.error) ? 1 : 0;
     }
@@ -206,7 +219,7 @@ main(process.argv.slice(2)).then(
       console.error(`mmb: ${e.message}\n\n${usage}`);
       process.exit(2);
     }
-    if (e instanceof DataError || e instanceof NumericError || e instanceof ResourceError) console.error(`mmb: ${e.message}`);
+    if (e instanceof DataError || e instanceof NumericError || e instanceof ResourceError || e instanceof ResumeError || e instanceof RunFolderError || e instanceof BenchError) console.error(`mmb: ${e.message}`);
     else console.error(`mmb: ${(e as Error).message ?? String(e)}`);
     process.exit(1);
   },

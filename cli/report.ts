@@ -42,19 +42,35 @@ interface EpochRecord {
   unimodal: Record<string, number>;
 }
 
-async function readLog(dir: string): Promise<{ steps: StepRecord[]; epochs: EpochRecord[] }> {
-  const lines = (await readFile(join(dir, "log.jsonl"), "utf8")).split("\n").filter((l) => l.trim());
-  const records = lines.map((l) => JSON.parse(l) as StepRecord | EpochRecord);
+/** The log's records; a line that is not a whole record (a torn write) is skipped with a warning naming it. */
+async function readLog(dir: string, warn: (line: string) => void): Promise<{ steps: StepRecord[]; epochs: EpochRecord[] }> {
+  const path = join(dir, "log.jsonl");
+  const records: (StepRecord | EpochRecord)[] = [];
+  (await readFile(path, "utf8")).split("\n").forEach((line, i) => {
+    if (!line.trim()) return;
+    try {
+      const record = JSON.parse(line) as StepRecord | EpochRecord;
+      if (record && typeof record === "object" && (record.type === "step" || record.type === "epoch")) records.push(record);
+      else warn(`${path}:${i + 1}: not a step or epoch record; skipped`);
+    } catch {
+      warn(`${path}:${i + 1}: not valid JSON (a torn or edited line); skipped`);
+    }
+  });
   return { steps: records.filter((r): r is StepRecord => r.type === "step"), epochs: records.filter((r): r is EpochRecord => r.type === "epoch") };
 }
 
 const perModalityNames = (value: unknown, modalities: string[]) => (Array.isArray(value) && value.length === modalities.length ? modalities : undefined);
 
 /** The charts of one training run, from its log. */
-export async function runCharts(dir: string, idPrefix = "run"): Promise<{ charts: ChartSpec[]; title: string }> {
-  const summary = existsSync(join(dir, "summary.json")) ? (JSON.parse(await readFile(join(dir, "summary.json"), "utf8")) as { model: string; unimodal: Record<string, number> }) : undefined;
-  const { steps, epochs } = await readLog(dir);
-  const modalities = Object.keys(epochs[0]?.unimodal ?? summary?.unimodal ?? {});
+const warnSkipped = (line: string) => console.error(`mmb: ${line}`);
+
+export async function runCharts(dir: string, idPrefix = "run", warn: (line: string) => void = warnSkipped): Promise<{ charts: ChartSpec[]; title: string }> {
+  const summary = existsSync(join(dir, "summary.json"))
+    ? (JSON.parse(await readFile(join(dir, "summary.json"), "utf8")) as { model: string; unimodal: Record<string, number>; modalities?: string[]; logged?: Record<string, string> })
+    : undefined;
+  const { steps, epochs } = await readLog(dir, warn);
+  // Every modality, in the order of the log's per-modality arrays (the unimodal metrics may leave some out).
+  const modalities = summary?.modalities ?? Object.keys(epochs[0]?.unimodal ?? summary?.unimodal ?? {});
   const stepLabels = steps.map((s) => s.step);
   const epochLabels = epochs.map((e) => e.epoch + 1);
   const metric = Object.keys(epochs[0]?.test ?? { acc: 0 })[0] ?? "acc";
@@ -86,13 +102,16 @@ export async function runCharts(dir: string, idPrefix = "run"): Promise<{ charts
     xLabel: "epoch",
     yLabel: "share",
   });
-  charts.push({ id: `${idPrefix}-loss`, title: "Training loss per step", type: "line", labels: stepLabels, datasets: [{ label: "loss", data: steps.map((s) => s.loss as number) }], xLabel: "step", yLabel: "loss" });
-  const ruleValues = Object.keys(steps[0] ?? {}).filter((k) => !["type", "epoch", "step", "loss", "grad_norm"].includes(k));
+  const losses = [{ label: "task loss", data: steps.map((s) => s.loss as number) }];
+  if (steps.some((s) => s.total_loss !== undefined && s.total_loss !== s.loss)) losses.push({ label: "total loss (with added losses)", data: steps.map((s) => (s.total_loss as number) ?? null) });
+  charts.push({ id: `${idPrefix}-loss`, title: "Training loss per step", type: "line", labels: stepLabels, datasets: losses, xLabel: "step", yLabel: "loss" });
+  const ruleValues = Object.keys(steps[0] ?? {}).filter((k) => !["type", "epoch", "step", "loss", "total_loss", "grad_norm"].includes(k));
   for (const name of ruleValues) {
     const names = perModalityNames(steps[0]![name], modalities);
+    const summarised = summary?.logged && Object.hasOwn(summary.logged, name) ? ` (${summary.logged[name]})` : "";
     charts.push({
       id: `${idPrefix}-value-${charts.length}`,
-      title: `Rule value ${name}`,
+      title: `Rule value ${name}${summarised}`,
       type: "line",
       labels: stepLabels,
       datasets: names
@@ -154,7 +173,7 @@ export async function benchCharts(dir: string): Promise<{ charts: ChartSpec[]; r
   const curves = new Map<string, Map<string, number[][]>>();
   for (const run of runs) {
     if (!run.summary || !existsSync(join(run.dir, "log.jsonl"))) continue;
-    const { epochs } = await readLog(run.dir);
+    const { epochs } = await readLog(run.dir, warnSkipped);
     const metric = Object.keys(epochs[0]?.test ?? {})[0];
     if (!metric) continue;
     const bySpec = curves.get(metric) ?? new Map<string, number[][]>();

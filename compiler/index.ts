@@ -5,7 +5,7 @@
  * components (components.ts) are the tables the phases read; diagnostics live below them all.
  */
 import * as prettier from "prettier";
-import { SourceText, type Diagnostic } from "../diagnostics/index.js";
+import { error, SourceText, type Diagnostic } from "../diagnostics/index.js";
 import { parse, type Program } from "../grammar/index.js";
 import { check } from "./1-check/index.js";
 import { schedule, type StepPlan } from "./2-schedule/index.js";
@@ -34,6 +34,26 @@ export interface Analysis {
 /** Parse, check and schedule: everything but code generation. Never throws. */
 export function analyze(text: string, options: CompileOptions = {}): Analysis {
   const source = new SourceText(text, options.fileName ?? "spec.mmb");
+  try {
+    return analyzeSource(source, options);
+  } catch (e) {
+    // grammar/limits.ts keeps the documented shapes of nesting inside the stack; this catches the
+    // rest (a chain of thousands of `if ... else if`), which no phase may answer with a crash.
+    if (!isStackOverflow(e)) throw e;
+    return { source, program: { decls: [], span: { start: 0, end: text.length } }, diagnostics: [tooDeep(text)] };
+  }
+}
+
+const isStackOverflow = (e: unknown): boolean => e instanceof RangeError && /call stack/i.test(e.message);
+
+function tooDeep(text: string): Diagnostic {
+  return error("MMB032", "the spec nests too deeply to be compiled", { start: 0, end: Math.min(text.length, 1) }, {
+    help: "give parts of the deepest expression names of their own (`x = ...`) and combine those",
+  });
+}
+
+function analyzeSource(source: SourceText, options: CompileOptions): Analysis {
+  const text = source.text;
   const parsed = parse(text);
   // With syntax errors the AST is partial; checking it would report spurious follow-on errors.
   if (parsed.diagnostics.length > 0) return { source, program: parsed.program, diagnostics: parsed.diagnostics };
@@ -55,8 +75,13 @@ export interface CompileResult {
 export async function compile(text: string, options: CompileOptions = {}): Promise<CompileResult> {
   const analysis = analyze(text, options);
   if (!analysis.ir || !analysis.plan) return { program: analysis.program, diagnostics: analysis.diagnostics, source: analysis.source };
-  const raw = generate(analysis.ir, analysis.plan, analysis.source.fileName);
-  const code = await format(raw);
+  let code: string;
+  try {
+    code = await format(generate(analysis.ir, analysis.plan, analysis.source));
+  } catch (e) {
+    if (!isStackOverflow(e)) throw e;
+    return { program: analysis.program, diagnostics: [tooDeep(text)], source: analysis.source };
+  }
   return { program: analysis.program, code, diagnostics: analysis.diagnostics, ir: analysis.ir, plan: analysis.plan, source: analysis.source };
 }
 

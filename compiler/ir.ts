@@ -19,6 +19,8 @@ export interface ModelIR {
   /** Per-modality auxiliary heads `head[m]`, fed the detached z[m]. */
   auxHead?: Component;
   learnables: LearnableIR[];
+  /** Modalities the fusion never reads: trained, but no unimodal metric is reported for them. */
+  unread: string[];
   loss: { value: RExpr; line: number; text: string };
   optimizer: Component;
   schedule: Component;
@@ -132,6 +134,8 @@ export type RNode =
   | { op: "target" }
   /** `per_sample(e)`: e once per sample, with `grad(G)` the gradient of that sample's loss. */
   | { op: "perSample"; arg: RExpr }
+  /** `per_tensor(e)`: e once per parameter tensor of `gradient`'s group, that tensor standing for the gradient. */
+  | { op: "perTensor"; arg: RExpr; gradient: RExpr }
   /** A function of the builtin catalogue (compiler/builtins), checked and emitted from its entry; `state`: its history slot. */
   | { op: "call"; fn: string; args: RExpr[]; state?: number };
 

@@ -12,6 +12,8 @@ export function children(e: RExpr): RExpr[] {
       return [e.arg];
     case "binary":
       return [e.left, e.right];
+    case "perTensor":
+      return [e.arg, e.gradient];
     case "if":
       return [e.condition, e.then, e.otherwise];
     case "reduceModalities":

@@ -33,6 +33,9 @@ export const codes = {
   MMB027: "drop decided by a value of the step",
   MMB028: "`from` needs a file",
   MMB029: "data files and `from` clauses disagree",
+  MMB030: "needs at least two modalities",
+  MMB031: "modality never read",
+  MMB032: "nested too deeply",
 } as const;
 
 export type DiagnosticCode = keyof typeof codes;

@@ -2,13 +2,19 @@ import type { IToken } from "chevrotain";
 import { error, type Diagnostic } from "../diagnostics/index.js";
 import type { Program } from "./ast.js";
 import { cstToAst } from "./cst-to-ast.js";
+import { expressionDepthErrors, tokenNestingError } from "./limits.js";
 import { parseCst } from "./parser.js";
+import { mmbLexer } from "./tokens.js";
 
 export type * from "./ast.js";
 
 /** Phase 1: source text → AST and syntax diagnostics. Never throws. */
 export function parse(source: string): { program: Program; diagnostics: Diagnostic[] } {
-  const { cst, lexErrors, parseErrors } = parseCst(source);
+  const lexed = mmbLexer.tokenize(source);
+  // Nesting beyond the limits would overflow the parser's stack: reported before parsing.
+  const tooDeep = tokenNestingError(lexed.tokens);
+  if (tooDeep) return { program: { decls: [], span: { start: 0, end: source.length } }, diagnostics: [tooDeep] };
+  const { cst, lexErrors, parseErrors } = parseCst(lexed);
   const diagnostics: Diagnostic[] = lexErrors.map((e) => {
     const character = source.slice(e.offset, e.offset + e.length);
     return error("MMB001", `unexpected character \`${printable(character)}\``, { start: e.offset, end: e.offset + Math.max(1, e.length) }, {
@@ -16,7 +22,8 @@ export function parse(source: string): { program: Program; diagnostics: Diagnost
     });
   });
   for (const e of parseErrors) diagnostics.push(syntaxError(e.token, e.previousToken, e.message, source.length));
-  return { program: cstToAst(cst, source.length), diagnostics };
+  const program = cstToAst(cst, source.length);
+  return { program, diagnostics: [...diagnostics, ...expressionDepthErrors(program)] };
 }
 
 function printable(text: string): string {

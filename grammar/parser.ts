@@ -1,4 +1,4 @@
-import { CstParser, type CstNode, type IToken } from "chevrotain";
+import { CstParser, type CstNode, type ILexingResult, type IToken } from "chevrotain";
 import * as T from "./tokens.js";
 
 /** The concrete-syntax parser. One instance is reused: Chevrotain's self-analysis is costly. */
@@ -312,8 +312,8 @@ export interface ParseOutput {
   parseErrors: { token: IToken; message: string; previousToken?: IToken | undefined }[];
 }
 
-export function parseCst(source: string): ParseOutput {
-  const lexed = T.mmbLexer.tokenize(source);
+/** Parses the lexer's output (`mmbLexer.tokenize(source)`). */
+export function parseCst(lexed: ILexingResult): ParseOutput {
   mmbParser.input = lexed.tokens;
   const cst = mmbParser.program();
   return {

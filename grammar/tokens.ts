@@ -74,7 +74,8 @@ export const LBracket = createToken({ name: "LBracket", pattern: /\[/ });
 export const RBracket = createToken({ name: "RBracket", pattern: /]/ });
 export const LBrace = createToken({ name: "LBrace", pattern: /{/ });
 export const RBrace = createToken({ name: "RBrace", pattern: /}/ });
-export const WhiteSpace = createToken({ name: "WhiteSpace", pattern: /[ \t\r\n]+/, group: Lexer.SKIPPED });
+/** A byte-order mark (U+FEFF), as some editors write at the start of a file, is whitespace. */
+export const WhiteSpace = createToken({ name: "WhiteSpace", pattern: /[ \t\r\n\uFEFF]+/, group: Lexer.SKIPPED });
 export const Comment = createToken({ name: "Comment", pattern: /(?:#|\/\/)[^\n\r]*/, group: Lexer.SKIPPED });
 
 export const keywords = [

@@ -20,6 +20,10 @@ export interface CheckpointState {
   best: { metric: number; epoch: number; stale: number };
   /** The learning-rate factor of `schedule plateau(...)`. */
   plateauFactor?: number;
+  /** The length of log.jsonl when this checkpoint was made: a resume cuts the log back to it. */
+  logBytes?: number;
+  /** What made the run (spec, params, seed, data, mmb version): a resume must match it. */
+  origin?: unknown;
   weightsSha256?: string;
 }
 

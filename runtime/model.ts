@@ -431,18 +431,29 @@ export class Forward {
     return 1 - m;
   }
 
-  /** A parameter's tensor in this pass (a learnable read by a rule). */
+  /**
+   * A parameter's value in this pass (a learnable read by a rule). A copy, not the variable: the
+   * optimiser step assigns the variable afterwards, and a rule value must keep the value it had
+   * when the step computed it (the step log reads it after the update). Copies share the data.
+   */
   param(name: string): tf.Tensor {
     const value = this.params[name];
     if (!value) throw new Error(`no parameter ${name}`);
-    return value;
+    return tf.clone(value);
   }
 
-  /** Modality m's additive share of the logits of a linear head: z_m·W_m + b/M. */
+  /**
+   * Modality m's additive share of the logits of a linear head over a fusion linear in the
+   * features (the checker allows nothing else): fuse(z_m alone)·W + b/M; z_m·W_m + b/M for concat.
+   */
   contrib(m: number): tf.Tensor {
     return this.cached(`contrib${m}`, () => {
       const kernel = this.params["head.kernel"] as tf.Tensor2D;
       const share = tf.div(this.params["head.bias"]!, this.spec.modalities.length);
+      if (this.spec.fuse) {
+        const alone = this.z.map((zm, k) => (k === m ? zm : tf.zerosLike(zm)));
+        return tf.add(tf.matMul(fuse(this.spec, this.params, alone) as tf.Tensor2D, kernel), share);
+      }
       if (this.spec.fusion.kind === "concat") {
         const widths = this.spec.encoders.map(featureWidth);
         const offset = widths.slice(0, m).reduce((a, b) => a + b, 0);

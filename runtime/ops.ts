@@ -156,6 +156,9 @@ export function choose(condition: Value, a: Value, b: Value): tf.Tensor {
   return tf.where(tf.broadcastTo(c, shape), tf.broadcastTo(ta, shape), tf.broadcastTo(tb, shape));
 }
 
+/** `choose` for a gradient-shaped value: each element where the condition holds, `otherwise` elsewhere. */
+export const chooseGradient = (condition: Value, g: GroupGradient, otherwise: Value): GroupGradient => g.map((t) => choose(condition, t, otherwise));
+
 export const sumBatch = (x: tf.Tensor): tf.Tensor => tf.sum(tf.cast(x, "float32"));
 export const meanBatch = (x: tf.Tensor): tf.Tensor => tf.mean(tf.cast(x, "float32"));
 
@@ -171,6 +174,12 @@ export const minOf = (values: Value[]): tf.Tensor => values.map((v) => tf.cast(v
 
 /** The gradient of a parameter group: one tensor per parameter. */
 export type GroupGradient = tf.Tensor[];
+
+/**
+ * `per_tensor(e)`: `e` computed for each parameter tensor of a gradient alone, as a gradient-shaped
+ * value whose every tensor holds its own result.
+ */
+export const perTensor = (g: GroupGradient, e: (tensor: tf.Tensor) => Value): GroupGradient => g.map((t) => tf.mul(tf.onesLike(t), e(t)));
 
 /** An elementwise function applied to every element of a gradient: `abs(grad(G))`, `sqrt(...)`. */
 export const mapGradient = (g: GroupGradient, f: (t: tf.Tensor) => tf.Tensor): GroupGradient => g.map((t) => f(t));

@@ -49,6 +49,8 @@ export interface ModelSpec {
   head: ComponentSpec;
   auxHead?: ComponentSpec;
   learnables: { name: string; perModality: boolean; init: number }[];
+  /** Modalities the fusion never reads (the compiler warns, MMB031): no unimodal metric for them. */
+  unreadModalities?: string[];
   optimizer: ComponentSpec;
   schedule: ComponentSpec;
   train: { epochs: number; batch: number; seed: number; clip: number; patience: number };

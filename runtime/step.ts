@@ -46,17 +46,21 @@ export class Gradients {
     return this.names(group).map((n) => this.values.get(n)!);
   }
 
-  scale(group: string, factor: Value): void {
-    for (const name of this.names(group)) this.values.set(name, tf.mul(this.values.get(name)!, factor));
+  /** Multiplies by one number, or element by element by a gradient-shaped value of this group. */
+  scale(group: string, factor: Value | GroupGradient): void {
+    this.names(group).forEach((name, i) => this.values.set(name, tf.mul(this.values.get(name)!, elementOf(factor, i, name))));
   }
 
-  /** Adds N(mean, std²) noise; the draw depends only on the run's seed, the step and the parameter. */
-  addNoise(group: string, mean: Value, std: Value): void {
-    for (const name of this.names(group)) {
+  /**
+   * Adds N(mean, std²) noise (mean and std one number, or one per element); the draw depends only
+   * on the run's seed, the step and the parameter.
+   */
+  addNoise(group: string, mean: Value | GroupGradient, std: Value | GroupGradient): void {
+    this.names(group).forEach((name, i) => {
       const g = this.values.get(name)!;
       const seed = (this.noiseSeed + hash(name)) % 2147483647;
-      this.values.set(name, tf.add(g, tf.add(tf.mul(tf.randomNormal(g.shape, 0, 1, "float32", seed), std), mean)));
-    }
+      this.values.set(name, tf.add(g, tf.add(tf.mul(tf.randomNormal(g.shape, 0, 1, "float32", seed), elementOf(std, i, name)), elementOf(mean, i, name))));
+    });
   }
 
   scaleLearningRate(group: string, factor: Value): void {
@@ -88,6 +92,14 @@ function valueAndGrads(f: (xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[]): { va
   return { value, grads: grads.map((g, i) => g ?? tf.zerosLike(xs[i]!)) };
 }
 
+/** The `i`-th parameter's part of an operand: the number itself, or its tensor of a gradient-shaped value. */
+function elementOf(operand: Value | GroupGradient, i: number, name: string): Value {
+  if (!Array.isArray(operand)) return operand;
+  const part = operand[i];
+  if (!part) throw new Error(`a gradient-shaped operand of ${operand.length} tensors for parameter ${i + 1} (${name}) of its group`);
+  return part;
+}
+
 function hash(text: string): number {
   let h = 2166136261;
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619) >>> 0;
@@ -106,6 +118,8 @@ export type Objective = (f: Forward, grad: GradientOf) => tf.Tensor;
 export class StepContext {
   readonly group: Groups;
   private taskLoss?: TaskLoss;
+  /** The loss the update differentiates: the task loss plus every added loss (set by `backward`). */
+  totalLoss?: tf.Tensor;
   /** Tensors kept alive past a gradient scope; the loop disposes them after the step. */
   readonly keptTensors: tf.Tensor[] = [];
   /** Per-modality multipliers of z[m] this step (`drop`); every forward pass of the step uses them. */
@@ -225,6 +239,7 @@ export class StepContext {
         return added(this.forward(params, false), this.gradients(params, taskLoss, (g) => this.lossGradient(params, g, taskLoss)));
       }, names.map((n) => this.params.get(n)!));
       names.forEach((n, i) => task.grads.values.set(n, tf.add(task.grads.values.get(n)!, extra.grads[i]!)));
+      this.totalLoss = tf.add(task.loss, extra.value);
       return task;
     }
     if (!added) {
@@ -235,11 +250,12 @@ export class StepContext {
       const gradients = new Gradients(new Map(names.map((n, i) => [n, grads[i]!])), noiseSeed);
       const raw = new Gradients(new Map(gradients.values), noiseSeed);
       const current = Object.fromEntries(this.params) as Params;
+      this.totalLoss = value;
       return { loss: value, grads: gradients, raw: this.gradients(current, taskLoss, (g) => raw.of(g)), forward };
     }
     let rawGrad!: GradientOf;
     let taskValue!: tf.Tensor;
-    const { grads } = valueAndGrads((ts: tf.Tensor[]) => {
+    const { value: total, grads } = valueAndGrads((ts: tf.Tensor[]) => {
       const params: Params = { ...Object.fromEntries(this.params), ...Object.fromEntries(names.map((n, i) => [n, ts[i]!])) };
       const inner = this.gradientOf(params, all, taskLoss);
       forward = inner.forward;
@@ -251,6 +267,7 @@ export class StepContext {
       return tf.add(inner.loss, added(inner.forward, inner.grad)) as tf.Scalar;
     }, names.map((n) => this.params.get(n)!));
     const gradients = new Gradients(new Map(names.map((n, i) => [n, grads[i]!])), noiseSeed);
+    this.totalLoss = total;
     return { loss: taskValue, grads: gradients, raw: rawGrad, forward };
   }
 

@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { appendFile, mkdir, writeFile } from "node:fs/promises";
+import { mkdir, open, stat, truncate, writeFile } from "node:fs/promises";
 import { totalmem } from "node:os";
 import { join } from "node:path";
 import { describeBackend, selectBackend, type BackendName } from "./backend.js";
@@ -12,6 +12,8 @@ import { gradNorm } from "./ops.js";
 import { Optimizer } from "./optimizer.js";
 import { Random } from "./random.js";
 import { targetWidth, type ModelSpec } from "./spec.js";
+import { claimRunFolder, type RunFolder } from "./run-folder.js";
+import { resumeConflicts, runOrigin, type RunOrigin } from "./run-origin.js";
 import { StepContext, type GradientOf, type Gradients } from "./step.js";
 
 /** What a generated trainer module exports. */
@@ -23,6 +25,10 @@ export interface TrainerDefinition {
   trainedSeparately: string[];
   /** Source line of each logged rule value, for error messages. */
   valueLines: Record<string, number>;
+  /** Rule values with one number per sample: the step log records their mean over the batch. */
+  perSampleValues?: string[];
+  /** SHA-256 of the spec's text: a checkpoint records it, and `--resume` refuses another spec. */
+  sourceHash?: string;
   trainStep(ctx: StepContext, p: Record<string, number>): StepResult;
 }
 
@@ -40,6 +46,10 @@ export interface TrainOptions {
   epochs?: number;
   set?: Record<string, number>;
   resume?: boolean;
+  /** A fresh run replaces another run's state in `out` instead of refusing it. */
+  overwrite?: boolean;
+  /** `out`, already claimed by the caller (the CLI claims it before writing the trainer there). */
+  folder?: RunFolder;
   /** Replaces the spec's data (tests, benchmarks). */
   data?: Dataset;
   /** A progress bar with ETA on stderr (default: when stderr is a terminal and `log` is not given). */
@@ -66,12 +76,18 @@ export interface Summary {
   bestEpoch: number;
   unimodal: Record<string, number>;
   unimodalMethod: string;
+  /** Every modality, in order (the step log's per-modality arrays follow it). */
+  modalities: string[];
+  /** How the step log summarises values that are not one number: `{ name: "mean over the batch" }`. */
+  logged: Record<string, string>;
   wallSeconds: number;
   secondsPerEpoch: number;
 }
 
 export class NumericError extends Error {}
 export class ResourceError extends Error {}
+/** `--resume` of a checkpoint that another spec, params, seed, data or mmb wrote. */
+export class ResumeError extends Error {}
 
 const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 1);
 
@@ -81,16 +97,33 @@ function memoryRecord() {
   return { tensors: numTensors, tensor_mb: Math.round(numBytes / 2 ** 10) / 2 ** 10, rss_mb: Math.round(process.memoryUsage().rss / 2 ** 20) };
 }
 
-/** Fails before any allocation when training cannot fit: the backend's limit or the machine's memory. */
-function checkResources(spec: ModelSpec, backend: BackendName): void {
+/** The bytes a dataset holds in memory: every split's inputs and labels, as float32. */
+function datasetBytes(data: Dataset): number {
+  return [data.train, data.valid, data.test].reduce((n, split) => n + split.inputs.reduce((m, x) => m + x.byteLength, 0) + split.labels.byteLength, 0);
+}
+
+/**
+ * Fails before the model is allocated when training cannot fit: the backend's limit for the
+ * model's tensors, and the machine's memory for those and the data (held outside the backend).
+ */
+function checkResources(spec: ModelSpec, backend: BackendName, dataBytes: number): void {
   const need = estimateMemory(spec);
   // wasm32 addresses at most 4 GiB; the others share the machine's memory.
-  const limit = Math.min(totalmem() * 0.8, backend === "wasm" ? 4 * 2 ** 30 : Infinity);
+  const machine = totalmem() * 0.8;
+  const limit = Math.min(machine, backend === "wasm" ? 4 * 2 ** 30 : Infinity);
+  const what = () =>
+    `${need.parameters.toLocaleString("en")} parameters with their gradients and optimiser state, ` +
+    `and ${need.activations.toLocaleString("en")} activation values for a batch of ${spec.train.batch}`;
   if (need.bytes > limit) {
     throw new ResourceError(
-      `training ${spec.name} needs about ${gib(need.bytes)} GiB (${need.parameters.toLocaleString("en")} parameters with their gradients and optimiser state, ` +
-        `and ${need.activations.toLocaleString("en")} activation values for a batch of ${spec.train.batch}), more than the ${gib(limit)} GiB ${backend === "wasm" ? "the wasm backend can address" : "this machine can give"}; ` +
+      `training ${spec.name} needs about ${gib(need.bytes)} GiB (${what()}), more than the ${gib(limit)} GiB ${backend === "wasm" ? "the wasm backend can address" : "this machine can give"}; ` +
         "make the encoders smaller or the batch smaller",
+    );
+  }
+  if (need.bytes + dataBytes > machine) {
+    throw new ResourceError(
+      `training ${spec.name} needs about ${gib(need.bytes + dataBytes)} GiB: ${gib(dataBytes)} GiB of data and ${gib(need.bytes)} GiB for ${what()}, more than the ${gib(machine)} GiB this machine can give; ` +
+        "use fewer samples or smaller inputs",
     );
   }
 }
@@ -150,17 +183,17 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const seed = options.seed ?? spec.train.seed;
   const epochs = options.epochs ?? spec.train.epochs;
   for (const name of Object.keys(options.set ?? {})) {
-    if (!(name in definition.params)) throw new Error(`--set ${name}: the spec has no \`param ${name}\` (params: ${Object.keys(definition.params).join(", ") || "none"})`);
+    if (!Object.hasOwn(definition.params, name)) throw new Error(`--set ${name}: the spec has no \`param ${name}\` (params: ${Object.keys(definition.params).join(", ") || "none"})`);
   }
   const p = { ...definition.params, ...options.set };
-  checkResources(spec, backend);
-  const progress = (options.progress ?? (!options.log && process.stderr.isTTY)) ? progressBar(epochs) : undefined;
-  say(`mmb: training ${spec.name} on backend ${describeBackend(backend)}, seed ${seed}, ${epochs} epochs`);
-
   const data = options.data ?? loadData(spec, options.dataRoot);
+  checkResources(spec, backend, datasetBytes(data));
+  const origin = runOrigin(spec, definition.sourceHash, p, seed, epochs, { ...(options.data ? { given: options.data } : {}), ...(options.dataRoot ? { root: options.dataRoot } : {}) });
   await mkdir(options.out, { recursive: true });
+  const folder = options.folder ?? (await claimRunFolder(options.out, { resume: options.resume ?? false, overwrite: options.overwrite ?? false }));
   const checkpoints = join(options.out, "checkpoints");
-  const logPath = join(options.out, "log.jsonl");
+  const log = new RunLog(join(options.out, "log.jsonl"));
+  const perSample = new Set(definition.perSampleValues ?? []);
 
   const params = initialParameters(spec, seed);
   const optimizer = new Optimizer(spec.optimizer);
@@ -174,11 +207,13 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const sign = spec.target.kind === "real" ? -1 : 1;
 
   // Whatever happens (a numeric stop, a data or a backend error), the weights and state are
-  // freed, so that the process can go on (tests, benchmarks, a notebook).
+  // freed and the folder's lock released, so that the process can go on (tests, a notebook).
   try {
     const resumed = options.resume ? await loadCheckpoint(checkpoints) : undefined;
     if (resumed) {
       const { state, weights } = resumed;
+      const conflicts = resumeConflicts(state.origin as RunOrigin | undefined, origin, spec.schedule.kind === "cosine");
+      if (conflicts.length) throw new ResumeError(`cannot resume ${options.out}: ${conflicts.join("; ")}; start a new run with another --out, or --overwrite`);
       tf.tidy(() => state.manifest.forEach(({ name, shape }, i) => params.get(name)!.assign(tf.tensor(weights[i]!, shape))));
       optimizer.restore(state.optimizer as Parameters<Optimizer["restore"]>[0]);
       for (const [group, s] of Object.entries(state.separateOptimizers)) {
@@ -191,10 +226,14 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       step = state.step;
       best = state.best;
       plateauFactor = state.plateauFactor ?? 1;
+      // The log agrees with the checkpoint: what a killed run logged after it is cut off.
+      await log.truncate(state.logBytes ?? 0);
       say(`mmb: resumed from epoch ${state.epoch + 1}`);
     } else {
-      await writeFile(logPath, "");
+      await log.truncate(0);
     }
+    const progress = (options.progress ?? (!options.log && process.stderr.isTTY)) ? progressBar(epochs) : undefined;
+    say(`mmb: training ${spec.name} on backend ${describeBackend(backend)}, seed ${seed}, ${epochs} epochs`);
 
     const names = [...params.keys()];
     const measure = () => {
@@ -203,10 +242,13 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         train: evaluate(spec, current, data.train),
         valid: evaluate(spec, current, data.valid),
         test: evaluate(spec, current, data.test),
-        unimodal: Object.fromEntries(spec.modalities.map((m, i) => [m.name, primary(evaluate(spec, current, data.test, i))])),
+        unimodal: Object.fromEntries(
+          spec.modalities.flatMap((m, i) => (spec.unreadModalities?.includes(m.name) ? [] : [[m.name, primary(evaluate(spec, current, data.test, i))]])),
+        ),
       };
     };
     let last: ReturnType<typeof measure> | undefined;
+    let saved = resumed?.state.epoch;
     const epochSeconds: number[] = [];
     for (let epoch = firstEpoch; epoch < epochs; epoch++) {
       const epochStart = performance.now();
@@ -233,12 +275,14 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         };
         const record = tf.tidy(() => {
           const result = definition.trainStep(ctx, p);
-          keys = [["loss", 0]];
-          const flat: tf.Tensor[] = [tf.reshape(result.loss, [1])];
+          keys = [["loss", 0], ["total_loss", 0]];
+          const flat: tf.Tensor[] = [tf.reshape(result.loss, [1]), tf.reshape(ctx.totalLoss ?? result.loss, [1])];
           for (const [key, value] of Object.entries(result.values)) {
             const list = Array.isArray(value) ? value : [value];
             keys.push([key, Array.isArray(value) ? list.length : 0]);
-            flat.push(...list.map((v) => tf.reshape(tf.cast(typeof v === "number" ? tf.scalar(v) : v, "float32"), [-1]).slice(0, 1)));
+            // One number per value: a per-sample value is logged as its mean over the batch (the summary says so).
+            const one = (v: tf.Tensor) => (perSample.has(key) ? tf.mean(tf.cast(v, "float32")) : tf.cast(v, "float32"));
+            flat.push(...list.map((v) => tf.reshape(one(typeof v === "number" ? tf.scalar(v) : v), [-1]).slice(0, 1)));
           }
           keys.push(["grad_norm", spec.modalities.length]);
           spec.modalities.forEach((_, m) => flat.push(tf.reshape(gradNorm(result.raw(ctx.group.encoder(m))), [1])));
@@ -260,14 +304,27 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         const entry = unflatten(keys, values);
         const bad = firstNonFinite(entry);
         if (bad) {
-          const line = definition.valueLines[bad];
-          throw new NumericError(`non-finite value of \`${bad}\`${line ? ` (spec line ${line})` : ""} at step ${r.step}, epoch ${epoch}; the last good checkpoint is kept in ${checkpoints}`);
+          records.forEach((other) => other.tensor.dispose());
+          // The steps before the stop are logged, and the message names the checkpoint that is current.
+          await log.append([...lines, JSON.stringify({ type: "step", epoch, step: r.step, ...entry })]);
+          const line = Object.hasOwn(definition.valueLines, bad) ? definition.valueLines[bad] : undefined;
+          throw new NumericError(`non-finite value of \`${bad}\`${line ? ` (spec line ${line})` : ""} at step ${r.step}, epoch ${epoch}; ${kept(saved, checkpoints)}`);
         }
         lossSum += Number(entry.loss);
         lines.push(JSON.stringify({ type: "step", epoch, step: r.step, ...entry }));
       }
       // Training alone (steps and their logs), apart from the evaluation that follows.
       const stepSeconds = (performance.now() - epochStart) / 1000;
+            const weights = await Promise.all(names.map(async (n) => (await params.get(n)!.data()) as Float32Array));
+      const optimizerState = await optimizer.state();
+      const separateState = Object.fromEntries(await Promise.all([...separate].map(async ([g, o]) => [g, { kind: o.spec.kind, options: o.spec.options, state: await o.state() }])));
+      // A checkpoint becomes current only when whole and finite: a weight or optimiser value that the
+      // epoch's last step made non-finite stops the run here, with the previous checkpoint current.
+      const broken = nonFiniteParameter(names, weights) ?? nonFiniteState(optimizerState, "optimiser state") ?? nonFiniteState(separateState, "optimiser state");
+      if (broken) {
+        await log.append(lines);
+        throw new NumericError(`${broken} became non-finite in epoch ${epoch}; ${kept(saved, checkpoints)}`);
+      }
       last = measure();
       const { unimodal } = last;
       const valid = primary(last.valid);
@@ -277,7 +334,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       const metricName = Object.keys(last.test)[0]!;
       const loss = lossSum / Math.max(1, records.length);
       lines.push(JSON.stringify({ type: "epoch", epoch, loss, lr: Number(spec.optimizer.options.lr) * lrSchedule, train: last.train, valid: last.valid, test: last.test, unimodal, seconds, step_seconds: stepSeconds, ...memoryRecord() }));
-      await appendFile(logPath, lines.join("\n") + "\n");
+      const logBytes = await log.append(lines);
       if (sign * valid > best.metric) best = { metric: sign * valid, epoch, stale: 0 };
       else best.stale++;
       const plateau = spec.schedule.options;
@@ -290,13 +347,16 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         epoch,
         step,
         manifest: names.map((name) => ({ name, shape: params.get(name)!.shape })),
-        optimizer: await optimizer.state(),
-        separateOptimizers: Object.fromEntries(await Promise.all([...separate].map(async ([g, o]) => [g, { kind: o.spec.kind, options: o.spec.options, state: await o.state() }]))),
+        optimizer: optimizerState,
+        separateOptimizers: separateState,
         history: await history.state(),
         best,
         plateauFactor,
+        logBytes,
+        origin,
       };
-      await saveCheckpoint(checkpoints, state, await Promise.all(names.map(async (n) => (await params.get(n)!.data()) as Float32Array)));
+      await saveCheckpoint(checkpoints, state, weights);
+      saved = epoch;
       if (spec.train.patience > 0 && best.stale >= spec.train.patience) {
         say(`mmb: early stop after epoch ${epoch + 1} (no improvement for ${best.stale} epochs)`);
         break;
@@ -320,6 +380,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       bestEpoch: best.epoch,
       unimodal: final.unimodal,
       unimodalMethod: spec.auxHead ? "auxiliary head of each modality" : "fused head with the other modalities' features set to zero",
+      modalities: spec.modalities.map((m) => m.name),
+      logged: Object.fromEntries([...perSample].map((name) => [name, "mean over the batch"])),
       wallSeconds: (Date.now() - started) / 1000,
       secondsPerEpoch: epochSeconds.length ? epochSeconds.reduce((a, b) => a + b, 0) / epochSeconds.length : 0,
     };
@@ -330,6 +392,67 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     optimizer.dispose();
     separate.forEach((o) => o.dispose());
     history.dispose();
+    if (!options.folder) await folder.release();
+  }
+}
+
+/** Which checkpoint a stopped run leaves current, as the error message says it. */
+function kept(epoch: number | undefined, checkpoints: string): string {
+  return epoch === undefined ? "no checkpoint was written (the stop came before the first epoch ended)" : `the last good checkpoint (epoch ${epoch + 1}) stays current in ${checkpoints}`;
+}
+
+/** The first parameter with a NaN or infinite value. */
+function nonFiniteParameter(names: string[], weights: Float32Array[]): string | undefined {
+  const i = weights.findIndex((w) => !w.every(Number.isFinite));
+  return i < 0 ? undefined : `parameter ${names[i]}`;
+}
+
+/** A NaN or infinity anywhere in a JSON-like state (optimiser moments, step counts). */
+function nonFiniteState(state: unknown, what: string): string | undefined {
+  const stack: unknown[] = [state];
+  while (stack.length) {
+    const value = stack.pop();
+    if (typeof value === "number" && !Number.isFinite(value)) return what;
+    if (ArrayBuffer.isView(value)) {
+      if (!(value as Float32Array).every(Number.isFinite)) return what;
+    } else if (value && typeof value === "object") stack.push(...Object.values(value));
+  }
+  return undefined;
+}
+
+/**
+ * The step log, written in whole lines: an append that fails midway (a full disk) is cut back,
+ * so no torn line stays; a resume cuts it to the length its checkpoint recorded.
+ */
+class RunLog {
+  constructor(private readonly path: string) {}
+
+  /** Appends the lines; returns the log's new length in bytes. */
+  async append(lines: string[]): Promise<number> {
+    const before = await this.size();
+    if (lines.length === 0) return before;
+    const handle = await open(this.path, "a");
+    try {
+      await handle.writeFile(lines.join("\n") + "\n");
+      await handle.sync();
+    } catch (e) {
+      await handle.truncate(before).catch(() => {});
+      throw e;
+    } finally {
+      await handle.close();
+    }
+    return this.size();
+  }
+
+  async truncate(bytes: number): Promise<void> {
+    if (bytes === 0) return writeFile(this.path, "");
+    const size = await this.size();
+    if (size < bytes) throw new ResumeError(`${this.path} is shorter (${size} bytes) than its checkpoint recorded (${bytes}); the log was edited or lost`);
+    await truncate(this.path, bytes);
+  }
+
+  private async size(): Promise<number> {
+    return stat(this.path).then((s) => s.size, () => 0);
   }
 }
 
@@ -344,16 +467,17 @@ function progressBar(epochs: number): (epoch: number, done: number, total: numbe
   };
 }
 
-/** A step record's layout is `keys`: a name and its width (0: one number, n: one per modality). */
+/**
+ * A step record's layout is `keys`: a name and its width (0: one number, n: one per modality).
+ * Built with Object.fromEntries, so that a value named `__proto__` is a property like any other.
+ */
 function unflatten(keys: [string, number][], values: Float32Array | Int32Array | Uint8Array): Record<string, number | number[]> {
-  const out: Record<string, number | number[]> = {};
   let i = 0;
-  for (const [key, width] of keys) {
-    if (width === 0) out[key] = values[i++]!;
-    else {
-      out[key] = Array.from(values.slice(i, i + width));
-      i += width;
-    }
-  }
-  return out;
+  return Object.fromEntries(
+    keys.map(([key, width]) => {
+      const value = width === 0 ? values[i]! : Array.from(values.slice(i, i + width));
+      i += Math.max(1, width);
+      return [key, value];
+    }),
+  );
 }

@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadTrainer } from "../cli/load-trainer.js";
 import { analyze } from "../compiler/index.js";
+import { loadCheckpoint } from "../runtime/checkpoint.js";
+import { initialParameters } from "../runtime/model.js";
 import { train } from "../runtime/train.js";
 import { compileOrThrow, diagnose, fixedData, smallSpec } from "./helpers.js";
 
@@ -50,6 +52,49 @@ describe("functions on tensors", () => {
     expect(Math.min(...n1)).toBeGreaterThan(0);
   });
 
+  it("per_tensor(std(grad(G))) holds each parameter tensor's own std: scaling by it multiplies each kernel's update by its std", async () => {
+    const conv = (rule: string) => `model conv
+modality a : float[1, 4, 4]
+modality b : float[2, 4, 4]
+target y : class(4)
+encoder[m] = conv2d(channels: [6, 8], out: 5)
+fusion concat -> linear(4)
+loss cross_entropy(out, y)
+optimizer sgd(lr: 1)
+train epochs 1 batch 16 seed 2
+balance {
+${rule}
+}`;
+    const update = async (rule: string) => {
+      const out = mkdtempSync(join(tmpdir(), "mmb-per-tensor-"));
+      const trainer = await loadTrainer(await compileOrThrow(conv(rule)), out);
+      const init = initialParameters(trainer.spec, 2);
+      const before = new Map([...init].map(([n, v]) => [n, v.dataSync() as Float32Array]));
+      init.forEach((v) => v.dispose());
+      await train(trainer, { out, backend: "cpu", data: fixedData([16, 32]), log: () => {} });
+      const checkpoint = (await loadCheckpoint(join(out, "checkpoints")))!;
+      return new Map(checkpoint.state.manifest.map((m, i) => [m.name, Array.from(before.get(m.name)!, (v, j) => v - checkpoint.weights[i]![j]!)]));
+    };
+    const plain = await update("");
+    const scaled = await update("scale grad(encoder[m].conv.weight) by per_tensor(std(grad(encoder[m].conv.weight)))");
+    const std = (xs: number[]) => {
+      const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+      return Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (xs.length - 1));
+    };
+    const stds = new Map<string, number>();
+    for (const [name, g] of plain) {
+      const factor = /^encoder\.\w+\.conv\d+\.kernel$/.test(name) ? std(g) : 1;
+      if (factor !== 1) stds.set(name, factor);
+      const expected = g.map((v) => factor * v);
+      const error = Math.hypot(...scaled.get(name)!.map((d, i) => d - expected[i]!)) / Math.hypot(...expected);
+      expect(error, name).toBeLessThan(2e-3);
+    }
+    // Four kernels, each scaled by its own std; encoder a's two kernels have unlike stds, so one std
+    // over its kernels would miss the bound above by far.
+    expect(stds.size).toBe(4);
+    expect(stds.get("encoder.a.conv0.kernel")! / stds.get("encoder.a.conv1.kernel")!).not.toBeCloseTo(1, 1);
+  });
+
   it("ema's beta may be a param, and --set changes it: e_t = β·e_{t−1} + (1 − β)·x_t, e_0 = x_0", async () => {
     const rule = "param beta = 0.5\n x = acc(out, y) + 0.1 * step\n e = ema(x, beta)";
     for (const [beta, set] of [[0.5, undefined], [0.9, { beta: 0.9 }]] as const) {
@@ -82,6 +127,16 @@ describe("checks the catalogue's signatures make", () => {
   it("a gradient is not a per-sample value: sum(batch, grad(G)) is MMB008, not a silent mean of its elements", () => {
     expect(diagnose(smallSpec("s = sum(batch, grad(encoder[a]))"))).toEqual(["MMB008 13:16-13:32"]);
     expect(diagnose(smallSpec("s = mean(grad(encoder[a]))"))).toEqual([]);
+  });
+
+  it("per_tensor reads exactly one gradient, and a gradient-shaped operand must be of the group it acts on", () => {
+    expect(analyze(smallSpec("v = per_tensor(acc(out, y))")).diagnostics.map((d) => [d.code, d.message])).toEqual([
+      ["MMB008", "`per_tensor` evaluates a number for each tensor of one gradient, but this reads no gradient"],
+    ]);
+    expect(analyze(smallSpec("v = per_tensor(std(grad(encoder[a])) / std(grad(encoder[b])))")).diagnostics.map((d) => d.code)).toEqual(["MMB008"]);
+    expect(diagnose(smallSpec("scale grad(encoder[a]) by per_tensor(std(grad(encoder[b])))"))).toEqual(["MMB016 13:27-13:60"]);
+    expect(diagnose(smallSpec("scale grad(encoder[m]) by per_tensor(std(grad(encoder[m])))"))).toEqual([]);
+    expect(diagnose(smallSpec("scale lr(encoder[m]) by per_tensor(std(grad(encoder[m])))"))).toEqual(["MMB008 13:25-13:58"]);
   });
 
   it("clamp: wrong kinds and arity name the argument and the usage", () => {

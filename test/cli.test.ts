@@ -1,5 +1,5 @@
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -82,4 +82,87 @@ describe("mmb command line", () => {
     expect(markdown).toMatch(/- failing, seed 1: non-finite value of `bad` \(spec line \d+\)/);
     expect(readFileSync(join(out, "results.csv"), "utf8").split("\n")[0]).toBe("spec,seed,status,metric,test,valid,unimodal_a,unimodal_b,test_acc,test_macro_f1,seconds_per_epoch,backend,error");
   });
+
+  it("train: a second run into the same --out is refused unless --overwrite; --resume with --overwrite is a usage error", () => {
+    const out = join(dir, "twice");
+    expect(mmb("train", good, "--epochs", "1", "--out", out).status).toBe(0);
+    const again = mmb("train", good, "--epochs", "1", "--out", out);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toContain(`mmb: ${out} holds another run (log.jsonl, summary.json, checkpoints); choose another --out, add --resume to continue that run, or --overwrite to replace it`);
+    expect(mmb("train", good, "--epochs", "1", "--out", out, "--overwrite").status).toBe(0);
+    expect(mmb("train", good, "--out", out, "--overwrite", "--resume").status).toBe(2);
+  });
+
+  it("bench refuses what would merge or misplace results: one name for two specs, a name of dots, no seeds, an earlier bench", () => {
+    const other = mkdtempSync(join(tmpdir(), "mmb-cli-other-"));
+    writeFileSync(join(other, "good.mmb"), smallSpec());
+    writeFileSync(join(other, "...mmb"), smallSpec());
+    const out = join(dir, "refused-bench");
+    const cases: [string[], string][] = [
+      [[good, join(other, "good.mmb")], `${good} and ${join(other, "good.mmb")} are both named good: their runs and rows would merge; rename one`],
+      [[join(other, "...mmb")], `${join(other, "...mmb")}: its file name gives no folder name for its runs; rename the spec`],
+      [[good, "--seeds", "0"], "--seeds must be at least 1, got 0"],
+    ];
+    for (const [args, message] of cases) {
+      const run = mmb("bench", ...args, "--out", out);
+      expect(run.status, message).toBe(1);
+      expect(run.stderr).toContain(`mmb: ${message}`);
+    }
+    writeFileSync(join(dir, "earlier-bench.json"), "{}");
+    const earlier = join(dir, "earlier");
+    mmb("bench", good, "--seeds", "1", "--epochs", "1", "--out", earlier);
+    const again = mmb("bench", good, "--seeds", "1", "--epochs", "1", "--out", earlier);
+    expect(again.stderr).toContain(`mmb: ${earlier} holds an earlier bench (results.json, results.md, results.csv, good); choose another --out, or --overwrite to replace it`);
+    expect(mmb("bench", good, "--seeds", "1", "--epochs", "1", "--out", earlier, "--overwrite").status).toBe(0);
+  });
+
+  it("bench passes --data-root to its runs", () => {
+    // The spec's files are named relative to --data-root, a folder apart from the spec's.
+    const data = mkdtempSync(join(tmpdir(), "mmb-cli-data-"));
+    const rows = Array.from({ length: 60 }, (_, i) => `${i % 2},${Math.sin(i)},${Math.cos(i)}`);
+    writeFileSync(join(data, "table.csv"), `label,u,w\n${rows.join("\n")}\n`);
+    const spec = join(dir, "files.mmb");
+    writeFileSync(spec, `model files
+data files()
+modality u : float[1] from "table.csv:u"
+modality w : float[1] from "table.csv:w"
+target y : class(2) from "table.csv:label"
+encoder[m] = mlp(hidden: [4], out: 2)
+fusion concat -> linear(2)
+loss cross_entropy(out, y)
+optimizer sgd(lr: 0.1)
+train epochs 1 batch 8
+`);
+    const run = mmb("bench", spec, "--seeds", "1", "--out", join(dir, "bench-root"), "--data-root", data);
+    expect(run.stderr).not.toContain("FAILED");
+    expect(run.status).toBe(0);
+  });
+
+  it("bench: SIGTERM to the bench ends the runs it started", async () => {
+    const out = join(dir, "bench-signal");
+    const child = spawn(process.execPath, ["--import", "tsx", join(root, "cli", "main.ts"), "bench", good, "--seeds", "1", "--epochs", "500", "--out", out], { cwd: root, stdio: "ignore" });
+    const lock = join(out, "good", "seed-1", ".mmb-lock");
+    const pid = await waitFor(() => (existsSync(lock) ? Number(readFileSync(lock, "utf8")) || undefined : undefined));
+    child.kill("SIGTERM");
+    await new Promise((done) => child.on("exit", done));
+    expect(await waitFor(() => (alive(pid) ? undefined : true))).toBe(true);
+  });
 });
+
+async function waitFor<T>(probe: () => T | undefined, seconds = 60): Promise<T> {
+  for (let i = 0; i < seconds * 10; i++) {
+    const value = probe();
+    if (value !== undefined) return value;
+    await new Promise((done) => setTimeout(done, 100));
+  }
+  throw new Error("timed out");
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deflateRawSync } from "node:zlib";
@@ -167,5 +167,62 @@ describe("data from files (.npy, .npz, .csv, .jsonl)", () => {
     const model = await specOf(dir, spec);
     const error = dataError(() => loadData(model));
     expect(error).toMatchObject({ file: "../outside.npy", field: "path", found: "a path that leaves it; pass --data-root to allow another folder" });
+  });
+});
+
+describe("data that would train the wrong thing, or crash, is named (no silent wrong results)", () => {
+  const load = async (files: Record<string, string | Buffer>, sources?: Parameters<typeof project>[2]) => {
+    const { dir, spec } = project(files, "files()", sources);
+    return { dir, model: await specOf(dir, spec) };
+  };
+
+  it("samples are checked in their whole shape: channels-last frames are not taken as channels-first", async () => {
+    // float[2, 3, 3] stored as [n, 3, 3, 2]: the same number of values, every pixel in the wrong place.
+    const { model } = await load({ ...goodFiles(), "data/feats.npz": npz({ visual: npy(visual, [n, 3, 3, 2]) }, true) });
+    const error = dataError(() => loadData(model));
+    expect(error).toMatchObject({ file: "data/feats.npz:visual", field: "visual", expected: "samples of shape [2, 3, 3] (float[2, 3, 3])" });
+    expect(error.found).toMatch(/^\[3, 3, 2\]; the same axes in another order \(channels last\?\): store the samples as \[N, 2, 3, 3\]/);
+    const other = await load({ ...goodFiles(), "data/feats.npz": npz({ visual: npy(visual, [n, 9, 2]) }, true) });
+    expect(dataError(() => loadData(other.model)).found).toBe("[9, 2]");
+  });
+
+  it("a symbolic link inside the spec's folder that points outside it is refused, not followed", async () => {
+    const outside = mkdtempSync(join(tmpdir(), "mmb-outside-"));
+    writeFileSync(join(outside, "audio.npy"), npy(audio, [n, 6]));
+    const { dir, spec } = project(goodFiles(), "files()");
+    rmSync(join(dir, "data", "audio.npy"));
+    symlinkSync(join(outside, "audio.npy"), join(dir, "data", "audio.npy"));
+    const model = await specOf(dir, spec);
+    const error = dataError(() => loadData(model));
+    expect(error).toMatchObject({ file: "data/audio.npy", field: "path", found: "a path that leaves it; pass --data-root to allow another folder" });
+  });
+
+  it("a .npz inflates only the arrays the spec names: a damaged array it does not read is never touched", async () => {
+    const archive = npz({ visual: npy(visual, [n, 2, 3, 3], "<f8"), unused: Buffer.alloc(1 << 20) }, true);
+    // Corrupt the unused entry's compressed bytes (it is stored second, after the visual one).
+    const at = archive.indexOf(Buffer.from("unused.npy")) + "unused.npy".length;
+    archive.fill(0xff, at, at + 64);
+    const { model } = await load({ ...goodFiles(), "data/feats.npz": archive });
+    expect(loadData(model).train.size).toBeGreaterThan(0);
+  });
+
+  it("damaged archives, corrupt compressed data and JSON lines that are not objects are named, with the file's line numbers", async () => {
+    const archive = npz({ visual: npy(visual, [n, 2, 3, 3], "<f8") }, true);
+    const truncated = await load({ ...goodFiles(), "data/feats.npz": Buffer.concat([archive.subarray(0, 40), archive.subarray(archive.length - 22)]) });
+    expect(dataError(() => loadData(truncated.model))).toMatchObject({ file: "data/feats.npz", field: "archive", expected: "a well-formed .npz (zip) file" });
+    const corrupt = Buffer.from(archive);
+    corrupt.fill(0xff, 40, 80);
+    const inflate = await load({ ...goodFiles(), "data/feats.npz": corrupt });
+    expect(dataError(() => loadData(inflate.model))).toMatchObject({ file: "data/feats.npz", field: "visual", expected: "a deflated .npy array", found: expect.stringMatching(/^damaged compressed data/) });
+    // Line 4 of the file (after a blank line) is a bare number, not an object.
+    const lines = labels.map((l, i) => JSON.stringify({ label: l, vec: [i, 1, 2, 3, 4, 5] }));
+    lines.splice(2, 0, "", "5");
+    const jsonl = await load({ ...goodFiles(), "data/text.jsonl": lines.join("\n") }, { audio: "data/text.jsonl:vec", visual: "data/feats.npz:visual", y: "data/meta.csv:label" });
+    expect(dataError(() => loadData(jsonl.model))).toMatchObject({ file: "data/text.jsonl", field: "line 4", expected: "a JSON object", found: "5" });
+  });
+
+  it("a CSV written with a byte-order mark finds its first column", async () => {
+    const { model } = await load({ ...goodFiles(), "data/meta.csv": `\uFEFFlabel,actor\n${labels.map((l, i) => `${l},${actors[i]}`).join("\n")}\n` });
+    expect(loadData(model).train.size).toBeGreaterThan(0);
   });
 });

@@ -41,11 +41,11 @@ export async function compileOrThrow(source: string, fileName = "test.mmb"): Pro
   return result.code;
 }
 
-/** 16 training samples: one batch of 16 is exactly one step (of smallSpec). */
-export function fixedData(): Dataset {
+/** 16 training samples: one batch of 16 is exactly one step (of smallSpec); `widths`: values per sample of each modality. */
+export function fixedData(widths = [8, 6]): Dataset {
   const rows = (n: number, width: number, salt: number) => Float32Array.from({ length: n * width }, (_, i) => Math.sin(i * 0.7 + salt));
   const split = (n: number, salt: number) => ({
-    inputs: [rows(n, 8, salt), rows(n, 6, salt + 1)],
+    inputs: widths.map((width, m) => rows(n, width, salt + m)),
     labels: Float32Array.from({ length: n }, (_, i) => (i * 3 + salt) % 4),
     size: n,
   });

@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -7,7 +7,7 @@ import { loadCheckpoint } from "../runtime/checkpoint.js";
 import type { ModelSpec } from "../runtime/index.js";
 import { initialParameters } from "../runtime/model.js";
 import { train } from "../runtime/train.js";
-import { compileOrThrow, fixedData, smallSpec } from "./helpers.js";
+import { compileOrThrow, fixedData, smallSpec, specsDir } from "./helpers.js";
 
 async function oneStep(balance: string) {
   const code = await compileOrThrow(smallSpec(balance).replace("train epochs 2 batch 16 seed 2", "train epochs 1 batch 16 seed 2"));
@@ -100,6 +100,58 @@ describe("one step of a generated trainer against the equations", () => {
       expect(Math.abs(std(noise) / sigma - 1)).toBeLessThan(0.2);
       expect(Math.abs(mean(noise))).toBeLessThan((4 * sigma) / Math.sqrt(noise.length));
     }
+  });
+});
+
+describe("OGM-GE as its authors' code runs it (specs/ogm_ge_code.mmb)", () => {
+  it("only convolution kernels are scaled by k and noised, with the std of each kernel tensor's unscaled gradient", async () => {
+    const shipped = readFileSync(join(specsDir, "ogm_ge_code.mmb"), "utf8");
+    const rule = shipped.slice(shipped.indexOf("balance {"));
+    const conv = (body: string) => `model code
+modality a : float[1, 4, 4]
+modality b : float[2, 4, 4]
+target y : class(4)
+encoder[m] = conv2d(channels: [6, 8], out: 5)
+fusion concat -> linear(4)
+loss cross_entropy(out, y)
+optimizer sgd(lr: 0.1)
+train epochs 1 batch 16 seed 2
+${body}`;
+    const data = fixedData([16, 32]);
+    const stepOf = async (text: string) => {
+      const out = mkdtempSync(join(tmpdir(), "mmb-code-"));
+      const trainer = await loadTrainer(await compileOrThrow(text), out);
+      await train(trainer, { out, backend: "cpu", data, log: () => {} });
+      const checkpoint = (await loadCheckpoint(join(out, "checkpoints")))!;
+      const lines = readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+      return { trainer, k: lines[0].k as number[], weights: new Map(checkpoint.state.manifest.map((m, i) => [m.name, checkpoint.weights[i]!])) };
+    };
+    const base = await stepOf(conv(""));
+    const scaled = await stepOf(conv(rule.replace(/\n\s*noise .*\n/, "\n")));
+    const noised = await stepOf(conv(rule));
+    const init = initialValues(base.trainer.spec);
+    expect(Math.min(...noised.k)).toBeLessThan(1); // the rule acts on this batch
+    const update = (run: { weights: Map<string, Float32Array> }, name: string) => Array.from(init.get(name)!, (v, i) => (v - run.weights.get(name)![i]!) / 0.1);
+    let kernels = 0;
+    for (const name of init.keys()) {
+      const plain = update(base, name);
+      const m = ["a", "b"].findIndex((u) => name.startsWith(`encoder.${u}.`));
+      const kernel = m >= 0 && /\.conv\d+\.kernel$/.test(name);
+      // Without noise: k·g on the kernels, g on everything else (biases, the last layer, the head).
+      update(scaled, name).forEach((d, i) => expect(d, name).toBeCloseTo((kernel ? noised.k[m]! : 1) * plain[i]!, 4));
+      if (!kernel) {
+        update(noised, name).forEach((d, i) => expect(d, name).toBeCloseTo(plain[i]!, 4));
+        continue;
+      }
+      // The noise of this kernel: its std is that of this tensor's unscaled gradient, not the group's.
+      kernels++;
+      const noise = update(noised, name).map((d, i) => d - update(scaled, name)[i]!);
+      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+      const std = (xs: number[]) => Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1));
+      expect(Math.abs(std(noise) / (std(plain) + 1e-8) - 1), name).toBeLessThan(0.3);
+    }
+    // That the std is each tensor's own, exactly, is checked without noise in test/builtin-functions.test.ts.
+    expect(kernels).toBe(4);
   });
 });
 

@@ -156,7 +156,7 @@ describe("training loop", () => {
       const lines = readFileSync(join(straight, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
       const steps = lines.filter((l) => l.type === "step");
       expect(steps.length).toBe(3 * 7);
-      expect(Object.keys(steps[0])).toEqual(["type", "epoch", "step", "loss", "s", "k", "d", "grad_norm"]);
+      expect(Object.keys(steps[0])).toEqual(["type", "epoch", "step", "loss", "total_loss", "s", "k", "d", "grad_norm"]);
       expect(steps[0].k.length).toBe(2);
       expect(lines.filter((l) => l.type === "epoch").length).toBe(3);
     });
@@ -167,7 +167,7 @@ describe("training loop", () => {
     const code = await compileOrThrow(smallSpec(`  bad = log(1 - epoch)\n  scale grad(head) by 1`));
     const out = mkdtempSync(join(tmpdir(), "mmb-nan-"));
     const trainer = await loadTrainer(code, out);
-    await expect(train(trainer, { out, backend: "cpu", log: () => {} })).rejects.toThrow(/non-finite value of `bad` \(spec line 13\) at step 7, epoch 1; the last good checkpoint is kept/);
+    await expect(train(trainer, { out, backend: "cpu", log: () => {} })).rejects.toThrow(/non-finite value of `bad` \(spec line 13\) at step 7, epoch 1; the last good checkpoint \(epoch 1\) stays current/);
     const kept = (await loadCheckpoint(join(out, "checkpoints")))!;
     expect(kept.state.epoch).toBe(0);
   });

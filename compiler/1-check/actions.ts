@@ -1,5 +1,5 @@
 import type { Expr, Stmt } from "../../grammar/ast.js";
-import { error } from "../../diagnostics/index.js";
+import { error, type Span } from "../../diagnostics/index.js";
 import * as components from "../components.js";
 import type { ActionIR, GroupRef, IndexRef, RExpr } from "../ir.js";
 import { children } from "../walks.js";
@@ -37,7 +37,7 @@ export function checkActions(cx: CheckContext, stmts: Stmt[], when: RExpr[], out
       case "Scale": {
         const target = actionTarget(cx, stmt.target, env, ["grad", "lr"]);
         const factor = expr(cx, stmt.factor, env);
-        if (target && factor && expectScalar(cx, factor, stmt.factor.span, "a scale factor")) {
+        if (target && factor && expectOperand(cx, factor, stmt.factor.span, "a scale factor", target.fn === "grad" ? target.group : undefined)) {
           out.push({ kind: target.fn === "lr" ? "scaleLr" : "scale", group: target.group, factor, when, loop: [...loops], line, text });
         }
         break;
@@ -51,7 +51,7 @@ export function checkActions(cx: CheckContext, stmts: Stmt[], when: RExpr[], out
         }
         const mean = expr(cx, dist.args[0]!.value, env);
         const std = expr(cx, dist.args[1]!.value, env);
-        if (target && mean && std && expectScalar(cx, mean, dist.args[0]!.span, "the noise mean") && expectScalar(cx, std, dist.args[1]!.span, "the noise standard deviation")) {
+        if (target && mean && std && expectOperand(cx, mean, dist.args[0]!.span, "the noise mean", target.group) && expectOperand(cx, std, dist.args[1]!.span, "the noise standard deviation", target.group)) {
           out.push({ kind: "noise", group: target.group, mean, std, when, loop: [...loops], line, text });
         }
         break;
@@ -125,6 +125,18 @@ export function checkActions(cx: CheckContext, stmts: Stmt[], when: RExpr[], out
         break;
     }
   }
+}
+
+/**
+ * An operand of `scale grad(G)` or `noise grad(G)`: one number for the whole group, or a
+ * gradient-shaped value of G itself (`per_tensor(...)`), applied element by element.
+ */
+function expectOperand(cx: CheckContext, value: RExpr, span: Span, what: string, group: GroupRef | undefined): boolean {
+  if (value.kind !== "grad" || !group) return expectScalar(cx, value, span, what);
+  const foreign = gradientGroups(cx, value, new Map()).find((g) => JSON.stringify(g) !== JSON.stringify(group));
+  if (!foreign) return true;
+  cx.report(error("MMB016", `${what} of the group's shape must be built from gradients of that group`, span, { help: "e.g. `scale grad(G) by per_tensor(std(grad(G)))` with the same G on both sides" }));
+  return false;
 }
 
 /** The groups of the `grad(...)` an expression is built from, through definitions it reads. */

@@ -1,13 +1,14 @@
 import type { Expr } from "../../grammar/ast.js";
 import { error, nearest, type Span } from "../../diagnostics/index.js";
-import { builtin, isReduction, ruleFunctionNames, type Builtin, type ConstantRange, type ParamSpec, type RefineContext, type Signature } from "../builtins/index.js";
+import { builtin, isReduction, ruleFunctionNames, type Builtin, type ParamSpec, type RefineContext, type Signature } from "../builtins/index.js";
+import { inRange, rangeText, type Range } from "../range.js";
 import type { RExpr, ValueKind } from "../ir.js";
 import { constantNumber } from "./component-options.js";
 import { make, type CheckContext, type Env } from "./context.js";
 import { expr } from "./expressions.js";
 import { groupShape } from "./groups.js";
 import { describeKind, kindHelp } from "./kinds.js";
-import { gradCall, perSample, reduction } from "./special-forms.js";
+import { gradCall, perSample, perTensor, reduction } from "./special-forms.js";
 
 type CallExpr = Extract<Expr, { kind: "Call" }>;
 
@@ -23,6 +24,7 @@ export function call(cx: CheckContext, e: CallExpr, env: Env): RExpr | undefined
   if (entry.misuse) return cx.report(error(entry.misuse.code, entry.misuse.message, e.span, { help: entry.misuse.help }));
   if (entry.form === "grad") return gradCall(cx, e, env);
   if (entry.form === "perSample") return perSample(cx, e, env);
+  if (entry.form === "perTensor") return perTensor(cx, e, env);
   if (isReduction(entry)) return reduction(cx, e, env, entry);
   return applySignature(cx, entry, e, env);
 }
@@ -79,7 +81,7 @@ function reportMismatch(cx: CheckContext, entry: Builtin, candidates: Signature[
  * An argument known before training: a number, or a `param` (whose value the command line may
  * set). Its range is checked against the value the run will use.
  */
-function constantArgument(cx: CheckContext, entry: Builtin, name: string, range: ConstantRange, e: Expr): RExpr | undefined {
+function constantArgument(cx: CheckContext, entry: Builtin, name: string, range: Range, e: Expr): RExpr | undefined {
   let value: number;
   let node: RExpr;
   let origin = "";
@@ -96,7 +98,7 @@ function constantArgument(cx: CheckContext, entry: Builtin, name: string, range:
     node = make({ op: "number", value }, "scalar", [], { host: true });
   }
   if (!inRange(value, range)) {
-    return cx.report(error("MMB019", `\`${entry.name}\`'s ${name} must be in ${rangeText(range)}, found ${value}${origin}`, e.span, { help: `choose ${name} in ${rangeText(range)}, e.g. \`${example(entry)}\`` }));
+    return cx.report(error("MMB019", `\`${entry.name}\`'s ${name} must be ${rangeText(range)}, found ${value}${origin}`, e.span, { help: `choose ${name} ${rangeText(range)}, e.g. \`${example(entry)}\`` }));
   }
   return node;
 }
@@ -104,17 +106,6 @@ function constantArgument(cx: CheckContext, entry: Builtin, name: string, range:
 /** A call of the entry as the help lines show it. */
 function example(entry: Builtin): string {
   return entry.example ?? entry.usage;
-}
-
-function inRange(value: number, range: ConstantRange): boolean {
-  if (!Number.isFinite(value)) return false;
-  if (range.min !== undefined && value < range.min) return false;
-  if (range.max !== undefined && (range.maxOpen ? value >= range.max : value > range.max)) return false;
-  return true;
-}
-
-function rangeText(range: ConstantRange): string {
-  return `[${range.min ?? "-∞"}, ${range.max ?? "∞"}${range.maxOpen ? ")" : "]"}`;
 }
 
 function refineContext(cx: CheckContext, entry: Builtin, e: CallExpr, args: RExpr[]): RefineContext {

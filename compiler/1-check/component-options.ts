@@ -2,6 +2,7 @@ import type { Arg, Expr } from "../../grammar/ast.js";
 import { error, nearest } from "../../diagnostics/index.js";
 import type { ComponentSpec, OptionSpec, OptionValue } from "../components.js";
 import type { Component } from "../ir.js";
+import { inRange, rangeText } from "../range.js";
 import type { CheckContext } from "./context.js";
 
 /** A component call (`mlp(hidden: [128])`, `sgd(lr: 0.01)`) checked against its table in compiler/components.ts. */
@@ -20,9 +21,11 @@ export function component(cx: CheckContext, expr: Expr, table: Record<string, Co
     }));
   }
   const options = defaults(spec);
+  const given = new Set<string>();
   let ok = true;
   args.forEach((arg, i) => {
     const name = arg.name?.name ?? spec.positional?.[i];
+    if (name !== undefined) given.add(name);
     if (name === undefined) {
       ok = cx.report(error("MMB012", `\`${callee.name}\` takes named options here`, arg.span, { help: `write \`${Object.keys(spec.options)[0] ?? "name"}: value\`` })) ?? false;
       return;
@@ -41,7 +44,7 @@ export function component(cx: CheckContext, expr: Expr, table: Record<string, Co
     else options[name] = value;
   });
   for (const [name, option] of Object.entries(spec.options)) {
-    if (options[name] === undefined && option.type !== "modality") {
+    if (options[name] === undefined && option.type !== "modality" && !given.has(name)) {
       ok = cx.report(error("MMB012", `\`${callee.name}\` needs the option \`${name}\` (${option.doc})`, expr.span, { help: `write \`${callee.name}(${name}: ...)\`` })) ?? false;
     }
   }
@@ -56,15 +59,18 @@ export function defaults(spec: ComponentSpec): Record<string, OptionValue> {
 }
 
 export function optionValue(cx: CheckContext, expr: Expr, option: OptionSpec, name: string): OptionValue | undefined {
-  const bad = (expected: string) => cx.report(error("MMB012", `option \`${name}\` must be ${expected}`, expr.span, { help: option.doc }));
+  const bad = (expected: string, span = expr.span) => cx.report(error("MMB012", `option \`${name}\` must be ${expected}`, span, { help: option.doc }));
+  const inBounds = (n: number, span = expr.span): number | undefined => (!option.range || inRange(n, option.range) ? n : bad(`${rangeText(option.range)}, found ${n}`, span));
   switch (option.type) {
     case "int": {
       const n = constantNumber(cx, expr);
       if (n === undefined) return undefined;
-      return Number.isInteger(n) && n >= 0 ? n : bad("a whole number");
+      return Number.isInteger(n) && n >= 0 ? inBounds(n) : bad("a whole number");
     }
-    case "number":
-      return constantNumber(cx, expr);
+    case "number": {
+      const n = constantNumber(cx, expr);
+      return n === undefined ? undefined : inBounds(n);
+    }
     case "ints": {
       if (expr.kind !== "List") return bad("a list of whole numbers, e.g. `[128, 64]`");
       const items = expr.items.map((item) => (item.kind === "Number" && Number.isInteger(item.value) && item.value > 0 ? item.value : undefined));
@@ -83,10 +89,14 @@ export function optionValue(cx: CheckContext, expr: Expr, option: OptionSpec, na
   }
 }
 
-/** A number written in the spec: a literal, possibly negated. */
+/** A number written in the spec: a finite literal, possibly negated. */
 export function constantNumber(cx: CheckContext, expr: Expr): number | undefined {
-  if (expr.kind === "Number") return expr.value;
-  if (expr.kind === "Unary" && expr.op === "-" && expr.operand.kind === "Number") return -expr.operand.value;
+  const literal = expr.kind === "Number" ? expr : expr.kind === "Unary" && expr.op === "-" && expr.operand.kind === "Number" ? expr.operand : undefined;
+  if (literal) {
+    const value = expr === literal ? literal.value : -literal.value;
+    if (Number.isFinite(value)) return value;
+    return cx.report(error("MMB019", `\`${literal.text}\` is too large for a number`, expr.span, { help: "numbers must be finite (below about 1.8e308)" }));
+  }
   if (expr.kind === "Missing") return undefined;
   return cx.report(error("MMB019", "expected a number", expr.span, { help: "write a literal such as `0.1` or `1e-3`" }));
 }

@@ -44,6 +44,8 @@ export class CheckContext {
   auxHead?: Component;
   /** Slots of stateful calls (history, class means), numbered in spec order. */
   historyCount = 0;
+  /** Modalities the fusion never reads (MMB031): no unimodal metric is reported for them. */
+  readonly unread: string[] = [];
   /** Groups with their own `minimize` objective, for MMB022. */
   readonly minimized = new Map<string, Span>();
 

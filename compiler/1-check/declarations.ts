@@ -1,5 +1,5 @@
 import type { Decl, Program, Stmt } from "../../grammar/ast.js";
-import { error, nearest } from "../../diagnostics/index.js";
+import { error, nearest, type Span } from "../../diagnostics/index.js";
 import * as components from "../components.js";
 import type { OptionValue } from "../components.js";
 import type { Component, ModelIR } from "../ir.js";
@@ -51,8 +51,23 @@ export function checkData(cx: CheckContext, decl: Singles["DataDecl"], target: M
       return cx.report(error("MMB029", `\`from\` files are read by \`data files(...)\`, but the data is \`${data.kind}\``, decl.value.span, { help: "write `data files()` to train on the declared files, or remove the `from` clauses" }));
     }
   }
+  if (data && !splitsFit(cx, data, decl.value.span)) return undefined;
   if (data && data.options.dominant === undefined && cx.modalities[0]) data.options.dominant = cx.modalities[0].name;
   return data;
+}
+
+/** The validation and test fractions leave samples to train on; a fold names one of the folds. */
+function splitsFit(cx: CheckContext, data: Component, span: Span): boolean {
+  const { valid, test, fold, folds } = data.options;
+  if (typeof valid === "number" && typeof test === "number" && valid + test >= 1) {
+    cx.report(error("MMB012", `\`valid: ${valid}\` and \`test: ${test}\` leave no samples to train on`, span, { help: "the two fractions must add up to less than 1, e.g. `valid: 0.15, test: 0.15`" }));
+    return false;
+  }
+  if (typeof fold === "number" && typeof folds === "number" && fold >= folds) {
+    cx.report(error("MMB012", `\`fold: ${fold}\` is not one of the ${folds} folds (0 to ${folds - 1})`, span, { help: `choose a fold from 0 to ${folds - 1}` }));
+    return false;
+  }
+  return true;
 }
 
 export function checkOptimizer(cx: CheckContext, decl: Singles["OptimizerDecl"]): Component | undefined {

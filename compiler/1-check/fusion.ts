@@ -1,5 +1,5 @@
 import type { Decl, Expr } from "../../grammar/ast.js";
-import { error, nearest, type Span } from "../../diagnostics/index.js";
+import { error, nearest, warning, type Span } from "../../diagnostics/index.js";
 import { builtin, fusionFunctionNames } from "../builtins/index.js";
 import * as components from "../components.js";
 import type { Component, FExpr, IndexRef } from "../ir.js";
@@ -27,6 +27,7 @@ export function checkFusion(cx: CheckContext, decl: Extract<Decl, { kind: "Fusio
     if (fused && typeof width === "number") {
       cx.fusion = { kind: "expression", options: { width }, line: cx.line(decl.span) };
       cx.fuse = { value: fused, parts, width, line: cx.line(decl.span), text: cx.text(decl.span) };
+      warnUnread(cx, fused, value.span);
     } else if (width === "scalar") {
       cx.report(error("MMB008", "a fusion must produce features, but this is one number", value.span, { help: "combine the features, e.g. `concat(j, w[j] * z[j])`" }));
     }
@@ -38,7 +39,9 @@ export function checkFusion(cx: CheckContext, decl: Extract<Decl, { kind: "Fusio
 }
 
 function checkFusionPart(cx: CheckContext, part: Component, span: Span): void {
-  if (part.kind === "film" && !cx.modalitySpans.has(String(part.options.by ?? ""))) {
+  if (part.kind === "film" && cx.modalities.length < 2) {
+    cx.report(error("MMB030", "`film` conditions the other modalities on one, but this model has one modality", span, { help: "use `concat` or `sum`, or declare a second modality" }));
+  } else if (part.kind === "film" && !cx.modalitySpans.has(String(part.options.by ?? ""))) {
     cx.report(error("MMB012", "`film` needs the conditioning modality: `film(by: <modality>)`", span, { help: `e.g. \`film(by: ${cx.modalities[0]?.name ?? "audio"})\`` }));
   }
   if (["sum", "gated", "film"].includes(part.kind)) {
@@ -46,6 +49,63 @@ function checkFusionPart(cx: CheckContext, part: Component, span: Span): void {
     if (sizes.size > 1) {
       cx.report(error("MMB024", `\`${part.kind}\` fusion needs every encoder to have the same \`out\`, found ${[...sizes].join(", ")}`, span, { help: "give every encoder the same `out:` option" }));
     }
+  }
+}
+
+/**
+ * Whether a fusion is linear in the features (f(0) = 0, f(a + b) = f(a) + f(b)): then a linear
+ * head's logits split into one additive share per modality, `contrib[m]`.
+ */
+export function fusionIsLinear(cx: CheckContext): boolean {
+  if (!cx.fuse) return ["concat", "sum"].includes(cx.fusion?.kind ?? "");
+  const parts = cx.fuse.parts;
+  /** "linear" in the features, "constant" (no features: numbers, learnables), or "other". */
+  const form = (e: FExpr): "linear" | "constant" | "other" => {
+    switch (e.op) {
+      case "features":
+        return "linear";
+      case "number":
+      case "learnable":
+        return "constant";
+      case "part":
+        return ["concat", "sum"].includes(parts[e.index]!.kind) ? "linear" : "other";
+      case "unary": {
+        const inner = form(e.arg);
+        return e.fn === "neg" ? inner : inner === "constant" ? "constant" : "other";
+      }
+      case "reduce":
+        return form(e.body) === "linear" ? "linear" : "other";
+      case "binary": {
+        const [l, r] = [form(e.left), form(e.right)];
+        if (l === "constant" && r === "constant") return "constant";
+        if (e.fn === "+" || e.fn === "-") return l === "linear" && r === "linear" ? "linear" : "other";
+        if (e.fn === "*") return (l === "linear" && r === "constant") || (l === "constant" && r === "linear") ? "linear" : "other";
+        return l === "linear" && r === "constant" ? "linear" : "other";
+      }
+    }
+  };
+  return form(cx.fuse.value) === "linear";
+}
+
+/** MMB031: a modality whose features the fusion expression never reads trains for nothing the fused head sees. */
+function warnUnread(cx: CheckContext, fused: FExpr, span: Span): void {
+  const read = new Set<number>();
+  const all = () => cx.modalities.forEach((_, m) => read.add(m));
+  const visit = (e: FExpr): void => {
+    if (e.op === "part" || (e.op === "features" && e.modality.kind !== "fixed")) all();
+    else if (e.op === "features" && e.modality.kind === "fixed") read.add(e.modality.modality);
+    else if (e.op === "unary") visit(e.arg);
+    else if (e.op === "binary") [e.left, e.right].forEach(visit);
+    else if (e.op === "reduce") visit(e.body);
+  };
+  visit(fused);
+  for (const [m, modality] of cx.modalities.entries()) {
+    if (read.has(m)) continue;
+    cx.unread.push(modality.name);
+    cx.report(warning("MMB031", `modality \`${modality.name}\` is never read by the fusion: the fused head does not see it`, cx.modalitySpans.get(modality.name)!, {
+      related: [{ span, message: "the fusion" }],
+      help: `read its features in the fusion (e.g. \`concat(j, z[j])\`), or remove the modality; no unimodal metric is reported for it`,
+    }));
   }
 }
 

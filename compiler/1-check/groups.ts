@@ -69,14 +69,18 @@ function encodersLacking(cx: CheckContext, ref: IndexRef, part: LayerKind): { ki
   return undefined;
 }
 
-/** A signature of a group's parameter shapes where the checker can know it; undefined if not. */
-export function groupShape(cx: CheckContext, group: GroupRef): string | undefined {
+/**
+ * The shapes of a group's parameters where the checker can know them: `key` compares two groups,
+ * `text` says it to the user. Undefined where they depend on what only the runtime builds.
+ */
+export function groupShape(cx: CheckContext, group: GroupRef): { key: string; text: string } | undefined {
   if (group.weights) {
     const whole = groupShape(cx, { ...group, weights: false });
-    return whole === undefined ? undefined : `${whole} (weights)`;
+    return whole && { key: `${whole.key} (weights)`, text: `${whole.text}, weights only` };
   }
   const modality = (ref: IndexRef): number | undefined => (ref.kind === "fixed" ? ref.modality : undefined);
   const classes = Number(cx.head?.options.out ?? 0);
+  const matrix = (rows: unknown, columns: number) => ({ key: `[${rows},${columns}]`, text: `a ${rows}×${columns} weight matrix and ${columns} biases` });
   const fusedWidth = (): number | undefined => {
     if (cx.fuse) return cx.fuse.width;
     const outs = cx.encoders.map((e) => Number(e.options.out));
@@ -85,21 +89,26 @@ export function groupShape(cx: CheckContext, group: GroupRef): string | undefine
   };
   switch (group.kind) {
     case "head":
-      return cx.head?.kind === "linear" ? `[${fusedWidth()},${classes}]` : undefined;
+      return cx.head?.kind === "linear" ? matrix(fusedWidth(), classes) : undefined;
     case "auxHead": {
       if (cx.auxHead?.kind !== "linear") return undefined;
       const outs = new Set(cx.encoders.map((e) => Number(e.options.out)));
       const m = modality(group.modality);
-      if (m !== undefined) return `[${cx.encoders[m]?.options.out},${classes}]`;
-      return outs.size === 1 ? `[${[...outs][0]},${classes}]` : undefined;
+      if (m !== undefined) return matrix(cx.encoders[m]?.options.out, classes);
+      return outs.size === 1 ? matrix([...outs][0], classes) : undefined;
     }
     case "learnable":
-      return "[]";
+      return { key: "[]", text: "one number" };
     case "encoder": {
       const m = modality(group.modality);
-      const candidates = m !== undefined ? [cx.encoders[m]] : cx.encoders;
-      const signatures = new Set(candidates.map((e, i) => JSON.stringify([e?.kind, e?.options, group.part === "all" ? cx.modalities[m ?? i]?.shape : null])));
-      return signatures.size === 1 ? [...signatures][0] : undefined;
+      const indices = m !== undefined ? [m] : cx.encoders.map((_, i) => i);
+      const shapes = new Set(indices.map((i) => JSON.stringify([cx.encoders[i]?.kind, cx.encoders[i]?.options, group.part === "all" ? cx.modalities[i]?.shape : null])));
+      if (shapes.size !== 1) return undefined;
+      const i = indices[0]!;
+      const encoder = cx.encoders[i]!;
+      const options = Object.entries(encoder.options).map(([k, v]) => `${k}: ${Array.isArray(v) ? `[${v.join(", ")}]` : v}`).join(", ");
+      const layers = group.part === "all" ? "" : group.part === "last" ? "the last layer of " : `the ${group.part} layers of `;
+      return { key: [...shapes][0]!, text: `${layers}${encoder.kind}(${options})${group.part === "all" ? ` on float[${cx.modalities[i]!.shape.join(", ")}]` : ""}` };
     }
     case "fusion":
       return undefined;

@@ -19,8 +19,8 @@ export interface CheckOptions {
 /**
  * Phase 2: AST → IR and diagnostics. The passes run in the order below, each filling the
  * context's tables for the next: the architecture, then the balance block's names, definitions,
- * cycles and actions. Reports every independent error and never throws; an expression with an
- * error yields `undefined`, so that one mistake is reported once.
+ * cycles and actions. Reports every independent error and never throws (warnings do not withhold
+ * the model); an expression with an error yields `undefined`, so that one mistake is reported once.
  */
 export function check(program: Program, source: SourceText, options: CheckOptions = {}): { model?: ModelIR; diagnostics: Diagnostic[] } {
   const cx = new CheckContext(source, options.set);
@@ -47,7 +47,7 @@ export function check(program: Program, source: SourceText, options: CheckOption
   const actions: ActionIR[] = [];
   checkActions(cx, balance, [], actions);
 
-  const model = cx.diagnostics.length === 0 && target && cx.fusion && cx.head && loss && optimizer && schedule && data
+  const model = !cx.diagnostics.some((d) => d.severity === "error") && target && cx.fusion && cx.head && loss && optimizer && schedule && data
     ? {
         name: singles.ModelDecl?.name.name ?? "model",
         data,
@@ -59,6 +59,7 @@ export function check(program: Program, source: SourceText, options: CheckOption
         head: cx.head,
         ...(cx.auxHead ? { auxHead: cx.auxHead } : {}),
         learnables: [...cx.learnables.values()].map(({ span: _span, ...l }) => l),
+        unread: cx.unread,
         loss,
         optimizer,
         schedule,

@@ -1,9 +1,10 @@
 import type { Expr } from "../../grammar/ast.js";
-import { error, type Span } from "../../diagnostics/index.js";
+import { error, nearest, type Span } from "../../diagnostics/index.js";
 import { values as builtinValues } from "../builtins/index.js";
 import type { IndexRef, RExpr, ValueKind } from "../ir.js";
 import { make, type CheckContext, type Definition, type Env } from "./context.js";
 import { checkDefinition } from "./definitions.js";
+import { fusionIsLinear } from "./fusion.js";
 
 /** Built-in values indexed by a modality (`z[m]`, `contrib[m]`, ...). */
 const perModalityValues = new Set(builtinValues.filter((v) => v.perModality).map((v) => v.name));
@@ -77,26 +78,40 @@ export function indexed(cx: CheckContext, e: Extract<Expr, { kind: "Index" }>, e
     return make({ op: "output", which: "aux", modality }, "logits", [], { host: false });
   }
   if (base === "alone" || base === "without") return make({ op: "output", which: base, modality }, "logits", [], { host: false });
-  if (!["concat", "sum"].includes(cx.fusion?.kind ?? "") || cx.head?.kind !== "linear" || cx.targetKind === "mask") {
+  if (!fusionIsLinear(cx) || cx.head?.kind !== "linear" || cx.targetKind === "mask") {
     return cx.report(error("MMB015", "`contrib[m]` needs a head that is linear in the features", e.span, {
-      help: "use `fusion concat -> linear(N)` or `fusion sum -> linear(N)`, or score a modality with an auxiliary head `head[m]`",
+      help: "use a fusion linear in the features (`concat`, `sum`, or an expression of them with numbers and learnables, e.g. `concat(j, w[j] * z[j])`) and a `linear(N)` head, or score a modality with an auxiliary head `head[m]`",
     }));
   }
   return make({ op: "output", which: "contrib", modality }, "logits", [], { host: false });
 }
 
-/** A modality index: a bound index variable, a modality's name, or `other(m)`. */
+/** The free index of an action: `scale grad(encoder[m]) by k[m]` runs for each modality m. */
+export const actionIndex = "m";
+
+/**
+ * A modality index: a bound index variable, a modality's name, `other(m)`, or in an action the
+ * free index `m`. Any other name is a mistake, never a new index: an unknown name in brackets
+ * would otherwise range over every modality.
+ */
 export function index(cx: CheckContext, e: Expr, env: Env): IndexRef | undefined {
   if (e.kind === "Name") {
     if (env.bound.has(e.name) || env.loops?.has(e.name)) return { kind: "var", name: e.name };
     const fixed = cx.modalities.findIndex((m) => m.name === e.name);
     if (fixed >= 0) return { kind: "fixed", modality: fixed };
-    if (env.loops && !cx.definitions.has(e.name) && !cx.params.has(e.name)) {
+    if (env.loops && e.name === actionIndex && !cx.definitions.has(e.name) && !cx.params.has(e.name)) {
       env.loops.add(e.name);
       return { kind: "var", name: e.name };
     }
-    return cx.report(error("MMB009", `\`${e.name}\` is not a modality index here`, e.span, {
-      help: `bind it on the left (\`x[${e.name}] = ...\`), in a reduction (\`sum(${e.name}, ...)\`), or name a modality: ${cx.modalities.map((m) => m.name).join(", ")}`,
+    const modalities = cx.modalities.map((m) => m.name);
+    // A short name was meant as an index; a longer one as a modality, perhaps abbreviated (`vis`).
+    const guess = e.name.length <= 2 ? undefined : (modalities.find((m) => m.startsWith(e.name)) ?? nearest(e.name, modalities));
+    const indices = [...env.bound, ...(env.loops ? [actionIndex] : [])];
+    return cx.report(error(guess ? "MMB005" : "MMB009", guess ? `unknown modality \`${e.name}\`` : `\`${e.name}\` is not a modality index here`, e.span, {
+      label: "not a modality or an index in scope",
+      help: guess
+        ? `did you mean \`${guess}\`?`
+        : `name a modality (${modalities.join(", ")})${indices.length ? `, use ${indices.map((i) => `\`${i}\``).join(" or ")}` : ""}, or bind an index on the left (\`x[${e.name}] = ...\`) or in a reduction (\`sum(${e.name}, ...)\`)${env.loops ? "; in an action, `m` stands for each modality" : ""}`,
     }));
   }
   if (e.kind === "Call" && e.callee.kind === "Name" && e.callee.name === "other" && e.args.length === 1) {

@@ -1,8 +1,8 @@
 import type { Expr } from "../../grammar/ast.js";
-import { error } from "../../diagnostics/index.js";
+import { error, type Span } from "../../diagnostics/index.js";
 import { values as builtinValues, type Reduction } from "../builtins/index.js";
 import type { IndexRef, RExpr } from "../ir.js";
-import { readsTaskGradient } from "../walks.js";
+import { children, readsTaskGradient } from "../walks.js";
 import { applySignature } from "./calls.js";
 import { make, type CheckContext, type Env } from "./context.js";
 import { expr } from "./expressions.js";
@@ -44,6 +44,28 @@ export function perSample(cx: CheckContext, e: CallExpr, env: Env): RExpr | unde
   return make({ op: "perSample", arg }, "batch", [arg]);
 }
 
+/** `per_tensor(e)`: e must be a number read from exactly one gradient, which each tensor then stands for. */
+export function perTensor(cx: CheckContext, e: CallExpr, env: Env): RExpr | undefined {
+  const usage = "per_tensor(std(grad(encoder[m].conv.weight)))";
+  if (e.args.length !== 1 || e.args[0]!.name) return cx.report(error("MMB007", `\`per_tensor\` takes 1 argument: \`${usage}\``, e.span, { help: `write \`${usage}\`` }));
+  const arg = expr(cx, e.args[0]!.value, env);
+  if (!arg || !expectKind(cx, arg, ["scalar"], e.args[0]!.span, "`per_tensor`")) return undefined;
+  const gradients = outermostGradients(arg);
+  const distinct = new Set(gradients.map((g) => JSON.stringify(g)));
+  if (distinct.size !== 1) {
+    return cx.report(error("MMB008", `\`per_tensor\` evaluates a number for each tensor of one gradient, but this reads ${distinct.size === 0 ? "no gradient" : `${distinct.size} different gradients`}`, e.args[0]!.span, {
+      help: `e.g. \`${usage}\``,
+    }));
+  }
+  return make({ op: "perTensor", arg, gradient: gradients[0]! }, "grad", [arg], { host: false });
+}
+
+/** The gradient-valued parts of a number's expression that are not inside another gradient-valued part. */
+function outermostGradients(e: RExpr): RExpr[] {
+  if (e.kind === "grad") return [e];
+  return children(e).flatMap(outermostGradients);
+}
+
 /**
  * `sum(k, e)`, `sum(k != m, e)`, `sum(batch, e)`; without a binder, the entry's own signatures
  * (`mean(g)`, `max(a, b)`).
@@ -60,8 +82,17 @@ export function reduction(cx: CheckContext, e: CallExpr, env: Env, entry: Reduct
       if (!value || !expectKind(cx, value, ["batch", "batchBool"], body.span, `\`${fn}(batch, ...)\``)) return undefined;
       return make({ op: "reduceBatch", fn: fn as "sum" | "mean", body: value }, "scalar", [value]);
     }
+    const clash = indexClash(cx, binder, body);
+    if (clash) {
+      return cx.report(error("MMB007", `\`${clash.name}\` already names ${clash.what}, so it cannot be the index of \`${fn}\``, clash.span, {
+        help: `use a fresh index name, e.g. \`${fn}(j${binder.kind === "Binary" ? " != ..." : ""}, ...)\` with \`[j]\` in the body`,
+      }));
+    }
     const range = binderRange(cx, binder, env);
     if (range === null) return undefined;
+    if (range?.exclude && cx.modalities.length < 2) {
+      return cx.report(error("MMB030", `\`${fn}(${range.variable} != ...)\` reduces over the other modalities, but this model has one`, binder.span, { help: "with one modality there are no others: use the value itself" }));
+    }
     if (range) {
       const inner: Env = { ...env, bound: new Set([...env.bound, range.variable]) };
       const value = expr(cx, body, inner);
@@ -74,6 +105,36 @@ export function reduction(cx: CheckContext, e: CallExpr, env: Env, entry: Reduct
     return cx.report(error("MMB007", `the first argument of \`${fn}\` must be an index (\`k\`, \`k != m\`) or \`batch\``, e.args[0]!.span, { help: `write \`${usage}\`` }));
   }
   return cx.report(error("MMB007", `\`${fn}\` takes a range and a value`, e.span, { help: `write \`${usage}\`` }));
+}
+
+/**
+ * A binder whose name is already taken by a rule value, param or learnable: `mean(k != m, ...)`,
+ * or `mean(k, x[k])` whose body indexes by it. One diagnostic instead of several about the body.
+ */
+function indexClash(cx: CheckContext, binder: Expr, body: Expr): { name: string; what: string; span: Span } | undefined {
+  const name = binder.kind === "Name" ? binder : binder.kind === "Binary" && binder.op === "!=" && binder.left.kind === "Name" ? binder.left : undefined;
+  if (!name) return undefined;
+  const what = cx.definitions.has(name.name) ? "a rule value" : cx.params.has(name.name) ? "a param" : cx.learnables.has(name.name) ? "a learnable" : undefined;
+  if (!what) return undefined;
+  if (binder.kind === "Binary" || indexesBy(body, name.name)) return { name: name.name, what, span: name.span };
+  return undefined;
+}
+
+/** Whether `e` uses `name` inside brackets, as an index. */
+function indexesBy(e: Expr, name: string): boolean {
+  const stack: Expr[] = [e];
+  while (stack.length) {
+    const x = stack.pop()!;
+    if (x.kind === "Index") {
+      if (x.indices.some((i) => i.kind === "Name" && i.name === name)) return true;
+      stack.push(x.base, ...x.indices);
+    } else if (x.kind === "Call") stack.push(x.callee, ...x.args.map((a) => a.value));
+    else if (x.kind === "Binary") stack.push(x.left, x.right);
+    else if (x.kind === "Unary") stack.push(x.operand);
+    else if (x.kind === "If") stack.push(x.condition, x.then, x.otherwise);
+    else if (x.kind === "Member") stack.push(x.object);
+  }
+  return false;
 }
 
 /** `k` or `k != m` where `k` is a fresh name; undefined when the first argument is no binder, null after an error. */

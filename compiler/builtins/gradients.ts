@@ -6,11 +6,11 @@ const gradient = ["grad"] as const;
 /** `cos` and `dot` compare gradients element by element: both groups must have one shape. */
 function sameShape(call: RefineContext): boolean {
   const [a, b] = call.args;
-  if (a?.shape === undefined || b?.shape === undefined || a.shape === b.shape) return true;
+  if (a?.shape === undefined || b?.shape === undefined || a.shape.key === b.shape.key) return true;
   return call.report("MMB016", `\`${call.name}\` needs two gradients of the same shape`, {
     related: [
-      { span: a.span, message: `shape ${a.shape}` },
-      { span: b.span, message: `shape ${b.shape}` },
+      { span: a.span, message: a.shape.text },
+      { span: b.span, message: b.shape.text },
     ],
     help: "compare groups of equal shape, e.g. with `fusion sum` the fused head and the auxiliary heads match",
   });
@@ -63,6 +63,16 @@ export const gradients: Builtin[] = [
     example: "per_sample(norm(grad(encoder[m].last)))",
     doc: "`e`, a gradient statistic, once per sample, with `grad(G)` the gradient of that sample's own loss: `per_sample(norm(grad(encoder[m].last)))`",
     form: "perSample",
+    signatures: [],
+  },
+  {
+    name: "per_tensor",
+    family: "gradients",
+    usage: "per_tensor(e)",
+    example: "per_tensor(std(grad(encoder[m].conv.weight)))",
+    doc: "`e`, a number computed from one gradient `grad(G)`, once per parameter tensor of `G`: a gradient-shaped value whose every tensor holds its own value, for `scale` and `noise` (the std of each kernel, as a reference implementation draws its noise)",
+    form: "perTensor",
+    formRuntime: ["perTensor"],
     signatures: [],
   },
 ];

@@ -47,7 +47,8 @@ export const fusionFunctionNames: readonly string[] = builtins.filter((b) => b.f
 
 /** Every runtime function a lowering may call: the generated module imports them, so spec names avoid them. */
 export const runtimeNames: ReadonlySet<string> = new Set([
-  ...builtins.flatMap((b) => [...(b.lower?.tfjs.runtime ?? []), ...(isReduction(b) ? [b.reduce.modalities, ...(b.reduce.batch ? [b.reduce.batch] : [])] : [])]),
+  ...builtins.flatMap((b) => [...(b.lower?.tfjs.runtime ?? []), ...(b.formRuntime ?? []), ...(isReduction(b) ? [b.reduce.modalities, ...(b.reduce.batch ? [b.reduce.batch] : [])] : [])]),
   ...[...binaryOperators, ...unaryOperators].flatMap((o) => [o.tfjs.tensor, ...(o.tfjs.gradient ? [o.tfjs.gradient] : [])]),
   conditional.tfjs.tensor,
+  conditional.tfjs.gradient,
 ]);

@@ -36,4 +36,4 @@ export const unaryOperators: Operator[] = [
 ];
 
 /** `if c then a else b`: per sample when the condition is, without a host sync otherwise. */
-export const conditional = { usage: "if c then a else b", doc: "`a` where `c` holds, else `b`", tfjs: { tensor: "choose" } };
+export const conditional = { usage: "if c then a else b", doc: "`a` where `c` holds, else `b`", tfjs: { tensor: "choose", gradient: "chooseGradient" } };

@@ -111,6 +111,7 @@ const formText: Record<NonNullable<Builtin["form"]>, string> = {
   grad: "its first argument is a parameter group, its second (optional) a loss",
   reduction: "its first argument is an index (`k`, `k != m`) or `batch`",
   perSample: "its argument is evaluated once per sample",
+  perTensor: "its argument, a number from one gradient, is evaluated once per parameter tensor of that gradient's group",
 };
 
 function table(header: string[], rows: string[][]): string {

@@ -1,4 +1,5 @@
 import type { ValueKind } from "../ir.js";
+import type { Range } from "../range.js";
 
 /**
  * One entry of the builtin catalogue: everything the compiler knows about a function of the rule
@@ -22,7 +23,9 @@ export interface Builtin {
    * `1-check/special-forms.ts`): a parameter group (`grad`), an index binder (`sum(k, ...)`), or
    * an evaluation per sample (`per_sample`).
    */
-  form?: "grad" | "reduction" | "perSample";
+  form?: "grad" | "reduction" | "perSample" | "perTensor";
+  /** Runtime functions a special form's code calls (a lowering names its own). */
+  formRuntime?: readonly string[];
   /** Names valid in one place only (`normal` after `noise ... ~`) give this diagnostic elsewhere. */
   misuse?: { code: "MMB006" | "MMB007" | "MMB009" | "MMB018"; message: string; help: string };
   /** Applies to the features in a fusion expression: elementwise, or as a reduction over modalities. */
@@ -46,14 +49,7 @@ export type Family = "math" | "gradients" | "metrics" | "history" | "prototypes"
 /** An argument: a value of one of `kinds`, or a constant known before training (a number or a `param`). */
 export type ParamSpec =
   | { name: string; kinds: readonly ValueKind[] }
-  | { name: string; constant: ConstantRange };
-
-/** Bounds of a constant argument; `max` is excluded when `maxOpen`. */
-export interface ConstantRange {
-  min?: number;
-  max?: number;
-  maxOpen?: boolean;
-}
+  | { name: string; constant: Range };
 
 export interface Signature {
   params: ParamSpec[];
@@ -64,7 +60,7 @@ export interface Signature {
 /** What `refine` sees: the checked arguments' kinds, and a way to report. */
 export interface RefineContext {
   name: string;
-  args: { kind: ValueKind; shape?: string; span: { start: number; end: number } }[];
+  args: { kind: ValueKind; shape?: { key: string; text: string }; span: { start: number; end: number } }[];
   span: { start: number; end: number };
   targetKind: "class" | "real" | "mask";
   report(code: "MMB008" | "MMB016", message: string, extra: { help: string; related?: { span: { start: number; end: number }; message: string }[] }): false;

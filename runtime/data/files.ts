@@ -1,4 +1,5 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, realpathSync } from "node:fs";
+import { totalmem } from "node:os";
 import { extname, isAbsolute, relative, resolve } from "node:path";
 import { inflateRawSync } from "node:zlib";
 import { Random } from "../random.js";
@@ -22,21 +23,37 @@ export interface FilesOptions {
   fold: number;
 }
 
-/** A column of samples: `rows` samples of `width` numbers each, or of strings (split, group columns). */
+/**
+ * A column of samples: `rows` samples of `width` numbers each, or of strings (split, group
+ * columns). `shape`: each sample's shape where the file says it (an .npy array, nested JSON).
+ */
 interface Column {
   file: string;
   rows: number;
   width: number;
+  shape?: number[];
   values: Float64Array | string[];
 }
 
-/** Resolves a spec-relative path; it may not leave `root` (the spec's folder unless --data-root). */
+/**
+ * Resolves a spec-relative path; it may not leave `root` (the spec's folder unless --data-root),
+ * by its name or through a symbolic link: real paths are compared.
+ */
 export function resolveInside(root: string, path: string): string {
+  const leaves = () => new DataError(path, "path", `a file inside ${root} (relative to the spec)`, "a path that leaves it; pass --data-root to allow another folder");
   const full = resolve(root, path);
-  const inside = relative(root, full);
-  if (isAbsolute(path) || inside.startsWith("..") || isAbsolute(inside)) {
-    throw new DataError(path, "path", `a file inside ${root} (relative to the spec)`, "a path that leaves it; pass --data-root to allow another folder");
+  const inside = (base: string, target: string) => {
+    const rel = relative(base, target);
+    return !(rel.startsWith("..") || isAbsolute(rel));
+  };
+  if (isAbsolute(path) || !inside(root, full)) throw leaves();
+  let real: string;
+  try {
+    real = realpathSync(full);
+  } catch {
+    return full; // a missing file is named as such when it is read
   }
+  if (!inside(realpathSync(root), real)) throw leaves();
   return full;
 }
 
@@ -69,10 +86,11 @@ const npyTypes: Record<string, (buffer: Buffer, offset: number, count: number) =
 
 /** A .npy array: its shape and values (first axis: samples). */
 export function parseNpy(buffer: Buffer, file: string): { shape: number[]; values: Float64Array } {
-  if (buffer.length < 10 || buffer.toString("latin1", 0, 6) !== "\x93NUMPY") throw new DataError(file, "header", "a .npy file (magic \\x93NUMPY)", "other bytes");
+  if (buffer.length < 12 || buffer.toString("latin1", 0, 6) !== "\x93NUMPY") throw new DataError(file, "header", "a .npy file (magic \\x93NUMPY)", "other bytes");
   const major = buffer[6]!;
   const headerLength = major === 1 ? buffer.readUInt16LE(8) : buffer.readUInt32LE(8);
   const start = major === 1 ? 10 : 12;
+  if (start + headerLength > buffer.length) throw new DataError(file, "header", `${headerLength} bytes of header`, `a file of ${buffer.length} bytes`);
   const header = buffer.toString("latin1", start, start + headerLength);
   const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
@@ -82,32 +100,61 @@ export function parseNpy(buffer: Buffer, file: string): { shape: number[]; value
   const read = npyTypes[descr.replace("=", "<")];
   if (!read) throw new DataError(file, "dtype", `one of ${Object.keys(npyTypes).join(", ")}`, descr);
   const shape = shapeText.split(",").map((d) => d.trim()).filter(Boolean).map(Number);
+  if (!shape.every((d) => Number.isInteger(d) && d >= 0)) throw new DataError(file, "shape", "whole numbers", `(${shapeText})`);
   const count = shape.reduce((a, b) => a * b, 1);
   const width = Number(/\d+/.exec(descr)![0]);
   if (buffer.length < start + headerLength + count * width) throw new DataError(file, "data", `${count} values of ${descr}`, `${Math.floor((buffer.length - start - headerLength) / width)}`);
   return { shape, values: Float64Array.from(read(buffer, start + headerLength, count)) };
 }
 
-/** The arrays of a .npz archive (a zip of .npy files, stored or deflated). */
-export function parseNpz(buffer: Buffer, file: string): Map<string, Buffer> {
+/**
+ * The arrays of a .npz archive (a zip of .npy files, stored or deflated), read lazily: an entry
+ * is inflated only when asked for, to at most the size its directory declares, and only if that
+ * size fits in memory. A truncated or damaged archive is a DataError, not a raw exception.
+ */
+export function parseNpz(buffer: Buffer, file: string): Map<string, () => Buffer> {
+  const damaged = (what: string) => new DataError(file, "archive", "a well-formed .npz (zip) file", what);
+  const u16 = (at: number) => {
+    if (at < 0 || at + 2 > buffer.length) throw damaged("a truncated or damaged archive");
+    return buffer.readUInt16LE(at);
+  };
+  const u32 = (at: number) => {
+    if (at < 0 || at + 4 > buffer.length) throw damaged("a truncated or damaged archive");
+    return buffer.readUInt32LE(at);
+  };
   let end = buffer.length - 22;
   while (end >= 0 && buffer.readUInt32LE(end) !== 0x06054b50) end--;
-  if (end < 0) throw new DataError(file, "archive", "a .npz (zip) file", "no zip directory");
-  const entries = buffer.readUInt16LE(end + 10);
-  let at = buffer.readUInt32LE(end + 16);
-  const out = new Map<string, Buffer>();
+  if (end < 0) throw damaged("no zip directory");
+  const entries = u16(end + 10);
+  let at = u32(end + 16);
+  const out = new Map<string, () => Buffer>();
   for (let i = 0; i < entries; i++) {
-    const method = buffer.readUInt16LE(at + 10);
-    const compressed = buffer.readUInt32LE(at + 20);
-    const nameLength = buffer.readUInt16LE(at + 28);
-    const extraLength = buffer.readUInt16LE(at + 30);
-    const commentLength = buffer.readUInt16LE(at + 32);
-    const local = buffer.readUInt32LE(at + 42);
+    if (u32(at) !== 0x02014b50) throw damaged(`a damaged directory entry ${i + 1}`);
+    const method = u16(at + 10);
+    const compressed = u32(at + 20);
+    const declared = u32(at + 24);
+    const nameLength = u16(at + 28);
+    const extraLength = u16(at + 30);
+    const commentLength = u16(at + 32);
+    const local = u32(at + 42);
+    if (at + 46 + nameLength > buffer.length) throw damaged("a truncated directory");
     const name = buffer.toString("utf8", at + 46, at + 46 + nameLength);
-    const dataStart = local + 30 + buffer.readUInt16LE(local + 26) + buffer.readUInt16LE(local + 28);
-    const raw = buffer.subarray(dataStart, dataStart + compressed);
+    const dataStart = local + 30 + u16(local + 26) + u16(local + 28);
+    if (dataStart + compressed > buffer.length) throw damaged(`entry ${name} runs past the end of the file`);
     if (method !== 0 && method !== 8) throw new DataError(file, name, "stored or deflated entries", `compression method ${method}`);
-    out.set(name.replace(/\.npy$/, ""), method === 8 ? inflateRawSync(raw) : raw);
+    const raw = buffer.subarray(dataStart, dataStart + compressed);
+    const key = name.replace(/\.npy$/, "");
+    out.set(key, () => {
+      if (method === 0) return raw;
+      if (declared > totalmem() / 4) throw new DataError(file, key, "an array that fits in memory", `${declared.toLocaleString("en")} bytes declared`);
+      try {
+        const inflated = inflateRawSync(raw, { maxOutputLength: Math.max(1, declared) });
+        if (inflated.length !== declared) throw new Error(`${inflated.length} bytes instead of the ${declared} declared`);
+        return inflated;
+      } catch (e) {
+        throw new DataError(file, key, "a deflated .npy array", `damaged compressed data (${(e as Error).message})`);
+      }
+    });
     at += 46 + nameLength + extraLength + commentLength;
   }
   return out;
@@ -159,13 +206,14 @@ export function readColumn(root: string, source: string, text = false): Column {
       const arrays = parseNpz(bytes, path);
       const key = field ?? (arrays.size === 1 ? [...arrays.keys()][0]! : undefined);
       if (key === undefined || !arrays.has(key)) throw new DataError(path, field ?? "array", `one of the archive's arrays: ${[...arrays.keys()].join(", ")}`, field ?? "no field (write path.npz:name)");
-      bytes = arrays.get(key)!;
+      bytes = arrays.get(key)!();
     }
     const { shape, values } = parseNpy(bytes, name);
     const rows = shape[0] ?? 1;
-    return { file: name, rows, width: rows ? values.length / rows : 0, values: text ? Array.from(values, String) : values };
+    return { file: name, rows, width: rows ? values.length / rows : 0, shape: shape.slice(1), values: text ? Array.from(values, String) : values };
   }
-  const lines = readBytes(file, path).toString("utf8");
+  // A byte-order mark (as spreadsheet programs write it) is not part of the first column's name.
+  const lines = readBytes(file, path).toString("utf8").replace(/^\uFEFF/, "");
   if (extension === ".csv") {
     const [header, ...rows] = parseCsv(lines);
     if (!header) throw new DataError(path, "header", "a header line with column names", "an empty file");
@@ -179,34 +227,63 @@ export function readColumn(root: string, source: string, text = false): Column {
   }
   if (extension === ".jsonl") {
     if (!field) throw new DataError(path, "field", "a key: write path.jsonl:key", "none");
-    const records = lines.split("\n").filter((l) => l.trim());
-    const values: (string | number)[][] = records.map((line, i) => {
-      let record: Record<string, unknown>;
+    // Line numbers count every line of the file, blank ones too, as an editor shows them.
+    const records = lines.split("\n").flatMap((line, i) => (line.trim() ? [{ line, number: i + 1 }] : []));
+    let shape: number[] | undefined;
+    const values: (string | number)[][] = records.map(({ line, number }) => {
+      let record: unknown;
       try {
-        record = JSON.parse(line) as Record<string, unknown>;
+        record = JSON.parse(line);
       } catch {
-        throw new DataError(path, `line ${i + 1}`, "a JSON object", line.slice(0, 40));
+        throw new DataError(path, `line ${number}`, "a JSON object", line.slice(0, 40));
       }
-      if (!(field in record)) throw new DataError(path, field, `a key "${field}" on every line`, `line ${i + 1} without it`);
-      const value = record[field];
+      if (typeof record !== "object" || record === null || Array.isArray(record)) throw new DataError(path, `line ${number}`, "a JSON object", line.slice(0, 40));
+      if (!Object.hasOwn(record, field)) throw new DataError(path, field, `a key "${field}" on every line`, `line ${number} without it`);
+      const value = (record as Record<string, unknown>)[field];
+      shape ??= nestedShape(value);
       const flat = Array.isArray(value) ? (value.flat(Infinity) as unknown[]) : [value];
-      if (!text && !flat.every((v) => typeof v === "number")) throw new DataError(path, field, "numbers", `${JSON.stringify(value).slice(0, 40)} on line ${i + 1}`);
+      if (!text && !flat.every((v) => typeof v === "number")) throw new DataError(path, field, "numbers", `${JSON.stringify(value).slice(0, 40)} on line ${number}`);
       return flat as (string | number)[];
     });
     const width = values[0]?.length ?? 0;
     values.forEach((v, i) => {
-      if (v.length !== width) throw new DataError(path, field, `${width} numbers on every line`, `${v.length} on line ${i + 1}`);
+      if (v.length !== width) throw new DataError(path, field, `${width} numbers on every line`, `${v.length} on line ${records[i]!.number}`);
     });
-    return { file: name, rows: values.length, width, values: text ? values.flat().map(String) : Float64Array.from(values.flat() as number[]) };
+    return { file: name, rows: values.length, width, ...(shape ? { shape } : {}), values: text ? values.flat().map(String) : Float64Array.from(values.flat() as number[]) };
   }
   throw new DataError(path, "format", "a .npy, .npz, .csv or .jsonl file", extension || "no extension");
+}
+
+/** The shape of a nested JSON array (`[[1, 2], [3, 4]]` → [2, 2]); a number has none. */
+function nestedShape(value: unknown): number[] | undefined {
+  const shape: number[] = [];
+  for (let v = value; Array.isArray(v); v = v[0]) shape.push(v.length);
+  return shape.length ? shape : undefined;
+}
+
+/**
+ * A modality's samples must have its declared shape, not only as many values: frames stored as
+ * [32, 32, 3] would train as float[3, 32, 32] with every pixel in the wrong place. A file that
+ * stores samples flat (a .csv, a 2-D .npy) is taken in the declared order, and a flat modality
+ * (float[n]) takes samples of any shape, flattened: it has no axes to mix.
+ */
+function checkShape(column: Column, modality: { name: string; shape: number[] }): void {
+  const declared = `float[${modality.shape.join(", ")}]`;
+  const width = modality.shape.reduce((a, b) => a * b, 1);
+  if (column.width !== width) throw new DataError(column.file, modality.name, `${width} values per sample (${declared})`, `${column.width}`);
+  const stored = column.shape;
+  if (!stored || stored.length <= 1 || modality.shape.length <= 1 || stored.join() === modality.shape.join()) return;
+  const permuted = stored.length === modality.shape.length && [...stored].sort((a, b) => a - b).join() === [...modality.shape].sort((a, b) => a - b).join();
+  const hint = permuted
+    ? `; the same axes in another order${stored[stored.length - 1] === modality.shape[0] ? " (channels last?)" : ""}: store the samples as [N, ${modality.shape.join(", ")}] (e.g. numpy.transpose)`
+    : "";
+  throw new DataError(column.file, modality.name, `samples of shape [${modality.shape.join(", ")}] (${declared})`, `[${stored.join(", ")}]${hint}`);
 }
 
 export function files(root: string, modalities: { name: string; shape: number[]; source?: string }[], target: Target, options: FilesOptions): Dataset {
   const inputs = modalities.map((m) => {
     const column = readColumn(root, m.source!);
-    const width = m.shape.reduce((a, b) => a * b, 1);
-    if (column.width !== width) throw new DataError(column.file, m.name, `${width} values per sample (float[${m.shape.join(", ")}])`, `${column.width}`);
+    checkShape(column, m);
     return column;
   });
   const labels = readColumn(root, target.source!);

@@ -153,9 +153,6 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
     }
   }
 
-  // Optimiser step on the (modulated) gradients.
-  ctx.update(grads);
-
   // History: values that `prev(...)` reads on the next step.
   for (const m of ctx.modalities) {
     ctx.history.write(0, `${m}`, avg[m]!);
@@ -168,6 +165,9 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
       ctx.history.write(2, `${m},${k}`, avg[k]!);
     }
   }
+
+  // Optimiser step on the (modulated) gradients.
+  ctx.update(grads);
   return { loss, values: { s, avg, ratio, ideal, coeff }, raw: grad };
 }
 
@@ -176,6 +176,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { s: 31, avg: 32, ratio: 33, ideal: 34, coeff: 35 },
+  sourceHash: "sha256:af68be0fe96e38dde51da4b4587749f453f26732946e39f91bd53aff50974d25",
   trainStep,
 };
 

@@ -161,6 +161,8 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { g: 31, gs: 32, gbar: 33, k: 34 },
+  perSampleValues: ["gs"],
+  sourceHash: "sha256:27936dae15952b956c9dbd26976f2e5d909795250355afa154c1b345da1aeb00",
   trainStep,
 };
 

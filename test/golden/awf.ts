@@ -5,6 +5,7 @@ import {
   add,
   concatOf,
   crossEntropy,
+  detach,
   div,
   gradMean,
   mapGradient,
@@ -22,7 +23,7 @@ import {
   type TrainerDefinition,
 } from "mmb/runtime";
 
-// fusion (concat(j, w[j] * z[j]) + attention) / 2 -> linear(6)  (line 25)
+// fusion (concat(j, w[j] * z[j]) + attention) / 2 -> linear(6)  (line 29)
 function fuse(inputs: FusionInputs): Tensor {
   return div(
     add(
@@ -33,7 +34,7 @@ function fuse(inputs: FusionInputs): Tensor {
   );
 }
 
-/** The model (spec lines 16-27): architecture, data, optimiser, training settings. */
+/** The model (spec lines 20-31): architecture, data, optimiser, training settings. */
 export const spec: ModelSpec = {
   name: "awf",
   source: "specs/awf.mmb",
@@ -152,7 +153,7 @@ export const params = {};
 
 type Params = Record<keyof typeof params, number>;
 
-// loss cross_entropy(out, y)  (line 27)
+// loss cross_entropy(out, y)  (line 31)
 function taskLoss(f: Forward): Tensor {
   return crossEntropy(f.out, f.target);
 }
@@ -163,30 +164,30 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
   const { loss, grads, raw: grad, forward: f } = ctx.backward(taskLoss);
 
   // Rule values, in dependency order, from this step's raw gradients.
-  // g[m] = mean(abs(grad(encoder[m].last.weight)))  (line 32)
+  // g[m] = mean(abs(grad(encoder[m].last.weight)))  (line 36)
   const g = ctx.perModality((m) =>
     gradMean(mapGradient(grad(ctx.group.weights(ctx.group.encoderLast(m))), abs)),
   );
-  // gbar = mean(k, g[k])  (line 33)
+  // gbar = mean(k, g[k])  (line 37)
   const gbar = meanOf(ctx.modalities.map((k) => g[k]!));
-  // r[m] = max(k, g[k]) / g[m]  (line 34)
+  // r[m] = max(k, g[k]) / g[m]  (line 38)
   const r = ctx.perModality((m) => div(maxOf(ctx.modalities.map((k) => g[k]!)), g[m]!));
 
   // Actions, in spec order.
-  // minimize sum(k, abs(g[k] - gbar * r[k])) wrt w using sgd(lr: 0.01)  (line 35)
+  // minimize sum(k, abs(g[k] - detach(gbar * r[k]))) wrt w using sgd(lr: 0.01)  (line 39)
   ctx.minimize(
     ctx.group.learnable("w"),
     { kind: "sgd", options: { lr: 0.01, momentum: 0, weight_decay: 0 } },
     (f, grad) => {
-      // g[m] = mean(abs(grad(encoder[m].last.weight)))  (line 32)
+      // g[m] = mean(abs(grad(encoder[m].last.weight)))  (line 36)
       const g = ctx.perModality((m) =>
         gradMean(mapGradient(grad(ctx.group.weights(ctx.group.encoderLast(m))), abs)),
       );
-      // gbar = mean(k, g[k])  (line 33)
+      // gbar = mean(k, g[k])  (line 37)
       const gbar = meanOf(ctx.modalities.map((k) => g[k]!));
-      // r[m] = max(k, g[k]) / g[m]  (line 34)
+      // r[m] = max(k, g[k]) / g[m]  (line 38)
       const r = ctx.perModality((m) => div(maxOf(ctx.modalities.map((k) => g[k]!)), g[m]!));
-      return sumOf(ctx.modalities.map((k) => abs(sub(g[k]!, mul(gbar, r[k]!)))));
+      return sumOf(ctx.modalities.map((k) => abs(sub(g[k]!, detach(mul(gbar, r[k]!))))));
     },
   );
 
@@ -199,7 +200,8 @@ export const trainer: TrainerDefinition = {
   spec,
   params,
   trainedSeparately: ["learnable.w"],
-  valueLines: { g: 32, gbar: 33, r: 34 },
+  valueLines: { g: 36, gbar: 37, r: 38 },
+  sourceHash: "sha256:7b3b66e5a3e2e226545d4022d1fc7379aa0ca948ba8799464586a13feba33c83",
   trainStep,
 };
 

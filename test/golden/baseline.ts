@@ -131,6 +131,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { score: 21, gnorm: 22 },
+  sourceHash: "sha256:2930e689676f2155fc2fdf3f47bc67b8208c4125dfe415f0945ed2692312fcfc",
   trainStep,
 };
 

@@ -139,6 +139,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { gnorm: 22 },
+  sourceHash: "sha256:6b179d4011eddc5f7f6fd7b3ac3f86a97dec613fb043d425fe1b3fb2bb344058",
   trainStep,
 };
 

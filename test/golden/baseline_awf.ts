@@ -139,6 +139,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { gnorm: 21 },
+  sourceHash: "sha256:0835be5a3f79342c1c02f8adb482f98be8a49938b96bc615cae62ff3fe463103",
   trainStep,
 };
 

@@ -139,6 +139,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { gnorm: 21 },
+  sourceHash: "sha256:18a27e0fc7eeaa8c1c98e61693fd547e38f4070083fd3d694e44f661fd156ac0",
   trainStep,
 };
 

@@ -127,6 +127,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { gnorm: 21 },
+  sourceHash: "sha256:898286090719d89f00cacb5d9f83a2a8c0debf1578906b416eafb339fa301a4e",
   trainStep,
 };
 

@@ -19,7 +19,7 @@ import {
   type TrainerDefinition,
 } from "mmb/runtime";
 
-/** The model (spec lines 17-28): architecture, data, optimiser, training settings. */
+/** The model (spec lines 20-31): architecture, data, optimiser, training settings. */
 export const spec: ModelSpec = {
   name: "cggm",
   source: "specs/cggm.mmb",
@@ -129,7 +129,7 @@ export const params = { rho: 1.2, lambda: 0.1 };
 
 type Params = Record<keyof typeof params, number>;
 
-// loss cross_entropy(out, y)  (line 28)
+// loss cross_entropy(out, y)  (line 31)
 function taskLoss(f: Forward): Tensor {
   return crossEntropy(f.out, f.target);
 }
@@ -137,21 +137,21 @@ function taskLoss(f: Forward): Tensor {
 /** One training step, phase by phase. */
 export function trainStep(ctx: StepContext, p: Params): StepResult {
   // Forward pass, task loss and backward pass (second order: the added loss reads gradients).
-  // add loss lambda * mean(k, abs(B[k]) - B[k] * cos(grad(head), grad(head[k], cross_entropy(head[k], y))))  (line 39)
+  // add loss lambda * mean(k, abs(B[k]) - B[k] * cos(grad(head), grad(head[k], cross_entropy(head[k], y))))  (line 42)
   const {
     loss,
     grads,
     raw: grad,
     forward: f,
   } = ctx.backward(taskLoss, (f, grad) => {
-    // eps[m] = acc(head[m], y)  (line 35)
+    // eps[m] = acc(head[m], y)  (line 38)
     const eps = ctx.perModality((m) => accuracy(f.aux(m), f.target));
-    // d[m] = delta(eps[m])  (line 36)
+    // d[m] = delta(eps[m])  (line 39)
     const d = ctx.perModality((m) => ctx.history.delta(0, `${m}`, eps[m]!, 0));
-    // B[m] = rho * sum(k != m, d[k]) / (sum(k, d[k]) + 1e-8)  (line 37)
+    // B[m] = rho * (sum(k != m, d[k]) + 1e-8) / (sum(k, d[k]) + 1e-8)  (line 40)
     const B = ctx.perModality((m) =>
       div(
-        mul(p.rho, sumOf(ctx.except(m).map((k) => d[k]!))),
+        mul(p.rho, add(sumOf(ctx.except(m).map((k) => d[k]!)), 1e-8)),
         add(sumOf(ctx.modalities.map((k) => d[k]!)), 1e-8),
       ),
     );
@@ -175,24 +175,24 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
   });
 
   // Rule values, in dependency order, from this step's raw gradients.
-  // eps[m] = acc(head[m], y)  (line 35)
+  // eps[m] = acc(head[m], y)  (line 38)
   const eps = ctx.perModality((m) => accuracy(f.aux(m), f.target));
-  // d[m] = delta(eps[m])  (line 36)
+  // d[m] = delta(eps[m])  (line 39)
   const d = ctx.perModality((m) => ctx.history.delta(0, `${m}`, eps[m]!, 0));
-  // B[m] = rho * sum(k != m, d[k]) / (sum(k, d[k]) + 1e-8)  (line 37)
+  // B[m] = rho * (sum(k != m, d[k]) + 1e-8) / (sum(k, d[k]) + 1e-8)  (line 40)
   const B = ctx.perModality((m) =>
     div(
-      mul(p.rho, sumOf(ctx.except(m).map((k) => d[k]!))),
+      mul(p.rho, add(sumOf(ctx.except(m).map((k) => d[k]!)), 1e-8)),
       add(sumOf(ctx.modalities.map((k) => d[k]!)), 1e-8),
     ),
   );
 
   // Actions, in spec order.
-  // scale grad(encoder[m]) by B[m]  (line 38)
+  // scale grad(encoder[m]) by B[m]  (line 41)
   for (const m of ctx.modalities) {
     grads.scale(ctx.group.encoder(m), B[m]!);
   }
-  // minimize cross_entropy(head[m], y) wrt head[m] using adamw(lr: 1e-3)  (line 40)
+  // minimize cross_entropy(head[m], y) wrt head[m] using adamw(lr: 1e-3)  (line 43)
   for (const m of ctx.modalities) {
     ctx.minimize(
       ctx.group.aux(m),
@@ -213,7 +213,8 @@ export const trainer: TrainerDefinition = {
   spec,
   params,
   trainedSeparately: ["aux.audio", "aux.visual", "aux.text"],
-  valueLines: { eps: 35, d: 36, B: 37 },
+  valueLines: { eps: 38, d: 39, B: 40 },
+  sourceHash: "sha256:a34fb0152b0b83bb782a4276d0e5d5a8f965804e79aa3d0637433009279858dd",
   trainStep,
 };
 

@@ -148,10 +148,10 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
     const eps = ctx.perModality((m) => neg(meanAbsoluteError(f.aux(m), f.target)));
     // d[m] = delta(eps[m])  (line 28)
     const d = ctx.perModality((m) => ctx.history.delta(0, `${m}`, eps[m]!, 0));
-    // B[m] = rho * sum(k != m, d[k]) / (sum(k, d[k]) + 1e-8)  (line 29)
+    // B[m] = rho * (sum(k != m, d[k]) + 1e-8) / (sum(k, d[k]) + 1e-8)  (line 29)
     const B = ctx.perModality((m) =>
       div(
-        mul(p.rho, sumOf(ctx.except(m).map((k) => d[k]!))),
+        mul(p.rho, add(sumOf(ctx.except(m).map((k) => d[k]!)), 1e-8)),
         add(sumOf(ctx.modalities.map((k) => d[k]!)), 1e-8),
       ),
     );
@@ -179,10 +179,10 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
   const eps = ctx.perModality((m) => neg(meanAbsoluteError(f.aux(m), f.target)));
   // d[m] = delta(eps[m])  (line 28)
   const d = ctx.perModality((m) => ctx.history.delta(0, `${m}`, eps[m]!, 0));
-  // B[m] = rho * sum(k != m, d[k]) / (sum(k, d[k]) + 1e-8)  (line 29)
+  // B[m] = rho * (sum(k != m, d[k]) + 1e-8) / (sum(k, d[k]) + 1e-8)  (line 29)
   const B = ctx.perModality((m) =>
     div(
-      mul(p.rho, sumOf(ctx.except(m).map((k) => d[k]!))),
+      mul(p.rho, add(sumOf(ctx.except(m).map((k) => d[k]!)), 1e-8)),
       add(sumOf(ctx.modalities.map((k) => d[k]!)), 1e-8),
     ),
   );
@@ -214,6 +214,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: ["aux.audio", "aux.visual", "aux.text"],
   valueLines: { eps: 27, d: 28, B: 29 },
+  sourceHash: "sha256:7a6e8d6c761081227af65b5abc4acf09fb66eddf113b9a81620e838b2b81a63b",
   trainStep,
 };
 

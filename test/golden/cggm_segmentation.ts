@@ -135,10 +135,10 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
     const eps = ctx.perModality((m) => dice(f.aux(m), f.target));
     // d[m] = delta(eps[m])  (line 26)
     const d = ctx.perModality((m) => ctx.history.delta(0, `${m}`, eps[m]!, 0));
-    // B[m] = rho * sum(k != m, d[k]) / (sum(k, d[k]) + 1e-8)  (line 27)
+    // B[m] = rho * (sum(k != m, d[k]) + 1e-8) / (sum(k, d[k]) + 1e-8)  (line 27)
     const B = ctx.perModality((m) =>
       div(
-        mul(p.rho, sumOf(ctx.except(m).map((k) => d[k]!))),
+        mul(p.rho, add(sumOf(ctx.except(m).map((k) => d[k]!)), 1e-8)),
         add(sumOf(ctx.modalities.map((k) => d[k]!)), 1e-8),
       ),
     );
@@ -168,10 +168,10 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
   const eps = ctx.perModality((m) => dice(f.aux(m), f.target));
   // d[m] = delta(eps[m])  (line 26)
   const d = ctx.perModality((m) => ctx.history.delta(0, `${m}`, eps[m]!, 0));
-  // B[m] = rho * sum(k != m, d[k]) / (sum(k, d[k]) + 1e-8)  (line 27)
+  // B[m] = rho * (sum(k != m, d[k]) + 1e-8) / (sum(k, d[k]) + 1e-8)  (line 27)
   const B = ctx.perModality((m) =>
     div(
-      mul(p.rho, sumOf(ctx.except(m).map((k) => d[k]!))),
+      mul(p.rho, add(sumOf(ctx.except(m).map((k) => d[k]!)), 1e-8)),
       add(sumOf(ctx.modalities.map((k) => d[k]!)), 1e-8),
     ),
   );
@@ -203,6 +203,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: ["aux.audio", "aux.visual"],
   valueLines: { eps: 25, d: 26, B: 27 },
+  sourceHash: "sha256:303156e203de97219eee9ea57cc4f52c2e731d995d2776496660215ba3142883",
   trainStep,
 };
 

@@ -175,6 +175,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { c: 30, w: 31, r: 33 },
+  sourceHash: "sha256:9be18307c92f6c985ebb456e14904d76f56cc4b021916d604276564219a06944",
   trainStep,
 };
 

@@ -123,6 +123,13 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
   return { loss, values: {}, raw: grad };
 }
 
-export const trainer: TrainerDefinition = { spec, params, trainedSeparately: [], valueLines: {}, trainStep };
+export const trainer: TrainerDefinition = {
+  spec,
+  params,
+  trainedSeparately: [],
+  valueLines: {},
+  sourceHash: "sha256:b0a893fda212999336e46701d9a6f1d9cfc1c7c02036fd17125ab69e50615cce",
+  trainStep,
+};
 
 export default trainer;

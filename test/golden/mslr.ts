@@ -123,6 +123,13 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
   return { loss, values: {}, raw: grad };
 }
 
-export const trainer: TrainerDefinition = { spec, params, trainedSeparately: [], valueLines: {}, trainStep };
+export const trainer: TrainerDefinition = {
+  spec,
+  params,
+  trainedSeparately: [],
+  valueLines: {},
+  sourceHash: "sha256:bb9df92c071ee1f1237b7297f06c3be97e18afda290e5f4b7ec1d5b598d4e3fe",
+  trainStep,
+};
 
 export default trainer;

@@ -147,6 +147,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { s: 26, rho: 27, k: 28 },
+  sourceHash: "sha256:69eaab5f84d25b3667932b0497849879c1dc5fe6534057e2647825781fe0e464",
   trainStep,
 };
 

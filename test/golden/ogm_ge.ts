@@ -155,6 +155,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { s: 29, rho: 30, k: 31 },
+  sourceHash: "sha256:ff97bd01e6346e51cf40bf82bb9d0ae582b176b1bb721a0bdc0c8287a5b98b72",
   trainStep,
 };
 

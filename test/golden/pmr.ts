@@ -166,6 +166,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { s: 32, c: 33 },
+  sourceHash: "sha256:6bdaf8ee38cc29bd836a10c0ef838ca0c01324921243dc8d1bb8e20e956084c5",
   trainStep,
 };
 

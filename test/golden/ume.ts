@@ -128,6 +128,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { acc_alone: 28 },
+  sourceHash: "sha256:32fe4be7518f24e081b7e8100a938bc6c350558e5e03eb666e56ccd8af14ba36",
   trainStep,
 };
 

@@ -12,6 +12,8 @@ export interface Env {
   scope: "ctx" | "f";
   /** Inside `per_sample(...)`: the variable holding the sample index. */
   sample?: string;
+  /** Inside `per_tensor(...)`: the gradient (as JSON) that the variable `tensor`, one of its tensors, stands for. */
+  tensor?: string;
 }
 
 const binaryOps = new Map(binaryOperators.map((o) => [o.symbol, o.tfjs]));
@@ -60,6 +62,7 @@ export function historyKey(env: Env): string {
 export function expression(e: RExpr, env: Env): string {
   const call = (fn: string, ...args: string[]) => emitCall(env, fn, ...args);
   const sub = (x: RExpr) => expression(x, env);
+  if (env.tensor !== undefined && e.kind === "grad" && JSON.stringify(e) === env.tensor) return "[tensor]";
   switch (e.op) {
     case "number":
       return numberLiteral(e.value);
@@ -100,6 +103,8 @@ export function expression(e: RExpr, env: Env): string {
       return env.sample ? `grad(${groupCode(e.group, env)}, undefined, ${env.sample})` : `grad(${groupCode(e.group, env)})`;
     case "perSample":
       return `ctx.perSample((sample) => ${expression(e.arg, { ...env, sample: "sample" })})`;
+    case "perTensor":
+      return call("perTensor", sub(e.gradient), `(tensor) => ${expression(e.arg, { ...env, tensor: JSON.stringify(e.gradient) })}`);
     case "output":
       if (e.which === "out") return "f.out";
       if (e.which === "z") return `f.z[${indexCode(e.modality!, env)}]!`;

@@ -1,11 +1,18 @@
+import { createHash } from "node:crypto";
 import { Project, StructureKind, VariableDeclarationKind, type CodeBlockWriter, type StatementStructures, type WriterFunction } from "ts-morph";
 import type { StepPlan } from "../../2-schedule/index.js";
+import type { SourceText } from "../../../diagnostics/index.js";
 import type { ModelIR } from "../../ir.js";
 import { expression, fusionCode, historyKey, type Env } from "./expression.js";
-import { commentText, numberLiteral, safeName } from "./names.js";
+import { commentText, numberLiteral, objectLiteral, safeName } from "./names.js";
 import { actionStatement, addedLossBody, valueStatement } from "./statements.js";
 
 export const generatorVersion = "0.1.0";
+
+/** The spec text's SHA-256: checkpoints record it, so that `--resume` continues only this spec's run. */
+function sourceHash(text: string): string {
+  return `sha256:${createHash("sha256").update(text).digest("hex")}`;
+}
 
 function specLiteral(model: ModelIR, sourceName: string): string {
   const component = (c: { kind: string; options: Record<string, unknown> }) => ({ kind: c.kind, options: c.options });
@@ -21,6 +28,7 @@ function specLiteral(model: ModelIR, sourceName: string): string {
     head: component(model.head),
     ...(model.auxHead ? { auxHead: component(model.auxHead) } : {}),
     learnables: model.learnables.map((l) => ({ name: l.name, perModality: l.perModality, init: l.init })),
+    ...(model.unread.length ? { unreadModalities: model.unread } : {}),
     optimizer: component(model.optimizer),
     schedule: component(model.schedule),
     train: model.train,
@@ -34,7 +42,8 @@ function specLiteral(model: ModelIR, sourceName: string): string {
 const project = new Project({ useInMemoryFileSystem: true });
 
 /** Phase 4: IR + step plan → the trainer module's TypeScript (unformatted). */
-export function generate(model: ModelIR, plan: StepPlan, sourceName: string): string {
+export function generate(model: ModelIR, plan: StepPlan, source: SourceText): string {
+  const sourceName = source.fileName;
   const env: Env = { bound: [], model, used: new Set(), scope: "ctx" };
   const statements = (lines: string[]): WriterFunction => (w: CodeBlockWriter) => {
     for (const line of lines) w.writeLine(line);
@@ -59,7 +68,7 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
   }
   // Gradients, head outputs and prototypes are intermediate values: the step log keeps numbers.
   const numeric = plan.values.filter((v) => !["grad", "logits", "prototypes"].includes(v.value.kind));
-  const logged = numeric.map((v) => (safeName(v.name) === v.name ? v.name : `${JSON.stringify(v.name)}: ${safeName(v.name)}`));
+  const logged = objectLiteral(numeric.map((v) => [v.name, safeName(v.name)]));
 
   // The module is built as one list of structures and printed once: ts-morph re-parses the file after every
   // `add...` call, which made code generation quadratic in the number of rule values.
@@ -85,7 +94,7 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
     kind: StructureKind.VariableStatement,
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
-    declarations: [{ name: "params", initializer: `{ ${rule.params.map((x) => `${x.name}: ${numberLiteral(x.value)}`).join(", ")} }` }],
+    declarations: [{ name: "params", initializer: objectLiteral(rule.params.map((x) => [x.name, numberLiteral(x.value)])) }],
     leadingTrivia: "/** The spec's `param` values; `mmb train --set name=value` overrides them. */\n",
   });
   module.push({ kind: StructureKind.TypeAlias, name: "Params", type: "Record<keyof typeof params, number>", leadingTrivia: "\n" });
@@ -105,9 +114,10 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
   );
   if (values.length) body.push("", "// Rule values, in dependency order, from this step's raw gradients.", ...values);
   if (actions.length) body.push("", "// Actions, in spec order.", ...actions);
-  body.push("", "// Optimiser step on the (modulated) gradients.", "ctx.update(grads);");
+  // `prev` records this step's values before the update, which would change a learnable's.
   if (prevWrites.length) body.push("", "// History: values that `prev(...)` reads on the next step.", ...prevWrites);
-  body.push(`return { loss, values: { ${logged.join(", ")} }, raw: grad };`);
+  body.push("", "// Optimiser step on the (modulated) gradients.", "ctx.update(grads);");
+  body.push(`return { loss, values: ${logged}, raw: grad };`);
   module.push({
     kind: StructureKind.Function,
     isExported: true,
@@ -120,7 +130,9 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
     statements: statements(body),
     leadingTrivia: "/** One training step, phase by phase. */\n",
   });
-  const valueLines = Object.fromEntries(numeric.map((v) => [v.name, v.line]));
+  const valueLines = objectLiteral(numeric.map((v) => [v.name, String(v.line)]));
+  // One number per sample: the step log records their batch mean.
+  const perSample = numeric.filter((v) => v.value.kind === "batch" || v.value.kind === "batchBool").map((v) => v.name);
   module.push({
     kind: StructureKind.VariableStatement,
     isExported: true,
@@ -129,7 +141,7 @@ export function generate(model: ModelIR, plan: StepPlan, sourceName: string): st
       {
         name: "trainer",
         type: "TrainerDefinition",
-        initializer: `{ spec, params, trainedSeparately: ${JSON.stringify(plan.trainedSeparately)}, valueLines: ${JSON.stringify(valueLines)}, trainStep }`,
+        initializer: `{ spec, params, trainedSeparately: ${JSON.stringify(plan.trainedSeparately)}, valueLines: ${valueLines}${perSample.length ? `, perSampleValues: ${JSON.stringify(perSample)}` : ""}, sourceHash: ${JSON.stringify(sourceHash(source.text))}, trainStep }`,
       },
     ],
   });

@@ -7,7 +7,7 @@ import { runtimeNames } from "../../builtins/index.js";
 const taken = new Set([
   "ctx", "p", "f", "grad", "grads", "loss", "raw", "spec", "params", "trainer", "trainStep", "taskLoss", "Params",
   "Tensor", "Forward", "StepContext", "StepResult", "TrainerDefinition", "ModelSpec", "GradientOf",
-  "fuse", "inputs", "FusionInputs", "sample",
+  "fuse", "inputs", "FusionInputs", "sample", "tensor",
   ...runtimeNames,
 ]);
 const reservedWords = new Set(
@@ -28,4 +28,17 @@ export function commentText(text: string): string {
 
 export function numberLiteral(value: number): string {
   return Object.is(value, -0) ? "0" : String(value);
+}
+
+/**
+ * A spec name as the key of an object literal. `__proto__: v` would set the object's prototype
+ * instead of a property (a param or rule value of that name would vanish), so it is computed.
+ */
+export function propertyKey(name: string): string {
+  return name === "__proto__" ? `[${JSON.stringify(name)}]` : /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name) ? name : JSON.stringify(name);
+}
+
+/** An object literal from spec names and the code of their values. */
+export function objectLiteral(entries: [name: string, code: string][]): string {
+  return `{ ${entries.map(([name, code]) => (propertyKey(name) === name && code === name ? name : `${propertyKey(name)}: ${code}`)).join(", ")} }`;
 }

@@ -1,4 +1,4 @@
-import { action } from "../../builtins/index.js";
+import { action, conditional } from "../../builtins/index.js";
 import type { ActionIR, RExpr, RuleValue } from "../../ir.js";
 import type { StepPlan } from "../../2-schedule/index.js";
 import { reads, readsTaskGradient } from "../../walks.js";
@@ -34,11 +34,11 @@ export function conditionCode(conditions: RExpr[], env: Env): { host: string[]; 
   };
 }
 
-/** `value` where every tensor condition holds, `otherwise` elsewhere. */
-export function masked(value: string, masks: string[], otherwise: string, env: Env): string {
+/** `value` where every tensor condition holds, `otherwise` elsewhere (element by element for a gradient-shaped value). */
+export function masked(value: string, masks: string[], otherwise: string, env: Env, gradientShaped = false): string {
   if (masks.length === 0) return value;
   const condition = masks.reduce((a, b) => emitCall(env, "and", a, b));
-  return emitCall(env, "choose", condition, value, otherwise);
+  return emitCall(env, gradientShaped ? conditional.tfjs.gradient : conditional.tfjs.tensor, condition, value, otherwise);
 }
 
 /** The body of an objective (`add loss`, `minimize`): the rule values it reads, then its value. */
@@ -52,7 +52,7 @@ export function actionStatement(a: Exclude<ActionIR, { kind: "addLoss" }>, plan:
   const inner: Env = { ...env, bound: [...env.bound, ...a.loop] };
   const { host, masks } = conditionCode(a.when, inner);
   const entry = action(a.kind);
-  const operand = (name: string, value: RExpr) => masked(expression(value, inner), masks, entry.otherwise![name]!, inner);
+  const operand = (name: string, value: RExpr) => masked(expression(value, inner), masks, entry.otherwise![name]!, inner, value.kind === "grad");
   let operands: Record<string, string>;
   switch (a.kind) {
     case "scale":

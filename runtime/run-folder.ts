@@ -1,0 +1,74 @@
+import { open, readdir, readFile, rm, unlink } from "node:fs/promises";
+import { join } from "node:path";
+
+/**
+ * A run folder holds one run. A fresh run refuses a folder that holds another run's state unless
+ * told to replace it; `--resume` continues the run that is there; and a lock file keeps a second
+ * process from writing into a folder a live one is using. Nothing is ever mixed.
+ */
+export class RunFolderError extends Error {}
+
+/** What a run leaves: its state (log, summary, checkpoints) and the report made from it. The trainer files are rewritten by each run. */
+const runState = ["log.jsonl", "summary.json", "checkpoints"];
+const runFiles = [...runState, "report.html"];
+const lockName = ".mmb-lock";
+
+export interface RunFolder {
+  dir: string;
+  /** Removes the lock; the folder stays. */
+  release(): Promise<void>;
+}
+
+/**
+ * Claims `dir` for a run: takes its lock (a lock whose process has ended is taken over), then, for
+ * a fresh run, checks that no other run's state is there, or removes it with `overwrite`.
+ */
+export async function claimRunFolder(dir: string, options: { resume?: boolean; overwrite?: boolean }): Promise<RunFolder> {
+  const lock = join(dir, lockName);
+  await takeLock(lock, dir);
+  try {
+    if (!options.resume) {
+      const entries = await readdir(dir);
+      const present = runState.filter((entry) => entries.includes(entry));
+      if (present.length > 0 && !options.overwrite) {
+        throw new RunFolderError(
+          `${dir} holds another run (${present.join(", ")}); choose another --out, add --resume to continue that run, or --overwrite to replace it`,
+        );
+      }
+      if (options.overwrite) for (const entry of runFiles) await rm(join(dir, entry), { recursive: true, force: true });
+    }
+  } catch (e) {
+    await unlink(lock).catch(() => {});
+    throw e;
+  }
+  return { dir, release: () => unlink(lock).catch(() => {}) };
+}
+
+async function takeLock(lock: string, dir: string): Promise<void> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await open(lock, "wx");
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+    const holder = Number((await readFile(lock, "utf8").catch(() => "")).trim());
+    if (Number.isInteger(holder) && holder > 0 && alive(holder)) {
+      throw new RunFolderError(`${dir} is in use by another mmb train (process ${holder}); wait for it to finish, or choose another --out`);
+    }
+    // The process that held the lock has ended (killed mid-run): its lock is stale.
+    await unlink(lock).catch(() => {});
+  }
+  throw new RunFolderError(`${dir}: could not take the run folder's lock (${lockName})`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
