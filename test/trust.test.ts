@@ -190,6 +190,16 @@ describe("a run folder never mixes two runs", () => {
 
 
 
+describe("the memory a run needs counts its data", () => {
+  it("data larger than the machine stops the run before the model is allocated, naming its size", async () => {
+    // A stand-in for 10 TB of samples: the check reads each array's size only.
+    const huge = { byteLength: 1e13 } as unknown as Float32Array;
+    const split = { inputs: [huge, new Float32Array(0)], labels: new Float32Array(0), size: 1 };
+    const data = { train: split, valid: split, test: split, description: "10 TB of samples" };
+    await expect(run(smallSpec(), fresh(), { data })).rejects.toThrow(/^training small needs about [\d.]+ GiB: 27939\.7 GiB of data and [\d.]+ GiB for .* more than the [\d.]+ GiB this machine can give; use fewer samples or smaller inputs$/);
+  });
+});
+
 describe("mmb report reads what a damaged log still holds", () => {
   it("a torn or edited line is skipped with a warning naming it; the other records are drawn", async () => {
     const out = fresh();
