@@ -7,7 +7,7 @@ import { analyze } from "../compiler/index.js";
 import { loadCheckpoint } from "../runtime/checkpoint.js";
 import { initialParameters } from "../runtime/model.js";
 import { train } from "../runtime/train.js";
-import { compileOrThrow, diagnose, fixedData, smallSpec } from "./helpers.js";
+import { compileOrThrow, convSpec, diagnose, fixedData, smallSpec } from "./helpers.js";
 
 /** The logged rule values of every step of one epoch on the fixed 16 samples, `batch` a step. */
 async function steps(balance: string, options: { batch?: number; set?: Record<string, number> } = {}): Promise<Record<string, number | number[]>[]> {
@@ -53,18 +53,7 @@ describe("functions on tensors", () => {
   });
 
   it("per_tensor(std(grad(G))) holds each parameter tensor's own std: scaling by it multiplies each kernel's update by its std", async () => {
-    const conv = (rule: string) => `model conv
-modality a : float[1, 4, 4]
-modality b : float[2, 4, 4]
-target y : class(4)
-encoder[m] = conv2d(channels: [6, 8], out: 5)
-fusion concat -> linear(4)
-loss cross_entropy(out, y)
-optimizer sgd(lr: 1)
-train epochs 1 batch 16 seed 2
-balance {
-${rule}
-}`;
+    const conv = (rule: string) => convSpec(`balance {\n${rule}\n}`, 1);
     const update = async (rule: string) => {
       const out = mkdtempSync(join(tmpdir(), "mmb-per-tensor-"));
       const trainer = await loadTrainer(await compileOrThrow(conv(rule)), out);

@@ -71,6 +71,20 @@ ${balance}
 `;
 }
 
+/** A small two-modality spec with conv2d encoders (two kernels each), for fixedData([16, 32]); `body` follows it (a balance block). */
+export function convSpec(body: string, lr = 0.1): string {
+  return `model conv
+modality a : float[1, 4, 4]
+modality b : float[2, 4, 4]
+target y : class(4)
+encoder[m] = conv2d(channels: [6, 8], out: 5)
+fusion concat -> linear(4)
+loss cross_entropy(out, y)
+optimizer sgd(lr: ${lr})
+train epochs 1 batch 16 seed 2
+${body}`;
+}
+
 /**
  * Two epochs of every spec on one backend, each rule value logged at every step. `shard`
  * [i, n] takes every n-th spec from the i-th, so that slow backends split over workers.

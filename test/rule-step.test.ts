@@ -7,7 +7,7 @@ import { loadCheckpoint } from "../runtime/checkpoint.js";
 import type { ModelSpec } from "../runtime/index.js";
 import { initialParameters } from "../runtime/model.js";
 import { train } from "../runtime/train.js";
-import { compileOrThrow, fixedData, smallSpec, specsDir } from "./helpers.js";
+import { compileOrThrow, convSpec, fixedData, smallSpec, specsDir } from "./helpers.js";
 
 async function oneStep(balance: string) {
   const code = await compileOrThrow(smallSpec(balance).replace("train epochs 2 batch 16 seed 2", "train epochs 1 batch 16 seed 2"));
@@ -107,16 +107,7 @@ describe("OGM-GE as its authors' code runs it (specs/ogm_ge_code.mmb)", () => {
   it("only convolution kernels are scaled by k and noised, with the std of each kernel tensor's unscaled gradient", async () => {
     const shipped = readFileSync(join(specsDir, "ogm_ge_code.mmb"), "utf8");
     const rule = shipped.slice(shipped.indexOf("balance {"));
-    const conv = (body: string) => `model code
-modality a : float[1, 4, 4]
-modality b : float[2, 4, 4]
-target y : class(4)
-encoder[m] = conv2d(channels: [6, 8], out: 5)
-fusion concat -> linear(4)
-loss cross_entropy(out, y)
-optimizer sgd(lr: 0.1)
-train epochs 1 batch 16 seed 2
-${body}`;
+    const conv = (body: string) => convSpec(body);
     const data = fixedData([16, 32]);
     const stepOf = async (text: string) => {
       const out = mkdtempSync(join(tmpdir(), "mmb-code-"));

@@ -1,6 +1,7 @@
 import {
   auxHeadGroup, encoderGroup, encoderLastGroup, encoderLayersGroup, fusionGroup, headGroup, learnableParam, weightsOf,
 } from "../../runtime/parameter-groups.js";
+import { action } from "../builtins/index.js";
 import type { ActionIR, GroupRef, IndexRef, ModelIR, RExpr, RuleValue } from "../ir.js";
 import { children, reads, readsLastStep, readsTaskGradient } from "../walks.js";
 
@@ -71,9 +72,11 @@ export function groupNames(group: GroupRef, model: ModelIR): string[] {
 
 export function schedule(model: ModelIR): StepPlan {
   const values = topological(model.rule.values);
-  const addedLosses = model.rule.actions.filter((a): a is Extract<ActionIR, { kind: "addLoss" }> => a.kind === "addLoss");
-  const drops = model.rule.actions.filter((a): a is Extract<ActionIR, { kind: "drop" }> => a.kind === "drop");
-  const actions = model.rule.actions.filter((a): a is Exclude<ActionIR, { kind: "addLoss" | "drop" }> => a.kind !== "addLoss" && a.kind !== "drop");
+  // Each action runs in the phase its catalogue entry names: before the forward pass, in the loss, or after the rule values.
+  const phase = (a: ActionIR) => action(a.kind).phase;
+  const addedLosses = model.rule.actions.filter((a): a is Extract<ActionIR, { kind: "addLoss" }> => phase(a) === "loss");
+  const drops = model.rule.actions.filter((a): a is Extract<ActionIR, { kind: "drop" }> => phase(a) === "before");
+  const actions = model.rule.actions.filter((a): a is Exclude<ActionIR, { kind: "addLoss" | "drop" }> => phase(a) === "after");
   const prevWrites: StepPlan["prevWrites"] = [];
   for (const v of values) collectPrev(v.value, v.index ? [v.index] : [], prevWrites);
   const trainedSeparately = [...new Set(actions.flatMap((a) => (a.kind === "minimize" ? groupNames(a.group, model) : [])))];
