@@ -130,6 +130,22 @@ export const heads: Record<string, ComponentSpec> = {
       activation,
     },
   },
+  cosine: {
+    doc: "a cosine classifier: scale · cos(features, class weight row), without bias; over `concat` fusion, the sum of each modality's cosine with its own slice of the weights",
+    positional: ["out"],
+    options: {
+      out: { type: "int", doc: "number of classes", range: atLeastOne },
+      scale: { type: "number", default: 10, doc: "the scale s of the cosines", range: positive },
+    },
+  },
+};
+
+/**
+ * `head[m] = ...` takes the heads' options and one of its own: whether its loss trains the encoder
+ * (`detach: false`) or the head reads the features detached (the default).
+ */
+export const auxHeadOptions: Record<string, OptionSpec> = {
+  detach: { type: "bool", default: true, doc: "the head reads z[m] detached from the encoder: its loss does not train the encoder" },
 };
 
 export const optimizers: Record<string, ComponentSpec> = {

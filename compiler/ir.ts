@@ -92,7 +92,10 @@ export type ActionIR =
   | { kind: "scaleLr"; group: GroupRef; factor: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
   | { kind: "noise"; group: GroupRef; mean: RExpr; std: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
   | { kind: "replace"; group: GroupRef; value: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
-  | { kind: "drop"; modality: IndexRef; probability: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
+  /** `probe`: the probability reads this step's forward pass, evaluated on a pass of its own before the drop. */
+  | { kind: "drop"; modality: IndexRef; probability: RExpr; rescale: boolean; probe: boolean; when: RExpr[]; loop: string[]; line: number; text: string }
+  /** `set w[m] = e`: the learnable's value after the optimiser step. */
+  | { kind: "assign"; name: string; index?: IndexRef; value: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
   | { kind: "addLoss"; value: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
   | { kind: "minimize"; value: RExpr; group: GroupRef; optimizer: Component; when: RExpr[]; loop: string[]; line: number; text: string };
 
@@ -129,6 +132,10 @@ export type RNode =
   | { op: "reduceBatch"; fn: "sum" | "mean"; body: RExpr }
   /** ∂loss/∂G: of the task loss, or of `loss` when given (`grad(G, L)`). */
   | { op: "grad"; group: GroupRef; loss?: RExpr }
+  /** A group's parameters: current (`weights(G)`) or as training began (`init(G)`). */
+  | { op: "parameters"; group: GroupRef; initial: boolean }
+  /** `index(m)`: a modality index as a number. */
+  | { op: "modalityNumber"; modality: IndexRef }
   /** Head outputs: fused, modality m's share, its auxiliary head, the fused head on m alone or without m. */
   | { op: "output"; which: "out" | "contrib" | "aux" | "z" | "alone" | "without"; modality?: IndexRef }
   | { op: "target" }

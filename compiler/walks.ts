@@ -27,7 +27,7 @@ export function children(e: RExpr): RExpr[] {
 }
 
 /** A call whose first argument is recorded after the step and read on the next (`prev`). */
-export function readsLastStep(e: RExpr): e is Extract<RExpr, { op: "call" }> {
+export function readsLastStep(e: RExpr): boolean {
   return e.op === "call" && builtin(e.fn)?.readsLastStep === true;
 }
 
@@ -48,4 +48,34 @@ export function readsTaskGradient(e: RExpr, values: RuleValue[], seen = new Set<
     return v !== undefined && readsTaskGradient(v.value, values, seen);
   }
   return children(e).some((c) => readsTaskGradient(c, values, seen));
+}
+
+/**
+ * What a value needs from the step: nothing but numbers known beforehand (`before`: params, time,
+ * learnables, parameters, last step's history), this step's forward pass (`forward`: outputs,
+ * features, the target), or its gradients (`gradient`). Reads under `prev` are of the last step.
+ */
+export type Dependence = "before" | "forward" | "gradient";
+
+export function dependence(e: RExpr, values: RuleValue[], seen = new Set<string>()): Dependence {
+  const order: Dependence[] = ["before", "forward", "gradient"];
+  const worst = (ds: Dependence[]) => ds.reduce((a, b) => (order.indexOf(b) > order.indexOf(a) ? b : a), "before" as Dependence);
+  if (readsLastStep(e)) return "before";
+  switch (e.op) {
+    case "grad":
+    case "perSample":
+    case "perTensor":
+      return "gradient";
+    case "output":
+    case "target":
+      return "forward";
+    case "value": {
+      if (seen.has(e.name)) return "before";
+      seen.add(e.name);
+      const v = values.find((x) => x.name === e.name);
+      return v ? dependence(v.value, values, seen) : "before";
+    }
+    default:
+      return worst(children(e).map((c) => dependence(c, values, seen)));
+  }
 }

@@ -30,7 +30,7 @@ export const codes = {
   MMB024: "encoder does not fit the modality's shape",
   MMB025: "parameter group does not exist",
   MMB026: "unknown parameter on the command line",
-  MMB027: "drop decided by a value of the step",
+  MMB027: "needs a value known before the step",
   MMB028: "`from` needs a file",
   MMB029: "data files and `from` clauses disagree",
   MMB030: "needs at least two modalities",

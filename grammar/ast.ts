@@ -22,7 +22,7 @@ export type Expr =
   /** Stands where the parser recovered from an error; the error is already reported. */
   | { kind: "Missing"; span: Span };
 
-export type BinaryOp = "+" | "-" | "*" | "/" | "^" | "<" | "<=" | ">" | ">=" | "==" | "!=" | "and" | "or";
+export type BinaryOp = "+" | "-" | "*" | "/" | "%" | "^" | "<" | "<=" | ">" | ">=" | "==" | "!=" | "and" | "or";
 
 export interface Arg {
   name?: Ident;
@@ -61,8 +61,10 @@ export type Stmt =
   | { kind: "Noise"; target: Expr; distribution: Expr; span: Span }
   /** `replace grad(G) by e`: the update gradient of G becomes e, a gradient expression. */
   | { kind: "Replace"; target: Expr; value: Expr; span: Span }
-  /** `drop z[m] with p`: in training, each sample's z[m] is zeroed with probability p. */
-  | { kind: "Drop"; target: Expr; probability: Expr; span: Span }
+  /** `drop z[m] with p [rescaled]`: in training, each sample's z[m] is zeroed with probability p (the kept ones × 1/(1 − p)). */
+  | { kind: "Drop"; target: Expr; probability: Expr; rescaled: boolean; span: Span }
+  /** `set w[m] = e`: a learnable's value after the optimiser step. */
+  | { kind: "Set"; target: Expr; value: Expr; span: Span }
   | { kind: "AddLoss"; value: Expr; span: Span }
   | { kind: "Minimize"; value: Expr; group: Expr; optimizer: Expr; span: Span };
 

@@ -157,7 +157,9 @@ function toStmt(node: CstNode | undefined): Stmt | undefined {
     case "replaceStmt":
       return { kind: "Replace", target: part("target"), value: part("value"), span };
     case "dropStmt":
-      return { kind: "Drop", target: part("target"), probability: part("probability"), span };
+      return { kind: "Drop", target: part("target"), probability: part("probability"), rescaled: token1(node, "rescaled") !== undefined, span };
+    case "setStmt":
+      return { kind: "Set", target: part("target"), value: part("value"), span };
     case "addLossStmt":
       return { kind: "AddLoss", value: part("value"), span };
     case "minimizeStmt":
@@ -177,7 +179,7 @@ const infix: Record<string, [number, number]> = {
   and: [3, 4],
   "<": [7, 8], "<=": [7, 8], ">": [7, 8], ">=": [7, 8], "==": [7, 8], "!=": [7, 8],
   "+": [9, 10], "-": [9, 10],
-  "*": [11, 12], "/": [11, 12],
+  "*": [11, 12], "/": [11, 12], "%": [11, 12],
   "^": [16, 15],
 };
 /** Prefix operators: `not a < b` is `not (a < b)`; `-a ^ b` is `-(a ^ b)`, `-a * b` is `(-a) * b`. */

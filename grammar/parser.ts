@@ -151,6 +151,7 @@ class MmbParser extends CstParser {
       { ALT: () => this.SUBRULE(this.dropStmt) },
       { ALT: () => this.SUBRULE(this.addLossStmt) },
       { ALT: () => this.SUBRULE(this.minimizeStmt) },
+      { ALT: () => this.SUBRULE(this.setStmt) },
       { ALT: () => this.SUBRULE(this.defineStmt) },
     ]);
   });
@@ -202,6 +203,14 @@ class MmbParser extends CstParser {
     this.SUBRULE(this.expression, { LABEL: "target" });
     this.CONSUME(T.With);
     this.SUBRULE2(this.expression, { LABEL: "probability" });
+    this.OPTION(() => this.CONSUME(T.Rescaled, { LABEL: "rescaled" }));
+  });
+
+  setStmt = this.RULE("setStmt", () => {
+    this.CONSUME(T.Set);
+    this.SUBRULE(this.expression, { LABEL: "target" });
+    this.CONSUME(T.Equals);
+    this.SUBRULE2(this.expression, { LABEL: "value" });
   });
 
   addLossStmt = this.RULE("addLossStmt", () => {

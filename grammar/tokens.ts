@@ -34,6 +34,8 @@ export const Scale = keyword("scale");
 export const Noise = keyword("noise");
 export const Replace = keyword("replace");
 export const Drop = keyword("drop");
+export const Rescaled = keyword("rescaled");
+export const Set = keyword("set");
 export const With = keyword("with");
 export const By = keyword("by");
 export const Add = keyword("add");
@@ -63,6 +65,7 @@ export const Plus = createToken({ name: "Plus", pattern: /\+/, categories: [Bina
 export const Minus = createToken({ name: "Minus", pattern: /-/, categories: [BinaryOperator] });
 export const Star = createToken({ name: "Star", pattern: /\*/, categories: [BinaryOperator] });
 export const Slash = createToken({ name: "Slash", pattern: /\//, categories: [BinaryOperator] });
+export const Percent = createToken({ name: "Percent", pattern: /%/, categories: [BinaryOperator] });
 export const Caret = createToken({ name: "Caret", pattern: /\^/, categories: [BinaryOperator] });
 export const Tilde = createToken({ name: "Tilde", pattern: /~/ });
 export const Colon = createToken({ name: "Colon", pattern: /:/ });
@@ -80,7 +83,7 @@ export const Comment = createToken({ name: "Comment", pattern: /(?:#|\/\/)[^\n\r
 
 export const keywords = [
   Model, Data, Modality, Target, Encoder, Fusion, Head, Loss, Optimizer, Schedule, Train, Learnable,
-  Balance, Param, When, Scale, Noise, Replace, Drop, With, By, Add, Minimize, Wrt, Using, From, If, Then, Else, And, Or, Not,
+  Balance, Param, When, Scale, Noise, Replace, Drop, Rescaled, Set, With, By, Add, Minimize, Wrt, Using, From, If, Then, Else, And, Or, Not,
 ];
 
 export const allTokens: TokenType[] = [
@@ -88,7 +91,7 @@ export const allTokens: TokenType[] = [
   ...keywords,
   Identifier, NumberLiteral, StringLiteral,
   Arrow, LessEqual, GreaterEqual, EqualEqual, NotEqual, Less, Greater, Equals,
-  Plus, Minus, Star, Slash, Caret, Tilde, Colon, Comma, Dot,
+  Plus, Minus, Star, Slash, Percent, Caret, Tilde, Colon, Comma, Dot,
   LParen, RParen, LBracket, RBracket, LBrace, RBrace,
 ];
 

@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { stopGradient, type Value } from "./ops.js";
+import { stopGradient, type GroupGradient, type Value } from "./ops.js";
 
 /**
  * Values carried from one step to the next: `prev(x, init)`, `delta(x)`, `ema(x, beta)`.
@@ -24,15 +24,21 @@ export class History {
     this.pending.set(key, tf.keep(typeof value === "number" ? tf.scalar(value) : tf.clone(value)));
   }
 
-  /** x − (the previous step's x, or `init` on the first step). */
-  delta(id: number, index: string, value: Value, init: number): tf.Tensor {
+  /** x − (the previous step's x, or `init` on the first step); a gradient-shaped x tensor by tensor. */
+  delta(id: number, index: string, value: Value, init: number): tf.Tensor;
+  delta(id: number, index: string, value: GroupGradient, init: number): GroupGradient;
+  delta(id: number, index: string, value: Value | GroupGradient, init: number): tf.Tensor | GroupGradient {
+    if (Array.isArray(value)) return value.map((t, i) => this.delta(id, `${index}#${i}`, t, init));
     const previous = this.read(id, index, init);
     this.write(id, index, value);
     return tf.sub(value, previous);
   }
 
-  /** β·ema + (1 − β)·x; the first step's ema is x itself. */
-  ema(id: number, index: string, value: Value, beta: number): tf.Tensor {
+  /** β·ema + (1 − β)·x; the first step's ema is x itself; a gradient-shaped x tensor by tensor. */
+  ema(id: number, index: string, value: Value, beta: number): tf.Tensor;
+  ema(id: number, index: string, value: GroupGradient, beta: number): GroupGradient;
+  ema(id: number, index: string, value: Value | GroupGradient, beta: number): tf.Tensor | GroupGradient {
+    if (Array.isArray(value)) return value.map((t, i) => this.ema(id, `${index}#${i}`, t, beta));
     const previous = this.values.get(History.key(id, index));
     const next = previous ? tf.add(tf.mul(previous, beta), tf.mul(value, 1 - beta)) : tf.scalar(0).add(value);
     this.write(id, index, next);

@@ -1,7 +1,8 @@
 import * as tf from "@tensorflow/tfjs";
-import { logSumExp, stopGradient } from "./ops.js";
-import { auxHeadGroup, encoderGroup, fusionGroup, headGroup, learnableParam } from "./parameter-groups.js";
+import { logSumExp, normalize, stopGradient } from "./ops.js";
+import { auxHeadGroup, encoderGroup, fusionGroup, Groups, headGroup, inGroup, learnableParam } from "./parameter-groups.js";
 import { Random } from "./random.js";
+import { StepRandom } from "./step-random.js";
 import type { ComponentSpec, FusionInputs, ModelSpec } from "./spec.js";
 
 /**
@@ -157,6 +158,7 @@ function headOutputs(head: ComponentSpec, spec: ModelSpec): number {
 function headShapes(prefix: string, head: ComponentSpec, inputs: number, spec: ModelSpec): ParamShape[] {
   const out = headOutputs(head, spec);
   if (head.kind === "linear") return dense(prefix, inputs, out, "glorot");
+  if (head.kind === "cosine") return [{ name: `${prefix}.kernel`, shape: [inputs, out], init: "glorot" }];
   const widths = [inputs, ...numbers(head.options.hidden)];
   return [...widths.slice(1).flatMap((w, i) => dense(`${prefix}.dense${i}`, widths[i]!, w)), ...dense(`${prefix}.out`, widths[widths.length - 1]!, out, "glorot")];
 }
@@ -351,10 +353,32 @@ function recurrent(params: Params, prefix: string, kind: string, hidden: number,
   return h;
 }
 
+/**
+ * Widths of the modalities' slices of the fused features, where the fusion places them side by
+ * side (`concat`); one slice otherwise. A cosine head compares each slice with its own weights.
+ */
+function fusedSlices(spec: ModelSpec, prefix: string, x: tf.Tensor): number[] {
+  return prefix === headGroup && spec.fusion.kind === "concat" ? spec.encoders.map(featureWidth) : [x.shape[1]!];
+}
+
+/** s · Σ over slices of normalize(x_slice) · W_slice with each class's weight column normalised: cosines, no bias. */
+function cosineLogits(kernel: tf.Tensor, x: tf.Tensor, slices: number[], scale: number): tf.Tensor {
+  let offset = 0;
+  const parts = slices.map((width) => {
+    const xs = tf.slice(x, [0, offset], [-1, width]);
+    const ws = tf.slice(kernel, [offset, 0], [width, -1]);
+    offset += width;
+    const columns = tf.div(ws, tf.add(tf.sqrt(tf.sum(tf.square(ws), 0, true)), 1e-12));
+    return tf.matMul(normalize(xs) as tf.Tensor2D, columns as tf.Tensor2D);
+  });
+  return tf.mul(scale, parts.length === 1 ? parts[0]! : tf.addN(parts));
+}
+
 /** A head's outputs: [batch, out], or [batch, height, width, classes] for a segmentation mask. */
 function applyHead(params: Params, prefix: string, head: ComponentSpec, x: tf.Tensor, spec: ModelSpec): tf.Tensor {
   let out: tf.Tensor;
   if (head.kind === "linear") out = applyDense(params, prefix, x);
+  else if (head.kind === "cosine") out = cosineLogits(params[`${prefix}.kernel`]!, x, fusedSlices(spec, prefix, x), Number(head.options.scale));
   else {
     const act = activations[String(head.options.activation ?? "relu")] ?? activations.relu!;
     let h = x;
@@ -364,8 +388,17 @@ function applyHead(params: Params, prefix: string, head: ComponentSpec, x: tf.Te
   return spec.target.kind === "mask" ? tf.reshape(out, [x.shape[0]!, ...spec.target.shape!, Number(head.options.out)]) : out;
 }
 
+/** What a training step lends its forward passes, for the rules evaluated on them. */
+export interface StepServices {
+  random: StepRandom;
+  /** The initial values of these parameters (`init(G)`). */
+  initialOf(names: string[]): tf.Tensor[];
+}
+
 /** The values of one forward pass; the per-modality views are computed only when read. */
 export class Forward {
+  /** Names of the parameter groups a spec can address (the task loss reads them here: it has no step). */
+  readonly group: Groups;
   readonly z: tf.Tensor[];
   readonly fused: tf.Tensor;
   readonly out: tf.Tensor;
@@ -382,7 +415,10 @@ export class Forward {
      * drops it for some samples (`drop z[m] with p`). Absent: every modality as it is.
      */
     keep?: (tf.Tensor | number)[],
+    /** The step this pass belongs to: its random draws and the initial parameters (evaluation needs neither). */
+    private readonly step: StepServices = { random: new StepRandom(0, 0), initialOf: () => [] },
   ) {
+    this.group = new Groups(spec.modalities.map((m) => m.name));
     this.z = spec.modalities.map((modality, m) => {
       const z = encode(params, encoderGroup(modality.name), spec.encoders[m]!, inputs[m]!, training);
       const factor = keep?.[m] ?? 1;
@@ -431,6 +467,28 @@ export class Forward {
     return 1 - m;
   }
 
+  /** The step's random draws (`uniform`, `bernoulli`, `dropout`). */
+  get random(): StepRandom {
+    return this.step.random;
+  }
+
+  /** The names of a group's parameters, in the order of their gradients. */
+  private members(group: string): string[] {
+    const names = Object.keys(this.params).filter((n) => inGroup(n, group));
+    if (names.length === 0) throw new Error(`parameter group "${group}" has no parameters`);
+    return names;
+  }
+
+  /** `weights(G)`: the group's parameters in this pass (copies, as `param`), differentiable in an objective. */
+  weights(group: string): tf.Tensor[] {
+    return this.members(group).map((n) => tf.clone(this.params[n]!));
+  }
+
+  /** `init(G)`: the group's parameters as training began. */
+  initial(group: string): tf.Tensor[] {
+    return this.step.initialOf(this.members(group));
+  }
+
   /**
    * A parameter's value in this pass (a learnable read by a rule). A copy, not the variable: the
    * optimiser step assigns the variable afterwards, and a rule value must keep the value it had
@@ -449,6 +507,12 @@ export class Forward {
   contrib(m: number): tf.Tensor {
     return this.cached(`contrib${m}`, () => {
       const kernel = this.params["head.kernel"] as tf.Tensor2D;
+      if (this.spec.head.kind === "cosine") {
+        // A cosine head over concat: modality m's cosines with its own slice of the weights, scaled.
+        const widths = this.spec.encoders.map(featureWidth);
+        const offset = widths.slice(0, m).reduce((a, b) => a + b, 0);
+        return cosineLogits(tf.slice(kernel, [offset, 0], [widths[m]!, -1]), this.z[m]!, [widths[m]!], Number(this.spec.head.options.scale));
+      }
       const share = tf.div(this.params["head.bias"]!, this.spec.modalities.length);
       if (this.spec.fuse) {
         const alone = this.z.map((zm, k) => (k === m ? zm : tf.zerosLike(zm)));
@@ -463,9 +527,12 @@ export class Forward {
     });
   }
 
-  /** Output of modality m's auxiliary head, which sees z[m] detached from the encoder. */
+  /** Output of modality m's auxiliary head, which sees z[m] detached from the encoder unless declared `detach: false`. */
   aux(m: number): tf.Tensor {
-    return this.cached(`aux${m}`, () => applyHead(this.params, auxHeadGroup(this.spec.modalities[m]!.name), this.spec.auxHead!, stopGradient(this.z[m]!), this.spec));
+    const head = this.spec.auxHead!;
+    // `head[m] = ...(detach: false)`: the head's loss trains the encoder too.
+    const z = head.options.detach === false ? this.z[m]! : stopGradient(this.z[m]!);
+    return this.cached(`aux${m}`, () => applyHead(this.params, auxHeadGroup(this.spec.modalities[m]!.name), head, z, this.spec));
   }
 }
 

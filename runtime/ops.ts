@@ -7,6 +7,8 @@ import * as tf from "@tensorflow/tfjs";
  * `insideGradient` says that the path is differentiated once only.
  */
 export type Value = tf.Tensor | number;
+/** A condition: a tensor of booleans, or one known before the step (`epoch >= 1`). */
+export type Condition = tf.Tensor | boolean;
 
 const stopGradientKernel = "MmbStopGradient";
 const registeredFor = new Set<string>();
@@ -103,6 +105,83 @@ export function diceLoss(logits: tf.Tensor, target: tf.Tensor): tf.Tensor {
   return tf.sub(1, tf.mean(tf.div(tf.add(tf.mul(2, both), 1), tf.add(tf.add(predicted, actual), 1))));
 }
 
+// ------------------------------------------------------------------ outputs as distributions, per sample
+
+/** log softmax over the last axis, twice differentiable. */
+const logSoftmax = (z: tf.Tensor): tf.Tensor => tf.sub(z, logSumExp(z));
+
+/** A per-position value ([batch, ...]) as one number per sample: the mean over every axis but the first. */
+function perSample(x: tf.Tensor): tf.Tensor {
+  return x.rank <= 1 ? x : tf.mean(tf.reshape(x, [x.shape[0]!, -1]), 1);
+}
+
+/** −Σ p·log p of softmax over the last axis (classes, or the features' dimensions), per sample. */
+export function entropy(z: tf.Tensor): tf.Tensor {
+  const log = logSoftmax(z);
+  return perSample(tf.neg(tf.sum(tf.mul(tf.exp(log), log), -1)));
+}
+
+/** log Σ exp over the last axis (the classes), per sample. */
+export function logsumexp(z: tf.Tensor): tf.Tensor {
+  return perSample(tf.squeeze(logSumExp(z), [-1]));
+}
+
+/** The largest class probability, per sample. */
+export function confidence(z: tf.Tensor): tf.Tensor {
+  return perSample(tf.exp(tf.sub(tf.max(z, -1), tf.squeeze(logSumExp(z), [-1]))));
+}
+
+/** Whether the most probable class is the target, per sample (a per-sample condition). */
+export function correct(z: tf.Tensor, target: tf.Tensor): tf.Tensor {
+  return tf.equal(tf.argMax(z, -1), tf.cast(target, "int32"));
+}
+
+/** −log softmax(z)[y], per sample: the cross-entropy of each sample. */
+export function nll(z: tf.Tensor, target: tf.Tensor): tf.Tensor {
+  return perSample(tf.neg(trueClassLogProb(z, target)));
+}
+
+/** The true class's probability minus the largest other one, per sample. */
+export function margin(z: tf.Tensor, target: tf.Tensor): tf.Tensor {
+  const p = tf.exp(logSoftmax(z));
+  const truth = oneHot(target, z.shape[z.shape.length - 1]!);
+  const mine = tf.sum(tf.mul(p, truth), -1);
+  const others = tf.max(tf.sub(p, tf.mul(truth, 2)), -1);
+  return perSample(tf.sub(mine, others));
+}
+
+/** KL(softmax(p) ‖ softmax(q)) over the last axis, per sample. */
+export function kl(p: tf.Tensor, q: tf.Tensor): tf.Tensor {
+  const logP = logSoftmax(p);
+  return perSample(tf.sum(tf.mul(tf.exp(logP), tf.sub(logP, logSoftmax(q))), -1));
+}
+
+/** Jensen–Shannon divergence of softmax(p) and softmax(q), per sample. */
+export function js(p: tf.Tensor, q: tf.Tensor): tf.Tensor {
+  const [a, b] = [tf.exp(logSoftmax(p)), tf.exp(logSoftmax(q))];
+  const m = tf.div(tf.add(a, b), 2);
+  const part = (x: tf.Tensor, logX: tf.Tensor) => tf.sum(tf.mul(x, tf.sub(logX, tf.log(m))), -1);
+  return perSample(tf.div(tf.add(part(a, logSoftmax(p)), part(b, logSoftmax(q))), 2));
+}
+
+/** The mean squared difference of two outputs or features, per sample. */
+export function meanSquaredDifference(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  return perSample(tf.square(tf.sub(a, b)));
+}
+
+/** The cosine of two outputs or features, per sample (each sample's values as one vector). */
+export function cosine(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  const flat = (x: tf.Tensor) => tf.reshape(x, [x.shape[0]!, -1]);
+  const [x, y] = [flat(a), flat(b)];
+  const norms = tf.mul(tf.sqrt(tf.sum(tf.square(x), 1)), tf.sqrt(tf.sum(tf.square(y), 1)));
+  return tf.div(tf.sum(tf.mul(x, y), 1), tf.add(norms, 1e-12));
+}
+
+/** Each sample's vector (the last axis) scaled to unit L2 norm. */
+export function normalize(x: tf.Tensor): tf.Tensor {
+  return tf.div(x, tf.add(tf.sqrt(tf.sum(tf.square(x), -1, true)), 1e-12));
+}
+
 function regressionError(output: tf.Tensor, target: tf.Tensor): tf.Tensor {
   return tf.sub(tf.reshape(output, [-1]), target);
 }
@@ -122,6 +201,8 @@ export const sub = (a: Value, b: Value): tf.Tensor => tf.sub(a, b);
 export const mul = (a: Value, b: Value): tf.Tensor => tf.mul(a, b);
 export const div = (a: Value, b: Value): tf.Tensor => tf.div(a, b);
 export const pow = (a: Value, b: Value): tf.Tensor => tf.pow(a, b);
+/** a − b·floor(a / b), as tf.mod and Python's %: the sign of the divisor. */
+export const mod = (a: Value, b: Value): tf.Tensor => tf.mod(a, b);
 export const neg = (a: Value): tf.Tensor => tf.neg(a);
 export const less = (a: Value, b: Value): tf.Tensor => tf.less(a, b);
 export const lessEqual = (a: Value, b: Value): tf.Tensor => tf.lessEqual(a, b);
@@ -129,9 +210,24 @@ export const greater = (a: Value, b: Value): tf.Tensor => tf.greater(a, b);
 export const greaterEqual = (a: Value, b: Value): tf.Tensor => tf.greaterEqual(a, b);
 export const equal = (a: Value, b: Value): tf.Tensor => tf.equal(a, b);
 export const notEqual = (a: Value, b: Value): tf.Tensor => tf.notEqual(a, b);
-export const and = (a: Value, b: Value): tf.Tensor => tf.logicalAnd(a, b);
-export const or = (a: Value, b: Value): tf.Tensor => tf.logicalOr(a, b);
-export const not = (a: Value): tf.Tensor => tf.logicalNot(a);
+/**
+ * Conditions are constants for differentiation, but tfjs has no gradient for its logical kernels:
+ * a differentiated loss that weights samples by `if c1 or c2 then ... else ...` would stop with
+ * "gradient function not found for LogicalOr". Their gradient is zero, as Equal's and Greater's.
+ */
+for (const [kernelName, inputs] of [["LogicalAnd", ["a", "b"]], ["LogicalOr", ["a", "b"]], ["LogicalNot", ["x"]]] as const) {
+  if (!tf.getGradient(kernelName)) {
+    tf.registerGradient({
+      kernelName,
+      inputsToSave: [...inputs],
+      gradFunc: (_dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => Object.fromEntries(inputs.map((name, i) => [name, () => tf.zeros(saved[i]!.shape, "float32")])),
+    });
+  }
+}
+
+export const and = (a: Condition, b: Condition): tf.Tensor => tf.logicalAnd(a, b);
+export const or = (a: Condition, b: Condition): tf.Tensor => tf.logicalOr(a, b);
+export const not = (a: Condition): tf.Tensor => tf.logicalNot(a);
 export const abs = (a: Value): tf.Tensor => tf.abs(a);
 export const exp = (a: Value): tf.Tensor => tf.exp(a);
 export const log = (a: Value): tf.Tensor => tf.log(a);
@@ -141,6 +237,8 @@ export const sigmoid = (a: Value): tf.Tensor => tf.sigmoid(a);
 export const relu = (a: Value): tf.Tensor => tf.relu(a);
 export const sign = (a: Value): tf.Tensor => tf.sign(a);
 export const square = (a: Value): tf.Tensor => tf.square(a);
+export const floor = (a: Value): tf.Tensor => tf.floor(a);
+export const sin = (a: Value): tf.Tensor => tf.sin(a);
 export const minimum = (a: Value, b: Value): tf.Tensor => tf.minimum(a, b);
 export const maximum = (a: Value, b: Value): tf.Tensor => tf.maximum(a, b);
 /** x limited to [lo, hi]; the bounds may be tensors (tf.clipByValue takes numbers only). */
@@ -148,7 +246,7 @@ export const clamp = (x: Value, lo: Value, hi: Value): tf.Tensor => tf.minimum(t
 export const detach = (a: Value): Value => (typeof a === "number" ? a : stopGradient(a));
 
 /** `if c then a else b`, elementwise. */
-export function choose(condition: Value, a: Value, b: Value): tf.Tensor {
+export function choose(condition: Condition, a: Value, b: Value): tf.Tensor {
   const c = tf.cast(condition, "bool");
   const ta = tf.cast(a, "float32");
   const tb = tf.cast(b, "float32");
@@ -157,7 +255,7 @@ export function choose(condition: Value, a: Value, b: Value): tf.Tensor {
 }
 
 /** `choose` for a gradient-shaped value: each element where the condition holds, `otherwise` elsewhere. */
-export const chooseGradient = (condition: Value, g: GroupGradient, otherwise: Value): GroupGradient => g.map((t) => choose(condition, t, otherwise));
+export const chooseGradient = (condition: Condition, g: GroupGradient, otherwise: Value): GroupGradient => g.map((t) => choose(condition, t, otherwise));
 
 export const sumBatch = (x: tf.Tensor): tf.Tensor => tf.sum(tf.cast(x, "float32"));
 export const meanBatch = (x: tf.Tensor): tf.Tensor => tf.mean(tf.cast(x, "float32"));
@@ -215,6 +313,15 @@ export function gradCos(a: GroupGradient, b: GroupGradient): tf.Tensor {
 }
 
 // Gradients combine like vectors of their group's parameters.
-export const addGradients = (a: GroupGradient, b: GroupGradient): GroupGradient => a.map((t, i) => tf.add(t, b[i]!));
-export const subGradients = (a: GroupGradient, b: GroupGradient): GroupGradient => a.map((t, i) => tf.sub(t, b[i]!));
+/** Element by element: two gradient-shaped values of one group, or one and a number. */
+function elementwise(a: GroupGradient | Value, b: GroupGradient | Value, op: (x: Value, y: Value) => tf.Tensor): GroupGradient {
+  const length = Array.isArray(a) ? a.length : (b as GroupGradient).length;
+  return Array.from({ length }, (_, i) => op(Array.isArray(a) ? a[i]! : a, Array.isArray(b) ? b[i]! : b));
+}
+export const addGradients = (a: GroupGradient | Value, b: GroupGradient | Value): GroupGradient => elementwise(a, b, tf.add);
+export const subGradients = (a: GroupGradient | Value, b: GroupGradient | Value): GroupGradient => elementwise(a, b, tf.sub);
+export const mulGradients = (a: GroupGradient | Value, b: GroupGradient | Value): GroupGradient => elementwise(a, b, tf.mul);
+export const divGradients = (a: GroupGradient | Value, b: GroupGradient | Value): GroupGradient => elementwise(a, b, tf.div);
 export const scaleGradient = (g: GroupGradient, factor: Value): GroupGradient => g.map((t) => tf.mul(t, factor));
+/** Each element of a gradient-shaped value limited to [lo, hi]. */
+export const clampGradient = (g: GroupGradient, lo: Value, hi: Value): GroupGradient => g.map((t) => clamp(t, lo, hi));

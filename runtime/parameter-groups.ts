@@ -56,3 +56,16 @@ export function inGroup(param: string, group: string): boolean {
   if (!(param === prefix || param.startsWith(`${prefix}.`))) return false;
   return filters.every((f) => (f === "weight" ? !/\.(bias|gain)$/.test(param) : layerKind(param) === f));
 }
+
+/** Names of the parameter groups a spec can address, for modality index m. */
+export class Groups {
+  constructor(private readonly modalities: readonly string[]) {}
+  encoder = (m: number): string => encoderGroup(this.modalities[m]!);
+  encoderLast = (m: number): string => encoderLastGroup(this.modalities[m]!);
+  encoderLayers = (m: number, kind: LayerKind): string => encoderLayersGroup(this.modalities[m]!, kind);
+  aux = (m: number): string => auxHeadGroup(this.modalities[m]!);
+  learnable = (name: string, m?: number): string => learnableParam(name, m === undefined ? undefined : this.modalities[m]);
+  weights = weightsOf;
+  readonly head = headGroup;
+  readonly fusion = fusionGroup;
+}

@@ -1,12 +1,11 @@
 import * as tf from "@tensorflow/tfjs";
 import type { History } from "./history.js";
 import { Forward, modalityIndices, type Params } from "./model.js";
-import {
-  auxHeadGroup, encoderGroup, encoderLastGroup, encoderLayersGroup, fusionGroup, headGroup, inGroup, learnableParam, weightsOf, type LayerKind,
-} from "./parameter-groups.js";
-import { insideGradient, type GroupGradient, type Value } from "./ops.js";
+import { Groups, inGroup } from "./parameter-groups.js";
+import { insideGradient, stopGradient, type GroupGradient, type Value } from "./ops.js";
 import { Optimizer } from "./optimizer.js";
 import { Random } from "./random.js";
+import { StepRandom } from "./step-random.js";
 import type { ComponentSpec, ModelSpec } from "./spec.js";
 
 /** The parameters among `names` that belong to `group`; a group without any is an error. */
@@ -14,19 +13,6 @@ function membersOf(names: Iterable<string>, group: string): string[] {
   const members = [...names].filter((n) => inGroup(n, group));
   if (members.length === 0) throw new Error(`parameter group "${group}" has no parameters`);
   return members;
-}
-
-/** Names of the parameter groups a spec can address, for modality index m. */
-export class Groups {
-  constructor(private readonly modalities: readonly string[]) {}
-  encoder = (m: number): string => encoderGroup(this.modalities[m]!);
-  encoderLast = (m: number): string => encoderLastGroup(this.modalities[m]!);
-  encoderLayers = (m: number, kind: LayerKind): string => encoderLayersGroup(this.modalities[m]!, kind);
-  aux = (m: number): string => auxHeadGroup(this.modalities[m]!);
-  learnable = (name: string, m?: number): string => learnableParam(name, m === undefined ? undefined : this.modalities[m]);
-  weights = weightsOf;
-  readonly head = headGroup;
-  readonly fusion = fusionGroup;
 }
 
 /** The update gradient of every parameter; actions change it in place, in spec order. */
@@ -106,7 +92,8 @@ function hash(text: string): number {
   return h;
 }
 
-export type TaskLoss = (f: Forward) => tf.Tensor;
+/** The task loss of a forward pass; it reads the step (`ctx`: history, time, params) where it reads rule values. */
+export type TaskLoss = (f: Forward, ctx: StepContext) => tf.Tensor;
 /**
  * ∂(task loss)/∂(group), or ∂loss/∂(group) for `grad(G, L)`; with `sample`, of that sample's
  * loss alone (`per_sample`). Gradients that can be differentiated again.
@@ -122,6 +109,10 @@ export class StepContext {
   totalLoss?: tf.Tensor;
   /** Tensors kept alive past a gradient scope; the loop disposes them after the step. */
   readonly keptTensors: tf.Tensor[] = [];
+  /** The forward pass drop probabilities read (`probe`), made at most once per step. */
+  private probeForward?: Forward;
+  /** The step's random draws (`uniform`, `bernoulli`, `dropout`), the same in every pass of the step. */
+  readonly random: StepRandom;
   /** Per-modality multipliers of z[m] this step (`drop`); every forward pass of the step uses them. */
   private readonly keep: (tf.Tensor | number)[];
 
@@ -137,21 +128,76 @@ export class StepContext {
     private readonly seed: number,
     /** Parameter groups trained only by their own `minimize`. */
     private readonly trainedSeparately: readonly string[],
+    /** The initial value of each parameter (`init(G)`), made when a rule first asks. */
+    private readonly initialValues: () => Map<string, tf.Tensor> = () => new Map(),
+    /** The spec's `param` values (the task loss may read them). */
+    readonly specParams: Record<string, number> = {},
   ) {
     this.group = new Groups(spec.modalities.map((m) => m.name));
     this.keep = spec.modalities.map(() => 1);
+    this.random = new StepRandom(seed, step);
   }
 
-  /** `drop z[m] with p`: zero modality m's features for each sample with probability p. */
-  drop(m: number, p: number): void {
+  /**
+   * `drop z[m] with p`: zero modality m's features for each sample with probability p (one number,
+   * or one per sample); `rescale`: the kept samples' features × 1/(1 − p).
+   */
+  drop(m: number, p: Value, options: { rescale?: boolean } = {}): void {
     const batch = this.inputs[m]!.shape[0]!;
     const random = new Random((this.seed * 1000003 + this.step * 7919 + m) % 2147483647);
-    const mask = tf.tensor2d(Float32Array.from({ length: batch }, () => (random.uniform() < p ? 0 : 1)), [batch, 1]);
-    this.keep[m] = mask;
+    const draws = Float32Array.from({ length: batch }, () => random.uniform());
+    const mask =
+      typeof p === "number"
+        ? tf.tensor2d(draws.map((u) => (u < p ? 0 : 1)), [batch, 1])
+        : tf.reshape(tf.cast(tf.greaterEqual(tf.tensor1d(draws), tf.reshape(p, [-1])), "float32"), [batch, 1]);
+    this.keep[m] = options.rescale ? tf.div(mask, tf.reshape(tf.sub(1, p), [-1, 1])) : mask;
+  }
+
+  /**
+   * A drop probability that reads this step's outputs: evaluated on a forward pass of the current
+   * parameters without any drop (made once per step), as a constant.
+   */
+  probe(value: (f: Forward) => Value): Value {
+    this.probeForward ??= new Forward(this.spec, Object.fromEntries(this.params), this.inputs, this.target, true, undefined, this);
+    const v = value(this.probeForward);
+    return typeof v === "number" ? v : stopGradient(v);
+  }
+
+  /** A drop's probability computed from values known before the forward pass (history, params, time). */
+  beforeForward(value: () => Value): Value {
+    return value();
+  }
+
+  /** A learnable's value now (before the forward pass, or after the optimiser step for `set`). */
+  param(group: string): tf.Tensor {
+    const [name] = membersOf(this.params.keys(), group);
+    return tf.clone(this.params.get(name!)!);
+  }
+
+  /** `set w = e`: assigns a learnable after the optimiser step. */
+  assign(group: string, value: Value): void {
+    const [name] = membersOf(this.params.keys(), group);
+    const variable = this.params.get(name!)!;
+    variable.assign(tf.reshape(tf.cast(typeof value === "number" ? tf.scalar(value) : value, "float32"), variable.shape));
   }
 
   get modalities(): number[] {
     return modalityIndices(this.spec);
+  }
+
+  initialOf(names: string[]): tf.Tensor[] {
+    const values = this.initialValues();
+    return names.map((n) => values.get(n)!);
+  }
+
+  /** `init(G)` before the forward pass: the group's parameters as training began. */
+  initial(group: string): tf.Tensor[] {
+    return this.initialOf(membersOf(this.params.keys(), group));
+  }
+
+  /** `weights(G)` before the forward pass (a drop's probability): the parameters now. */
+  weights(group: string): tf.Tensor[] {
+    return membersOf(this.params.keys(), group).map((n) => tf.clone(this.params.get(n)!));
   }
 
   perModality<T>(value: (m: number) => T): T[] {
@@ -175,9 +221,9 @@ export class StepContext {
   private forward(params: Params, keep: boolean, sample?: number): Forward {
     if (sample !== undefined) {
       const one = (t: tf.Tensor) => tf.slice(t, [sample], [1]);
-      return new Forward(this.spec, params, this.inputs.map(one), one(this.target), true, this.keep.map((k) => (typeof k === "number" ? k : one(k))));
+      return new Forward(this.spec, params, this.inputs.map(one), one(this.target), true, this.keep.map((k) => (typeof k === "number" ? k : one(k))), this);
     }
-    const f = new Forward(this.spec, params, this.inputs, this.target, true, this.keep);
+    const f = new Forward(this.spec, params, this.inputs, this.target, true, this.keep, this);
     if (keep) for (const t of [...f.z, f.fused, f.out]) this.keptTensors.push(tf.keep(t));
     return f;
   }
@@ -190,7 +236,7 @@ export class StepContext {
     let forward!: Forward;
     const { value, grads } = valueAndGrads((ts: tf.Tensor[]) => {
       forward = this.forward({ ...params, ...Object.fromEntries(names.map((n, i) => [n, ts[i]!])) }, true);
-      return taskLoss(forward) as tf.Scalar;
+      return taskLoss(forward, this) as tf.Scalar;
     }, names.map((n) => params[n]!));
     const byName = new Map(names.map((n, i) => [n, grads[i]!]));
     const grad = this.gradients(params, taskLoss, (group) => {
@@ -210,7 +256,7 @@ export class StepContext {
   /** ∂loss/∂(group) at `params`, through a forward pass of its own (on one sample, if given); differentiable again. */
   private lossGradient(params: Params, group: string, loss: TaskLoss, sample?: number): GroupGradient {
     const members = membersOf(Object.keys(params), group);
-    return valueAndGrads((ts) => loss(this.forward({ ...params, ...Object.fromEntries(members.map((n, i) => [n, ts[i]!])) }, false, sample)), members.map((n) => params[n]!)).grads;
+    return valueAndGrads((ts) => loss(this.forward({ ...params, ...Object.fromEntries(members.map((n, i) => [n, ts[i]!])) }, false, sample), this), members.map((n) => params[n]!)).grads;
   }
 
   /** `per_sample(e)`: e evaluated for each sample of the batch, as one value per sample. */
@@ -245,7 +291,7 @@ export class StepContext {
     if (!added) {
       const { value, grads } = valueAndGrads((ts: tf.Tensor[]) => {
         forward = this.forward({ ...Object.fromEntries(this.params), ...Object.fromEntries(names.map((n, i) => [n, ts[i]!])) }, true);
-        return taskLoss(forward) as tf.Scalar;
+        return taskLoss(forward, this) as tf.Scalar;
       }, names.map((n) => this.params.get(n)!));
       const gradients = new Gradients(new Map(names.map((n, i) => [n, grads[i]!])), noiseSeed);
       const raw = new Gradients(new Map(gradients.values), noiseSeed);

@@ -196,6 +196,9 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const perSample = new Set(definition.perSampleValues ?? []);
 
   const params = initialParameters(spec, seed);
+  // `init(G)`: the initial values, a function of the seed, made again on resume when a rule asks.
+  let initial: Map<string, tf.Variable> | undefined;
+  const initialValues = () => (initial ??= initialParameters(spec, seed));
   const optimizer = new Optimizer(spec.optimizer);
   const separate = new Map<string, Optimizer>();
   const history = new History();
@@ -260,7 +263,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       for (let start = 0; start < order.length; start += batch, step++) {
         const rows = order.slice(start, start + batch);
         const { inputs, target } = batchTensors(data.train, spec, rows);
-        const ctx = new StepContext(spec, params, inputs, target, step, epoch, history, separate, seed, definition.trainedSeparately);
+        const ctx = new StepContext(spec, params, inputs, target, step, epoch, history, separate, seed, definition.trainedSeparately, initialValues, p);
         ctx.update = (grads: Gradients) => {
           let clipFactor: tf.Tensor | number = 1;
           if (spec.train.clip > 0) {
@@ -389,6 +392,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     return summary;
   } finally {
     params.forEach((v) => v.dispose());
+    initial?.forEach((v) => v.dispose());
     optimizer.dispose();
     separate.forEach((o) => o.dispose());
     history.dispose();

@@ -130,7 +130,7 @@ describe("checks the catalogue's signatures make", () => {
 
   it("clamp: wrong kinds and arity name the argument and the usage", () => {
     const kind = analyze(smallSpec("c = clamp(out, 0, 1)")).diagnostics;
-    expect(kind.map((d) => [d.code, d.message])).toEqual([["MMB008", "`clamp` needs a number or one number per sample, found a head's outputs"]]);
+    expect(kind.map((d) => [d.code, d.message])).toEqual([["MMB008", "`clamp` needs a number or one number per sample or a gradient, found a head's outputs"]]);
     const arity = analyze(smallSpec("c = clamp(1, 2)")).diagnostics;
     expect(arity.map((d) => [d.code, d.message])).toEqual([["MMB007", "`clamp` takes 3 arguments: `clamp(x, lo, hi)`"]]);
     expect(diagnose(smallSpec("clamp = 1"))).toEqual(["MMB020 13:1-13:6"]);

@@ -1,13 +1,13 @@
 import type { Expr, Stmt } from "../../grammar/ast.js";
 import { error, type Span } from "../../diagnostics/index.js";
 import * as components from "../components.js";
-import type { ActionIR, GroupRef, IndexRef, RExpr } from "../ir.js";
-import { children } from "../walks.js";
+import type { ActionIR, GroupRef, IndexRef, RExpr, RuleValue } from "../ir.js";
+import { children, dependence } from "../walks.js";
 import { component } from "./component-options.js";
 import type { CheckContext, Env } from "./context.js";
 import { expr } from "./expressions.js";
 import { group } from "./groups.js";
-import { describeKind, expectScalar } from "./kinds.js";
+import { describeKind, expectKind, expectScalar } from "./kinds.js";
 import { index } from "./names.js";
 
 /**
@@ -109,15 +109,36 @@ export function checkActions(cx: CheckContext, stmts: Stmt[], when: RExpr[], out
         }
         const modality = index(cx, target.indices[0]!, env);
         const probability = expr(cx, stmt.probability, env);
-        if (!modality || !probability || !expectScalar(cx, probability, stmt.probability.span, "a drop probability")) break;
-        const early = [probability, ...when].find((v) => !v.host);
-        if (early) {
-          cx.report(error("MMB027", "a drop decides the forward pass, so its probability and conditions must be known before it", early === probability ? stmt.probability.span : stmt.span, {
-            help: "use numbers, `param`s, `step` and `epoch` here, not values computed from this step's outputs",
+        if (!modality || !probability || !expectKind(cx, probability, ["scalar", "batch"], stmt.probability.span, "a drop probability")) break;
+        // The drop decides the forward pass: its probability may come from numbers and history known
+        // before it, or from this step's outputs (evaluated on a pass of their own), never from gradients.
+        const values = checkedValues(cx);
+        const needs = (v: RExpr) => dependence(v, values);
+        const late = [probability, ...when].find((v) => needs(v) === "gradient" || (v !== probability && needs(v) === "forward"));
+        if (late) {
+          const conditionLate = late !== probability;
+          cx.report(error("MMB027", conditionLate ? "a drop's conditions must be known before the forward pass" : "a drop decides the forward pass, so its probability cannot read this step's gradients", conditionLate ? stmt.span : stmt.probability.span, {
+            help: "use numbers, `param`s, `step`, `epoch`, last step's values (`prev(x, 0)`) or this step's outputs (`prob(contrib[m], y)`), not gradients",
           }));
           break;
         }
-        out.push({ kind: "drop", modality, probability, when, loop: [...loops], line, text });
+        out.push({ kind: "drop", modality, probability, rescale: stmt.rescaled, probe: needs(probability) === "forward", when, loop: [...loops], line, text });
+        break;
+      }
+      case "Set": {
+        const target = stmt.target;
+        const name = target.kind === "Name" ? target.name : target.kind === "Index" && target.base.kind === "Name" && target.indices.length === 1 ? target.base.name : undefined;
+        const learnable = name !== undefined ? cx.learnables.get(name) : undefined;
+        if (!learnable || learnable.perModality !== (target.kind === "Index")) {
+          if (target.kind !== "Missing") {
+            cx.report(error("MMB018", "`set` assigns a learnable: `set w = ...` or, for one per modality, `set w[m] = ...`", target.span, { help: "declare it first: `learnable w[m] = 1`" }));
+          }
+          break;
+        }
+        const modality = target.kind === "Index" ? index(cx, target.indices[0]!, env) : undefined;
+        const value = expr(cx, stmt.value, env);
+        if (!value || (target.kind === "Index" && !modality) || !expectScalar(cx, value, stmt.value.span, "an assigned value")) break;
+        out.push({ kind: "assign", name: learnable.name, ...(modality ? { index: modality } : {}), value, when, loop: [...loops], line, text });
         break;
       }
       case "Param":
@@ -125,6 +146,11 @@ export function checkActions(cx: CheckContext, stmts: Stmt[], when: RExpr[], out
         break;
     }
   }
+}
+
+/** The rule values checked so far, for walks through definitions. */
+function checkedValues(cx: CheckContext): RuleValue[] {
+  return [...cx.definitions.values()].flatMap((d) => (d.checked ? [{ name: d.name, value: d.checked, line: 0, text: "" }] : []));
 }
 
 /**

@@ -8,7 +8,7 @@ import { make, type CheckContext, type Env } from "./context.js";
 import { expr } from "./expressions.js";
 import { groupShape } from "./groups.js";
 import { describeKind, kindHelp } from "./kinds.js";
-import { gradCall, perSample, perTensor, reduction } from "./special-forms.js";
+import { gradCall, indexCall, parametersCall, perSample, perTensor, reduction } from "./special-forms.js";
 
 type CallExpr = Extract<Expr, { kind: "Call" }>;
 
@@ -25,6 +25,8 @@ export function call(cx: CheckContext, e: CallExpr, env: Env): RExpr | undefined
   if (entry.form === "grad") return gradCall(cx, e, env);
   if (entry.form === "perSample") return perSample(cx, e, env);
   if (entry.form === "perTensor") return perTensor(cx, e, env);
+  if (entry.form === "parameters") return parametersCall(cx, e, env, entry.name === "init");
+  if (entry.form === "index") return indexCall(cx, e, env);
   if (isReduction(entry)) return reduction(cx, e, env, entry);
   return applySignature(cx, entry, e, env);
 }
@@ -52,7 +54,11 @@ export function applySignature(cx: CheckContext, entry: Builtin, e: CallExpr, en
   if (!signature) return reportMismatch(cx, entry, candidates, args, e.args.map((a) => a.span));
   if (entry.refine && !entry.refine(refineContext(cx, entry, e, args))) return undefined;
   const result = resultKind(signature, args);
-  const state = entry.stateful ? cx.historyCount++ : undefined;
+  const early = entry.hostOnly ? args.findIndex((a) => !a.host) : -1;
+  if (early >= 0) {
+    return cx.report(error("MMB027", `\`${entry.name}\`'s arguments must be known before the step: numbers, params, \`step\`, \`epoch\``, e.args[early]!.span, { help: `e.g. \`${example(entry)}\`` }));
+  }
+  const state = entry.stateful || entry.random ? cx.historyCount++ : undefined;
   return make({ op: "call", fn: entry.name, args, ...(state !== undefined ? { state } : {}) }, result, args, {
     host: (entry.host ?? false) && args.every((a) => a.host),
     ...(entry.cutsGradient ? { secondOrder: false } : {}),

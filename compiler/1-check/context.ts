@@ -44,6 +44,8 @@ export class CheckContext {
   auxHead?: Component;
   /** Slots of stateful calls (history, class means), numbered in spec order. */
   historyCount = 0;
+  /** Reads under `prev` of definitions not yet checked, taken as numbers: confirmed after all are checked. */
+  readonly lastStepReads: { definition: Definition; span: Span }[] = [];
   /** Modalities the fusion never reads (MMB031): no unimodal metric is reported for them. */
   readonly unread: string[] = [];
   /** Groups with their own `minimize` objective, for MMB022. */

@@ -1,5 +1,6 @@
 import type { Decl, Program, Stmt } from "../../grammar/ast.js";
 import { error, nearest, type Span } from "../../diagnostics/index.js";
+import { dependence } from "../walks.js";
 import * as components from "../components.js";
 import type { OptionValue } from "../components.js";
 import type { Component, ModelIR } from "../ir.js";
@@ -100,13 +101,26 @@ export function checkTrain(cx: CheckContext, decl: Singles["TrainDecl"]): Record
   return settings;
 }
 
-/** `loss EXPR`: one number per step. */
+/**
+ * `loss EXPR`: one number per step. It may read rule values (evaluated inside the loss), but none
+ * computed from this step's gradients: those are the loss's own (MMB017).
+ */
 export function checkLoss(cx: CheckContext, decl: Singles["LossDecl"]): ModelIR["loss"] | undefined {
   if (!decl) {
     return cx.report(error("MMB004", "the spec declares no loss", { start: 0, end: 0 }, { help: "add e.g. `loss cross_entropy(out, y)`" }));
   }
-  const value = expr(cx, decl.value, { bound: new Set() });
+  const reads = new Map<string, Span>();
+  const value = expr(cx, decl.value, { bound: new Set(), reads });
   if (!value) return undefined;
   if (!expectScalar(cx, value, decl.value.span, "the loss")) return undefined;
+  const values = [...cx.definitions.values()].flatMap((d) => (d.checked ? [{ name: d.name, value: d.checked, line: 0, text: "" }] : []));
+  for (const [name, span] of reads) {
+    const definition = cx.definitions.get(name);
+    if (definition?.checked && dependence(definition.checked, values) === "gradient") {
+      return cx.report(error("MMB017", `the loss reads \`${name}\`, which is computed from this step's gradients: the loss's own`, span, {
+        help: "read gradients in the balance block (`add loss`, `scale`), or last step's value with `prev(...)`",
+      }));
+    }
+  }
   return { value, line: cx.line(decl.span), text: cx.text(decl.span) };
 }

@@ -39,12 +39,25 @@ export function checkDefinition(cx: CheckContext, definition: Definition): void 
   definition.state = "checking";
   const env: Env = { bound: new Set(definition.stmt.target.index ? [definition.stmt.target.index.name] : []), reads: definition.reads };
   const value = expr(cx, definition.stmt.value, env);
-  if (value && ["features", "label"].includes(value.kind)) {
-    cx.report(error("MMB008", `\`${definition.name}\` must be a number, a head's outputs, a gradient or class means, not ${describeKind(value.kind)}`, definition.stmt.value.span, {
+  if (value && value.kind === "label") {
+    cx.report(error("MMB008", `\`${definition.name}\` must be a number, a head's outputs, features, a gradient or class means, not ${describeKind(value.kind)}`, definition.stmt.value.span, {
       help: "reduce it first, e.g. `norm(grad(...))`, `acc(out, y)` or `sum(batch, ...)`",
     }));
   } else definition.checked = value;
   definition.state = "done";
+}
+
+/** Reads under `prev` taken as numbers before their definition was checked must be numbers. */
+export function confirmLastStepReads(cx: CheckContext): void {
+  const reported = new Set<string>();
+  for (const { definition } of cx.lastStepReads) {
+    const kind = definition.checked?.kind;
+    if (!kind || kind === "scalar" || reported.has(definition.name)) continue;
+    reported.add(definition.name);
+    cx.report(error("MMB008", `\`prev\` keeps numbers, but \`${definition.name}\` is ${describeKind(kind)}`, definition.stmt.value.span, {
+      help: "keep a number from one step to the next, e.g. `prev(mean(batch, x), 0)`",
+    }));
+  }
 }
 
 /** The checked params and rule values, in spec order. */

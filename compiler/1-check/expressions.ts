@@ -68,10 +68,13 @@ function binary(cx: CheckContext, e: Extract<Expr, { kind: "Binary" }>, env: Env
 
 /**
  * Head outputs and gradients combine like vectors: added to or subtracted from their own kind,
- * scaled by a number. Returns the result's kind, or undefined when the operands are not vectors.
+ * scaled by a number; gradient-shaped values also elementwise. Returns the result's kind, or
+ * undefined when the operands are not vectors.
  */
 function vectorArithmetic(op: string, left: RExpr, right: RExpr): ValueKind | undefined {
   const vectors: ValueKind[] = ["logits", "grad"];
+  // Gradient-shaped values combine elementwise with each other and with numbers, by every operator.
+  if (["+", "-", "*", "/"].includes(op) && (left.kind === "grad" || right.kind === "grad") && [left.kind, right.kind].every((k) => k === "grad" || k === "scalar")) return "grad";
   if ((op === "+" || op === "-") && vectors.includes(left.kind) && left.kind === right.kind) return left.kind;
   if (op === "*" && vectors.includes(left.kind) && right.kind === "scalar") return left.kind;
   if (op === "*" && vectors.includes(right.kind) && left.kind === "scalar") return right.kind;

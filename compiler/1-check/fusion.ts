@@ -36,6 +36,9 @@ export function checkFusion(cx: CheckContext, decl: Extract<Decl, { kind: "Fusio
   if (cx.head && classes !== undefined && cx.head.options.out !== classes) {
     cx.report(error("MMB012", `the head has ${cx.head.options.out} outputs but the target has ${classes}`, decl.head.span, { help: `use \`linear(${classes})\`` }));
   }
+  if (cx.head?.kind === "cosine" && cx.targetKind !== "class") {
+    cx.report(error("MMB012", "a cosine head classifies: it needs a class target", decl.head.span, { help: "use `linear(N)` for regression or masks" }));
+  }
 }
 
 function checkFusionPart(cx: CheckContext, part: Component, span: Span): void {

@@ -80,7 +80,7 @@ export function groupShape(cx: CheckContext, group: GroupRef): { key: string; te
   }
   const modality = (ref: IndexRef): number | undefined => (ref.kind === "fixed" ? ref.modality : undefined);
   const classes = Number(cx.head?.options.out ?? 0);
-  const matrix = (rows: unknown, columns: number) => ({ key: `[${rows},${columns}]`, text: `a ${rows}×${columns} weight matrix and ${columns} biases` });
+  const matrix = (rows: unknown, columns: number, bias = true) => ({ key: `[${rows},${columns}]${bias ? "+b" : ""}`, text: `a ${rows}×${columns} weight matrix${bias ? ` and ${columns} biases` : ""}` });
   const fusedWidth = (): number | undefined => {
     if (cx.fuse) return cx.fuse.width;
     const outs = cx.encoders.map((e) => Number(e.options.out));
@@ -89,13 +89,15 @@ export function groupShape(cx: CheckContext, group: GroupRef): { key: string; te
   };
   switch (group.kind) {
     case "head":
+      if (cx.head?.kind === "cosine") return matrix(fusedWidth(), classes, false);
       return cx.head?.kind === "linear" ? matrix(fusedWidth(), classes) : undefined;
     case "auxHead": {
-      if (cx.auxHead?.kind !== "linear") return undefined;
+      if (cx.auxHead?.kind !== "linear" && cx.auxHead?.kind !== "cosine") return undefined;
+      const bias = cx.auxHead.kind === "linear";
       const outs = new Set(cx.encoders.map((e) => Number(e.options.out)));
       const m = modality(group.modality);
-      if (m !== undefined) return matrix(cx.encoders[m]?.options.out, classes);
-      return outs.size === 1 ? matrix([...outs][0], classes) : undefined;
+      if (m !== undefined) return matrix(cx.encoders[m]?.options.out, classes, bias);
+      return outs.size === 1 ? matrix([...outs][0], classes, bias) : undefined;
     }
     case "learnable":
       return { key: "[]", text: "one number" };

@@ -5,7 +5,7 @@ import { checkActions } from "./actions.js";
 import { CheckContext } from "./context.js";
 import { checkCycles } from "./cycles.js";
 import { checkData, checkLoss, checkOptimizer, checkSchedule, checkTrain, sortDeclarations } from "./declarations.js";
-import { checkDefinition, collectRuleNames, ruleValues } from "./definitions.js";
+import { checkDefinition, collectRuleNames, confirmLastStepReads, ruleValues } from "./definitions.js";
 import { checkAuxHeads, checkEncoders } from "./encoders.js";
 import { checkFusion } from "./fusion.js";
 import { collectLearnables } from "./learnables.js";
@@ -37,13 +37,15 @@ export function check(program: Program, source: SourceText, options: CheckOption
   const optimizer = checkOptimizer(cx, singles.OptimizerDecl);
   const schedule = checkSchedule(cx, singles.ScheduleDecl);
   const train = checkTrain(cx, singles.TrainDecl);
-  const loss = checkLoss(cx, singles.LossDecl);
 
   // The balance block: names first (definitions are equations, in any order), then each definition, cycles, actions.
+  // The loss comes after the definitions: it may read rule values that need no gradients.
   collectRuleNames(cx, balance);
   checkSets(cx, options.set ?? {});
   for (const definition of cx.definitions.values()) checkDefinition(cx, definition);
+  confirmLastStepReads(cx);
   checkCycles(cx);
+  const loss = checkLoss(cx, singles.LossDecl);
   const actions: ActionIR[] = [];
   checkActions(cx, balance, [], actions);
 

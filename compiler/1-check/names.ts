@@ -43,6 +43,12 @@ export function name(cx: CheckContext, name: string, span: Span, env: Env): RExp
 
 /** A read of a rule value; its kind is known once its definition is checked. */
 function valueRef(cx: CheckContext, definition: Definition, index: IndexRef | undefined, env: Env): RExpr {
+  // Under `prev` a definition may be one still being checked (a cycle that `prev` breaks): its kind
+  // is taken as a number, what `prev` reads, and confirmed once every definition is checked.
+  if (env.underHistory && definition.state !== "done") {
+    cx.lastStepReads.push({ definition, span: definition.stmt.target.name.span });
+    return make({ op: "value", name: definition.name, ...(index ? { index } : {}) }, "scalar", [], { host: false, secondOrder: false });
+  }
   checkDefinition(cx, definition);
   const value = definition.checked;
   const kind: ValueKind = value?.kind ?? "scalar";
@@ -78,7 +84,10 @@ export function indexed(cx: CheckContext, e: Extract<Expr, { kind: "Index" }>, e
     return make({ op: "output", which: "aux", modality }, "logits", [], { host: false });
   }
   if (base === "alone" || base === "without") return make({ op: "output", which: base, modality }, "logits", [], { host: false });
-  if (!fusionIsLinear(cx) || cx.head?.kind !== "linear" || cx.targetKind === "mask") {
+  const linearHead = cx.head?.kind === "linear" && fusionIsLinear(cx);
+  // A cosine head's logits split into one sum of cosines per modality only over `concat`.
+  const cosineHead = cx.head?.kind === "cosine" && !cx.fuse && cx.fusion?.kind === "concat";
+  if (!(linearHead || cosineHead) || cx.targetKind === "mask") {
     return cx.report(error("MMB015", "`contrib[m]` needs a head that is linear in the features", e.span, {
       help: "use a fusion linear in the features (`concat`, `sum`, or an expression of them with numbers and learnables, e.g. `concat(j, w[j] * z[j])`) and a `linear(N)` head, or score a modality with an auxiliary head `head[m]`",
     }));

@@ -29,6 +29,21 @@ export function gradCall(cx: CheckContext, e: CallExpr, env: Env): RExpr | undef
   return checked && make({ op: "grad", group: checked, ...(loss ? { loss } : {}) }, "grad", [], { host: false, secondOrder: true });
 }
 
+/** `weights(G)` or `init(G)`: a group's parameters, now or as training began. */
+export function parametersCall(cx: CheckContext, e: CallExpr, env: Env, initial: boolean): RExpr | undefined {
+  const fn = initial ? "init" : "weights";
+  if (e.args.length !== 1 || e.args[0]!.name) return cx.report(error("MMB007", `\`${fn}\` takes a parameter group: \`${fn}(encoder[m])\``, e.span, { help: `write \`${fn}(encoder[m])\`` }));
+  const checked = group(cx, e.args[0]!.value, env);
+  return checked && make({ op: "parameters", group: checked, initial }, "grad", [], { host: false, secondOrder: false });
+}
+
+/** `index(m)`: modality m's position, a number known before the step. */
+export function indexCall(cx: CheckContext, e: CallExpr, env: Env): RExpr | undefined {
+  if (e.args.length !== 1 || e.args[0]!.name) return cx.report(error("MMB007", "`index` takes a modality index: `index(m)`", e.span, { help: "write `index(m)`" }));
+  const modality = index(cx, e.args[0]!.value, env);
+  return modality && make({ op: "modalityNumber", modality }, "scalar", [], { host: true });
+}
+
 /** `per_sample(e)`: a gradient statistic once per sample. */
 export function perSample(cx: CheckContext, e: CallExpr, env: Env): RExpr | undefined {
   if (e.args.length !== 1 || e.args[0]!.name) {

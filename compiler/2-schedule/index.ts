@@ -16,7 +16,9 @@ export interface StepPlan {
   /** Modality drops: they decide the forward pass, so they run before it. */
   drops: Extract<ActionIR, { kind: "drop" }>[];
   addedLosses: Extract<ActionIR, { kind: "addLoss" }>[];
-  actions: Exclude<ActionIR, { kind: "addLoss" | "drop" }>[];
+  actions: Exclude<ActionIR, { kind: "addLoss" | "drop" | "assign" }>[];
+  /** `set`: after the optimiser step, in spec order. */
+  assignments: Extract<ActionIR, { kind: "assign" }>[];
   /** `prev(x, init)` nodes: x is recorded after the rule values, read on the next step. */
   prevWrites: { id: number; arg: RExpr; bound: string[] }[];
   secondOrder: boolean;
@@ -42,7 +44,7 @@ function topological(values: RuleValue[]): RuleValue[] {
 }
 
 function collectPrev(e: RExpr, bound: string[], out: StepPlan["prevWrites"]): void {
-  if (readsLastStep(e)) out.push({ id: e.state!, arg: e.args[0]!, bound });
+  if (e.op === "call" && readsLastStep(e)) out.push({ id: e.state!, arg: e.args[0]!, bound });
   const inner = e.op === "reduceModalities" ? [...bound, e.variable] : bound;
   for (const c of children(e)) collectPrev(c, inner, out);
 }
@@ -76,10 +78,11 @@ export function schedule(model: ModelIR): StepPlan {
   const phase = (a: ActionIR) => action(a.kind).phase;
   const addedLosses = model.rule.actions.filter((a): a is Extract<ActionIR, { kind: "addLoss" }> => phase(a) === "loss");
   const drops = model.rule.actions.filter((a): a is Extract<ActionIR, { kind: "drop" }> => phase(a) === "before");
-  const actions = model.rule.actions.filter((a): a is Exclude<ActionIR, { kind: "addLoss" | "drop" }> => phase(a) === "after");
+  const actions = model.rule.actions.filter((a): a is Exclude<ActionIR, { kind: "addLoss" | "drop" | "assign" }> => phase(a) === "after");
+  const assignments = model.rule.actions.filter((a): a is Extract<ActionIR, { kind: "assign" }> => phase(a) === "update");
   const prevWrites: StepPlan["prevWrites"] = [];
   for (const v of values) collectPrev(v.value, v.index ? [v.index] : [], prevWrites);
   const trainedSeparately = [...new Set(actions.flatMap((a) => (a.kind === "minimize" ? groupNames(a.group, model) : [])))];
   const secondOrder = addedLosses.some((a) => [a.value, ...a.when].some((e) => readsTaskGradient(e, values)));
-  return { values, drops, addedLosses, actions, prevWrites, secondOrder, trainedSeparately };
+  return { values, drops, addedLosses, actions, assignments, prevWrites, secondOrder, trainedSeparately };
 }

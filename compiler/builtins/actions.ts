@@ -11,8 +11,8 @@ export interface Action {
   keyword: string;
   usage: string;
   doc: string;
-  /** before: decides the forward pass; loss: part of the differentiated loss; after: after the rule values, in spec order. */
-  phase: "before" | "loss" | "after";
+  /** before: decides the forward pass; loss: part of the differentiated loss; after: after the rule values, in spec order; update: after the optimiser step. */
+  phase: "before" | "loss" | "after" | "update";
   /** Operands whose tensor conditions (`when` on a tensor) fall back to this value where the condition fails. */
   otherwise?: Record<string, string>;
   lower: { tfjs: (operands: Record<string, string>) => string };
@@ -57,10 +57,18 @@ export const actions: Action[] = [
   {
     kind: "drop",
     keyword: "drop",
-    usage: "drop z[m] with p",
-    doc: "in training, zero modality m's features per sample with probability `p` (known before the forward pass: numbers, params, `step`, `epoch`)",
+    usage: "drop z[m] with p [rescaled]",
+    doc: "in training, zero modality m's features per sample with probability `p`, one number or one per sample; `rescaled`: the kept ones × 1/(1 − p), keeping the expectation. `p` may read numbers, params, time, last step's values (`prev`), or this step's outputs (then evaluated on a forward pass of its own, before the drop); not gradients",
     phase: "before",
-    lower: { tfjs: (o) => `ctx.drop(${o.modality}, ${o.probability});` },
+    lower: { tfjs: (o) => `ctx.drop(${o.modality}, ${o.probability}${o.rescale ? ", { rescale: true }" : ""});` },
+  },
+  {
+    kind: "assign",
+    keyword: "set",
+    usage: "set w[m] = e",
+    doc: "after the optimiser step, set a learnable to `e`, which reads the learnables' updated values: `set w[m] = w[m] * 2 / sum(k, w[k])`",
+    phase: "update",
+    lower: { tfjs: (o) => `ctx.assign(${o.group}, ${o.value});` },
   },
   {
     kind: "addLoss",

@@ -1,3 +1,4 @@
+import { outputPairs } from "./distributions.js";
 import { runtimeCall } from "./lowering.js";
 import type { Builtin, RefineContext } from "./types.js";
 
@@ -43,6 +44,26 @@ function comparison(name: string, runtime: string, doc: string): Builtin {
 
 export const gradients: Builtin[] = [
   {
+    name: "weights",
+    family: "gradients",
+    usage: "weights(G)",
+    example: "norm(weights(encoder[m]))",
+    doc: "the current parameters of group `G`, a gradient-shaped value: norms, dot products and elementwise arithmetic with gradients (`square(norm(grad(G))) / square(norm(weights(G)))`); differentiated in an objective",
+    form: "parameters",
+    formRuntime: [],
+    signatures: [],
+  },
+  {
+    name: "init",
+    family: "gradients",
+    usage: "init(G)",
+    example: "norm(weights(encoder[m]) - init(encoder[m]))",
+    doc: "the parameters of group `G` as training began (the seed's initial values), a gradient-shaped constant",
+    form: "parameters",
+    formRuntime: [],
+    signatures: [],
+  },
+  {
     name: "grad",
     family: "gradients",
     usage: "grad(G)",
@@ -54,7 +75,11 @@ export const gradients: Builtin[] = [
   statistic("norm", "gradNorm", "‖g‖₂ over every element of the group"),
   statistic("norm1", "gradNorm1", "‖g‖₁, the sum of the absolute values of its elements"),
   statistic("std", "gradStd", "standard deviation of the gradient's elements"),
-  comparison("cos", "gradCos", "cosine of the angle between two gradients of one shape"),
+  {
+    ...comparison("cos", "gradCos", "cosine of the angle between two gradients of one shape; of two outputs or two features: per sample"),
+    signatures: [{ params: [{ name: "g1", kinds: gradient }, { name: "g2", kinds: gradient }], result: "scalar" }, ...outputPairs.cos],
+    lower: { tfjs: { runtime: ["gradCos", "cosine"], emit: (cx) => cx.call(cx.kinds[0] === "grad" ? "gradCos" : "cosine", ...cx.args) } },
+  },
   comparison("dot", "gradDot", "dot product of two gradients of one shape"),
   {
     name: "per_sample",

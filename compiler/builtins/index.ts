@@ -3,6 +3,7 @@
  * language (one entry each, by family), the operators, the named values and the actions.
  * Adding a function is one entry here and, if new, one runtime op.
  */
+import { distributions } from "./distributions.js";
 import { gradients } from "./gradients.js";
 import { history } from "./history.js";
 import { math } from "./math.js";
@@ -10,6 +11,7 @@ import { metrics } from "./metrics.js";
 import { binaryOperators, conditional, unaryOperators } from "./operators.js";
 import { places } from "./places.js";
 import { prototypes } from "./prototypes.js";
+import { random } from "./random.js";
 import { concat, detach, reductions, type Reduction } from "./reductions.js";
 import type { Builtin } from "./types.js";
 import { values } from "./values.js";
@@ -24,7 +26,7 @@ export { binaryOperators, conditional, unaryOperators } from "./operators.js";
 export { values } from "./values.js";
 
 /** Every function, in the order of the reference. */
-export const builtins: readonly Builtin[] = [...math, detach, ...reductions, concat, ...gradients, ...metrics, ...history, ...prototypes, ...places];
+export const builtins: readonly Builtin[] = [...math, detach, ...reductions, concat, ...random, ...distributions, ...gradients, ...metrics, ...history, ...prototypes, ...places];
 
 const byName = new Map(builtins.map((b) => [b.name, b]));
 
@@ -48,7 +50,7 @@ export const fusionFunctionNames: readonly string[] = builtins.filter((b) => b.f
 /** Every runtime function a lowering may call: the generated module imports them, so spec names avoid them. */
 export const runtimeNames: ReadonlySet<string> = new Set([
   ...builtins.flatMap((b) => [...(b.lower?.tfjs.runtime ?? []), ...(b.formRuntime ?? []), ...(isReduction(b) ? [b.reduce.modalities, ...(b.reduce.batch ? [b.reduce.batch] : [])] : [])]),
-  ...[...binaryOperators, ...unaryOperators].flatMap((o) => [o.tfjs.tensor, ...(o.tfjs.gradient ? [o.tfjs.gradient] : [])]),
+  ...[...binaryOperators, ...unaryOperators].flatMap((o) => [o.tfjs.tensor, o.tfjs.gradient, o.tfjs.elementwise].filter((n): n is string => n !== undefined)),
   conditional.tfjs.tensor,
   conditional.tfjs.gradient,
 ]);

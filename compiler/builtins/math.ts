@@ -1,4 +1,4 @@
-import { elementwise, runtimeCall } from "./lowering.js";
+import { elementwise } from "./lowering.js";
 import type { Builtin, Signature } from "./types.js";
 
 /** Elementwise on a number, one number per sample, or a gradient (each of its elements). */
@@ -24,13 +24,23 @@ export const math: Builtin[] = [
   unary("relu", "max(x, 0)", (x) => `Math.max(0, ${x})`),
   unary("sign", "−1, 0 or 1 (gradient zero)", (x) => `Math.sign(${x})`),
   unary("square", "x²; on a gradient, elementwise", (x) => `(${x}) ** 2`),
+  unary("floor", "the largest whole number ≤ x (gradient zero): `floor(step / 10)`", (x) => `Math.floor(${x})`),
+  unary("sin", "sine (radians)", (x) => `Math.sin(${x})`),
   {
     name: "clamp",
     family: "math",
     usage: "clamp(x, lo, hi)",
-    doc: "x limited to [lo, hi]: `clamp(k[m], 0.1, 1)`",
-    signatures: [{ params: [{ name: "x", kinds: numeric }, { name: "lo", kinds: numeric }, { name: "hi", kinds: numeric }], result: "lift" }],
+    doc: "x limited to [lo, hi]: `clamp(k[m], 0.1, 1)`; of a gradient-shaped value, each element",
+    signatures: [
+      { params: [{ name: "x", kinds: numeric }, { name: "lo", kinds: numeric }, { name: "hi", kinds: numeric }], result: "lift" },
+      { params: [{ name: "x", kinds: ["grad"] }, { name: "lo", kinds: ["scalar"] }, { name: "hi", kinds: ["scalar"] }], result: "grad" },
+    ],
     host: true,
-    lower: { tfjs: runtimeCall("clamp", ([x, lo, hi]) => `Math.min(Math.max(${x}, ${lo}), ${hi})`) },
+    lower: {
+      tfjs: {
+        runtime: ["clamp", "clampGradient"],
+        emit: (cx) => (cx.host ? `Math.min(Math.max(${cx.args[0]}, ${cx.args[1]}), ${cx.args[2]})` : cx.call(cx.result === "grad" ? "clampGradient" : "clamp", ...cx.args)),
+      },
+    },
   },
 ];

@@ -1,3 +1,4 @@
+import { outputPairs } from "./distributions.js";
 import type { Builtin, Lowering } from "./types.js";
 
 /** A head's outputs scored against the target. */
@@ -25,7 +26,13 @@ export const metrics: Builtin[] = [
   metric("cross_entropy", "mean cross-entropy (per pixel for a mask)", call("crossEntropy")),
   metric("mae", "mean absolute error", call("meanAbsoluteError")),
   metric("l1", "mean absolute error, as a loss", call("meanAbsoluteError")),
-  metric("mse", "mean squared error", call("meanSquaredError")),
+  {
+    ...metric("mse", "mean squared error against the target; of two outputs or two features `mse(a, b)`: their mean squared difference, per sample", {
+      runtime: ["meanSquaredError", "meanSquaredDifference"],
+      emit: (cx) => cx.call(cx.kinds[1] === "label" ? "meanSquaredError" : "meanSquaredDifference", ...cx.args),
+    }),
+    signatures: [{ params: [{ name: "o", kinds: ["logits"] }, { name: "y", kinds: ["label"] }], result: "scalar" }, ...outputPairs.mse],
+  },
   metric("dice", "mean Dice over the classes of a mask; gradient zero", call("dice")),
   metric("dice_loss", "the soft, differentiable Dice loss of a mask", call("diceLoss")),
 ];

@@ -1,24 +1,27 @@
 /**
  * The operators of rule expressions. `tensor` is the runtime function for tensors, `host` the
- * JavaScript operator for plain numbers; `gradient` the runtime function when the operands are
- * gradients of one group (`g1 + g2`) or a gradient and a number (`e * g`, `g / e`).
+ * JavaScript operator for plain numbers; `gradient` the runtime function when a number scales a
+ * gradient (`e * g`, `g / e`) or two of one group add (`g1 + g2`); `elementwise` when both are
+ * gradient-shaped, or a number meets one in any other way (`g * g`, `g / weights(G)`, `g + 1e-8`).
  */
 export interface Operator {
   symbol: string;
   usage: string;
   doc: string;
-  tfjs: { tensor: string; host: string; gradient?: string };
+  /** `host`: the JavaScript operator, or the code of `a op b` where no operator says it. */
+  tfjs: { tensor: string; host: string | ((a: string, b: string) => string); gradient?: string; elementwise?: string };
 }
 
-function binary(symbol: string, tensor: string, host: string, doc: string, gradient?: string): Operator {
-  return { symbol, usage: `a ${symbol} b`, doc, tfjs: { tensor, host, ...(gradient ? { gradient } : {}) } };
+function binary(symbol: string, tensor: string, host: Operator["tfjs"]["host"], doc: string, gradient?: string, elementwise?: string): Operator {
+  return { symbol, usage: `a ${symbol} b`, doc, tfjs: { tensor, host, ...(gradient ? { gradient } : {}), ...(elementwise ? { elementwise } : {}) } };
 }
 
 export const binaryOperators: Operator[] = [
-  binary("+", "add", "+", "sum; of two gradients of one group, or two head outputs, elementwise", "addGradients"),
-  binary("-", "sub", "-", "difference, as `+`", "subGradients"),
-  binary("*", "mul", "*", "product; a number times a gradient or head output scales it", "scaleGradient"),
-  binary("/", "div", "/", "quotient; a gradient or head output divided by a number", "scaleGradient"),
+  binary("+", "add", "+", "sum; of two gradient-shaped values of one group (or one and a number), or two head outputs, elementwise", "addGradients", "addGradients"),
+  binary("-", "sub", "-", "difference, as `+`", "subGradients", "subGradients"),
+  binary("*", "mul", "*", "product; a number times a gradient or head output scales it; two gradient-shaped values multiply elementwise", "scaleGradient", "mulGradients"),
+  binary("/", "div", "/", "quotient; a gradient or head output divided by a number; gradient-shaped values elementwise (`g / weights(G)`)", "scaleGradient", "divGradients"),
+  binary("%", "mod", (a, b) => `(((${a} % ${b}) + ${b}) % ${b})`, "remainder, as floor division leaves it (`step % 10`, 0 to 9; the sign of the divisor)"),
   binary("^", "pow", "**", "power"),
   binary("<", "less", "<", "comparison: a condition"),
   binary("<=", "lessEqual", "<=", "comparison"),

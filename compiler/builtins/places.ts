@@ -6,6 +6,15 @@ import type { Builtin } from "./types.js";
  */
 export const places: Builtin[] = [
   {
+    name: "index",
+    family: "places",
+    usage: "index(m)",
+    example: "if index(m) == floor(uniform() * 2) then 1 else 0",
+    doc: "modality m's position, from 0, as a number (to compare with a drawn one)",
+    form: "index",
+    signatures: [],
+  },
+  {
     name: "other",
     family: "places",
     usage: "other(m)",

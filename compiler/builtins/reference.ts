@@ -25,6 +25,8 @@ const kindNames: Record<ValueKind, string> = {
 
 const familyTitles: Record<Family, string> = {
   math: "Elementwise math",
+  distributions: "Outputs as distributions, per sample",
+  random: "Random draws",
   reductions: "Reductions",
   gradients: "Gradients",
   metrics: "Metrics of a head's outputs",
@@ -69,6 +71,7 @@ export function builtinsReference(): string {
       const facts = [
         entry.host ? "computed on the host when its arguments are numbers known before the step" : "",
         entry.stateful ? "keeps state between steps (checkpointed)" : "",
+        entry.random ? "draws at random, seeded by the run's seed, the step and the call" : "",
         entry.readsLastStep ? "its first argument is last step's: no dependency of this step" : "",
         entry.cutsGradient ? "a constant for differentiation" : "",
         entry.fusion ? `allowed in a fusion expression (${entry.fusion})` : "",
@@ -112,6 +115,8 @@ const formText: Record<NonNullable<Builtin["form"]>, string> = {
   reduction: "its first argument is an index (`k`, `k != m`) or `batch`",
   perSample: "its argument is evaluated once per sample",
   perTensor: "its argument, a number from one gradient, is evaluated once per parameter tensor of that gradient's group",
+  index: "its argument is a modality index",
+  parameters: "its argument is a parameter group",
 };
 
 function table(header: string[], rows: string[][]): string {

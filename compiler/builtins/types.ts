@@ -23,17 +23,21 @@ export interface Builtin {
    * `1-check/special-forms.ts`): a parameter group (`grad`), an index binder (`sum(k, ...)`), or
    * an evaluation per sample (`per_sample`).
    */
-  form?: "grad" | "reduction" | "perSample" | "perTensor";
+  form?: "grad" | "reduction" | "perSample" | "perTensor" | "index" | "parameters";
   /** Runtime functions a special form's code calls (a lowering names its own). */
   formRuntime?: readonly string[];
   /** Names valid in one place only (`normal` after `noise ... ~`) give this diagnostic elsewhere. */
   misuse?: { code: "MMB006" | "MMB007" | "MMB009" | "MMB018"; message: string; help: string };
-  /** Applies to the features in a fusion expression: elementwise, or as a reduction over modalities. */
+  /** Applies to the features in a fusion expression: keeping their width (elementwise, `normalize`), or as a reduction over modalities. */
   fusion?: "elementwise" | "reduction";
   /** With arguments known on the host (numbers, params, `step`, `epoch`), the result is too: plain arithmetic, no tensors. */
   host?: boolean;
   /** The call keeps state between steps (history): the checker gives it a slot, checkpoints keep it. */
   stateful?: boolean;
+  /** The call draws at random: the checker gives it a slot, its own random stream. */
+  random?: boolean;
+  /** Its arguments must be known before the step (numbers, params, `step`, `epoch`): `uniform(epoch)`. */
+  hostOnly?: boolean;
   /** The first argument is recorded after the step and read on the next (`prev`): not a read of this step. */
   readsLastStep?: boolean;
   /** The result is a constant for differentiation: nothing second order flows through it. */
@@ -44,7 +48,7 @@ export interface Builtin {
   lower?: { tfjs: Lowering };
 }
 
-export type Family = "math" | "gradients" | "metrics" | "history" | "prototypes" | "reductions" | "places";
+export type Family = "math" | "random" | "distributions" | "gradients" | "metrics" | "history" | "prototypes" | "reductions" | "places";
 
 /** An argument: a value of one of `kinds`, or a constant known before training (a number or a `param`). */
 export type ParamSpec =
@@ -84,7 +88,9 @@ export interface LoweringContext {
   call(fn: string, ...args: string[]): string;
   /** A runtime function passed as a value (recorded for the trainer's import). */
   ref(fn: string): string;
-  /** The call's history slot and the key of the modality indices in scope (stateful entries). */
+  /** The call's slot (a history entry, or a random stream) and the key of the modality indices in scope. */
   state: { id: number; key: string };
+  /** Where the code runs: `ctx`, the step, or `f`, a forward pass (the task loss, an objective). */
+  scope: "ctx" | "f";
   target: { kind: "class" | "real" | "mask"; classes: number };
 }

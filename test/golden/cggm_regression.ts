@@ -98,6 +98,7 @@ export const spec: ModelSpec = {
   auxHead: {
     kind: "linear",
     options: {
+      detach: true,
       out: 1,
     },
   },

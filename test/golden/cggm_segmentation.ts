@@ -87,6 +87,7 @@ export const spec: ModelSpec = {
   auxHead: {
     kind: "linear",
     options: {
+      detach: true,
       out: 4,
     },
   },

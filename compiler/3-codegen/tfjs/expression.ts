@@ -14,6 +14,8 @@ export interface Env {
   sample?: string;
   /** Inside `per_tensor(...)`: the gradient (as JSON) that the variable `tensor`, one of its tensors, stands for. */
   tensor?: string;
+  /** Without a forward pass (a drop's probability, `set` after the update): learnables are read from the step, as they are now. */
+  learnablesFromStep?: boolean;
 }
 
 const binaryOps = new Map(binaryOperators.map((o) => [o.symbol, o.tfjs]));
@@ -36,20 +38,22 @@ export function indexCode(ref: IndexRef, env: Env): string {
   }
 }
 
+/** A group's name, through the step's `group` (or the forward pass's, in the task loss, which has no step). */
 export function groupCode(group: GroupRef, env: Env): string {
-  if (group.weights) return `ctx.group.weights(${groupCode({ ...group, weights: false }, env)})`;
+  const groups = `${env.scope}.group`;
+  if (group.weights) return `${groups}.weights(${groupCode({ ...group, weights: false }, env)})`;
   switch (group.kind) {
     case "encoder":
-      if (group.part === "all" || group.part === "last") return `ctx.group.${group.part === "last" ? "encoderLast" : "encoder"}(${indexCode(group.modality, env)})`;
-      return `ctx.group.encoderLayers(${indexCode(group.modality, env)}, ${JSON.stringify(group.part)})`;
+      if (group.part === "all" || group.part === "last") return `${groups}.${group.part === "last" ? "encoderLast" : "encoder"}(${indexCode(group.modality, env)})`;
+      return `${groups}.encoderLayers(${indexCode(group.modality, env)}, ${JSON.stringify(group.part)})`;
     case "head":
-      return "ctx.group.head";
+      return `${groups}.head`;
     case "fusion":
-      return "ctx.group.fusion";
+      return `${groups}.fusion`;
     case "auxHead":
-      return `ctx.group.aux(${indexCode(group.modality, env)})`;
+      return `${groups}.aux(${indexCode(group.modality, env)})`;
     case "learnable":
-      return `ctx.group.learnable(${JSON.stringify(group.name)}${group.modality ? `, ${indexCode(group.modality, env)}` : ""})`;
+      return `${groups}.learnable(${JSON.stringify(group.name)}${group.modality ? `, ${indexCode(group.modality, env)}` : ""})`;
   }
 }
 
@@ -73,7 +77,7 @@ export function expression(e: RExpr, env: Env): string {
     case "value":
       return e.index ? `${safeName(e.name)}[${indexCode(e.index, env)}]!` : safeName(e.name);
     case "learnable":
-      return `f.param(${groupCode({ kind: "learnable", name: e.name, ...(e.index ? { modality: e.index } : {}) }, env)})`;
+      return `${env.learnablesFromStep ? "ctx" : "f"}.param(${groupCode({ kind: "learnable", name: e.name, ...(e.index ? { modality: e.index } : {}) }, env)})`;
     case "unary": {
       const op = unaryOps.get(e.fn)!;
       if (e.kind === "grad") return call(op.gradient!, sub(e.arg), "-1");
@@ -82,11 +86,17 @@ export function expression(e: RExpr, env: Env): string {
     case "binary": {
       const op = binaryOps.get(e.fn)!;
       if (e.kind === "grad") {
-        if (e.fn === "+" || e.fn === "-") return call(op.gradient!, sub(e.left), sub(e.right));
-        const [vector, factor] = e.left.kind === "grad" ? [e.left, e.right] : [e.right, e.left];
-        return call(op.gradient!, sub(vector), e.fn === "/" ? call("div", "1", sub(factor)) : sub(factor));
+        const both = e.left.kind === "grad" && e.right.kind === "grad";
+        // A number scaling a gradient (`e * g`, `g / e`) and two gradients adding keep their own runtime calls.
+        if ((e.fn === "+" || e.fn === "-") && both) return call(op.gradient!, sub(e.left), sub(e.right));
+        if (!both && (e.fn === "*" || (e.fn === "/" && e.left.kind === "grad"))) {
+          const [vector, factor] = e.left.kind === "grad" ? [e.left, e.right] : [e.right, e.left];
+          return call(op.gradient!, sub(vector), e.fn === "/" ? call("div", "1", sub(factor)) : sub(factor));
+        }
+        return call(op.elementwise!, sub(e.left), sub(e.right));
       }
-      return e.host ? `(${sub(e.left)} ${op.host} ${sub(e.right)})` : call(op.tensor, sub(e.left), sub(e.right));
+      if (!e.host) return call(op.tensor, sub(e.left), sub(e.right));
+      return typeof op.host === "string" ? `(${sub(e.left)} ${op.host} ${sub(e.right)})` : op.host(sub(e.left), sub(e.right));
     }
     case "if":
       return e.host ? `(${sub(e.condition)} ? ${sub(e.then)} : ${sub(e.otherwise)})` : call(conditional.tfjs.tensor, sub(e.condition), sub(e.then), sub(e.otherwise));
@@ -103,6 +113,10 @@ export function expression(e: RExpr, env: Env): string {
       return env.sample ? `grad(${groupCode(e.group, env)}, undefined, ${env.sample})` : `grad(${groupCode(e.group, env)})`;
     case "perSample":
       return `ctx.perSample((sample) => ${expression(e.arg, { ...env, sample: "sample" })})`;
+    case "parameters":
+      return `${env.scope}.${e.initial ? "initial" : "weights"}(${groupCode(e.group, env)})`;
+    case "modalityNumber":
+      return indexCode(e.modality, env);
     case "perTensor":
       return call("perTensor", sub(e.gradient), `(tensor) => ${expression(e.arg, { ...env, tensor: JSON.stringify(e.gradient) })}`);
     case "output":
@@ -142,6 +156,7 @@ function lowerEntry(fn: string, args: string[], kinds: ValueKind[], result: Valu
       return name;
     },
     state: { id: state ?? -1, key: historyKey(env) },
+    scope: env.scope,
     target: env.model.target,
   };
   return lowering.emit(cx);

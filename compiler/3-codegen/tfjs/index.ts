@@ -5,7 +5,7 @@ import type { SourceText } from "../../../diagnostics/index.js";
 import type { ModelIR } from "../../ir.js";
 import { expression, fusionCode, historyKey, type Env } from "./expression.js";
 import { commentText, numberLiteral, objectLiteral, safeName } from "./names.js";
-import { actionStatement, addedLossBody, valueStatement } from "./statements.js";
+import { actionStatement, addedLossBody, lossDependencies, valueStatement } from "./statements.js";
 
 export const generatorVersion = "0.1.0";
 
@@ -49,7 +49,10 @@ export function generate(model: ModelIR, plan: StepPlan, source: SourceText): st
     for (const line of lines) w.writeLine(line);
   };
 
-  const taskLoss = expression(model.loss.value, { ...env, scope: "f" });
+  // Rule values the loss reads are computed inside it, on each forward pass it is taken of.
+  const lossEnv: Env = { ...env, scope: "f" };
+  const lossValues = lossDependencies(model.loss.value, plan).map((v) => valueStatement(v, lossEnv));
+  const taskLoss = expression(model.loss.value, lossEnv);
   const rule = model.rule;
   const values = plan.values.map((v) => valueStatement(v, env));
   const prevWrites = plan.prevWrites.map((w) => {
@@ -59,6 +62,7 @@ export function generate(model: ModelIR, plan: StepPlan, source: SourceText): st
     return body;
   });
   const actions = plan.actions.map((a) => actionStatement(a, plan, env));
+  const assignments = plan.assignments.map((a) => actionStatement(a, plan, env));
   const drops = plan.drops.map((a) => actionStatement(a, plan, env));
   let backward = "const { loss, grads, raw: grad, forward: f } = ctx.backward(taskLoss);";
   if (plan.addedLosses.length > 0) {
@@ -66,8 +70,8 @@ export function generate(model: ModelIR, plan: StepPlan, source: SourceText): st
     const lines = plan.addedLosses.map((a) => `// ${commentText(a.text)}  (line ${a.line})`).join("\n");
     backward = `${lines}\nconst { loss, grads, raw: grad, forward: f } = ctx.backward(taskLoss, (f, grad) => {\n${body}\n}${plan.secondOrder ? "" : ", { readsTaskGradient: false }"});`;
   }
-  // Gradients, head outputs and prototypes are intermediate values: the step log keeps numbers.
-  const numeric = plan.values.filter((v) => !["grad", "logits", "prototypes"].includes(v.value.kind));
+  // Gradients, head outputs, features and prototypes are intermediate values: the step log keeps numbers.
+  const numeric = plan.values.filter((v) => !["grad", "logits", "features", "prototypes"].includes(v.value.kind));
   const logged = objectLiteral(numeric.map((v) => [v.name, safeName(v.name)]));
 
   // The module is built as one list of structures and printed once: ts-morph re-parses the file after every
@@ -101,9 +105,10 @@ export function generate(model: ModelIR, plan: StepPlan, source: SourceText): st
   module.push({
     kind: StructureKind.Function,
     name: "taskLoss",
-    parameters: [{ name: "f", type: "Forward" }],
+    // The step, and the spec's params through it, where the loss or the rule values it reads need them.
+    parameters: [{ name: "f", type: "Forward" }, ...(/\b(ctx|p)\./.test([...lossValues, taskLoss].join("\n")) ? [{ name: "ctx", type: "StepContext" }] : [])],
     returnType: "Tensor",
-    statements: [`return ${taskLoss};`],
+    statements: [...(/\bp\./.test([...lossValues, taskLoss].join("\n")) ? ["const p = ctx.specParams as Params;"] : []), ...lossValues, `return ${taskLoss};`],
     leadingTrivia: `// ${commentText(model.loss.text)}  (line ${model.loss.line})\n`,
   });
   const body: string[] = [];
@@ -117,6 +122,7 @@ export function generate(model: ModelIR, plan: StepPlan, source: SourceText): st
   // `prev` records this step's values before the update, which would change a learnable's.
   if (prevWrites.length) body.push("", "// History: values that `prev(...)` reads on the next step.", ...prevWrites);
   body.push("", "// Optimiser step on the (modulated) gradients.", "ctx.update(grads);");
+  if (assignments.length) body.push("", "// Learnables set after the update, in spec order.", ...assignments);
   body.push(`return { loss, values: ${logged}, raw: grad };`);
   module.push({
     kind: StructureKind.Function,

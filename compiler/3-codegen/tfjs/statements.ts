@@ -26,6 +26,11 @@ function dependencies(expressions: RExpr[], plan: StepPlan): RuleValue[] {
   return plan.values.filter((v) => needed.has(v.name));
 }
 
+/** The rule values the task loss reads, in dependency order. */
+export function lossDependencies(loss: RExpr, plan: StepPlan): RuleValue[] {
+  return dependencies([loss], plan);
+}
+
 /** `when` conditions split into plain `if`s (host values) and tensor masks. */
 export function conditionCode(conditions: RExpr[], env: Env): { host: string[]; masks: string[] } {
   return {
@@ -65,9 +70,25 @@ export function actionStatement(a: Exclude<ActionIR, { kind: "addLoss" }>, plan:
     case "replace":
       operands = { group: groupCode(a.group, inner), value: expression(a.value, inner), ...(masks.length ? { mask: masks.reduce((x, y) => emitCall(inner, "and", x, y)) } : {}) };
       break;
-    case "drop":
-      operands = { modality: indexCode(a.modality, inner), probability: expression(a.probability, inner) };
+    case "drop": {
+      // The probability is computed before the forward pass, with the rule values it reads: on a
+      // forward pass of its own when it reads this step's outputs (`ctx.probe`), else from the step.
+      const body = (e: Env) => objectiveBody(plan, [a.probability], e, (x) => expression(a.probability, x));
+      const probability = a.probe
+        ? `ctx.probe((f) => {\n${body(inner)}\n})`
+        : dependencies([a.probability], plan).length
+          ? `ctx.beforeForward(() => {\n${body({ ...inner, learnablesFromStep: true })}\n})`
+          : expression(a.probability, inner);
+      operands = { modality: indexCode(a.modality, inner), probability, ...(a.rescale ? { rescale: "true" } : {}) };
       break;
+    }
+    case "assign": {
+      // After the update: learnables are read as they are now.
+      const after: Env = { ...inner, learnablesFromStep: true };
+      const group = groupCode({ kind: "learnable", name: a.name, ...(a.index ? { modality: a.index } : {}) }, after);
+      operands = { group, value: masked(expression(a.value, after), masks, `ctx.param(${group})`, after) };
+      break;
+    }
     case "minimize": {
       const secondOrder = [a.value, ...a.when].some((e) => readsTaskGradient(e, plan.values));
       operands = {
