@@ -1,16 +1,14 @@
 import * as tf from "@tensorflow/tfjs";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { loadTrainer } from "../cli/load-trainer.js";
 import { selectBackend } from "../runtime/backend.js";
-import { loadCheckpoint } from "../runtime/checkpoint.js";
-import type { Dataset } from "../runtime/index.js";
-import { initialParameters } from "../runtime/model.js";
 import { stopGradient } from "../runtime/ops.js";
-import { train } from "../runtime/train.js";
-import { compileOrThrow, specsDir } from "./helpers.js";
+import { specsDir } from "./helpers.js";
+import {
+  accuracy, batch, crossEntropy, dense, dot, encode, expectMatchesFiniteDifferences, expectUpdate, expectValues, fullGradient, gradient, lr, names, norm, oneStep, spec,
+  type Name, type Params,
+} from "./one-step.js";
 
 /**
  * One step of the generated trainer for CGGM, AWF and AGM-CR against the papers' equations
@@ -18,103 +16,6 @@ import { compileOrThrow, specsDir } from "./helpers.js";
  * step machinery. Every rule value and every parameter update must agree to 1e-5; the
  * second-order terms are also checked against central finite differences.
  */
-
-const widths = { a: 8, b: 6, c: 7 };
-type Name = keyof typeof widths;
-const lr = 0.1;
-const batch = 16;
-
-function spec(modalities: Name[], body: string): string {
-  return `model step
-${modalities.map((m) => `modality ${m} : float[${widths[m]}]`).join("\n")}
-target y : class(4)
-encoder[m] = mlp(hidden: [10], out: 5, activation: tanh)
-${body}
-optimizer sgd(lr: ${lr})
-train epochs 1 batch ${batch} seed 2
-`;
-}
-
-/** `batch` training samples, so that one epoch is exactly one step. */
-function fixedData(modalities: Name[]): Dataset {
-  const rows = (n: number, width: number, salt: number) => Float32Array.from({ length: n * width }, (_, i) => Math.sin(i * 0.7 + salt));
-  const split = (n: number, salt: number) => ({
-    inputs: modalities.map((m, k) => rows(n, widths[m], salt + k)),
-    labels: Float32Array.from({ length: n }, (_, i) => (i * 3 + salt) % 4),
-    size: n,
-  });
-  return { train: split(batch, 0), valid: split(8, 5), test: split(8, 9), description: "fixed test data" };
-}
-
-type Params = Record<string, tf.Tensor>;
-
-async function oneStep(modalities: Name[], source: string) {
-  const out = mkdtempSync(join(tmpdir(), "mmb-method-"));
-  const trainer = await loadTrainer(await compileOrThrow(source), out);
-  await train(trainer, { out, backend: "cpu", data: fixedData(modalities), log: () => {} });
-  const checkpoint = (await loadCheckpoint(join(out, "checkpoints")))!;
-  const after = new Map(checkpoint.state.manifest.map((m, i) => [m.name, checkpoint.weights[i]!]));
-  const record = JSON.parse(readFileSync(join(out, "log.jsonl"), "utf8").split("\n")[0]!) as Record<string, number | number[]>;
-  const variables = initialParameters(trainer.spec, 2);
-  const init: Params = Object.fromEntries([...variables].map(([n, v]) => [n, tf.clone(v)]));
-  variables.forEach((v) => v.dispose());
-  const data = fixedData(modalities).train;
-  const x = modalities.map((m, k) => tf.tensor2d(data.inputs[k]!, [batch, widths[m]]));
-  const y = tf.tensor1d(data.labels);
-  return { init, after, record, x, y };
-}
-
-// ---------------------------------------------------------------- the model, from scratch
-
-const dense = (p: Params, prefix: string, x: tf.Tensor) => tf.add(tf.matMul(x as tf.Tensor2D, p[`${prefix}.kernel`] as tf.Tensor2D), p[`${prefix}.bias`]!);
-const encode = (p: Params, m: Name, x: tf.Tensor) => dense(p, `encoder.${m}.last`, tf.tanh(dense(p, `encoder.${m}.dense0`, x)));
-
-function crossEntropy(logits: tf.Tensor, y: tf.Tensor): tf.Tensor {
-  const logProb = tf.sub(logits, tf.logSumExp(logits, -1, true));
-  return tf.neg(tf.mean(tf.sum(tf.mul(tf.oneHot(tf.cast(y, "int32") as tf.Tensor1D, 4), logProb), -1)));
-}
-
-const accuracy = (logits: tf.Tensor, y: tf.Tensor) => tf.mean(tf.cast(tf.equal(tf.argMax(logits, -1), tf.cast(y, "int32")), "float32")).dataSync()[0]!;
-const norm = (g: tf.Tensor[]) => tf.sqrt(tf.addN(g.map((t) => tf.sum(tf.square(t)))));
-const dot = (a: tf.Tensor[], b: tf.Tensor[]) => tf.addN(a.map((t, i) => tf.sum(tf.mul(t, b[i]!))));
-const names = (p: Params, prefix: string) => Object.keys(p).filter((n) => n === prefix || n.startsWith(`${prefix}.`));
-
-/** ∂f/∂(params under `prefix`) at p, differentiable again. */
-function gradient(f: (p: Params) => tf.Tensor, p: Params, prefix: string): tf.Tensor[] {
-  const members = names(p, prefix);
-  return tf.grads((...ts: tf.Tensor[]) => f({ ...p, ...Object.fromEntries(members.map((n, i) => [n, ts[i]!])) }))(members.map((n) => p[n]!));
-}
-
-/** ∂f/∂θ for every named parameter (zero where f does not depend on it). */
-function fullGradient(f: (p: Params) => tf.Tensor, p: Params, which: string[]): Map<string, tf.Tensor> {
-  const { grads } = tf.engine().gradients(() => f(p) as tf.Scalar, which.map((n) => p[n]!), undefined, true);
-  return new Map(which.map((n, i) => [n, grads[i] ?? tf.zerosLike(p[n]!)]));
-}
-
-function expectValues(actual: number | number[] | undefined, expected: number[]): void {
-  const list = Array.isArray(actual) ? actual : [actual!];
-  expect(list).toHaveLength(expected.length);
-  list.forEach((v, i) => expect(Math.abs(v - expected[i]!)).toBeLessThan(1e-5 * Math.max(1, Math.abs(expected[i]!))));
-}
-
-function expectUpdate(init: Params, after: Map<string, Float32Array>, name: string, update: tf.Tensor): void {
-  const before = init[name]!.dataSync();
-  const step = update.dataSync();
-  const now = after.get(name)!;
-  before.forEach((v, i) => expect(Math.abs(now[i]! - (v - step[i]!))).toBeLessThan(1e-5));
-}
-
-/** <∇f, v> against (f(θ + εv) − f(θ − εv)) / 2ε along a fixed pseudo-random unit direction. */
-function expectMatchesFiniteDifferences(f: (p: Params) => tf.Tensor, p: Params, which: string[], autodiff: Map<string, tf.Tensor>): void {
-  const direction = new Map(which.map((n, k) => [n, tf.tensor(Array.from({ length: p[n]!.size }, (_, i) => Math.sin(i * 2.1 + k * 0.9)), p[n]!.shape)]));
-  const length = norm([...direction.values()]).dataSync()[0]!;
-  const eps = 1e-2;
-  const shifted = (s: number) => f({ ...p, ...Object.fromEntries(which.map((n) => [n, tf.add(p[n]!, tf.mul(direction.get(n)!, s / length))])) }).dataSync()[0]!;
-  const numeric = (shifted(eps) - shifted(-eps)) / (2 * eps);
-  const analytic = which.reduce((s, n) => s + tf.sum(tf.mul(autodiff.get(n)!, direction.get(n)!)).dataSync()[0]! / length, 0);
-  expect(Math.abs(analytic)).toBeGreaterThan(1e-4); // the check is not vacuous
-  expect(Math.abs(analytic - numeric)).toBeLessThan(2e-2 * Math.abs(numeric) + 1e-4);
-}
 
 beforeAll(async () => {
   await selectBackend("cpu");
