@@ -214,8 +214,13 @@ export function estimateMemory(spec: ModelSpec): { parameters: number; activatio
 
 /** Initial values, drawn in JavaScript from the seed so that every backend starts alike. */
 export function initialParameters(spec: ModelSpec, seed: number): Map<string, tf.Variable> {
+  return new Map([...initialValues(spec, seed)].map(([name, { values, shape }]) => [name, tf.tidy(() => tf.variable(tf.tensor(values, shape), true, name))]));
+}
+
+/** The initial values of every parameter, as numbers: the same draw as `initialParameters`, for `init(G)`. */
+export function initialValues(spec: ModelSpec, seed: number): Map<string, { values: Float32Array; shape: number[] }> {
   const random = new Random(seed);
-  const params = new Map<string, tf.Variable>();
+  const out = new Map<string, { values: Float32Array; shape: number[] }>();
   for (const { name, shape, init } of parameterShapes(spec)) {
     const size = shape.reduce((a, b) => a * b, 1);
     const fanIn = shape.length >= 2 ? shape.slice(0, -1).reduce((a, b) => a * b, 1) : 1;
@@ -224,9 +229,9 @@ export function initialParameters(spec: ModelSpec, seed: number): Map<string, tf
     if (init === "zeros") values = new Float32Array(size);
     else if (typeof init === "number") values = new Float32Array(size).fill(init);
     else values = random.normals(size, init === "he" ? Math.sqrt(2 / fanIn) : Math.sqrt(2 / (fanIn + fanOut)));
-    params.set(name, tf.tidy(() => tf.variable(tf.tensor(values, shape), true, name)));
+    out.set(name, { values, shape });
   }
-  return params;
+  return out;
 }
 
 function applyDense(params: Params, prefix: string, x: tf.Tensor): tf.Tensor {

@@ -109,6 +109,8 @@ export class StepContext {
   totalLoss?: tf.Tensor;
   /** Tensors kept alive past a gradient scope; the loop disposes them after the step. */
   readonly keptTensors: tf.Tensor[] = [];
+  /** `set` assignments waiting for the end of the step. */
+  private readonly assignments: [tf.Variable, tf.Tensor][] = [];
   /** The forward pass drop probabilities read (`probe`), made at most once per step. */
   private probeForward?: Forward;
   /** The step's random draws (`uniform`, `bernoulli`, `dropout`), the same in every pass of the step. */
@@ -174,11 +176,21 @@ export class StepContext {
     return tf.clone(this.params.get(name!)!);
   }
 
-  /** `set w = e`: assigns a learnable after the optimiser step. */
+  /**
+   * `set w = e`: a learnable's value after the optimiser step. Every `set` of the step reads the
+   * updated values and the assignments are made together (`applyAssignments`), so that
+   * `set w[m] = w[m] / sum(k, w[k])` divides each by the same sum.
+   */
   assign(group: string, value: Value): void {
     const [name] = membersOf(this.params.keys(), group);
     const variable = this.params.get(name!)!;
-    variable.assign(tf.reshape(tf.cast(typeof value === "number" ? tf.scalar(value) : value, "float32"), variable.shape));
+    this.assignments.push([variable, tf.reshape(tf.cast(typeof value === "number" ? tf.scalar(value) : value, "float32"), variable.shape)]);
+  }
+
+  /** Makes the step's `set` assignments; the loop calls it after `trainStep`. */
+  applyAssignments(): void {
+    for (const [variable, value] of this.assignments) variable.assign(value);
+    this.assignments.length = 0;
   }
 
   get modalities(): number[] {

@@ -6,7 +6,7 @@ import { describeBackend, selectBackend, type BackendName } from "./backend.js";
 import { loadCheckpoint, saveCheckpoint, writeJsonAtomically, type CheckpointState } from "./checkpoint.js";
 import { gatherRows, loadData, type Dataset, type Split } from "./data/index.js";
 import { History } from "./history.js";
-import { estimateMemory, Forward, initialParameters, type Params } from "./model.js";
+import { estimateMemory, Forward, initialParameters, initialValues, type Params } from "./model.js";
 import { classificationMetrics, maskDice, regressionMetrics } from "./metrics.js";
 import { gradNorm } from "./ops.js";
 import { Optimizer } from "./optimizer.js";
@@ -197,8 +197,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
 
   const params = initialParameters(spec, seed);
   // `init(G)`: the initial values, a function of the seed, made again on resume when a rule asks.
-  let initial: Map<string, tf.Variable> | undefined;
-  const initialValues = () => (initial ??= initialParameters(spec, seed));
+  let initial: Map<string, tf.Tensor> | undefined;
+  const initialTensors = () => (initial ??= new Map([...initialValues(spec, seed)].map(([name, { values, shape }]) => [name, tf.keep(tf.tensor(values, shape))])));
   const optimizer = new Optimizer(spec.optimizer);
   const separate = new Map<string, Optimizer>();
   const history = new History();
@@ -263,7 +263,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       for (let start = 0; start < order.length; start += batch, step++) {
         const rows = order.slice(start, start + batch);
         const { inputs, target } = batchTensors(data.train, spec, rows);
-        const ctx = new StepContext(spec, params, inputs, target, step, epoch, history, separate, seed, definition.trainedSeparately, initialValues, p);
+        const ctx = new StepContext(spec, params, inputs, target, step, epoch, history, separate, seed, definition.trainedSeparately, initialTensors, p);
         ctx.update = (grads: Gradients) => {
           let clipFactor: tf.Tensor | number = 1;
           if (spec.train.clip > 0) {
@@ -278,6 +278,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         };
         const record = tf.tidy(() => {
           const result = definition.trainStep(ctx, p);
+          // `set` statements assign together, from the values after the optimiser step.
+          ctx.applyAssignments();
           keys = [["loss", 0], ["total_loss", 0]];
           const flat: tf.Tensor[] = [tf.reshape(result.loss, [1]), tf.reshape(ctx.totalLoss ?? result.loss, [1])];
           for (const [key, value] of Object.entries(result.values)) {

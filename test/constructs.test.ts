@@ -1,0 +1,213 @@
+import * as tf from "@tensorflow/tfjs";
+import { beforeAll, describe, expect, it } from "vitest";
+import { analyze } from "../compiler/index.js";
+import { selectBackend } from "../runtime/backend.js";
+import { stopGradient } from "../runtime/ops.js";
+import { Random } from "../runtime/random.js";
+import { diagnose, smallSpec } from "./helpers.js";
+import { batch, crossEntropy, dense, encode, expectUpdate, expectValues, fullGradient, lr, oneStep, spec, type Params } from "./one-step.js";
+
+/**
+ * The constructs of the language's second part (outputs as distributions, parameters as values,
+ * masks decided by values, assignments, random draws, time arithmetic), each against its
+ * definition computed here from the model's own parameters, and their diagnostics.
+ */
+beforeAll(async () => {
+  await selectBackend("cpu");
+});
+
+const modalities = ["a", "b"] as const;
+const features = (p: Params, x: tf.Tensor[]) => modalities.map((m, k) => encode(p, m, x[k]!));
+const share = (p: Params, z: tf.Tensor, k: number) => tf.add(tf.matMul(z as tf.Tensor2D, tf.slice(p["head.kernel"]!, [k * 5, 0], [5, -1]) as tf.Tensor2D), tf.div(p["head.bias"]!, 2));
+const fused = (p: Params, z: tf.Tensor[]) => dense(p, "head", tf.concat(z, 1));
+const softmax = (o: tf.Tensor) => tf.softmax(o);
+const mean = (t: tf.Tensor) => tf.mean(t).dataSync()[0]!;
+const linear = (body: string) => spec([...modalities], `fusion concat -> linear(4)\nloss cross_entropy(out, y)\n${body}`);
+
+describe("outputs as distributions, per sample (batch means logged)", () => {
+  it("entropy, confidence, nll, margin, kl, js, logsumexp, mse and cos of outputs and features, correct", async () => {
+    const { init, record, x, y } = await oneStep([...modalities], linear(`balance {
+  e_out  = entropy(out)
+  e_z    = entropy(z[a])
+  conf   = confidence(out)
+  nl     = nll(out, y)
+  mar    = margin(out, y)
+  kab    = kl(contrib[a], contrib[b])
+  jab    = js(contrib[a], contrib[b])
+  lse    = logsumexp(out)
+  sq     = mse(contrib[a], contrib[b])
+  cz     = cos(z[a], normalize(z[b]))
+  right  = mean(batch, correct(out, y))
+}`));
+    const z = features(init, x);
+    const out = fused(init, z);
+    const [ua, ub] = [share(init, z[0]!, 0), share(init, z[1]!, 1)];
+    const entropy = (o: tf.Tensor) => tf.neg(tf.sum(tf.mul(softmax(o), tf.logSoftmax(o)), -1));
+    const p = softmax(out);
+    const truth = tf.oneHot(tf.cast(y, "int32") as tf.Tensor1D, 4);
+    const kl = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(softmax(a), tf.sub(tf.logSoftmax(a), tf.logSoftmax(b))), -1);
+    const m = tf.div(tf.add(softmax(ua), softmax(ub)), 2);
+    const js = tf.div(tf.add(tf.sum(tf.mul(softmax(ua), tf.sub(tf.log(softmax(ua)), tf.log(m))), -1), tf.sum(tf.mul(softmax(ub), tf.sub(tf.log(softmax(ub)), tf.log(m))), -1)), 2);
+    const unit = (t: tf.Tensor) => tf.div(t, tf.norm(t, 2, 1, true));
+    expectValues(record.e_out, [mean(entropy(out))]);
+    expectValues(record.e_z, [mean(entropy(z[0]!))]);
+    expectValues(record.conf, [mean(tf.max(p, -1))]);
+    expectValues(record.nl, [mean(tf.neg(tf.sum(tf.mul(truth, tf.logSoftmax(out)), -1)))]);
+    expectValues(record.mar, [mean(tf.sub(tf.sum(tf.mul(p, truth), -1), tf.max(tf.sub(p, tf.mul(truth, 2)), -1)))]);
+    expectValues(record.kab, [mean(kl(ua, ub))]);
+    expectValues(record.jab, [mean(js)]);
+    expectValues(record.lse, [mean(tf.logSumExp(out, -1))]);
+    expectValues(record.sq, [mean(tf.mean(tf.square(tf.sub(ua, ub)), -1))]);
+    expectValues(record.cz, [mean(tf.sum(tf.mul(unit(z[0]!), unit(z[1]!)), -1))]);
+    expectValues(record.right, [mean(tf.cast(tf.equal(tf.argMax(out, -1), tf.cast(y, "int32")), "float32"))]);
+    expect(Math.abs(record.kab as number)).toBeGreaterThan(1e-3); // the divergences are not trivially 0
+  });
+
+  it("a cosine head: s·Σ_m cos(z_m, W_m's class column), no bias; contrib[m] each modality's part", async () => {
+    const { init, after, record, x, y } = await oneStep([...modalities], spec([...modalities], `fusion concat -> cosine(4, scale: 3)
+loss cross_entropy(out, y)
+balance {
+  ca = sum(batch, prob(contrib[a], y))
+}`));
+    const cosines = (p: Params, zm: tf.Tensor, k: number) => {
+      const w = tf.slice(p["head.kernel"]!, [k * 5, 0], [5, -1]);
+      return tf.mul(3, tf.matMul(tf.div(zm, tf.add(tf.norm(zm, 2, 1, true), 1e-12)) as tf.Tensor2D, tf.div(w, tf.add(tf.norm(w, 2, 0, true), 1e-12)) as tf.Tensor2D));
+    };
+    const loss = (p: Params) => {
+      const z = features(p, x);
+      return crossEntropy(tf.add(cosines(p, z[0]!, 0), cosines(p, z[1]!, 1)), y);
+    };
+    const z = features(init, x);
+    expectValues(record.ca, [tf.sum(tf.sum(tf.mul(softmax(cosines(init, z[0]!, 0)), tf.oneHot(tf.cast(y, "int32") as tf.Tensor1D, 4)), -1)).dataSync()[0]!]);
+    expect(Object.keys(init)).not.toContain("head.bias");
+    const g = fullGradient(loss, init, Object.keys(init));
+    for (const name of Object.keys(init)) expectUpdate(init, after, name, tf.mul(g.get(name)!, lr));
+  });
+});
+
+describe("auxiliary heads that train their encoder", () => {
+  it("head[m] = linear(N, detach: false): the head's loss reaches the encoder; with the default it does not", async () => {
+    const aux = (detach: string) => spec([...modalities], `head[m] = linear(4${detach})
+fusion concat -> linear(4)
+loss cross_entropy(out, y) + sum(k, cross_entropy(head[k], y))`);
+    for (const [option, reaches] of [[", detach: false", true], ["", false]] as const) {
+      const { init, after, x, y } = await oneStep([...modalities], aux(option));
+      const loss = (p: Params) => {
+        const z = features(p, x);
+        const zs = reaches ? z : z.map((t) => stopGradient(t));
+        return tf.add(crossEntropy(fused(p, z), y), tf.addN(modalities.map((m, k) => crossEntropy(dense(p, `aux.${m}`, zs[k]!), y))));
+      };
+      const g = fullGradient(loss, init, Object.keys(init));
+      for (const name of Object.keys(init)) expectUpdate(init, after, name, tf.mul(g.get(name)!, lr));
+    }
+  });
+});
+
+describe("parameters as values", () => {
+  it("weights(G) and init(G): ‖g‖²/‖θ‖², the distance from the start (0 at step 0), elementwise arithmetic, ema of a squared gradient", async () => {
+    const { init, record, x, y } = await oneStep([...modalities], linear(`balance {
+  speed[m] = square(norm(grad(encoder[m]))) / square(norm(weights(encoder[m])))
+  moved    = norm(weights(encoder[a]) - init(encoder[a]))
+  ratio    = norm(grad(head) / (weights(head) + 10))
+  fisher   = mean(ema(square(grad(head)), 0.9))
+}`));
+    const loss = (p: Params) => crossEntropy(fused(p, features(p, x)), y);
+    const g = fullGradient(loss, init, Object.keys(init));
+    const of = (prefix: string) => Object.keys(init).filter((n) => n.startsWith(prefix));
+    const squaredNorm = (ts: tf.Tensor[]) => ts.reduce((s, t) => s + tf.sum(tf.square(t)).dataSync()[0]!, 0);
+    expectValues(record.speed, modalities.map((m) => squaredNorm(of(`encoder.${m}.`).map((n) => g.get(n)!)) / squaredNorm(of(`encoder.${m}.`).map((n) => init[n]!))));
+    expectValues(record.moved, [0]);
+    const head = of("head");
+    expectValues(record.ratio, [Math.sqrt(squaredNorm(head.map((n) => tf.div(g.get(n)!, tf.add(init[n]!, 10)))))]);
+    // The first step's ema is its argument: the mean of the squared head gradient.
+    const elements = head.reduce((s, n) => s + init[n]!.size, 0);
+    expectValues(record.fisher, [squaredNorm(head.map((n) => g.get(n)!)) / elements]);
+  });
+});
+
+describe("assignments, masks and random draws", () => {
+  it("set w[m] after the optimiser step reads the updated values: the weights are renormalised to sum to 2", async () => {
+    const { init, after, x, y } = await oneStep([...modalities], spec([...modalities], `learnable w[m] = 1
+fusion concat(j, w[j] * z[j]) -> linear(4)
+loss cross_entropy(out, y)
+balance {
+  set w[m] = 2 * w[m] / sum(k, w[k])
+}`));
+    const loss = (p: Params) => {
+      const z = features(p, x).map((t, k) => tf.mul(p[`learnable.w.${modalities[k]}`]!, t));
+      return crossEntropy(fused(p, z), y);
+    };
+    const g = fullGradient(loss, init, Object.keys(init));
+    const stepped = modalities.map((m) => 1 - lr * g.get(`learnable.w.${m}`)!.dataSync()[0]!);
+    expect(Math.abs(stepped[0]! - stepped[1]!)).toBeGreaterThan(1e-6); // the update moved them apart
+    modalities.forEach((m, k) => expect(after.get(`learnable.w.${m}`)![0]).toBeCloseTo((2 * stepped[k]!) / (stepped[0]! + stepped[1]!), 5));
+  });
+
+  it("drop with a probability read from this step's outputs (a probe pass), rescaled: kept features × 1/(1 − p)", async () => {
+    // q_a = 0.5 exactly, computed from this step's outputs; b is never dropped.
+    const { init, after, record, x, y } = await oneStep([...modalities], linear(`balance {
+  q[m] = if index(m) == 0 then 0.5 * mean(batch, prob(out, y)) / mean(batch, prob(out, y)) else 0
+  drop z[m] with q[m] rescaled
+}`));
+    expectValues(record.q, [0.5, 0]);
+    // The runtime's draws for modality 0 at step 0 of seed 2 (StepContext.drop): dropped where u < p,
+    // one draw per position of the batch, whose samples the epoch's shuffle ordered (train.ts).
+    const random = new Random((2 * 1000003 + 0 * 7919 + 0) % 2147483647);
+    const order = new Random(2 * 7919 + 0).permutation(batch);
+    const keep = new Array<number>(batch);
+    order.forEach((sample) => (keep[sample] = random.uniform() < 0.5 ? 0 : 2));
+    expect(new Set(keep).size).toBe(2); // some samples kept, some dropped
+    const loss = (p: Params) => {
+      const z = features(p, x);
+      return crossEntropy(fused(p, [tf.mul(z[0]!, tf.tensor2d(keep, [batch, 1])), z[1]!]), y);
+    };
+    const g = fullGradient(loss, init, Object.keys(init));
+    for (const name of Object.keys(init)) expectUpdate(init, after, name, tf.mul(g.get(name)!, lr));
+  });
+
+  it("drop with a probability from last step's values: prev(x, 1) at the first step drops modality a entirely", async () => {
+    const { init, after } = await oneStep([...modalities], linear(`balance {
+  x = mean(batch, prob(out, y))
+  drop z[m] with if index(m) == 0 then prev(x, 1) else 0
+}`));
+    const moved = (name: string) => Math.max(...Array.from(init[name]!.dataSync(), (v, i) => Math.abs(v - after.get(name)![i]!)));
+    expect(moved("encoder.a.dense0.kernel")).toBe(0);
+    expect(moved("encoder.b.dense0.kernel")).toBeGreaterThan(1e-6);
+  });
+
+  it("uniform, bernoulli, floor, % and index: draws in range and of the asked frequency, floor-mod arithmetic", async () => {
+    const { record } = await oneStep([...modalities], linear(`balance {
+  u1   = uniform()
+  u2   = uniform()
+  frac = mean(bernoulli(0 * abs(grad(encoder[b])) + 0.3))
+  ints = 7 % 3 + floor(2.5) + index(b)
+  neg  = (0 - 7) % 3
+}`));
+    for (const u of [record.u1, record.u2] as number[]) expect(u >= 0 && u < 1).toBe(true);
+    expect(record.u1).not.toBe(record.u2); // each call its own stream
+    expect(Math.abs((record.frac as number) - 0.3)).toBeLessThan(0.15); // 125 elements: 3.5 standard errors
+    expect(record.ints).toBe(4);
+    expect(record.neg).toBe(2);
+  });
+});
+
+describe("diagnostics of the new constructs", () => {
+  it("wrong kinds and places are coded", () => {
+    const codes = (body: string) => analyze(smallSpec(body)).diagnostics.map((d) => d.code);
+    expect(codes("v = entropy(grad(head))")).toEqual(["MMB008"]);
+    expect(codes("v = kl(out, z[a])")).toEqual(["MMB008"]);
+    expect(codes("v = correct(out, y) + 1")).toEqual(["MMB008"]);
+    expect(codes("v = norm(weights(fusion))")).toEqual(["MMB025"]);
+    expect(codes("set v = 1")).toEqual(["MMB018"]);
+    expect(codes("v = uniform(acc(out, y))")).toEqual(["MMB027"]);
+    expect(codes("v = bernoulli(out)")).toEqual(["MMB008"]);
+    expect(codes("v = index(k)")).toEqual(["MMB009"]);
+    expect(diagnose(smallSpec("v = 7 % 3\n w = floor(2.5)"))).toEqual([]);
+  });
+
+  it("the loss may read rule values, not ones computed from its own gradients (MMB017)", () => {
+    const spec = smallSpec("g = norm(grad(head))").replace("loss cross_entropy(out, y)", "loss cross_entropy(out, y) * g");
+    expect(analyze(spec).diagnostics.map((d) => [d.code, d.message])).toEqual([["MMB017", "the loss reads `g`, which is computed from this step's gradients: the loss's own"]]);
+    expect(diagnose(smallSpec("h = mean(batch, prob(out, y))").replace("loss cross_entropy(out, y)", "loss cross_entropy(out, y) * h"))).toEqual([]);
+  });
+});
