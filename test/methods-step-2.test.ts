@@ -122,6 +122,7 @@ describe("one step of each BalanceMM method against its equations", () => {
     };
     expect(ruleValues(record)).toEqual(["kl_term", "ps", "pw", "q", "rs", "w"]);
     const t = terms(init);
+    // head.bias starts at 0, so u_m's b/2 shows in the bias's update, not in these first values.
     // Per-sample values are logged as their batch mean.
     expectValues(record.q, t.q.map((qk) => num(tf.mean(qk))));
     expectValues(record.ps, [num(tf.mean(t.ps))]);
@@ -151,7 +152,7 @@ describe("one step of each BalanceMM method against its equations", () => {
     const terms = (p: Params) => {
       const z = features(p, x);
       const f = fused(p, z);
-      const own = alone(p, z, 1 - kept);
+      const own = alone(p, z, kept);
       const gap = tf.sum(tf.sub(confidence(own), confidence(f)));
       const task = tf.mul(0.5, crossEntropy(f, y));
       const loss = tf.addN([task, tf.mul(0.5, crossEntropy(own, y)), tf.mul(lambda, tf.relu(gap))]);

@@ -1,12 +1,12 @@
 import type { Expr, Stmt } from "../../grammar/ast.js";
 import { error, type Span } from "../../diagnostics/index.js";
 import * as components from "../components.js";
-import type { ActionIR, GroupRef, IndexRef, RExpr, RuleValue } from "../ir.js";
-import { children, dependence } from "../walks.js";
+import type { ActionIR, GroupRef, RExpr, RuleValue } from "../ir.js";
+import { dependence } from "../walks.js";
 import { component } from "./component-options.js";
 import type { CheckContext, Env } from "./context.js";
 import { expr } from "./expressions.js";
-import { group } from "./groups.js";
+import { gradientGroups, group } from "./groups.js";
 import { describeKind, expectKind, expectScalar } from "./kinds.js";
 import { index } from "./names.js";
 
@@ -163,21 +163,6 @@ function expectOperand(cx: CheckContext, value: RExpr, span: Span, what: string,
   if (!foreign) return true;
   cx.report(error("MMB016", `${what} of the group's shape must be built from gradients of that group`, span, { help: "e.g. `scale grad(G) by per_tensor(std(grad(G)))` with the same G on both sides" }));
   return false;
-}
-
-/** The groups of the `grad(...)` an expression is built from, through definitions it reads. */
-function gradientGroups(cx: CheckContext, e: RExpr, renamed: Map<string, IndexRef>): GroupRef[] {
-  const rename = (ref: IndexRef): IndexRef => (ref.kind === "var" ? (renamed.get(ref.name) ?? ref) : ref.kind === "other" ? { kind: "other", of: rename(ref.of) } : ref);
-  if (e.op === "grad") return ["modality" in e.group && e.group.modality ? ({ ...e.group, modality: rename(e.group.modality) } as GroupRef) : e.group];
-  if (e.op === "value") {
-    const definition = cx.definitions.get(e.name);
-    const index = definition?.stmt.target.index?.name;
-    const inner = new Map(renamed);
-    if (index && e.index) inner.set(index, rename(e.index));
-    return definition?.checked ? gradientGroups(cx, definition.checked, inner) : [];
-  }
-  // Gradients combine by operators and elementwise functions: follow the operands that are gradients.
-  return children(e).filter((c) => c.kind === "grad").flatMap((c) => gradientGroups(cx, c, renamed));
 }
 
 function actionTarget(cx: CheckContext, target: Expr, env: Env, allowed: string[]): { fn: string; group: GroupRef } | undefined {

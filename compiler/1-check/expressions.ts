@@ -4,6 +4,7 @@ import type { RExpr, ValueKind } from "../ir.js";
 import { call } from "./calls.js";
 import { make, type CheckContext, type Env } from "./context.js";
 import { expectKind } from "./kinds.js";
+import { gradientGroups, groupShape } from "./groups.js";
 import { indexed, name } from "./names.js";
 
 /** A rule expression → a typed IR expression, or undefined after reporting why not. */
@@ -59,11 +60,26 @@ function binary(cx: CheckContext, e: Extract<Expr, { kind: "Binary" }>, env: Env
     return make({ op: "binary", fn: e.op, left, right }, perSample ? "batchBool" : "bool", [left, right]);
   }
   const vector = vectorArithmetic(e.op, left, right);
+  if (vector === "grad" && left.kind === "grad" && right.kind === "grad" && !sameShape(cx, left, right)) {
+    return cx.report(error("MMB016", `\`${e.op}\` combines gradient-shaped values element by element: they need one shape`, e.span, {
+      help: "combine values of one group, e.g. `grad(encoder[m]) / weights(encoder[m])`",
+    }));
+  }
   if (vector) return make({ op: "binary", fn: e.op, left, right }, vector, [left, right]);
   if (!expectKind(cx, left, numeric, e.left.span, `\`${e.op}\``) || !expectKind(cx, right, numeric, e.right.span, `\`${e.op}\``)) return undefined;
   const comparison = ["<", "<=", ">", ">=", "==", "!="].includes(e.op);
   const kind: ValueKind = comparison ? (perSample ? "batchBool" : "bool") : perSample ? "batch" : "scalar";
   return make({ op: "binary", fn: e.op, left, right }, kind, [left, right]);
+}
+
+/** Whether two gradient-shaped values have one shape, where the checker can know both. */
+function sameShape(cx: CheckContext, left: RExpr, right: RExpr): boolean {
+  const shapeOf = (e: RExpr) => {
+    const groups = gradientGroups(cx, e, new Map());
+    return groups.length ? groupShape(cx, groups[0]!)?.key : undefined;
+  };
+  const [a, b] = [shapeOf(left), shapeOf(right)];
+  return a === undefined || b === undefined || a === b;
 }
 
 /**

@@ -1,7 +1,8 @@
 import type { Expr } from "../../grammar/ast.js";
 import { error } from "../../diagnostics/index.js";
 import { encoderLayerKinds, type LayerKind } from "../../runtime/parameter-groups.js";
-import type { GroupRef, IndexRef } from "../ir.js";
+import type { GroupRef, IndexRef, RExpr } from "../ir.js";
+import { children } from "../walks.js";
 import type { CheckContext, Env } from "./context.js";
 import { index } from "./names.js";
 
@@ -115,4 +116,19 @@ export function groupShape(cx: CheckContext, group: GroupRef): { key: string; te
     case "fusion":
       return undefined;
   }
+}
+
+/** The groups of the `grad(...)` and `weights(...)` a gradient-shaped expression is built from, through definitions it reads. */
+export function gradientGroups(cx: CheckContext, e: RExpr, renamed: Map<string, IndexRef>): GroupRef[] {
+  const rename = (ref: IndexRef): IndexRef => (ref.kind === "var" ? (renamed.get(ref.name) ?? ref) : ref.kind === "other" ? { kind: "other", of: rename(ref.of) } : ref);
+  if (e.op === "grad" || e.op === "parameters") return ["modality" in e.group && e.group.modality ? ({ ...e.group, modality: rename(e.group.modality) } as GroupRef) : e.group];
+  if (e.op === "value") {
+    const definition = cx.definitions.get(e.name);
+    const index = definition?.stmt.target.index?.name;
+    const inner = new Map(renamed);
+    if (index && e.index) inner.set(index, rename(e.index));
+    return definition?.checked ? gradientGroups(cx, definition.checked, inner) : [];
+  }
+  // Gradients combine by operators and elementwise functions: follow the operands that are gradients.
+  return children(e).filter((c) => c.kind === "grad").flatMap((c) => gradientGroups(cx, c, renamed));
 }
