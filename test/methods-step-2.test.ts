@@ -1,10 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { selectBackend } from "../runtime/backend.js";
-import { specsDir } from "./helpers.js";
-import { crossEntropy, encode, expectUpdate, expectValues, fullGradient, lr, names, oneStep, spec, type Name, type Params } from "./one-step.js";
+import { crossEntropy, encode, expectUpdate, expectValues, fullGradient, lr, names, oneStep, param, shipped, spec, type Name, type Params } from "./one-step.js";
 
 /**
  * One step of the generated trainer for five shipped BalanceMM methods — MMCosine, MBSD, CML, ARL
@@ -22,31 +19,6 @@ const out = 5; // each encoder's feature width: modality k's rows of head.kernel
 beforeAll(async () => {
   await selectBackend("cpu");
 });
-
-/** The shipped spec's fusion line, loss line and balance block, for modalities a, b and 4 classes. */
-function shipped(name: string): string {
-  const lines = readFileSync(join(specsDir, `${name}.mmb`), "utf8").split("\n");
-  const line = (keyword: string) => {
-    const found = lines.filter((l) => l.startsWith(`${keyword} `));
-    expect(found).toHaveLength(1);
-    return found[0]!;
-  };
-  const fusion = line("fusion").replace(/-> (linear|cosine)\(6\b/, `-> $1(${classes}`);
-  expect(fusion).toMatch(new RegExp(`-> (linear|cosine)\\(${classes}\\b`)); // the 6-class head was found and narrowed
-  const start = lines.findIndex((l) => l.startsWith("balance {"));
-  const end = lines.findIndex((l, i) => i > start && l === "}");
-  expect(start).toBeGreaterThan(0);
-  expect(end).toBeGreaterThan(start);
-  const balance = lines.slice(start, end + 1).join("\n");
-  return [fusion, line("loss"), balance].join("\n").replace(/\baudio\b/g, "a").replace(/\bvisual\b/g, "b");
-}
-
-/** A `param NAME = value` of the spliced text. */
-function param(body: string, name: string): number {
-  const match = new RegExp(`param ${name} = ([-0-9.e]+)`).exec(body);
-  expect(match).not.toBeNull();
-  return Number(match![1]);
-}
 
 // ---------------------------------------------------------------- the equations' pieces
 

@@ -7,8 +7,9 @@ import { loadTrainer } from "../cli/load-trainer.js";
 import { loadCheckpoint } from "../runtime/checkpoint.js";
 import type { Dataset } from "../runtime/index.js";
 import { initialParameters } from "../runtime/model.js";
+import { Random } from "../runtime/random.js";
 import { train } from "../runtime/train.js";
-import { compileOrThrow } from "./helpers.js";
+import { compileOrThrow, specsDir } from "./helpers.js";
 
 /**
  * One step of a generated trainer against equations written here directly in tfjs, without the
@@ -44,21 +45,28 @@ export function fixedData(modalities: Name[]): Dataset {
 
 export type Params = Record<string, tf.Tensor>;
 
-export async function oneStep(modalities: Name[], source: string) {
+/**
+ * Trains `source` on the fixed samples (one step per epoch; `epochs` of them) and returns the
+ * initial parameters, those after the last step, every step's log record (`record`: the first).
+ */
+export async function oneStep(modalities: Name[], source: string, epochs = 1) {
   const out = mkdtempSync(join(tmpdir(), "mmb-method-"));
-  const trainer = await loadTrainer(await compileOrThrow(source), out);
+  const trainer = await loadTrainer(await compileOrThrow(source.replace("train epochs 1 ", `train epochs ${epochs} `)), out);
   await train(trainer, { out, backend: "cpu", data: fixedData(modalities), log: () => {} });
   const checkpoint = (await loadCheckpoint(join(out, "checkpoints")))!;
   const after = new Map(checkpoint.state.manifest.map((m, i) => [m.name, checkpoint.weights[i]!]));
-  const record = JSON.parse(readFileSync(join(out, "log.jsonl"), "utf8").split("\n")[0]!) as Record<string, number | number[]>;
+  const records = readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, number | number[]>).filter((r) => r.type === "step");
   const variables = initialParameters(trainer.spec, 2);
   const init: Params = Object.fromEntries([...variables].map(([n, v]) => [n, tf.clone(v)]));
   variables.forEach((v) => v.dispose());
   const data = fixedData(modalities).train;
   const x = modalities.map((m, k) => tf.tensor2d(data.inputs[k]!, [batch, widths[m]]));
   const y = tf.tensor1d(data.labels);
-  return { init, after, record, x, y };
+  return { init, after, record: records[0]!, records, x, y };
 }
+
+/** The batch's order in epoch `epoch` of seed 2 (train.ts shuffles each epoch): position i holds sample order[i]. */
+export const batchOrder = (epoch = 0): number[] => new Random(2 * 7919 + epoch).permutation(batch);
 
 // ---------------------------------------------------------------- the model, from scratch
 
@@ -110,4 +118,29 @@ export function expectMatchesFiniteDifferences(f: (p: Params) => tf.Tensor, p: P
   const analytic = which.reduce((s, n) => s + tf.sum(tf.mul(autodiff.get(n)!, direction.get(n)!)).dataSync()[0]! / length, 0);
   expect(Math.abs(analytic)).toBeGreaterThan(1e-4); // the check is not vacuous
   expect(Math.abs(analytic - numeric)).toBeLessThan(2e-2 * Math.abs(numeric) + 1e-4);
+}
+
+/** The shipped spec's fusion line, loss line and balance block, for modalities a, b and 4 classes. */
+export function shipped(name: string): string {
+  const lines = readFileSync(join(specsDir, `${name}.mmb`), "utf8").split("\n");
+  const line = (keyword: string) => {
+    const found = lines.filter((l) => l.startsWith(`${keyword} `));
+    expect(found).toHaveLength(1);
+    return found[0]!;
+  };
+  const fusion = line("fusion").replace(/-> (linear|cosine)\(6\b/, `-> $1(4`);
+  expect(fusion).toMatch(new RegExp(`-> (linear|cosine)\\(4\\b`)); // the 6-class head was found and narrowed
+  const start = lines.findIndex((l) => l.startsWith("balance {"));
+  const end = lines.findIndex((l, i) => i > start && l === "}");
+  expect(start).toBeGreaterThan(0);
+  expect(end).toBeGreaterThan(start);
+  const balance = lines.slice(start, end + 1).join("\n");
+  return [fusion, line("loss"), balance].join("\n").replace(/\baudio\b/g, "a").replace(/\bvisual\b/g, "b");
+}
+
+/** A `param NAME = value` of the spliced text. */
+export function param(body: string, name: string): number {
+  const match = new RegExp(`param ${name}\\s*=\\s*([-0-9.e]+)`).exec(body);
+  expect(match).not.toBeNull();
+  return Number(match![1]);
 }
