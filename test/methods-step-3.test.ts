@@ -120,6 +120,12 @@ describe("one step of the value-driven BalanceMM methods against their equations
       expectValues(rec.until, [until]);
     });
     expect(records.some((rec) => rec.window === 1)).toBe(true); // the rule acted in these steps
+    // The drop acts exactly in the window: the same run without it has the same losses up to the
+    // window's first step, and a different one there (the faster modality's features were zeros).
+    const without = await oneStep(modalities, spec(modalities, body.replace(/^\s*drop z\[m\].*$/m, "")), 4);
+    const first = records.findIndex((rec) => rec.window === 1);
+    records.slice(0, first).forEach((rec, step) => expect(rec.loss, `step ${step}`).toBe(without.records[step]!.loss));
+    expect(records[first]!.loss).not.toBeCloseTo(without.records[first]!.loss as number, 4);
   });
 
   it("AMSS: k from the modalities' scores and feature entropies; each kernel element's gradient kept whole or dropped, kept with probability k·F/mean(F)", async () => {
@@ -127,7 +133,7 @@ describe("one step of the value-driven BalanceMM methods against their equations
     const balance = text.slice(text.indexOf("balance {")).replace(/\baudio\b/g, "a").replace(/\bvisual\b/g, "b");
     const run = async (body: string) => {
       const out = mkdtempSync(join(tmpdir(), "mmb-amss-"));
-      const trainer = await loadTrainer(await compileOrThrow(convSpec(body, 1).replace("fusion concat -> linear(4)", "fusion concat -> linear(4)")), out);
+      const trainer = await loadTrainer(await compileOrThrow(convSpec(body, 1)), out);
       await train(trainer, { out, backend: "cpu", data: convData([16, 32]), log: () => {} });
       const checkpoint = (await loadCheckpoint(join(out, "checkpoints")))!;
       const record = JSON.parse(readFileSync(join(out, "log.jsonl"), "utf8").split("\n")[0]!) as Record<string, number[]>;

@@ -130,7 +130,7 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
       m,
       ctx.beforeForward(() => {
         // window = step < prev(until, 0)  (line 33)
-        const window = less(ctx.step, ctx.history.read(0, `${m}`, 0));
+        const window = less(ctx.step, ctx.history.read(0, "", 0));
         // faster[m] = relu(if index(m) == 0 then sign(prev(d, 0)) else -sign(prev(d, 0)))  (line 38)
         const faster = ctx.perModality((m) =>
           relu(

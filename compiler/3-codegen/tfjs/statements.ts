@@ -5,10 +5,14 @@ import { reads, readsTaskGradient } from "../../walks.js";
 import { emitCall, expression, groupCode, indexCode, type Env } from "./expression.js";
 import { commentText, safeName } from "./names.js";
 
-/** `const x = ...;` for a rule value, with the spec line it came from; per modality, an array. */
+/**
+ * `const x = ...;` for a rule value, with the spec line it came from; per modality, an array. Only
+ * the value's own index is bound in it, wherever it is emitted (inside an action's loop over m, a
+ * value without index still reads and writes its `prev`/`ema` slots under its own key).
+ */
 export function valueStatement(v: RuleValue, env: Env): string {
   const comment = `// ${commentText(v.text)}  (line ${v.line})`;
-  if (!v.index) return `${comment}\nconst ${safeName(v.name)} = ${expression(v.value, env)};`;
+  if (!v.index) return `${comment}\nconst ${safeName(v.name)} = ${expression(v.value, { ...env, bound: [] })};`;
   const index = safeName(v.index);
   return `${comment}\nconst ${safeName(v.name)} = ctx.perModality((${index}) => ${expression(v.value, { ...env, bound: [v.index] })});`;
 }
