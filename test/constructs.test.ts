@@ -8,10 +8,9 @@ import { analyze } from "../compiler/index.js";
 import { selectBackend } from "../runtime/backend.js";
 import { loadCheckpoint } from "../runtime/checkpoint.js";
 import { stopGradient } from "../runtime/ops.js";
-import { Random } from "../runtime/random.js";
 import { train } from "../runtime/train.js";
 import { compileOrThrow, diagnose, smallSpec } from "./helpers.js";
-import { batch, batchOrder, crossEntropy, dense, encode, expectUpdate, expectValues, fullGradient, lr, oneStep, spec, type Params } from "./one-step.js";
+import { batch, crossEntropy, dense, dropDraws, expectUpdate, expectValues, features, fullGradient, fused, lr, oneStep, pair, share, spec, type Params } from "./one-step.js";
 
 /**
  * The constructs of the language's second part (outputs as distributions, parameters as values,
@@ -22,17 +21,13 @@ beforeAll(async () => {
   await selectBackend("cpu");
 });
 
-const modalities = ["a", "b"] as const;
-const features = (p: Params, x: tf.Tensor[]) => modalities.map((m, k) => encode(p, m, x[k]!));
-const share = (p: Params, z: tf.Tensor, k: number) => tf.add(tf.matMul(z as tf.Tensor2D, tf.slice(p["head.kernel"]!, [k * 5, 0], [5, -1]) as tf.Tensor2D), tf.div(p["head.bias"]!, 2));
-const fused = (p: Params, z: tf.Tensor[]) => dense(p, "head", tf.concat(z, 1));
 const softmax = (o: tf.Tensor) => tf.softmax(o);
 const mean = (t: tf.Tensor) => tf.mean(t).dataSync()[0]!;
-const linear = (body: string) => spec([...modalities], `fusion concat -> linear(4)\nloss cross_entropy(out, y)\n${body}`);
+const linear = (body: string) => spec(pair, `fusion concat -> linear(4)\nloss cross_entropy(out, y)\n${body}`);
 
 describe("outputs as distributions, per sample (batch means logged)", () => {
   it("entropy, confidence, nll, margin, kl, js, logsumexp, mse and cos of outputs and features, correct", async () => {
-    const { init, record, x, y } = await oneStep([...modalities], linear(`balance {
+    const { init, record, x, y } = await oneStep(pair, linear(`balance {
   e_out  = entropy(out)
   e_z    = entropy(z[a])
   conf   = confidence(out)
@@ -47,7 +42,7 @@ describe("outputs as distributions, per sample (batch means logged)", () => {
 }`));
     const z = features(init, x);
     const out = fused(init, z);
-    const [ua, ub] = [share(init, z[0]!, 0), share(init, z[1]!, 1)];
+    const [ua, ub] = [share(init, z, 0), share(init, z, 1)];
     const entropy = (o: tf.Tensor) => tf.neg(tf.sum(tf.mul(softmax(o), tf.logSoftmax(o)), -1));
     const p = softmax(out);
     const truth = tf.oneHot(tf.cast(y, "int32") as tf.Tensor1D, 4);
@@ -70,7 +65,7 @@ describe("outputs as distributions, per sample (batch means logged)", () => {
   });
 
   it("a cosine head: s·Σ_m cos(z_m, W_m's class column), no bias; contrib[m] each modality's part", async () => {
-    const { init, after, record, x, y } = await oneStep([...modalities], spec([...modalities], `fusion concat -> cosine(4, scale: 3)
+    const { init, after, record, x, y } = await oneStep(pair, spec(pair, `fusion concat -> cosine(4, scale: 3)
 loss cross_entropy(out, y)
 balance {
   ca = sum(batch, prob(contrib[a], y))
@@ -93,15 +88,15 @@ balance {
 
 describe("auxiliary heads that train their encoder", () => {
   it("head[m] = linear(N, detach: false): the head's loss reaches the encoder; with the default it does not", async () => {
-    const aux = (detach: string) => spec([...modalities], `head[m] = linear(4${detach})
+    const aux = (detach: string) => spec(pair, `head[m] = linear(4${detach})
 fusion concat -> linear(4)
 loss cross_entropy(out, y) + sum(k, cross_entropy(head[k], y))`);
     for (const [option, reaches] of [[", detach: false", true], ["", false]] as const) {
-      const { init, after, x, y } = await oneStep([...modalities], aux(option));
+      const { init, after, x, y } = await oneStep(pair, aux(option));
       const loss = (p: Params) => {
         const z = features(p, x);
         const zs = reaches ? z : z.map((t) => stopGradient(t));
-        return tf.add(crossEntropy(fused(p, z), y), tf.addN(modalities.map((m, k) => crossEntropy(dense(p, `aux.${m}`, zs[k]!), y))));
+        return tf.add(crossEntropy(fused(p, z), y), tf.addN(pair.map((m, k) => crossEntropy(dense(p, `aux.${m}`, zs[k]!), y))));
       };
       const g = fullGradient(loss, init, Object.keys(init));
       for (const name of Object.keys(init)) expectUpdate(init, after, name, tf.mul(g.get(name)!, lr));
@@ -111,7 +106,7 @@ loss cross_entropy(out, y) + sum(k, cross_entropy(head[k], y))`);
 
 describe("parameters as values", () => {
   it("weights(G) and init(G): ‖g‖²/‖θ‖², the distance from the start (0 at step 0), elementwise arithmetic, ema of a squared gradient", async () => {
-    const { init, record, x, y } = await oneStep([...modalities], linear(`balance {
+    const { init, record, x, y } = await oneStep(pair, linear(`balance {
   speed[m] = square(norm(grad(encoder[m]))) / square(norm(weights(encoder[m])))
   moved    = norm(weights(encoder[a]) - init(encoder[a]))
   ratio    = norm(grad(head) / (weights(head) + 10))
@@ -121,7 +116,7 @@ describe("parameters as values", () => {
     const g = fullGradient(loss, init, Object.keys(init));
     const of = (prefix: string) => Object.keys(init).filter((n) => n.startsWith(prefix));
     const squaredNorm = (ts: tf.Tensor[]) => ts.reduce((s, t) => s + tf.sum(tf.square(t)).dataSync()[0]!, 0);
-    expectValues(record.speed, modalities.map((m) => squaredNorm(of(`encoder.${m}.`).map((n) => g.get(n)!)) / squaredNorm(of(`encoder.${m}.`).map((n) => init[n]!))));
+    expectValues(record.speed, pair.map((m) => squaredNorm(of(`encoder.${m}.`).map((n) => g.get(n)!)) / squaredNorm(of(`encoder.${m}.`).map((n) => init[n]!))));
     expectValues(record.moved, [0]);
     const head = of("head");
     expectValues(record.ratio, [Math.sqrt(squaredNorm(head.map((n) => tf.div(g.get(n)!, tf.add(init[n]!, 10)))))]);
@@ -133,35 +128,30 @@ describe("parameters as values", () => {
 
 describe("assignments, masks and random draws", () => {
   it("set w[m] after the optimiser step reads the updated values: the weights are renormalised to sum to 2", async () => {
-    const { init, after, x, y } = await oneStep([...modalities], spec([...modalities], `learnable w[m] = 1
+    const { init, after, x, y } = await oneStep(pair, spec(pair, `learnable w[m] = 1
 fusion concat(j, w[j] * z[j]) -> linear(4)
 loss cross_entropy(out, y)
 balance {
   set w[m] = 2 * w[m] / sum(k, w[k])
 }`));
     const loss = (p: Params) => {
-      const z = features(p, x).map((t, k) => tf.mul(p[`learnable.w.${modalities[k]}`]!, t));
+      const z = features(p, x).map((t, k) => tf.mul(p[`learnable.w.${pair[k]}`]!, t));
       return crossEntropy(fused(p, z), y);
     };
     const g = fullGradient(loss, init, Object.keys(init));
-    const stepped = modalities.map((m) => 1 - lr * g.get(`learnable.w.${m}`)!.dataSync()[0]!);
+    const stepped = pair.map((m) => 1 - lr * g.get(`learnable.w.${m}`)!.dataSync()[0]!);
     expect(Math.abs(stepped[0]! - stepped[1]!)).toBeGreaterThan(1e-6); // the update moved them apart
-    modalities.forEach((m, k) => expect(after.get(`learnable.w.${m}`)![0]).toBeCloseTo((2 * stepped[k]!) / (stepped[0]! + stepped[1]!), 5));
+    pair.forEach((m, k) => expect(after.get(`learnable.w.${m}`)![0]).toBeCloseTo((2 * stepped[k]!) / (stepped[0]! + stepped[1]!), 5));
   });
 
   it("drop with a probability read from this step's outputs (a probe pass), rescaled: kept features × 1/(1 − p)", async () => {
     // q_a = 0.5 exactly, computed from this step's outputs; b is never dropped.
-    const { init, after, record, x, y } = await oneStep([...modalities], linear(`balance {
+    const { init, after, record, x, y } = await oneStep(pair, linear(`balance {
   q[m] = if index(m) == 0 then 0.5 * mean(batch, prob(out, y)) / mean(batch, prob(out, y)) else 0
   drop z[m] with q[m] rescaled
 }`));
     expectValues(record.q, [0.5, 0]);
-    // The runtime's draws for modality 0 at step 0 of seed 2 (StepContext.drop): dropped where u < p,
-    // one draw per position of the batch, whose samples the epoch's shuffle ordered (train.ts).
-    const random = new Random((2 * 1000003 + 0 * 7919 + 0) % 2147483647);
-    const order = batchOrder();
-    const keep = new Array<number>(batch);
-    order.forEach((sample) => (keep[sample] = random.uniform() < 0.5 ? 0 : 2));
+    const keep = dropDraws(0).map((u) => (u < 0.5 ? 0 : 2));
     expect(new Set(keep).size).toBe(2); // some samples kept, some dropped
     const loss = (p: Params) => {
       const z = features(p, x);
@@ -172,7 +162,7 @@ balance {
   });
 
   it("drop with a probability from last step's values: prev(x, 1) at the first step drops modality a entirely", async () => {
-    const { init, after } = await oneStep([...modalities], linear(`balance {
+    const { init, after } = await oneStep(pair, linear(`balance {
   x = mean(batch, prob(out, y))
   drop z[m] with if index(m) == 0 then prev(x, 1) else 0
 }`));
@@ -182,20 +172,20 @@ balance {
   });
 
   it("a drop decided by a definition without index that reads prev: the value written is the value read (its slot is not keyed by the drop's m)", async () => {
-    const { init, after } = await oneStep([...modalities], linear(`balance {
+    const { init, after } = await oneStep(pair, linear(`balance {
   c = step + 1
   x = prev(c, 0)
   drop z[m] with if index(m) == 0 and x > 0 then 1 else 0
 }`), 2);
     // Step 0: x = 0, nothing dropped; step 1: x = 1, modality a dropped, so its first layer moved only at step 0.
-    const once = await oneStep([...modalities], linear("balance {\n}"), 1);
+    const once = await oneStep(pair, linear("balance {\n}"), 1);
     const kernel = "encoder.a.dense0.kernel";
     Array.from(after.get(kernel)!).forEach((v, i) => expect(v).toBeCloseTo(once.after.get(kernel)![i]!, 6));
     expect(Math.max(...Array.from(init[kernel]!.dataSync(), (v, i) => Math.abs(v - after.get(kernel)![i]!)))).toBeGreaterThan(1e-6);
   });
 
   it("uniform, bernoulli, floor, % and index: draws in range and of the asked frequency, floor-mod arithmetic", async () => {
-    const { record } = await oneStep([...modalities], linear(`balance {
+    const { record } = await oneStep(pair, linear(`balance {
   u1   = uniform()
   u2   = uniform()
   frac = mean(bernoulli(0 * abs(grad(encoder[b])) + 0.3))

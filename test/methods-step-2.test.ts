@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { selectBackend } from "../runtime/backend.js";
-import { crossEntropy, encode, expectUpdate, expectValues, fullGradient, lr, names, oneStep, param, shipped, spec, type Name, type Params } from "./one-step.js";
+import { crossEntropy, expectUpdate, expectValues, features, fullGradient, fused, headRows, lr, names, oneStep, pair, param, scalar, share, shipped, spec, trueProb, type Params } from "./one-step.js";
 
 /**
  * One step of the generated trainer for five shipped BalanceMM methods — MMCosine, MBSD, CML, ARL
@@ -11,30 +11,15 @@ import { crossEntropy, encode, expectUpdate, expectValues, fullGradient, lr, nam
  * follows the file; every logged rule value of the first step and every parameter's update must
  * agree with the equations to 1e-5.
  */
-
-const modalities: Name[] = ["a", "b"];
-const classes = 4;
-const out = 5; // each encoder's feature width: modality k's rows of head.kernel are k*5..k*5+4
-
 beforeAll(async () => {
   await selectBackend("cpu");
 });
 
 // ---------------------------------------------------------------- the equations' pieces
 
-const features = (p: Params, x: tf.Tensor[]) => modalities.map((m, k) => encode(p, m, x[k]!));
-/** Modality k's rows of the fused head's kernel. */
-const rows = (p: Params, k: number) => tf.slice(p["head.kernel"]!, [k * out, 0], [out, -1]);
-/** f = [z_a; z_b]·W + b. */
-const fused = (p: Params, z: tf.Tensor[]) => tf.add(tf.matMul(tf.concat(z, 1) as tf.Tensor2D, p["head.kernel"] as tf.Tensor2D), p["head.bias"]!);
-/** u_k = z_k·W_k + b/M: modality k's additive share of f. */
-const contrib = (p: Params, z: tf.Tensor[], k: number) => tf.add(tf.matMul(z[k] as tf.Tensor2D, rows(p, k) as tf.Tensor2D), tf.div(p["head.bias"]!, modalities.length));
 /** The fused head on modality k alone: z_k·W_k + b. */
-const alone = (p: Params, z: tf.Tensor[], k: number) => tf.add(tf.matMul(z[k] as tf.Tensor2D, rows(p, k) as tf.Tensor2D), p["head.bias"]!);
+const alone = (p: Params, z: tf.Tensor[], k: number) => tf.add(tf.matMul(z[k] as tf.Tensor2D, headRows(p, k) as tf.Tensor2D), p["head.bias"]!);
 
-const oneHot = (y: tf.Tensor) => tf.oneHot(tf.cast(y, "int32") as tf.Tensor1D, classes);
-/** softmax(o)[y], per sample. */
-const prob = (o: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.softmax(o), oneHot(y)), -1);
 /** The largest softmax probability, per sample. */
 const confidence = (o: tf.Tensor) => tf.max(tf.softmax(o), -1);
 /** −Σ_c p_c·log p_c of softmax(o), per sample. */
@@ -44,7 +29,6 @@ const correct = (o: tf.Tensor, y: tf.Tensor) => tf.cast(tf.equal(tf.argMax(o, -1
 /** Each row (axis 1) or column (axis 0) divided by its L2 norm + 1e-12. */
 const normalize = (t: tf.Tensor, axis: number) => tf.div(t, tf.add(tf.norm(t, 2, axis, true), 1e-12));
 
-const num = (t: tf.Tensor) => t.dataSync()[0]!;
 /** The names a step record logs besides the step's bookkeeping: the spec's rule values. */
 const ruleValues = (record: Record<string, unknown>) => Object.keys(record).filter((k) => !["type", "epoch", "step", "loss", "total_loss", "grad_norm"].includes(k)).sort();
 const list = (t: tf.Tensor) => Array.from(t.dataSync());
@@ -54,34 +38,34 @@ describe("one step of each BalanceMM method against its equations", () => {
     const body = shipped("mmcosine");
     const scale = Number(/cosine\(\d+, scale: ([0-9.]+)\)/.exec(body)![1]);
     expect(scale).toBe(15);
-    const { init, after, record, x, y } = await oneStep(modalities, spec(modalities, body));
+    const { init, after, record, x, y } = await oneStep(pair, spec(pair, body));
     expect(Object.keys(init).filter((n) => n.startsWith("head"))).toEqual(["head.kernel"]); // no bias
     expect(ruleValues(record)).toEqual(["score"]);
     // s·normalize(z_m)·Wn_m, each class's column of modality m's slice W_m normalised on its own.
-    const cosines = (p: Params, z: tf.Tensor[], k: number) => tf.mul(scale, tf.matMul(normalize(z[k]!, 1) as tf.Tensor2D, normalize(rows(p, k), 0) as tf.Tensor2D));
+    const cosines = (p: Params, z: tf.Tensor[], k: number) => tf.mul(scale, tf.matMul(normalize(z[k]!, 1) as tf.Tensor2D, normalize(headRows(p, k), 0) as tf.Tensor2D));
     const logits = (p: Params) => {
       const z = features(p, x);
-      return tf.addN(modalities.map((_, k) => cosines(p, z, k)));
+      return tf.addN(pair.map((_, k) => cosines(p, z, k)));
     };
     const z = features(init, x);
     // score[m] = Σ_i softmax(contrib_m)_i[y_i]: 16/4 = 4 for uninformative logits; here the two differ.
-    const score = modalities.map((_, k) => num(tf.sum(prob(cosines(init, z, k), y))));
+    const score = pair.map((_, k) => scalar(tf.sum(trueProb(cosines(init, z, k), y))));
     expectValues(record.score, score);
     expect(Math.abs(score[0]! - score[1]!)).toBeGreaterThan(1e-3);
     // The log's task loss (no `add loss` here: the total is the same).
-    expectValues(record.loss, [num(crossEntropy(logits(init), y))]);
-    expectValues(record.total_loss, [num(crossEntropy(logits(init), y))]);
+    expectValues(record.loss, [scalar(crossEntropy(logits(init), y))]);
+    expectValues(record.total_loss, [scalar(crossEntropy(logits(init), y))]);
     const all = Object.keys(init);
     for (const [name, g] of fullGradient((p) => crossEntropy(logits(p), y), init, all)) expectUpdate(init, after, name, tf.mul(g, lr));
   });
 
   it("MBSD: q, ps, pw, w, RS, the KL term and L = CE(f) + Σ_m CE(u_m) + mean_i w_i·(RS_i + KL_i), differentiated through w", async () => {
     const body = shipped("mbsd");
-    const { init, after, record, x, y } = await oneStep(modalities, spec(modalities, body));
+    const { init, after, record, x, y } = await oneStep(pair, spec(pair, body));
     const terms = (p: Params) => {
       const z = features(p, x);
-      const u = modalities.map((_, k) => contrib(p, z, k));
-      const q = u.map((uk) => prob(uk, y));
+      const u = pair.map((_, k) => share(p, z, k));
+      const q = u.map((uk) => trueProb(uk, y));
       const ps = tf.maximum(q[0]!, q[1]!);
       const pw = tf.minimum(q[0]!, q[1]!);
       const either = tf.cast(tf.logicalOr(tf.cast(correct(u[0]!, y), "bool"), tf.cast(correct(u[1]!, y), "bool")), "float32");
@@ -96,18 +80,18 @@ describe("one step of each BalanceMM method against its equations", () => {
     const t = terms(init);
     // head.bias starts at 0, so u_m's b/2 shows in the bias's update, not in these first values.
     // Per-sample values are logged as their batch mean.
-    expectValues(record.q, t.q.map((qk) => num(tf.mean(qk))));
-    expectValues(record.ps, [num(tf.mean(t.ps))]);
-    expectValues(record.pw, [num(tf.mean(t.pw))]);
-    expectValues(record.w, [num(tf.mean(t.w))]);
-    expectValues(record.rs, [num(tf.mean(t.rs))]);
-    expectValues(record.kl_term, [num(tf.mean(t.kl))]);
-    expectValues(record.loss, [num(t.task)]);
-    expectValues(record.total_loss, [num(t.loss)]);
+    expectValues(record.q, t.q.map((qk) => scalar(tf.mean(qk))));
+    expectValues(record.ps, [scalar(tf.mean(t.ps))]);
+    expectValues(record.pw, [scalar(tf.mean(t.pw))]);
+    expectValues(record.w, [scalar(tf.mean(t.w))]);
+    expectValues(record.rs, [scalar(tf.mean(t.rs))]);
+    expectValues(record.kl_term, [scalar(tf.mean(t.kl))]);
+    expectValues(record.loss, [scalar(t.task)]);
+    expectValues(record.total_loss, [scalar(t.loss)]);
     // w is 0 where neither share predicts y: here both kinds of sample occur, so the mask is tested.
     const either = list(t.either);
     expect(either.some((v) => v === 1) && either.some((v) => v === 0)).toBe(true);
-    expect(num(tf.mean(t.w))).toBeGreaterThan(1e-4);
+    expect(scalar(tf.mean(t.w))).toBeGreaterThan(1e-4);
     const all = Object.keys(init);
     for (const [name, g] of fullGradient((p) => terms(p).loss, init, all)) expectUpdate(init, after, name, tf.mul(g, lr));
   });
@@ -115,12 +99,12 @@ describe("one step of each BalanceMM method against its equations", () => {
   it("CML: the kept modality, keep, the confidence gap and L = ½CE(f) + ½CE(f_kept) + λ·relu(gap)", async () => {
     const body = shipped("cml");
     const lambda = param(body, "lambda");
-    const { init, after, record, x, y } = await oneStep(modalities, spec(modalities, body));
+    const { init, after, record, x, y } = await oneStep(pair, spec(pair, body));
     // kept = floor(uniform(epoch)·2) is a random draw: read it from the log, then check the rest with it.
     expect(ruleValues(record)).toEqual(["gap", "keep", "kept"]);
     const kept = record.kept as number;
     expect([0, 1]).toContain(kept);
-    expectValues(record.keep, modalities.map((_, k) => (k === kept ? 1 : 0)));
+    expectValues(record.keep, pair.map((_, k) => (k === kept ? 1 : 0)));
     const terms = (p: Params) => {
       const z = features(p, x);
       const f = fused(p, z);
@@ -131,11 +115,11 @@ describe("one step of each BalanceMM method against its equations", () => {
       return { gap, task, loss };
     };
     const t = terms(init);
-    const gap = num(t.gap);
+    const gap = scalar(t.gap);
     expectValues(record.gap, [gap]);
     expect(Math.abs(gap)).toBeGreaterThan(1e-3);
-    expectValues(record.loss, [num(t.task)]);
-    expectValues(record.total_loss, [num(t.loss)]);
+    expectValues(record.loss, [scalar(t.task)]);
+    expectValues(record.total_loss, [scalar(t.loss)]);
     // On this batch the fused head is the more confident (gap ≈ −1.96 < 0), so the hinge is 0 and
     // adds no gradient: the update below checks ½CE(f) + ½CE(f_kept) and that the hinge stays
     // inactive with this sign (a hinge on −gap would move every parameter differently).
@@ -147,19 +131,19 @@ describe("one step of each BalanceMM method against its equations", () => {
     // The shipped train line clips the gradient norm at 40; the harness's train line replaces it,
     // so this step is unclipped.
     const body = shipped("arl");
-    const { init, after, record, x, y } = await oneStep(modalities, spec(modalities, body));
+    const { init, after, record, x, y } = await oneStep(pair, spec(pair, body));
     const gammaNow = 1; // epoch 0 is not past `start`
     expect(param(body, "gamma")).not.toBe(gammaNow); // so the value logged is the branch taken
     expect(ruleValues(record)).toEqual(["gamma_now", "h"]);
     expectValues(record.gamma_now, [gammaNow]);
     const z = features(init, x);
-    expectValues(record.h, modalities.map((_, k) => num(tf.mean(entropy(alone(init, z, k))))));
+    expectValues(record.h, pair.map((_, k) => scalar(tf.mean(entropy(alone(init, z, k))))));
     const loss = (p: Params) => {
       const zp = features(p, x);
-      return tf.add(crossEntropy(fused(p, zp), y), tf.mul(gammaNow, tf.addN(modalities.map((_, k) => crossEntropy(alone(p, zp, k), y)))));
+      return tf.add(crossEntropy(fused(p, zp), y), tf.mul(gammaNow, tf.addN(pair.map((_, k) => crossEntropy(alone(p, zp, k), y)))));
     };
-    expectValues(record.loss, [num(crossEntropy(fused(init, z), y))]);
-    expectValues(record.total_loss, [num(loss(init))]);
+    expectValues(record.loss, [scalar(crossEntropy(fused(init, z), y))]);
+    expectValues(record.total_loss, [scalar(loss(init))]);
     const all = Object.keys(init);
     for (const [name, g] of fullGradient(loss, init, all)) expectUpdate(init, after, name, tf.mul(g, lr));
   });
@@ -168,16 +152,16 @@ describe("one step of each BalanceMM method against its equations", () => {
     const body = shipped("dgl");
     const alpha = param(body, "alpha");
     expect(alpha).toBe(4);
-    const { init, after, record, x, y } = await oneStep(modalities, spec(modalities, body));
+    const { init, after, record, x, y } = await oneStep(pair, spec(pair, body));
     expect(ruleValues(record)).toEqual([]); // the block has no rule values
-    expectValues(record.loss, [num(crossEntropy(fused(init, features(init, x)), y))]);
-    modalities.forEach((m, k) => {
+    expectValues(record.loss, [scalar(crossEntropy(fused(init, features(init, x)), y))]);
+    pair.forEach((m, k) => {
       const own = fullGradient((p) => crossEntropy(alone(p, features(p, x), k), y), init, names(init, `encoder.${m}`));
       const task = fullGradient((p) => crossEntropy(fused(p, features(p, x)), y), init, names(init, `encoder.${m}`));
       for (const [name, g] of own) {
         expectUpdate(init, after, name, tf.mul(g, lr * alpha));
         // The replaced gradient is not the task's own, scaled: the check tells the two apart.
-        expect(num(tf.max(tf.abs(tf.sub(tf.mul(g, alpha), task.get(name)!))))).toBeGreaterThan(1e-3);
+        expect(scalar(tf.max(tf.abs(tf.sub(tf.mul(g, alpha), task.get(name)!))))).toBeGreaterThan(1e-3);
       }
     });
     const head = names(init, "head");

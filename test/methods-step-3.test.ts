@@ -7,10 +7,9 @@ import { loadTrainer } from "../cli/load-trainer.js";
 import { selectBackend } from "../runtime/backend.js";
 import { loadCheckpoint } from "../runtime/checkpoint.js";
 import { initialParameters } from "../runtime/model.js";
-import { Random } from "../runtime/random.js";
 import { train } from "../runtime/train.js";
 import { compileOrThrow, convSpec, fixedData as convData, specsDir } from "./helpers.js";
-import { batch, batchOrder, crossEntropy, encode, expectUpdate, expectValues, fullGradient, lr, oneStep, param, shipped, spec, type Name, type Params } from "./one-step.js";
+import { batch, crossEntropy, dropDraws, expectUpdate, expectValues, features, fullGradient, fused, lr, oneStep, pair, param, scalar, share, shipped, spec, trueProb, type Params } from "./one-step.js";
 
 /**
  * One step (or a few) of the shipped OPM, AMCo, Greedy and AMSS specs against their equations,
@@ -22,58 +21,43 @@ beforeAll(async () => {
   await selectBackend("cpu");
 });
 
-const modalities: Name[] = ["a", "b"];
-const features = (p: Params, x: tf.Tensor[]) => modalities.map((m, k) => encode(p, m, x[k]!));
-const rows = (p: Params, k: number) => tf.slice(p["head.kernel"]!, [k * 5, 0], [5, -1]);
-const fusedOf = (p: Params, z: tf.Tensor[]) => tf.add(tf.matMul(tf.concat(z, 1) as tf.Tensor2D, p["head.kernel"] as tf.Tensor2D), p["head.bias"]!);
-const share = (p: Params, z: tf.Tensor[], k: number) => tf.add(tf.matMul(z[k] as tf.Tensor2D, rows(p, k) as tf.Tensor2D), tf.div(p["head.bias"]!, 2));
-const trueProb = (o: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.softmax(o), tf.oneHot(tf.cast(y, "int32") as tf.Tensor1D, 4)), -1);
-const value = (t: tf.Tensor) => t.dataSync()[0]!;
-/** The runtime's drop draws of step 0, modality m (StepContext.drop), by sample: dropped where u < p. */
-function dropDraws(m: number): number[] {
-  const random = new Random((2 * 1000003 + 0 * 7919 + m) % 2147483647);
-  const bySample = new Array<number>(batch);
-  batchOrder().forEach((sample) => (bySample[sample] = random.uniform()));
-  return bySample;
-}
-
 describe("one step of the value-driven BalanceMM methods against their equations", () => {
   it("OPM: q from this step's scores before the drop, the dominant modality dropped per sample and rescaled by 1/(1 − q)", async () => {
     // Warm-up off and the drop always executed, so that the first step shows it.
     const body = shipped("opm").replace("param p_exe  = 0.7", "param p_exe  = 1").replace("param warmup = 5", "param warmup = -1");
-    const { init, after, record, x, y } = await oneStep(modalities, spec(modalities, body));
+    const { init, after, record, x, y } = await oneStep(pair, spec(pair, body));
     const [qBase, lambda] = [param(body, "q_base"), param(body, "lambda")];
     const z = features(init, x);
-    const s = modalities.map((_, k) => value(tf.sum(trueProb(share(init, z, k), y))));
+    const s = pair.map((_, k) => scalar(tf.sum(trueProb(share(init, z, k), y))));
     const t = s.map((sk, k) => Math.tanh(Math.max(0, sk / s[1 - k]! - 1)));
     const q = t.map((tk) => (tk > 0 ? Math.min(Math.max(qBase * (1 + lambda * tk), 0), 1) : 0));
     expect(Math.max(...q)).toBeGreaterThan(0); // one modality dominates this batch
     expect(Math.min(...q)).toBe(0);
-    const keep = modalities.map((_, k) => dropDraws(k).map((u) => (u < q[k]! ? 0 : 1 / (1 - q[k]!))));
+    const keep = pair.map((_, k) => dropDraws(k).map((u) => (u < q[k]! ? 0 : 1 / (1 - q[k]!))));
     expect(new Set(keep[q.indexOf(Math.max(...q))]).size).toBe(2); // some samples dropped, some kept
     const loss = (p: Params) => {
       const zp = features(p, x).map((zk, k) => tf.mul(zk, tf.tensor2d(keep[k]!, [batch, 1])));
-      return crossEntropy(fusedOf(p, zp), y);
+      return crossEntropy(fused(p, zp), y);
     };
     const g = fullGradient(loss, init, Object.keys(init));
     for (const name of Object.keys(init)) expectUpdate(init, after, name, tf.mul(g.get(name)!, lr));
     // The logged scores are those of the step's own forward pass, after the drop.
     const dropped = features(init, x).map((zk, k) => tf.mul(zk, tf.tensor2d(keep[k]!, [batch, 1])));
-    expectValues(record.s, modalities.map((_, k) => value(tf.sum(trueProb(share(init, dropped, k), y)))));
+    expectValues(record.s, pair.map((_, k) => scalar(tf.sum(trueProb(share(init, dropped, k), y)))));
   });
 
-  it("AMCo: D from a softmax over both modalities' logits; at the first step nothing is dependent and L = CE(u_a + u_b) + Σ CE(u_m)", async () => {
-    const { init, after, record, x, y } = await oneStep(modalities, spec(modalities, shipped("amco")));
+  it("AMCo: D from a softmax over both pair' logits; at the first step nothing is dependent and L = CE(u_a + u_b) + Σ CE(u_m)", async () => {
+    const { init, after, record, x, y } = await oneStep(pair, spec(pair, shipped("amco")));
     const z = features(init, x);
-    const u = modalities.map((_, k) => share(init, z, k));
+    const u = pair.map((_, k) => share(init, z, k));
     const lse = (o: tf.Tensor) => tf.logSumExp(o, -1);
-    expectValues(record.D, [0, 1].map((k) => value(tf.mean(tf.sigmoid(tf.sub(lse(u[k]!), lse(u[1 - k]!)))))));
+    expectValues(record.D, [0, 1].map((k) => scalar(tf.mean(tf.sigmoid(tf.sub(lse(u[k]!), lse(u[1 - k]!)))))));
     expectValues(record.dep, [0, 0]);
     expectValues(record.l, [0]);
     expectValues(record.pt, [0]);
     const loss = (p: Params) => {
       const zp = features(p, x);
-      const up = modalities.map((_, k) => share(p, zp, k));
+      const up = pair.map((_, k) => share(p, zp, k));
       return tf.add(crossEntropy(tf.add(up[0]!, up[1]!), y), tf.add(crossEntropy(up[0]!, y), crossEntropy(up[1]!, y)));
     };
     const g = fullGradient(loss, init, Object.keys(init));
@@ -82,7 +66,7 @@ describe("one step of the value-driven BalanceMM methods against their equations
 
   it("AMCo across steps: l grows by epoch/10 per step within an epoch and restarts at the next; p_t = sin(π/2·min(ε, l)/ε)", async () => {
     // Batches of 4: four steps per epoch, three epochs.
-    const { records } = await oneStep(modalities, spec(modalities, shipped("amco")).replace("batch 16", "batch 4"), 3);
+    const { records } = await oneStep(pair, spec(pair, shipped("amco")).replace("batch 16", "batch 4"), 3);
     const eps = param(shipped("amco"), "eps");
     const expectedL: number[] = [];
     for (let epoch = 0; epoch < 3; epoch++) for (let i = 0; i < 4; i++) expectedL.push(i * (epoch / 10));
@@ -96,13 +80,13 @@ describe("one step of the value-driven BalanceMM methods against their equations
   it("Greedy: speeds ‖g‖²/‖θ‖² summed over the run, d = log10 of their ratio, a Q-step window after the first epoch, the faster modality dropped in it", async () => {
     const body = shipped("greedy");
     const Q = param(body, "Q");
-    const { init, records, x, y } = await oneStep(modalities, spec(modalities, body), 4);
+    const { init, records, x, y } = await oneStep(pair, spec(pair, body), 4);
     // Step 0 from the initial parameters.
-    const loss = (p: Params) => crossEntropy(fusedOf(p, features(p, x)), y);
+    const loss = (p: Params) => crossEntropy(fused(p, features(p, x)), y);
     const g = fullGradient(loss, init, Object.keys(init));
-    const sq = (ts: tf.Tensor[]) => ts.reduce((sum, t) => sum + value(tf.sum(tf.square(t))), 0);
+    const sq = (ts: tf.Tensor[]) => ts.reduce((sum, t) => sum + scalar(tf.sum(tf.square(t))), 0);
     const of = (m: string) => Object.keys(init).filter((n) => n.startsWith(`encoder.${m}.`));
-    const r0 = modalities.map((m) => sq(of(m).map((n) => g.get(n)!)) / sq(of(m).map((n) => init[n]!)));
+    const r0 = pair.map((m) => sq(of(m).map((n) => g.get(n)!)) / sq(of(m).map((n) => init[n]!)));
     expectValues(records[0]!.r, r0);
     expectValues(records[0]!.M, r0);
     expectValues(records[0]!.d, [Math.log10(r0[0]! / r0[1]!)]);
@@ -122,13 +106,13 @@ describe("one step of the value-driven BalanceMM methods against their equations
     expect(records.some((rec) => rec.window === 1)).toBe(true); // the rule acted in these steps
     // The drop acts exactly in the window: the same run without it has the same losses up to the
     // window's first step, and a different one there (the faster modality's features were zeros).
-    const without = await oneStep(modalities, spec(modalities, body.replace(/^\s*drop z\[m\].*$/m, "")), 4);
+    const without = await oneStep(pair, spec(pair, body.replace(/^\s*drop z\[m\].*$/m, "")), 4);
     const first = records.findIndex((rec) => rec.window === 1);
     records.slice(0, first).forEach((rec, step) => expect(rec.loss, `step ${step}`).toBe(without.records[step]!.loss));
     expect(records[first]!.loss).not.toBeCloseTo(without.records[first]!.loss as number, 4);
   });
 
-  it("AMSS: k from the modalities' scores and feature entropies; each kernel element's gradient kept whole or dropped, kept with probability k·F/mean(F)", async () => {
+  it("AMSS: k from the pair' scores and feature entropies; each kernel element's gradient kept whole or dropped, kept with probability k·F/mean(F)", async () => {
     const text = readFileSync(join(specsDir, "amss.mmb"), "utf8");
     const balance = text.slice(text.indexOf("balance {")).replace(/\baudio\b/g, "a").replace(/\bvisual\b/g, "b");
     const run = async (body: string) => {

@@ -9,7 +9,7 @@ import type { Dataset } from "../runtime/index.js";
 import { initialParameters } from "../runtime/model.js";
 import { Random } from "../runtime/random.js";
 import { train } from "../runtime/train.js";
-import { compileOrThrow, specsDir } from "./helpers.js";
+import { compileOrThrow, fixedData as fixedSamples, specsDir } from "./helpers.js";
 
 /**
  * One step of a generated trainer against equations written here directly in tfjs, without the
@@ -32,16 +32,8 @@ train epochs 1 batch ${batch} seed 2
 `;
 }
 
-/** `batch` training samples, so that one epoch is exactly one step. */
-export function fixedData(modalities: Name[]): Dataset {
-  const rows = (n: number, width: number, salt: number) => Float32Array.from({ length: n * width }, (_, i) => Math.sin(i * 0.7 + salt));
-  const split = (n: number, salt: number) => ({
-    inputs: modalities.map((m, k) => rows(n, widths[m], salt + k)),
-    labels: Float32Array.from({ length: n }, (_, i) => (i * 3 + salt) % 4),
-    size: n,
-  });
-  return { train: split(batch, 0), valid: split(8, 5), test: split(8, 9), description: "fixed test data" };
-}
+/** `batch` (16) training samples of the given modalities, so that one epoch is exactly one step. */
+export const fixedData = (modalities: Name[]): Dataset => fixedSamples(modalities.map((m) => widths[m]));
 
 export type Params = Record<string, tf.Tensor>;
 
@@ -55,7 +47,7 @@ export async function oneStep(modalities: Name[], source: string, epochs = 1) {
   await train(trainer, { out, backend: "cpu", data: fixedData(modalities), log: () => {} });
   const checkpoint = (await loadCheckpoint(join(out, "checkpoints")))!;
   const after = new Map(checkpoint.state.manifest.map((m, i) => [m.name, checkpoint.weights[i]!]));
-  const records = readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, number | number[]>).filter((r) => r.type === "step");
+  const records = readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => r.type === "step") as Record<string, number | number[]>[];
   const variables = initialParameters(trainer.spec, 2);
   const init: Params = Object.fromEntries([...variables].map(([n, v]) => [n, tf.clone(v)]));
   variables.forEach((v) => v.dispose());
@@ -72,6 +64,34 @@ export const batchOrder = (epoch = 0): number[] => new Random(2 * 7919 + epoch).
 
 export const dense = (p: Params, prefix: string, x: tf.Tensor) => tf.add(tf.matMul(x as tf.Tensor2D, p[`${prefix}.kernel`] as tf.Tensor2D), p[`${prefix}.bias`]!);
 export const encode = (p: Params, m: Name, x: tf.Tensor) => dense(p, `encoder.${m}.last`, tf.tanh(dense(p, `encoder.${m}.dense0`, x)));
+
+// ---------------------------------------------------------------- two modalities through the concat head
+
+/** The two modalities of most method tests. */
+export const pair: Name[] = ["a", "b"];
+/** Each modality's features z_k through its encoder. */
+export const features = (p: Params, x: tf.Tensor[]) => pair.map((m, k) => encode(p, m, x[k]!));
+/** Modality k's rows of the concat head's kernel W_k (each encoder gives 5 features). */
+export const headRows = (p: Params, k: number) => tf.slice(p["head.kernel"]!, [k * 5, 0], [5, -1]);
+/** f = [z_a; z_b]·W + b. */
+export const fused = (p: Params, z: tf.Tensor[]) => dense(p, "head", tf.concat(z, 1));
+/** u_k = z_k·W_k + b/2: modality k's additive share of f (`contrib[m]`). */
+export const share = (p: Params, z: tf.Tensor[], k: number) => tf.add(tf.matMul(z[k] as tf.Tensor2D, headRows(p, k) as tf.Tensor2D), tf.div(p["head.bias"]!, 2));
+/** softmax(o)[y], per sample. */
+export const trueProb = (o: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.softmax(o), tf.oneHot(tf.cast(y, "int32") as tf.Tensor1D, 4)), -1);
+/** The number in a one-element tensor. */
+export const scalar = (t: tf.Tensor) => t.dataSync()[0]!;
+
+/**
+ * The runtime's drop draws of step 0 for modality m (StepContext.drop), by sample: dropped where
+ * u < p. One draw per position of the batch, whose samples the epoch's shuffle ordered (train.ts).
+ */
+export function dropDraws(m: number): number[] {
+  const random = new Random((2 * 1000003 + 0 * 7919 + m) % 2147483647);
+  const bySample = new Array<number>(batch);
+  batchOrder().forEach((sample) => (bySample[sample] = random.uniform()));
+  return bySample;
+}
 
 export function crossEntropy(logits: tf.Tensor, y: tf.Tensor): tf.Tensor {
   const logProb = tf.sub(logits, tf.logSumExp(logits, -1, true));
