@@ -141,12 +141,15 @@ export const heads: Record<string, ComponentSpec> = {
 };
 
 /**
- * `head[m] = ...` takes the heads' options and one of its own: whether its loss trains the encoder
- * (`detach: false`) or the head reads the features detached (the default).
+ * `head[m] = ...`: the heads, with one option of their own: whether the head's loss trains the
+ * encoder (`detach: false`) or the head reads the features detached (the default).
  */
-export const auxHeadOptions: Record<string, OptionSpec> = {
-  detach: { type: "bool", default: true, doc: "the head reads z[m] detached from the encoder: its loss does not train the encoder" },
-};
+export const auxHeads: Record<string, ComponentSpec> = Object.fromEntries(
+  Object.entries(heads).map(([kind, spec]) => [
+    kind,
+    { ...spec, options: { ...spec.options, detach: { type: "bool", default: true, doc: "the head reads z[m] detached from the encoder: its loss does not train the encoder" } } },
+  ]),
+);
 
 export const optimizers: Record<string, ComponentSpec> = {
   sgd: {

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { logSumExp, normalize, stopGradient } from "./ops.js";
-import { auxHeadGroup, encoderGroup, fusionGroup, Groups, headGroup, inGroup, learnableParam } from "./parameter-groups.js";
+import { auxHeadGroup, encoderGroup, fusionGroup, Groups, headGroup, learnableParam, membersOf } from "./parameter-groups.js";
 import { Random } from "./random.js";
 import { StepRandom } from "./step-random.js";
 import type { ComponentSpec, FusionInputs, ModelSpec } from "./spec.js";
@@ -373,8 +373,7 @@ function cosineLogits(kernel: tf.Tensor, x: tf.Tensor, slices: number[], scale: 
     const xs = tf.slice(x, [0, offset], [-1, width]);
     const ws = tf.slice(kernel, [offset, 0], [width, -1]);
     offset += width;
-    const columns = tf.div(ws, tf.add(tf.sqrt(tf.sum(tf.square(ws), 0, true)), 1e-12));
-    return tf.matMul(normalize(xs) as tf.Tensor2D, columns as tf.Tensor2D);
+    return tf.matMul(normalize(xs) as tf.Tensor2D, normalize(ws, 0) as tf.Tensor2D);
   });
   return tf.mul(scale, parts.length === 1 ? parts[0]! : tf.addN(parts));
 }
@@ -477,21 +476,14 @@ export class Forward {
     return this.step.random;
   }
 
-  /** The names of a group's parameters, in the order of their gradients. */
-  private members(group: string): string[] {
-    const names = Object.keys(this.params).filter((n) => inGroup(n, group));
-    if (names.length === 0) throw new Error(`parameter group "${group}" has no parameters`);
-    return names;
-  }
-
   /** `weights(G)`: the group's parameters in this pass (copies, as `param`), differentiable in an objective. */
   weights(group: string): tf.Tensor[] {
-    return this.members(group).map((n) => tf.clone(this.params[n]!));
+    return membersOf(Object.keys(this.params), group).map((n) => tf.clone(this.params[n]!));
   }
 
   /** `init(G)`: the group's parameters as training began. */
   initial(group: string): tf.Tensor[] {
-    return this.step.initialOf(this.members(group));
+    return this.step.initialOf(membersOf(Object.keys(this.params), group));
   }
 
   /**
@@ -535,9 +527,11 @@ export class Forward {
   /** Output of modality m's auxiliary head, which sees z[m] detached from the encoder unless declared `detach: false`. */
   aux(m: number): tf.Tensor {
     const head = this.spec.auxHead!;
-    // `head[m] = ...(detach: false)`: the head's loss trains the encoder too.
-    const z = head.options.detach === false ? this.z[m]! : stopGradient(this.z[m]!);
-    return this.cached(`aux${m}`, () => applyHead(this.params, auxHeadGroup(this.spec.modalities[m]!.name), head, z, this.spec));
+    return this.cached(`aux${m}`, () => {
+      // `head[m] = ...(detach: false)`: the head's loss trains the encoder too.
+      const z = head.options.detach === false ? this.z[m]! : stopGradient(this.z[m]!);
+      return applyHead(this.params, auxHeadGroup(this.spec.modalities[m]!.name), head, z, this.spec);
+    });
   }
 }
 

@@ -177,9 +177,9 @@ export function cosine(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
   return tf.div(tf.sum(tf.mul(x, y), 1), tf.add(norms, 1e-12));
 }
 
-/** Each sample's vector (the last axis) scaled to unit L2 norm. */
-export function normalize(x: tf.Tensor): tf.Tensor {
-  return tf.div(x, tf.add(tf.sqrt(tf.sum(tf.square(x), -1, true)), 1e-12));
+/** Each vector along `axis` scaled to unit L2 norm: by default each sample's (the last axis). */
+export function normalize(x: tf.Tensor, axis = -1): tf.Tensor {
+  return tf.div(x, tf.add(tf.sqrt(tf.sum(tf.square(x), axis, true)), 1e-12));
 }
 
 function regressionError(output: tf.Tensor, target: tf.Tensor): tf.Tensor {

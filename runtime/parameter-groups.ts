@@ -57,6 +57,13 @@ export function inGroup(param: string, group: string): boolean {
   return filters.every((f) => (f === "weight" ? !/\.(bias|gain)$/.test(param) : layerKind(param) === f));
 }
 
+/** The parameters among `names` that belong to `group`; a group without any is an error. */
+export function membersOf(names: Iterable<string>, group: string): string[] {
+  const members = [...names].filter((n) => inGroup(n, group));
+  if (members.length === 0) throw new Error(`parameter group "${group}" has no parameters`);
+  return members;
+}
+
 /** Names of the parameter groups a spec can address, for modality index m. */
 export class Groups {
   constructor(private readonly modalities: readonly string[]) {}

@@ -1,19 +1,12 @@
 import * as tf from "@tensorflow/tfjs";
 import type { History } from "./history.js";
 import { Forward, modalityIndices, type Params } from "./model.js";
-import { Groups, inGroup } from "./parameter-groups.js";
+import { Groups, inGroup, membersOf } from "./parameter-groups.js";
 import { insideGradient, stopGradient, type GroupGradient, type Value } from "./ops.js";
 import { Optimizer } from "./optimizer.js";
 import { Random } from "./random.js";
 import { StepRandom } from "./step-random.js";
 import type { ComponentSpec, ModelSpec } from "./spec.js";
-
-/** The parameters among `names` that belong to `group`; a group without any is an error. */
-function membersOf(names: Iterable<string>, group: string): string[] {
-  const members = [...names].filter((n) => inGroup(n, group));
-  if (members.length === 0) throw new Error(`parameter group "${group}" has no parameters`);
-  return members;
-}
 
 /** The update gradient of every parameter; actions change it in place, in spec order. */
 export class Gradients {
@@ -152,7 +145,8 @@ export class StepContext {
       typeof p === "number"
         ? tf.tensor2d(draws.map((u) => (u < p ? 0 : 1)), [batch, 1])
         : tf.reshape(tf.cast(tf.greaterEqual(tf.tensor1d(draws), tf.reshape(p, [-1])), "float32"), [batch, 1]);
-    this.keep[m] = options.rescale ? tf.div(mask, tf.reshape(tf.sub(1, p), [-1, 1])) : mask;
+    // Where p = 1 no sample is kept: divNoNan gives those zeros 0, not 0/0.
+    this.keep[m] = options.rescale ? tf.divNoNan(mask, tf.reshape(tf.sub(1, p), [-1, 1])) : mask;
   }
 
   /**

@@ -171,6 +171,17 @@ balance {
     expect(moved("encoder.b.dense0.kernel")).toBeGreaterThan(1e-6);
   });
 
+  it("a drop with p = 1, rescaled, zeroes the features (kept ones × 1/(1 − p), and no sample is kept): no 0/0", async () => {
+    const { init, after, record } = await oneStep(pair, linear(`balance {
+  p[m] = if index(m) == 0 then 1 else 0 * mean(batch, prob(out, y))
+  drop z[m] with p[m] rescaled
+}`));
+    expect(Number.isFinite(record.loss)).toBe(true);
+    const moved = (name: string) => Math.max(...Array.from(init[name]!.dataSync(), (v, i) => Math.abs(v - after.get(name)![i]!)));
+    expect(moved("encoder.a.dense0.kernel")).toBe(0);
+    expect(moved("encoder.b.dense0.kernel")).toBeGreaterThan(1e-6);
+  });
+
   it("a drop decided by a definition without index that reads prev: the value written is the value read (its slot is not keyed by the drop's m)", async () => {
     const { init, after } = await oneStep(pair, linear(`balance {
   c = step + 1

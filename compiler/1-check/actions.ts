@@ -1,7 +1,7 @@
 import type { Expr, Stmt } from "../../grammar/ast.js";
 import { error, type Span } from "../../diagnostics/index.js";
 import * as components from "../components.js";
-import type { ActionIR, GroupRef, RExpr, RuleValue } from "../ir.js";
+import type { ActionIR, GroupRef, RExpr } from "../ir.js";
 import { dependence } from "../walks.js";
 import { component } from "./component-options.js";
 import type { CheckContext, Env } from "./context.js";
@@ -112,7 +112,7 @@ export function checkActions(cx: CheckContext, stmts: Stmt[], when: RExpr[], out
         if (!modality || !probability || !expectKind(cx, probability, ["scalar", "batch"], stmt.probability.span, "a drop probability")) break;
         // The drop decides the forward pass: its probability may come from numbers and history known
         // before it, or from this step's outputs (evaluated on a pass of their own), never from gradients.
-        const values = checkedValues(cx);
+        const values = cx.checkedValues();
         const needs = (v: RExpr) => dependence(v, values);
         const late = [probability, ...when].find((v) => needs(v) === "gradient" || (v !== probability && needs(v) === "forward"));
         if (late) {
@@ -146,11 +146,6 @@ export function checkActions(cx: CheckContext, stmts: Stmt[], when: RExpr[], out
         break;
     }
   }
-}
-
-/** The rule values checked so far, for walks through definitions. */
-function checkedValues(cx: CheckContext): RuleValue[] {
-  return [...cx.definitions.values()].flatMap((d) => (d.checked ? [{ name: d.name, value: d.checked, line: 0, text: "" }] : []));
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { Stmt } from "../../grammar/ast.js";
 import { nearest, type Diagnostic, type SourceText, type Span, error } from "../../diagnostics/index.js";
-import type { Component, FusionIR, LearnableIR, ModalityIR, RExpr, RNode, ValueKind } from "../ir.js";
+import type { Component, FusionIR, LearnableIR, ModalityIR, RExpr, RNode, RuleValue, ValueKind } from "../ir.js";
 
 /** Where an expression is checked: the index variables in scope and what its reads are recorded in. */
 export interface Env {
@@ -61,6 +61,11 @@ export class CheckContext {
   report(diagnostic: Diagnostic): undefined {
     this.diagnostics.push(diagnostic);
     return undefined;
+  }
+
+  /** The rule values checked so far, for walks through definitions (`dependence`). */
+  checkedValues(): RuleValue[] {
+    return [...this.definitions.values()].flatMap((d) => (d.checked ? [{ name: d.name, value: d.checked, line: 0, text: "" }] : []));
   }
 
   line(span: Span): number {

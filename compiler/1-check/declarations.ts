@@ -113,7 +113,7 @@ export function checkLoss(cx: CheckContext, decl: Singles["LossDecl"]): ModelIR[
   const value = expr(cx, decl.value, { bound: new Set(), reads });
   if (!value) return undefined;
   if (!expectScalar(cx, value, decl.value.span, "the loss")) return undefined;
-  const values = [...cx.definitions.values()].flatMap((d) => (d.checked ? [{ name: d.name, value: d.checked, line: 0, text: "" }] : []));
+  const values = cx.checkedValues();
   for (const [name, span] of reads) {
     const definition = cx.definitions.get(name);
     if (definition?.checked && dependence(definition.checked, values) === "gradient") {

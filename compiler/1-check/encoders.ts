@@ -56,8 +56,7 @@ export function checkAuxHeads(cx: CheckContext, decls: Decl[], classes: number |
       cx.report(error("MMB003", "`head[...]` is declared twice", decl.span, { help: "declare the auxiliary heads once, with `head[m] = ...`" }));
       continue;
     }
-    const withDetach = Object.fromEntries(Object.entries(components.heads).map(([kind, spec]) => [kind, { ...spec, options: { ...spec.options, ...components.auxHeadOptions } }]));
-    const head = component(cx, decl.value, withDetach, "head");
+    const head = component(cx, decl.value, components.auxHeads, "head");
     if (head && classes !== undefined && head.options.out !== classes) {
       cx.report(error("MMB012", `an auxiliary head must have as many outputs as the target (${classes})`, decl.value.span, { help: `use \`linear(${classes})\`` }));
     }
