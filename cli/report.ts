@@ -40,6 +40,8 @@ interface EpochRecord {
   valid: Record<string, number>;
   test: Record<string, number>;
   unimodal: Record<string, number>;
+  /** The `every epoch` rule's values, computed at the epoch's start. */
+  rule?: Record<string, number | number[]>;
 }
 
 /** The log's records; a line that is not a whole record (a torn write) is skipped with a warning naming it. */
@@ -118,6 +120,21 @@ export async function runCharts(dir: string, idPrefix = "run", warn: (line: stri
         ? names.map((m, i) => ({ label: `${name}[${m}]`, data: steps.map((s) => (s[name] as number[])[i] ?? null) }))
         : [{ label: name, data: steps.map((s) => s[name] as number) }],
       xLabel: "step",
+      yLabel: name,
+    });
+  }
+  // The epoch rule's values, one point per epoch (computed at its start, read by its steps).
+  for (const name of Object.keys(epochs[0]?.rule ?? {})) {
+    const names = perModalityNames(epochs[0]!.rule![name], modalities);
+    charts.push({
+      id: `${idPrefix}-epoch-value-${charts.length}`,
+      title: `Epoch rule value ${name} (at each epoch's start)`,
+      type: "line",
+      labels: epochLabels,
+      datasets: names
+        ? names.map((m, i) => ({ label: `${name}[${m}]`, data: epochs.map((e) => (e.rule?.[name] as number[] | undefined)?.[i] ?? null) }))
+        : [{ label: name, data: epochs.map((e) => (e.rule?.[name] as number | undefined) ?? null) }],
+      xLabel: "epoch",
       yLabel: name,
     });
   }

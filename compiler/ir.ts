@@ -75,6 +75,8 @@ export interface RuleIR {
   params: { name: string; value: number; line: number }[];
   values: RuleValue[];
   actions: ActionIR[];
+  /** `every epoch { ... }`: values and `set`s evaluated at each epoch's start; step rules read the values. */
+  epoch?: { values: RuleValue[]; actions: Extract<ActionIR, { kind: "assign" | "assignWeights" }>[]; line: number };
 }
 
 /** A named rule value: `x = e` or `x[m] = e`. */
@@ -96,6 +98,8 @@ export type ActionIR =
   | { kind: "drop"; modality: IndexRef; probability: RExpr; rescale: boolean; probe: boolean; when: RExpr[]; loop: string[]; line: number; text: string }
   /** `set w[m] = e`: the learnable's value after the optimiser step. */
   | { kind: "assign"; name: string; index?: IndexRef; value: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
+  /** `set weights(G) = e`: the group's parameters after the optimiser step (or at the epoch's start), e gradient-shaped of G. */
+  | { kind: "assignWeights"; group: GroupRef; value: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
   | { kind: "addLoss"; value: RExpr; when: RExpr[]; loop: string[]; line: number; text: string }
   | { kind: "minimize"; value: RExpr; group: GroupRef; optimizer: Component; when: RExpr[]; loop: string[]; line: number; text: string };
 
@@ -122,7 +126,8 @@ export type RNode =
   | { op: "number"; value: number }
   | { op: "param"; name: string }
   | { op: "time"; which: "step" | "epoch" }
-  | { op: "value"; name: string; index?: IndexRef }
+  /** A rule value; `epoch`: one of the `every epoch` block, constant during the epoch. */
+  | { op: "value"; name: string; index?: IndexRef; epoch?: boolean }
   | { op: "learnable"; name: string; index?: IndexRef }
   /** The operators `-x` and `not c` (compiler/builtins/operators.ts). */
   | { op: "unary"; fn: "neg" | "not"; arg: RExpr }
@@ -132,8 +137,10 @@ export type RNode =
   | { op: "reduceBatch"; fn: "sum" | "mean"; body: RExpr }
   /** ∂loss/∂G: of the task loss, or of `loss` when given (`grad(G, L)`). */
   | { op: "grad"; group: GroupRef; loss?: RExpr }
-  /** A group's parameters: current (`weights(G)`) or as training began (`init(G)`). */
-  | { op: "parameters"; group: GroupRef; initial: boolean }
+  /** A group's parameters: current (`weights`), as training began (`init`), or a new random initialisation (`fresh`). */
+  | { op: "parameters"; group: GroupRef; which: "weights" | "init" | "fresh" }
+  /** `over(split, e)`: the mean of the per-sample value e over a whole split, in evaluation mode (epoch rules). */
+  | { op: "over"; split: "train" | "valid"; arg: RExpr }
   /** `index(m)`: a modality index as a number. */
   | { op: "modalityNumber"; modality: IndexRef }
   /** Head outputs: fused, modality m's share, its auxiliary head, the fused head on m alone or without m. */

@@ -9,6 +9,7 @@ export function children(e: RExpr): RExpr[] {
       return e.args;
     case "unary":
     case "perSample":
+    case "over":
       return [e.arg];
     case "binary":
       return [e.left, e.right];
@@ -69,8 +70,11 @@ export function dependence(e: RExpr, values: RuleValue[], seen = new Set<string>
     case "output":
     case "target":
       return "forward";
+    // Epoch values and a split's means are known before the step: the epoch rule computed them.
+    case "over":
+      return "before";
     case "value": {
-      if (seen.has(e.name)) return "before";
+      if (e.epoch || seen.has(e.name)) return "before";
       seen.add(e.name);
       const v = values.find((x) => x.name === e.name);
       return v ? dependence(v.value, values, seen) : "before";

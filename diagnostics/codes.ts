@@ -36,6 +36,8 @@ export const codes = {
   MMB030: "needs at least two modalities",
   MMB031: "modality never read",
   MMB032: "nested too deeply",
+  MMB033: "not visible where it is read",
+  MMB034: "invalid `every` block",
 } as const;
 
 export type DiagnosticCode = keyof typeof codes;

@@ -51,7 +51,9 @@ export type Decl =
   | { kind: "ScheduleDecl"; value: Expr; span: Span }
   | { kind: "TrainDecl"; settings: { key: Ident; value: Expr }[]; span: Span }
   | { kind: "LearnableDecl"; target: IndexedName; value: Expr; span: Span }
-  | { kind: "BalanceBlock"; body: Stmt[]; span: Span };
+  | { kind: "BalanceBlock"; body: Stmt[]; span: Span }
+  /** `every epoch { ... }`: rule values and `set`s evaluated at the start of each epoch. */
+  | { kind: "EpochBlock"; unit: Ident; body: Stmt[]; span: Span };
 
 export type Stmt =
   | { kind: "Param"; name: Ident; value: Expr; span: Span }

@@ -115,6 +115,8 @@ function toDecl(node: CstNode | undefined): Decl | undefined {
     }
     case "balanceBlock":
       return { kind: "BalanceBlock", body: statements(node), span };
+    case "epochBlock":
+      return { kind: "EpochBlock", unit: ident(token1(node, "unit")) ?? { kind: "Ident", name: "", span }, body: statements(node), span };
     default:
       return undefined;
   }

@@ -27,6 +27,7 @@ class MmbParser extends CstParser {
       { ALT: () => this.SUBRULE(this.trainDecl) },
       { ALT: () => this.SUBRULE(this.learnableDecl) },
       { ALT: () => this.SUBRULE(this.balanceBlock) },
+      { ALT: () => this.SUBRULE(this.epochBlock) },
     ]);
   });
 
@@ -136,6 +137,15 @@ class MmbParser extends CstParser {
 
   balanceBlock = this.RULE("balanceBlock", () => {
     this.CONSUME(T.Balance);
+    this.CONSUME(T.LBrace);
+    this.MANY(() => this.SUBRULE(this.statement));
+    this.CONSUME(T.RBrace);
+  });
+
+  /** `every epoch { ... }`: rules evaluated at each epoch's start. */
+  epochBlock = this.RULE("epochBlock", () => {
+    this.CONSUME(T.Every);
+    this.CONSUME(T.Identifier, { LABEL: "unit" });
     this.CONSUME(T.LBrace);
     this.MANY(() => this.SUBRULE(this.statement));
     this.CONSUME(T.RBrace);

@@ -25,9 +25,10 @@ export const Head = keyword("head", [NameWord]);
 export const Loss = keyword("loss", [NameWord]);
 export const Optimizer = keyword("optimizer");
 export const Schedule = keyword("schedule");
-export const Train = keyword("train");
+export const Train = keyword("train", [NameWord]);
 export const Learnable = keyword("learnable");
 export const Balance = keyword("balance");
+export const Every = keyword("every");
 export const Param = keyword("param");
 export const When = keyword("when");
 export const Scale = keyword("scale");
@@ -83,7 +84,7 @@ export const Comment = createToken({ name: "Comment", pattern: /(?:#|\/\/)[^\n\r
 
 export const keywords = [
   Model, Data, Modality, Target, Encoder, Fusion, Head, Loss, Optimizer, Schedule, Train, Learnable,
-  Balance, Param, When, Scale, Noise, Replace, Drop, Rescaled, Set, With, By, Add, Minimize, Wrt, Using, From, If, Then, Else, And, Or, Not,
+  Balance, Every, Param, When, Scale, Noise, Replace, Drop, Rescaled, Set, With, By, Add, Minimize, Wrt, Using, From, If, Then, Else, And, Or, Not,
 ];
 
 export const allTokens: TokenType[] = [

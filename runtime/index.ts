@@ -5,6 +5,7 @@ export { DataError, gatherRows, loadData, validateDataset, type Dataset, type Sp
 export { Forward } from "./model.js";
 export * from "./ops.js";
 export type { FusionInputs, ModelSpec } from "./spec.js";
+export { EpochContext, type EpochResult } from "./epoch.js";
 export { StepContext, Gradients, type GradientOf, type Objective, type TaskLoss } from "./step.js";
 export { train, NumericError, ResourceError, ResumeError, type StepResult, type Summary, type TrainerDefinition, type TrainOptions } from "./train.js";
 export { claimRunFolder, RunFolderError, type RunFolder } from "./run-folder.js";

@@ -397,6 +397,8 @@ export interface StepServices {
   random: StepRandom;
   /** The initial values of these parameters (`init(G)`). */
   initialOf(names: string[]): tf.Tensor[];
+  /** A new random initialisation of these parameters (`fresh(G)`). */
+  freshOf(names: string[]): tf.Tensor[];
 }
 
 /** The values of one forward pass; the per-modality views are computed only when read. */
@@ -420,7 +422,7 @@ export class Forward {
      */
     keep?: (tf.Tensor | number)[],
     /** The step this pass belongs to: its random draws and the initial parameters (evaluation needs neither). */
-    private readonly step: StepServices = { random: new StepRandom(0, 0), initialOf: () => [] },
+    private readonly step: StepServices = { random: new StepRandom(0, 0), initialOf: () => [], freshOf: () => [] },
   ) {
     this.group = new Groups(spec.modalities.map((m) => m.name));
     this.z = spec.modalities.map((modality, m) => {
@@ -484,6 +486,11 @@ export class Forward {
   /** `init(G)`: the group's parameters as training began. */
   initial(group: string): tf.Tensor[] {
     return this.step.initialOf(membersOf(Object.keys(this.params), group));
+  }
+
+  /** `fresh(G)`: a new random initialisation of the group's parameters. */
+  fresh(group: string): tf.Tensor[] {
+    return this.step.freshOf(membersOf(Object.keys(this.params), group));
   }
 
   /**

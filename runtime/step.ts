@@ -1,7 +1,9 @@
 import * as tf from "@tensorflow/tfjs";
 import type { History } from "./history.js";
-import { Forward, modalityIndices, type Params } from "./model.js";
-import { Groups, inGroup, membersOf } from "./parameter-groups.js";
+import { Forward, type Params } from "./model.js";
+import type { EpochNumber, EpochResult } from "./epoch.js";
+import { inGroup, membersOf } from "./parameter-groups.js";
+import { RuleContext } from "./rule-context.js";
 import { insideGradient, stopGradient, type GroupGradient, type Value } from "./ops.js";
 import { Optimizer } from "./optimizer.js";
 import { Random } from "./random.js";
@@ -95,15 +97,12 @@ export type GradientOf = (group: string, loss?: TaskLoss, sample?: number) => Gr
 export type Objective = (f: Forward, grad: GradientOf) => tf.Tensor;
 
 /** What one training step can see and do; the generated `trainStep` drives it phase by phase. */
-export class StepContext {
-  readonly group: Groups;
+export class StepContext extends RuleContext {
   private taskLoss?: TaskLoss;
   /** The loss the update differentiates: the task loss plus every added loss (set by `backward`). */
   totalLoss?: tf.Tensor;
   /** Tensors kept alive past a gradient scope; the loop disposes them after the step. */
   readonly keptTensors: tf.Tensor[] = [];
-  /** `set` assignments waiting for the end of the step. */
-  private readonly assignments: [tf.Variable, tf.Tensor][] = [];
   /** The forward pass drop probabilities read (`probe`), made at most once per step. */
   private probeForward?: Forward;
   /** The step's random draws (`uniform`, `bernoulli`, `dropout`), the same in every pass of the step. */
@@ -112,25 +111,57 @@ export class StepContext {
   private readonly keep: (tf.Tensor | number)[];
 
   constructor(
-    readonly spec: ModelSpec,
-    readonly params: Map<string, tf.Variable>,
+    spec: ModelSpec,
+    params: Map<string, tf.Variable>,
     readonly inputs: tf.Tensor[],
     readonly target: tf.Tensor,
-    readonly step: number,
+    step: number,
     readonly epoch: number,
     readonly history: History,
     private readonly separateOptimizers: Map<string, Optimizer>,
-    private readonly seed: number,
+    seed: number,
     /** Parameter groups trained only by their own `minimize`. */
     private readonly trainedSeparately: readonly string[],
-    /** The initial value of each parameter (`init(G)`), made when a rule first asks. */
-    private readonly initialValues: () => Map<string, tf.Tensor> = () => new Map(),
+    initialValues: () => Map<string, tf.Tensor> = () => new Map(),
     /** The spec's `param` values (the task loss may read them). */
     readonly specParams: Record<string, number> = {},
+    /** What the epoch rule computed at this epoch's start (`every epoch`). */
+    private readonly epochValues: EpochResult = { values: {}, gradients: {} },
   ) {
-    this.group = new Groups(spec.modalities.map((m) => m.name));
+    super(spec, params, step, seed, initialValues);
     this.keep = spec.modalities.map(() => 1);
     this.random = new StepRandom(seed, step);
+  }
+
+  /** A value of the epoch rule (one per modality: modality m's), constant during the epoch. */
+  epochValue(name: string, m?: number): tf.Tensor {
+    const one = this.epochValueOf(name, m);
+    return one instanceof tf.Tensor ? one : tf.scalar(Number(one));
+  }
+
+  /** An epoch value the rule computed from time and params alone: a plain number. */
+  epochNumber(name: string, m?: number): number {
+    return Number(this.epochValueOf(name, m));
+  }
+
+  /** An epoch condition the rule computed from time and params alone: a plain boolean. */
+  epochCondition(name: string, m?: number): boolean {
+    return Boolean(this.epochValueOf(name, m));
+  }
+
+  private epochValueOf(name: string, m?: number): EpochNumber {
+    const value = this.epochValues.values[name];
+    const one = Array.isArray(value) ? value[m!] : value;
+    if (one === undefined) throw new Error(`the epoch rule computed no \`${name}\``);
+    return one;
+  }
+
+  /** A gradient-shaped value of the epoch rule (a snapshot of weights). */
+  epochGradient(name: string, m?: number): GroupGradient {
+    const value = this.epochValues.gradients[name];
+    const one = m === undefined ? value : (value as GroupGradient[] | undefined)?.[m];
+    if (!one) throw new Error(`the epoch rule computed no \`${name}\``);
+    return one as GroupGradient;
   }
 
   /**
@@ -162,62 +193,6 @@ export class StepContext {
   /** A drop's probability computed from values known before the forward pass (history, params, time). */
   beforeForward(value: () => Value): Value {
     return value();
-  }
-
-  /** A learnable's value now (before the forward pass, or after the optimiser step for `set`). */
-  param(group: string): tf.Tensor {
-    const [name] = membersOf(this.params.keys(), group);
-    return tf.clone(this.params.get(name!)!);
-  }
-
-  /**
-   * `set w = e`: a learnable's value after the optimiser step. Every `set` of the step reads the
-   * updated values and the assignments are made together (`applyAssignments`), so that
-   * `set w[m] = w[m] / sum(k, w[k])` divides each by the same sum.
-   */
-  assign(group: string, value: Value): void {
-    const [name] = membersOf(this.params.keys(), group);
-    const variable = this.params.get(name!)!;
-    this.assignments.push([variable, tf.reshape(tf.cast(typeof value === "number" ? tf.scalar(value) : value, "float32"), variable.shape)]);
-  }
-
-  /** Makes the step's `set` assignments; the loop calls it after `trainStep`. */
-  applyAssignments(): void {
-    for (const [variable, value] of this.assignments) variable.assign(value);
-    this.assignments.length = 0;
-  }
-
-  get modalities(): number[] {
-    return modalityIndices(this.spec);
-  }
-
-  initialOf(names: string[]): tf.Tensor[] {
-    const values = this.initialValues();
-    return names.map((n) => values.get(n)!);
-  }
-
-  /** `init(G)` before the forward pass: the group's parameters as training began. */
-  initial(group: string): tf.Tensor[] {
-    return this.initialOf(membersOf(this.params.keys(), group));
-  }
-
-  /** `weights(G)` before the forward pass (a drop's probability): the parameters now. */
-  weights(group: string): tf.Tensor[] {
-    return membersOf(this.params.keys(), group).map((n) => tf.clone(this.params.get(n)!));
-  }
-
-  perModality<T>(value: (m: number) => T): T[] {
-    return this.modalities.map(value);
-  }
-
-  /** The other modality; the checker allows `other(m)` only with exactly two. */
-  other(m: number): number {
-    return 1 - m;
-  }
-
-  /** Modalities except m, for `sum(k != m, ...)`. */
-  except(m: number): number[] {
-    return this.modalities.filter((k) => k !== m);
   }
 
   private trainable(): string[] {

@@ -4,7 +4,9 @@ import { totalmem } from "node:os";
 import { join } from "node:path";
 import { describeBackend, selectBackend, type BackendName } from "./backend.js";
 import { loadCheckpoint, saveCheckpoint, writeJsonAtomically, type CheckpointState } from "./checkpoint.js";
-import { gatherRows, loadData, type Dataset, type Split } from "./data/index.js";
+import { batchTensors, evaluationBatches } from "./batches.js";
+import { loadData, type Dataset, type Split } from "./data/index.js";
+import { EpochContext, type EpochResult } from "./epoch.js";
 import { History } from "./history.js";
 import { estimateMemory, Forward, initialParameters, initialValues, type Params } from "./model.js";
 import { classificationMetrics, maskDice, regressionMetrics } from "./metrics.js";
@@ -30,6 +32,8 @@ export interface TrainerDefinition {
   /** SHA-256 of the spec's text: a checkpoint records it, and `--resume` refuses another spec. */
   sourceHash?: string;
   trainStep(ctx: StepContext, p: Record<string, number>): StepResult;
+  /** The `every epoch` rule, run at each epoch's start; the steps read its values. */
+  epochRule?(ctx: EpochContext, p: Record<string, number>): EpochResult;
 }
 
 export interface StepResult {
@@ -128,14 +132,6 @@ function checkResources(spec: ModelSpec, backend: BackendName, dataBytes: number
   }
 }
 
-const evalBatch = 256;
-
-function batchTensors(split: Split, spec: ModelSpec, rows: number[]): { inputs: tf.Tensor[]; target: tf.Tensor } {
-  const inputs = spec.modalities.map((modality, m) => tf.tensor(gatherRows(split.inputs[m]!, modality.shape.reduce((a, b) => a * b, 1), rows), [rows.length, ...modality.shape]));
-  const labels = gatherRows(split.labels, targetWidth(spec.target), rows);
-  return { inputs, target: tf.tensor(labels, [rows.length, ...(spec.target.shape ?? [])], "float32") };
-}
-
 /**
  * Metrics of the fused head on a split, or of one modality alone (its auxiliary head, or the
  * others' features zeroed). The first key is the primary metric: accuracy, MAE, or Dice.
@@ -144,8 +140,7 @@ function evaluate(spec: ModelSpec, params: Params, split: Split, only?: number):
   const classes = spec.target.kind !== "real";
   const width = targetWidth(spec.target);
   const predicted = new Float32Array(split.size * width);
-  for (let start = 0; start < split.size; start += evalBatch) {
-    const rows = Array.from({ length: Math.min(evalBatch, split.size - start) }, (_, i) => start + i);
+  for (const rows of evaluationBatches(split)) {
     predicted.set(
       tf.tidy(() => {
         const { inputs, target } = batchTensors(split, spec, rows);
@@ -154,7 +149,7 @@ function evaluate(spec: ModelSpec, params: Params, split: Split, only?: number):
         const output = only !== undefined && spec.auxHead ? f.aux(only) : f.out;
         return (classes ? tf.argMax(output, -1) : tf.reshape(output, [-1])).dataSync();
       }),
-      start * width,
+      rows[0]! * width,
     );
   }
   if (spec.target.kind === "mask") {
@@ -202,6 +197,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const optimizer = new Optimizer(spec.optimizer);
   const separate = new Map<string, Optimizer>();
   const history = new History();
+  const epochHistory = new History();
   let firstEpoch = 0;
   let step = 0;
   let best = { metric: -Infinity, epoch: -1, stale: 0 };
@@ -225,6 +221,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         separate.set(group, own);
       }
       history.restore(state.history);
+      epochHistory.restore(state.epochHistory ?? {});
       firstEpoch = state.epoch + 1;
       step = state.step;
       best = state.best;
@@ -258,12 +255,22 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       const order = new Random(seed * 7919 + epoch).permutation(data.train.size);
       const batch = spec.train.batch;
       const lrSchedule = spec.schedule.kind === "plateau" ? plateauFactor : Optimizer.scheduleFactor(spec.schedule, epoch, epochs);
+      // The epoch rule, on the weights the last epoch left: its `set`s apply before the first step.
+      const ruled = definition.epochRule && runEpochRule(definition.epochRule, new EpochContext(spec, params, data, epoch, step, epochHistory, seed, initialTensors), p);
+      epochHistory.advance();
+      const epochRecord = ruled ? await downloadValues(ruled.values) : undefined;
+      const badEpochValue = epochRecord && firstNonFinite(epochRecord);
+      if (badEpochValue) {
+        disposeEpochResult(ruled);
+        const line = Object.hasOwn(definition.valueLines, badEpochValue) ? definition.valueLines[badEpochValue] : undefined;
+        throw new NumericError(`non-finite value of \`${badEpochValue}\`${line ? ` (spec line ${line})` : ""} at the start of epoch ${epoch}; ${kept(saved, checkpoints)}`);
+      }
       const records: { tensor: tf.Tensor; step: number }[] = [];
       let keys: [string, number][] = [];
       for (let start = 0; start < order.length; start += batch, step++) {
         const rows = order.slice(start, start + batch);
         const { inputs, target } = batchTensors(data.train, spec, rows);
-        const ctx = new StepContext(spec, params, inputs, target, step, epoch, history, separate, seed, definition.trainedSeparately, initialTensors, p);
+        const ctx = new StepContext(spec, params, inputs, target, step, epoch, history, separate, seed, definition.trainedSeparately, initialTensors, p, ruled);
         ctx.update = (grads: Gradients) => {
           let clipFactor: tf.Tensor | number = 1;
           if (spec.train.clip > 0) {
@@ -300,6 +307,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         records.push({ tensor: record, step });
         progress?.(epoch, records.length, Math.ceil(order.length / batch), performance.now() - epochStart);
       }
+      disposeEpochResult(ruled);
       // Download this epoch's step records at once: no host sync inside the step loop.
       const lines: string[] = [];
       let lossSum = 0;
@@ -338,7 +346,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       epochSeconds.push(seconds);
       const metricName = Object.keys(last.test)[0]!;
       const loss = lossSum / Math.max(1, records.length);
-      lines.push(JSON.stringify({ type: "epoch", epoch, loss, lr: Number(spec.optimizer.options.lr) * lrSchedule, train: last.train, valid: last.valid, test: last.test, unimodal, seconds, step_seconds: stepSeconds, ...memoryRecord() }));
+      // `rule`: the epoch rule's values, computed at this epoch's start and read by its steps.
+      lines.push(JSON.stringify({ type: "epoch", epoch, loss, lr: Number(spec.optimizer.options.lr) * lrSchedule, ...(epochRecord ? { rule: epochRecord } : {}), train: last.train, valid: last.valid, test: last.test, unimodal, seconds, step_seconds: stepSeconds, ...memoryRecord() }));
       const logBytes = await log.append(lines);
       if (sign * valid > best.metric) best = { metric: sign * valid, epoch, stale: 0 };
       else best.stale++;
@@ -355,6 +364,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         optimizer: optimizerState,
         separateOptimizers: separateState,
         history: await history.state(),
+        ...(definition.epochRule ? { epochHistory: await epochHistory.state() } : {}),
         best,
         plateauFactor,
         logBytes,
@@ -398,8 +408,34 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     optimizer.dispose();
     separate.forEach((o) => o.dispose());
     history.dispose();
+    epochHistory.dispose();
     if (!options.folder) await folder.release();
   }
+}
+
+/** Runs the epoch rule and makes its `set`s; its values stay alive for the epoch's steps. */
+function runEpochRule(rule: NonNullable<TrainerDefinition["epochRule"]>, ctx: EpochContext, p: Record<string, number>): EpochResult {
+  return tf.tidy(() => {
+    const r = rule(ctx, p);
+    ctx.applyAssignments();
+    // Copies: a value read from the history (`prev`) is the history's own tensor, which its next write frees.
+    const copy = <T>(value: T): T => (value instanceof tf.Tensor ? (tf.clone(value) as T) : Array.isArray(value) ? (value.map(copy) as T) : value);
+    const copies = (record: Record<string, unknown>) => Object.fromEntries(Object.entries(record).map(([name, v]) => [name, copy(v)]));
+    return { values: copies(r.values), gradients: copies(r.gradients) } as unknown as tf.TensorContainer;
+  }) as unknown as EpochResult;
+}
+
+function disposeEpochResult(result: EpochResult | undefined): void {
+  if (!result) return;
+  for (const value of [...Object.values(result.values), ...Object.values(result.gradients)]) {
+    for (const t of [value].flat(2)) if (t instanceof tf.Tensor) t.dispose();
+  }
+}
+
+/** The epoch rule's numbers, as the epoch log records them (per-modality values as arrays). */
+async function downloadValues(values: EpochResult["values"]): Promise<Record<string, number | number[]>> {
+  const one = async (v: tf.Tensor | number | boolean) => (v instanceof tf.Tensor ? (await v.data())[0]! : Number(v));
+  return Object.fromEntries(await Promise.all(Object.entries(values).map(async ([name, v]) => [name, Array.isArray(v) ? await Promise.all(v.map(one)) : await one(v)] as const)));
 }
 
 /** Which checkpoint a stopped run leaves current, as the error message says it. */

@@ -25,6 +25,17 @@ const softmax = (o: tf.Tensor) => tf.softmax(o);
 const mean = (t: tf.Tensor) => tf.mean(t).dataSync()[0]!;
 const linear = (body: string) => spec(pair, `fusion concat -> linear(4)\nloss cross_entropy(out, y)\n${body}`);
 
+describe("reductions over modalities of host values", () => {
+  it("stay plain numbers: sum(k, 1) + 1 is 3 with two modalities, not a tensor added to a number", async () => {
+    const { record } = await oneStep(pair, linear(`balance {
+  c = sum(k, 1) + 1
+  h = max(k, index(k)) * 2 + min(k, index(k))
+  av = mean(k, index(k) + epoch) - 0.5
+}`));
+    expect([record.c, record.h, record.av]).toEqual([3, 2, 0]);
+  });
+});
+
 describe("outputs as distributions, per sample (batch means logged)", () => {
   it("entropy, confidence, nll, margin, kl, js, logsumexp, mse and cos of outputs and features, correct", async () => {
     const { init, record, x, y } = await oneStep(pair, linear(`balance {

@@ -47,14 +47,17 @@ export async function oneStep(modalities: Name[], source: string, epochs = 1) {
   await train(trainer, { out, backend: "cpu", data: fixedData(modalities), log: () => {} });
   const checkpoint = (await loadCheckpoint(join(out, "checkpoints")))!;
   const after = new Map(checkpoint.state.manifest.map((m, i) => [m.name, checkpoint.weights[i]!]));
-  const records = readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => r.type === "step") as Record<string, number | number[]>[];
+  const lines = readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  const records = lines.filter((r) => r.type === "step") as Record<string, number | number[]>[];
+  // The epoch rule's values (`every epoch`), one record per epoch.
+  const epochRules = lines.filter((r) => r.type === "epoch").map((r) => r.rule ?? {}) as Record<string, number | number[]>[];
   const variables = initialParameters(trainer.spec, 2);
   const init: Params = Object.fromEntries([...variables].map(([n, v]) => [n, tf.clone(v)]));
   variables.forEach((v) => v.dispose());
   const data = fixedData(modalities).train;
   const x = modalities.map((m, k) => tf.tensor2d(data.inputs[k]!, [batch, widths[m]]));
   const y = tf.tensor1d(data.labels);
-  return { init, after, record: records[0]!, records, x, y };
+  return { init, after, record: records[0]!, records, epochRules, x, y };
 }
 
 /** The batch's order in epoch `epoch` of seed 2 (train.ts shuffles each epoch): position i holds sample order[i]. */
@@ -140,7 +143,7 @@ export function expectMatchesFiniteDifferences(f: (p: Params) => tf.Tensor, p: P
   expect(Math.abs(analytic - numeric)).toBeLessThan(2e-2 * Math.abs(numeric) + 1e-4);
 }
 
-/** The shipped spec's fusion line, loss line and balance block, for modalities a, b and 4 classes. */
+/** The shipped spec's fusion line, loss line, balance block and `every epoch` block, for modalities a, b and 4 classes. */
 export function shipped(name: string): string {
   const lines = readFileSync(join(specsDir, `${name}.mmb`), "utf8").split("\n");
   const line = (keyword: string) => {
@@ -150,12 +153,14 @@ export function shipped(name: string): string {
   };
   const fusion = line("fusion").replace(/-> (linear|cosine)\(6\b/, `-> $1(4`);
   expect(fusion).toMatch(new RegExp(`-> (linear|cosine)\\(4\\b`)); // the 6-class head was found and narrowed
-  const start = lines.findIndex((l) => l.startsWith("balance {"));
-  const end = lines.findIndex((l, i) => i > start && l === "}");
-  expect(start).toBeGreaterThan(0);
-  expect(end).toBeGreaterThan(start);
-  const balance = lines.slice(start, end + 1).join("\n");
-  return [fusion, line("loss"), balance].join("\n").replace(/\baudio\b/g, "a").replace(/\bvisual\b/g, "b");
+  const blocks = lines.flatMap((l, start) => {
+    if (!l.startsWith("balance {") && !l.startsWith("every epoch {")) return [];
+    const end = lines.findIndex((closing, i) => i > start && closing === "}");
+    expect(end).toBeGreaterThan(start);
+    return [lines.slice(start, end + 1).join("\n")];
+  });
+  expect(blocks.length).toBeGreaterThan(0);
+  return [fusion, line("loss"), ...blocks].join("\n").replace(/\baudio\b/g, "a").replace(/\bvisual\b/g, "b");
 }
 
 /** A `param NAME = value` of the spliced text. */

@@ -15,7 +15,7 @@ const available = existsSync(browserPath);
 if (!available && process.env.MMB_REQUIRE_BROWSER) throw new Error(`no browser at ${browserPath}: install Debian's chromium`);
 
 async function trainSmall(out: string, seed: number): Promise<Summary> {
-  const code = await compileOrThrow(smallSpec("  s[m] = sum(batch, prob(contrib[m], y))\n  k[m] = 1 - tanh(0.5 * relu(s[m] / s[other(m)] - 1))\n  scale grad(encoder[m]) by k[m]"));
+  const code = await compileOrThrow(smallSpec("  s[m] = sum(batch, prob(contrib[m], y))\n  k[m] = 1 - tanh(0.5 * relu(s[m] / s[other(m)] - 1))\n  scale grad(encoder[m]) by k[m]", "every epoch {\n  v[m] = over(valid, nll(contrib[m], y))\n}"));
   return train(await loadTrainer(code, out), { out, backend: "wasm", seed, log: () => {} });
 }
 
@@ -60,7 +60,7 @@ describe.skipIf(!available)("mmb report in a headless browser", () => {
     expect(file).toBe(join(run, "report.html"));
     const { errors, charts, screenshot } = await open(file);
     expect(errors).toEqual([]);
-    expect(charts.map((c) => c.id)).toEqual(["run-grad-norm", "run-grad-share", "run-loss", "run-value-3", "run-value-4", "run-metric", "run-unimodal"]);
+    expect(charts.map((c) => c.id)).toEqual(["run-grad-norm", "run-grad-share", "run-loss", "run-value-3", "run-value-4", "run-epoch-value-5", "run-metric", "run-unimodal"]);
     for (const chart of charts) {
       expect(chart.points, chart.id).toBeGreaterThan(0);
       expect(chart.inked, chart.id).toBeGreaterThan(2000);

@@ -14,10 +14,10 @@ import { index } from "./names.js";
  * The balance block's actions, in spec order, each with the `when` conditions around it. A free
  * index in an action (`scale grad(encoder[m]) by k[m]`) makes it a loop over the modalities.
  */
-export function checkActions(cx: CheckContext, stmts: Stmt[], when: RExpr[], out: ActionIR[]): void {
+export function checkActions(cx: CheckContext, stmts: Stmt[], when: RExpr[], out: ActionIR[], scope: Pick<Env, "epoch"> = {}): void {
   for (const stmt of stmts) {
     const loops = new Set<string>();
-    const env: Env = { bound: new Set(), loops };
+    const env: Env = { bound: new Set(), loops, ...scope };
     const line = cx.line(stmt.span);
     const text = cx.text(stmt.span);
     switch (stmt.kind) {
@@ -31,7 +31,7 @@ export function checkActions(cx: CheckContext, stmts: Stmt[], when: RExpr[], out
         if (loops.size > 0) {
           cx.report(error("MMB009", "a `when` condition cannot depend on a modality index", stmt.condition.span, { help: "reduce over modalities first, e.g. `max(k, x[k]) > 1`" }));
         }
-        checkActions(cx, stmt.body, condition ? [...when, condition] : when, out);
+        checkActions(cx, stmt.body, condition ? [...when, condition] : when, out, scope);
         break;
       }
       case "Scale": {
@@ -127,11 +127,15 @@ export function checkActions(cx: CheckContext, stmts: Stmt[], when: RExpr[], out
       }
       case "Set": {
         const target = stmt.target;
+        if (target.kind === "Call" && target.callee.kind === "Name" && target.callee.name === "weights") {
+          checkSetWeights(cx, stmt, env, when, loops, out);
+          break;
+        }
         const name = target.kind === "Name" ? target.name : target.kind === "Index" && target.base.kind === "Name" && target.indices.length === 1 ? target.base.name : undefined;
         const learnable = name !== undefined ? cx.learnables.get(name) : undefined;
         if (!learnable || learnable.perModality !== (target.kind === "Index")) {
           if (target.kind !== "Missing") {
-            cx.report(error("MMB018", "`set` assigns a learnable: `set w = ...` or, for one per modality, `set w[m] = ...`", target.span, { help: "declare it first: `learnable w[m] = 1`" }));
+            cx.report(error("MMB018", "`set` assigns a learnable (`set w = ...`, `set w[m] = ...`) or a group's weights (`set weights(G) = ...`)", target.span, { help: "declare a learnable first: `learnable w[m] = 1`" }));
           }
           break;
         }
@@ -146,6 +150,21 @@ export function checkActions(cx: CheckContext, stmts: Stmt[], when: RExpr[], out
         break;
     }
   }
+}
+
+/** `set weights(G) = e`: e gradient-shaped, built from values of G itself (its weights, `init`, `fresh`, gradients). */
+function checkSetWeights(cx: CheckContext, stmt: Extract<Stmt, { kind: "Set" }>, env: Env, when: RExpr[], loops: Set<string>, out: ActionIR[]): void {
+  const target = actionTarget(cx, stmt.target, env, ["weights"]);
+  const value = expr(cx, stmt.value, env);
+  if (!target || !value) return;
+  if (value.kind !== "grad") {
+    cx.report(error("MMB008", `a group's weights can only be set to a gradient-shaped value of the group, found ${describeKind(value.kind)}`, stmt.value.span, {
+      help: "e.g. `set weights(encoder[m]) = a * init(encoder[m]) + (1 - a) * weights(encoder[m])`",
+    }));
+    return;
+  }
+  if (!expectOperand(cx, value, stmt.value.span, "the new weights", target.group)) return;
+  out.push({ kind: "assignWeights", group: target.group, value, when, loop: [...loops], line: cx.line(stmt.span), text: cx.text(stmt.span) });
 }
 
 /**

@@ -12,12 +12,18 @@ export interface Env {
   reads?: Map<string, Span>;
   /** Inside `prev(...)`: reads are of the last step, not dependencies of this one. */
   underHistory?: boolean;
+  /** In an `every epoch` rule: no batch, no gradients; a split's outputs only inside `over`. */
+  epoch?: boolean;
+  /** Inside `over(split, ...)`: the model's outputs on that split's samples. */
+  split?: "train" | "valid";
 }
 
 /** A rule value `x = e` or `x[m] = e`, checked once, on first use. */
 export interface Definition {
   name: string;
   perModality: boolean;
+  /** `step`: of the balance block, once per step; `epoch`: of an `every epoch` block. */
+  scope: "step" | "epoch";
   stmt: Extract<Stmt, { kind: "Define" }>;
   checked?: RExpr | undefined;
   state?: "checking" | "done";
@@ -48,6 +54,8 @@ export class CheckContext {
   readonly lastStepReads: { definition: Definition; span: Span }[] = [];
   /** Modalities the fusion never reads (MMB031): no unimodal metric is reported for them. */
   readonly unread: string[] = [];
+  /** Definitions (by their `reads`) already given an MMB033, which each gets once. */
+  readonly invisibleReported = new WeakSet<object>();
   /** Groups with their own `minimize` objective, for MMB022. */
   readonly minimized = new Map<string, Span>();
 

@@ -12,13 +12,18 @@ import { expectScalar } from "./kinds.js";
 /** Declarations a spec makes at most once, by kind. */
 export type Singles = { [K in Decl["kind"]]?: Extract<Decl, { kind: K }> };
 
-/** Splits the program into its once-only declarations (MMB003 for a second one) and the balance blocks' statements. */
-export function sortDeclarations(cx: CheckContext, program: Program): { singles: Singles; balance: Stmt[] } {
+/** Splits the program into its once-only declarations (MMB003 for a second one), the balance blocks' statements and the `every` blocks. */
+export function sortDeclarations(cx: CheckContext, program: Program): { singles: Singles; balance: Stmt[]; every: Extract<Decl, { kind: "EpochBlock" }>[] } {
   const singles = new Map<Decl["kind"], Decl>();
   const balance: Stmt[] = [];
+  const every: Extract<Decl, { kind: "EpochBlock" }>[] = [];
   for (const decl of program.decls) {
     if (decl.kind === "BalanceBlock") {
       balance.push(...decl.body);
+      continue;
+    }
+    if (decl.kind === "EpochBlock") {
+      every.push(decl);
       continue;
     }
     if (["ModalityDecl", "EncoderDecl", "LearnableDecl", "HeadDecl"].includes(decl.kind)) continue;
@@ -32,7 +37,7 @@ export function sortDeclarations(cx: CheckContext, program: Program): { singles:
       }));
     } else singles.set(decl.kind, decl);
   }
-  return { singles: Object.fromEntries(singles) as Singles, balance };
+  return { singles: Object.fromEntries(singles) as Singles, balance, every };
 }
 
 /** `data SOURCE(...)`: the embedded generators, or `files(...)` with a `from` on every modality and the target. */

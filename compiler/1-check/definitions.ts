@@ -8,9 +8,9 @@ import { expr } from "./expressions.js";
 import { describeKind } from "./kinds.js";
 
 /** The balance block's `param`s and definitions, by name: equations, so their order does not matter. */
-export function collectRuleNames(cx: CheckContext, stmts: Stmt[]): void {
+export function collectRuleNames(cx: CheckContext, stmts: Stmt[], scope: Definition["scope"] = "step"): void {
   for (const stmt of stmts) {
-    if (stmt.kind === "When") collectRuleNames(cx, stmt.body);
+    if (stmt.kind === "When") collectRuleNames(cx, stmt.body, scope);
     if (stmt.kind !== "Param" && stmt.kind !== "Define") continue;
     const nameSpan = stmt.kind === "Param" ? stmt.name : stmt.target.name;
     const name = nameSpan.name;
@@ -28,7 +28,7 @@ export function collectRuleNames(cx: CheckContext, stmts: Stmt[]): void {
       // The command line's `--set` replaces the spec's value, so that every check sees what the run uses.
       if (value !== undefined) cx.params.set(name, { value: Object.hasOwn(cx.overrides, name) ? cx.overrides[name]! : value, span: stmt.name.span });
     } else {
-      cx.definitions.set(name, { name, perModality: stmt.target.index !== undefined, stmt, reads: new Map() });
+      cx.definitions.set(name, { name, perModality: stmt.target.index !== undefined, scope, stmt, reads: new Map() });
     }
   }
 }
@@ -37,9 +37,13 @@ export function collectRuleNames(cx: CheckContext, stmts: Stmt[]): void {
 export function checkDefinition(cx: CheckContext, definition: Definition): void {
   if (definition.state) return;
   definition.state = "checking";
-  const env: Env = { bound: new Set(definition.stmt.target.index ? [definition.stmt.target.index.name] : []), reads: definition.reads };
+  const env: Env = { bound: new Set(definition.stmt.target.index ? [definition.stmt.target.index.name] : []), reads: definition.reads, ...(definition.scope === "epoch" ? { epoch: true } : {}) };
   const value = expr(cx, definition.stmt.value, env);
-  if (value && value.kind === "label") {
+  if (value && definition.scope === "epoch" && !["scalar", "bool", "grad"].includes(value.kind)) {
+    cx.report(error("MMB008", `an epoch rule's value must be a number, a condition or gradient-shaped, not ${describeKind(value.kind)}`, definition.stmt.value.span, {
+      help: "average a per-sample value over a split: `over(valid, nll(out, y))`",
+    }));
+  } else if (value && value.kind === "label") {
     cx.report(error("MMB008", `\`${definition.name}\` must be a number, a head's outputs, features, a gradient or class means, not ${describeKind(value.kind)}`, definition.stmt.value.span, {
       help: "reduce it first, e.g. `norm(grad(...))`, `acc(out, y)` or `sum(batch, ...)`",
     }));
@@ -60,12 +64,12 @@ export function confirmLastStepReads(cx: CheckContext): void {
   }
 }
 
-/** The checked params and rule values, in spec order. */
-export function ruleValues(cx: CheckContext): Pick<RuleIR, "params" | "values"> {
+/** The checked params and the rule values of one scope (the step's, or the epoch rule's), in spec order. */
+export function ruleValues(cx: CheckContext, scope: Definition["scope"] = "step"): Pick<RuleIR, "params" | "values"> {
   const values: RuleValue[] = [];
   for (const d of cx.definitions.values()) {
     const index = d.stmt.target.index?.name;
-    if (d.checked) values.push({ name: d.name, ...(index ? { index } : {}), value: d.checked, line: cx.line(d.stmt.span), text: cx.text(d.stmt.span) });
+    if (d.checked && d.scope === scope) values.push({ name: d.name, ...(index ? { index } : {}), value: d.checked, line: cx.line(d.stmt.span), text: cx.text(d.stmt.span) });
   }
   return { params: [...cx.params].map(([name, p]) => ({ name, value: p.value, line: cx.line(p.span) })), values };
 }

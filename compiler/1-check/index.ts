@@ -3,6 +3,7 @@ import { error, type Diagnostic, type SourceText } from "../../diagnostics/index
 import type { ActionIR, ModelIR } from "../ir.js";
 import { checkActions } from "./actions.js";
 import { CheckContext } from "./context.js";
+import { checkEpochActions, epochStatements } from "./epoch.js";
 import { checkCycles } from "./cycles.js";
 import { checkData, checkLoss, checkOptimizer, checkSchedule, checkTrain, sortDeclarations } from "./declarations.js";
 import { checkDefinition, collectRuleNames, confirmLastStepReads, ruleValues } from "./definitions.js";
@@ -24,7 +25,8 @@ export interface CheckOptions {
  */
 export function check(program: Program, source: SourceText, options: CheckOptions = {}): { model?: ModelIR; diagnostics: Diagnostic[] } {
   const cx = new CheckContext(source, options.set);
-  const { singles, balance } = sortDeclarations(cx, program);
+  const { singles, balance, every } = sortDeclarations(cx, program);
+  const epochBody = epochStatements(cx, every);
 
   // The architecture: modalities and target, encoders, learnables, fusion and heads, data, training.
   collectModalities(cx, program.decls);
@@ -41,6 +43,7 @@ export function check(program: Program, source: SourceText, options: CheckOption
   // The balance block: names first (definitions are equations, in any order), then each definition, cycles, actions.
   // The loss comes after the definitions: it may read rule values that need no gradients.
   collectRuleNames(cx, balance);
+  collectRuleNames(cx, epochBody, "epoch");
   checkSets(cx, options.set ?? {});
   for (const definition of cx.definitions.values()) checkDefinition(cx, definition);
   confirmLastStepReads(cx);
@@ -48,6 +51,7 @@ export function check(program: Program, source: SourceText, options: CheckOption
   const loss = checkLoss(cx, singles.LossDecl);
   const actions: ActionIR[] = [];
   checkActions(cx, balance, [], actions);
+  const epochActions = checkEpochActions(cx, epochBody);
 
   const model = !cx.diagnostics.some((d) => d.severity === "error") && target && cx.fusion && cx.head && loss && optimizer && schedule && data
     ? {
@@ -66,7 +70,11 @@ export function check(program: Program, source: SourceText, options: CheckOption
         optimizer,
         schedule,
         train,
-        rule: { ...ruleValues(cx), actions },
+        rule: {
+          ...ruleValues(cx),
+          actions,
+          ...(every.length ? { epoch: { values: ruleValues(cx, "epoch").values, actions: epochActions, line: cx.line(every[0]!.span) } } : {}),
+        },
       }
     : undefined;
   return { ...(model ? { model } : {}), diagnostics: cx.diagnostics };

@@ -4,6 +4,7 @@ import { values as builtinValues } from "../builtins/index.js";
 import type { IndexRef, RExpr, ValueKind } from "../ir.js";
 import { make, type CheckContext, type Definition, type Env } from "./context.js";
 import { checkDefinition } from "./definitions.js";
+import { invisible } from "./epoch.js";
 import { fusionIsLinear } from "./fusion.js";
 
 /** Built-in values indexed by a modality (`z[m]`, `contrib[m]`, ...). */
@@ -12,8 +13,8 @@ const perModalityValues = new Set(builtinValues.filter((v) => v.perModality).map
 /** A plain name in a rule expression: time, the fused output, the target, a param, a rule value or a learnable. */
 export function name(cx: CheckContext, name: string, span: Span, env: Env): RExpr | undefined {
   if (name === "step" || name === "epoch") return make({ op: "time", which: name }, "scalar", [], { host: true });
-  if (name === "out") return make({ op: "output", which: "out" }, "logits", [], { host: false });
-  if (name === cx.targetName) return make({ op: "target" }, "label", [], { host: false });
+  if (name === "out") return invisible(cx, env, span, "outputs") ? undefined : make({ op: "output", which: "out" }, "logits", [], { host: false });
+  if (name === cx.targetName) return invisible(cx, env, span, "outputs") ? undefined : make({ op: "target" }, "label", [], { host: false });
   if (cx.params.has(name)) return make({ op: "param", name }, "scalar", [], { host: true });
   const definition = cx.definitions.get(name);
   if (definition) {
@@ -21,7 +22,7 @@ export function name(cx: CheckContext, name: string, span: Span, env: Env): RExp
       return cx.report(error("MMB009", `\`${name}\` has one value per modality: say which`, span, { help: `index it, e.g. \`${name}[m]\` inside a per-modality definition, or \`mean(k, ${name}[k])\`` }));
     }
     if (!env.underHistory) env.reads?.set(name, span);
-    return valueRef(cx, definition, undefined, env);
+    return valueRef(cx, definition, undefined, env, span);
   }
   const learnable = cx.learnables.get(name);
   if (learnable) {
@@ -41,19 +42,27 @@ export function name(cx: CheckContext, name: string, span: Span, env: Env): RExp
   return cx.unknownName(name, span, known, "name");
 }
 
-/** A read of a rule value; its kind is known once its definition is checked. */
-function valueRef(cx: CheckContext, definition: Definition, index: IndexRef | undefined, env: Env): RExpr {
+/** A read of a rule value; its kind is known once its definition is checked. An epoch rule reads only epoch values. */
+function valueRef(cx: CheckContext, definition: Definition, index: IndexRef | undefined, env: Env, span: Span): RExpr | undefined {
+  if (env.epoch && definition.scope === "step") {
+    return cx.report(error("MMB033", `\`${definition.name}\` is a step value, which an epoch rule cannot read`, span, {
+      help: "an epoch rule runs between epochs: measure what it needs over a split (`over(valid, ...)`), or move it into `balance { ... }`",
+    }));
+  }
+  const epoch = definition.scope === "epoch" ? { epoch: true } : {};
   // Under `prev` a definition may be one still being checked (a cycle that `prev` breaks): its kind
   // is taken as a number, what `prev` reads, and confirmed once every definition is checked.
   if (env.underHistory && definition.state !== "done") {
     cx.lastStepReads.push({ definition, span: definition.stmt.target.name.span });
-    return make({ op: "value", name: definition.name, ...(index ? { index } : {}) }, "scalar", [], { host: false, secondOrder: false });
+    return make({ op: "value", name: definition.name, ...(index ? { index } : {}), ...epoch }, "scalar", [], { host: false, secondOrder: false });
   }
   checkDefinition(cx, definition);
   const value = definition.checked;
   const kind: ValueKind = value?.kind ?? "scalar";
   const host = value?.host ?? false;
-  return make({ op: "value", name: definition.name, ...(index ? { index } : {}) }, kind, [], { host, secondOrder: !env.underHistory && (value?.secondOrder ?? false) });
+  // An epoch value is a constant of the step: its gradients' second order stays in the epoch rule.
+  const secondOrder = definition.scope === "step" && !env.underHistory && (value?.secondOrder ?? false);
+  return make({ op: "value", name: definition.name, ...(index ? { index } : {}), ...epoch }, kind, [], { host, secondOrder });
 }
 
 /** `x[i]`: a per-modality rule value, learnable, feature or head output at modality index i. */
@@ -75,8 +84,9 @@ export function indexed(cx: CheckContext, e: Extract<Expr, { kind: "Index" }>, e
   if (!modality) return undefined;
   if (definition) {
     if (!env.underHistory) env.reads?.set(base, e.base.span);
-    return valueRef(cx, definition, modality, env);
+    return valueRef(cx, definition, modality, env, e.base.span);
   }
+  if (!learnable && invisible(cx, env, e.span, "outputs")) return undefined;
   if (learnable) return make({ op: "learnable", name: base, index: modality }, "scalar", [], { host: false });
   if (base === "z") return make({ op: "output", which: "z", modality }, "features", [], { host: false });
   if (base === "head") {

@@ -9,6 +9,7 @@ import { expr } from "./expressions.js";
 import { group } from "./groups.js";
 import { expectKind, expectScalar } from "./kinds.js";
 import { index } from "./names.js";
+import { invisible } from "./epoch.js";
 
 /**
  * Calls whose arguments are not all values: a parameter group (`grad`), an index binder
@@ -19,6 +20,7 @@ type CallExpr = Extract<Expr, { kind: "Call" }>;
 
 /** `grad(G)` or `grad(G, L)`. */
 export function gradCall(cx: CheckContext, e: CallExpr, env: Env): RExpr | undefined {
+  if (invisible(cx, env, e.span, "gradients")) return undefined;
   const args = e.args;
   if (args.length < 1 || args.length > 2 || args.some((a) => a.name)) {
     return cx.report(error("MMB007", "`grad` takes a group and optionally a loss: `grad(G)` or `grad(G, L)`", e.span, { help: "e.g. `grad(encoder[m])` or `grad(encoder[m], cross_entropy(contrib[m], y))`" }));
@@ -29,12 +31,11 @@ export function gradCall(cx: CheckContext, e: CallExpr, env: Env): RExpr | undef
   return checked && make({ op: "grad", group: checked, ...(loss ? { loss } : {}) }, "grad", [], { host: false, secondOrder: true });
 }
 
-/** `weights(G)` or `init(G)`: a group's parameters, now or as training began. */
-export function parametersCall(cx: CheckContext, e: CallExpr, env: Env, initial: boolean): RExpr | undefined {
-  const fn = initial ? "init" : "weights";
+/** `weights(G)`, `init(G)` or `fresh(G)`: a group's parameters, now, as training began, or newly drawn. */
+export function parametersCall(cx: CheckContext, e: CallExpr, env: Env, fn: "weights" | "init" | "fresh"): RExpr | undefined {
   if (e.args.length !== 1 || e.args[0]!.name) return cx.report(error("MMB007", `\`${fn}\` takes a parameter group: \`${fn}(encoder[m])\``, e.span, { help: `write \`${fn}(encoder[m])\`` }));
   const checked = group(cx, e.args[0]!.value, env);
-  return checked && make({ op: "parameters", group: checked, initial }, "grad", [], { host: false, secondOrder: false });
+  return checked && make({ op: "parameters", group: checked, which: fn }, "grad", [], { host: false, secondOrder: false });
 }
 
 /** `index(m)`: modality m's position, a number known before the step. */
@@ -46,6 +47,7 @@ export function indexCall(cx: CheckContext, e: CallExpr, env: Env): RExpr | unde
 
 /** `per_sample(e)`: a gradient statistic once per sample. */
 export function perSample(cx: CheckContext, e: CallExpr, env: Env): RExpr | undefined {
+  if (invisible(cx, env, e.span, "gradients")) return undefined;
   if (e.args.length !== 1 || e.args[0]!.name) {
     return cx.report(error("MMB007", "`per_sample` takes 1 argument: `per_sample(norm(grad(G)))`", e.span, { help: "write `per_sample(norm(grad(encoder[m].last)))`" }));
   }
@@ -61,6 +63,7 @@ export function perSample(cx: CheckContext, e: CallExpr, env: Env): RExpr | unde
 
 /** `per_tensor(e)`: e must be a number read from exactly one gradient, which each tensor then stands for. */
 export function perTensor(cx: CheckContext, e: CallExpr, env: Env): RExpr | undefined {
+  if (invisible(cx, env, e.span, "gradients")) return undefined;
   const usage = "per_tensor(std(grad(encoder[m].conv.weight)))";
   if (e.args.length !== 1 || e.args[0]!.name) return cx.report(error("MMB007", `\`per_tensor\` takes 1 argument: \`${usage}\``, e.span, { help: `write \`${usage}\`` }));
   const arg = expr(cx, e.args[0]!.value, env);

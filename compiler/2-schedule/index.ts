@@ -16,13 +16,15 @@ export interface StepPlan {
   /** Modality drops: they decide the forward pass, so they run before it. */
   drops: Extract<ActionIR, { kind: "drop" }>[];
   addedLosses: Extract<ActionIR, { kind: "addLoss" }>[];
-  actions: Exclude<ActionIR, { kind: "addLoss" | "drop" | "assign" }>[];
+  actions: Exclude<ActionIR, { kind: "addLoss" | "drop" | "assign" | "assignWeights" }>[];
   /** `set`: after the optimiser step, in spec order. */
-  assignments: Extract<ActionIR, { kind: "assign" }>[];
+  assignments: Extract<ActionIR, { kind: "assign" | "assignWeights" }>[];
   /** `prev(x, init)` nodes: x is recorded after the rule values, read on the next step. */
   prevWrites: { id: number; arg: RExpr; bound: string[] }[];
   secondOrder: boolean;
   trainedSeparately: string[];
+  /** The `every epoch` rule: its values in dependency order, its `prev` records and its `set`s. */
+  epoch?: { values: RuleValue[]; prevWrites: StepPlan["prevWrites"]; assignments: StepPlan["assignments"] };
 }
 
 function topological(values: RuleValue[]): RuleValue[] {
@@ -78,11 +80,19 @@ export function schedule(model: ModelIR): StepPlan {
   const phase = (a: ActionIR) => action(a.kind).phase;
   const addedLosses = model.rule.actions.filter((a): a is Extract<ActionIR, { kind: "addLoss" }> => phase(a) === "loss");
   const drops = model.rule.actions.filter((a): a is Extract<ActionIR, { kind: "drop" }> => phase(a) === "before");
-  const actions = model.rule.actions.filter((a): a is Exclude<ActionIR, { kind: "addLoss" | "drop" | "assign" }> => phase(a) === "after");
-  const assignments = model.rule.actions.filter((a): a is Extract<ActionIR, { kind: "assign" }> => phase(a) === "update");
+  const actions = model.rule.actions.filter((a): a is Exclude<ActionIR, { kind: "addLoss" | "drop" | "assign" | "assignWeights" }> => phase(a) === "after");
+  const assignments = model.rule.actions.filter((a): a is Extract<ActionIR, { kind: "assign" | "assignWeights" }> => phase(a) === "update");
   const prevWrites: StepPlan["prevWrites"] = [];
   for (const v of values) collectPrev(v.value, v.index ? [v.index] : [], prevWrites);
   const trainedSeparately = [...new Set(actions.flatMap((a) => (a.kind === "minimize" ? groupNames(a.group, model) : [])))];
   const secondOrder = addedLosses.some((a) => [a.value, ...a.when].some((e) => readsTaskGradient(e, values)));
-  return { values, drops, addedLosses, actions, assignments, prevWrites, secondOrder, trainedSeparately };
+  return { values, drops, addedLosses, actions, assignments, prevWrites, secondOrder, trainedSeparately, ...(model.rule.epoch ? { epoch: epochPlan(model.rule.epoch) } : {}) };
+}
+
+/** The epoch rule runs as a step does, without a batch: values, then `prev` records, then `set`s. */
+function epochPlan(rule: NonNullable<ModelIR["rule"]["epoch"]>): NonNullable<StepPlan["epoch"]> {
+  const values = topological(rule.values);
+  const prevWrites: StepPlan["prevWrites"] = [];
+  for (const v of values) collectPrev(v.value, v.index ? [v.index] : [], prevWrites);
+  return { values, prevWrites, assignments: rule.actions };
 }

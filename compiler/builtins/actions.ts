@@ -71,6 +71,14 @@ export const actions: Action[] = [
     lower: { tfjs: (o) => `ctx.assign(${o.group}, ${o.value});` },
   },
   {
+    kind: "assignWeights",
+    keyword: "set weights",
+    usage: "set weights(G) = g",
+    doc: "after the optimiser step (in `every epoch`: before the epoch's first step), set group `G`'s parameters to the gradient-shaped `g` of the same group: `set weights(encoder[m]) = a * init(encoder[m]) + (1 - a) * weights(encoder[m])`; the optimiser's state is kept",
+    phase: "update",
+    lower: { tfjs: (o) => `ctx.assignWeights(${o.group}, ${o.value});` },
+  },
+  {
     kind: "addLoss",
     keyword: "add loss",
     usage: "add loss e",

@@ -64,6 +64,16 @@ export const gradients: Builtin[] = [
     signatures: [],
   },
   {
+    name: "fresh",
+    family: "gradients",
+    usage: "fresh(G)",
+    example: "set weights(encoder[m]) = a[m] * fresh(encoder[m]) + (1 - a[m]) * weights(encoder[m])",
+    doc: "a new random initialisation of group `G`'s parameters, drawn as at the start of training from the run's seed and the step (the same on resume), a gradient-shaped constant",
+    form: "parameters",
+    formRuntime: [],
+    signatures: [],
+  },
+  {
     name: "grad",
     family: "gradients",
     usage: "grad(G)",

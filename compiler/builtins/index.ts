@@ -4,6 +4,7 @@
  * Adding a function is one entry here and, if new, one runtime op.
  */
 import { distributions } from "./distributions.js";
+import { epochs } from "./epochs.js";
 import { gradients } from "./gradients.js";
 import { history } from "./history.js";
 import { math } from "./math.js";
@@ -26,7 +27,7 @@ export { binaryOperators, conditional, unaryOperators } from "./operators.js";
 export { values } from "./values.js";
 
 /** Every function, in the order of the reference. */
-export const builtins: readonly Builtin[] = [...math, detach, ...reductions, concat, ...random, ...distributions, ...gradients, ...metrics, ...history, ...prototypes, ...places];
+export const builtins: readonly Builtin[] = [...math, detach, ...reductions, concat, ...random, ...distributions, ...gradients, ...metrics, ...history, ...prototypes, ...epochs, ...places];
 
 const byName = new Map(builtins.map((b) => [b.name, b]));
 

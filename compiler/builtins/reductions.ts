@@ -8,7 +8,8 @@ import type { Builtin, Signature } from "./types.js";
  */
 export interface Reduction extends Builtin {
   form: "reduction";
-  reduce: { modalities: string; batch?: string };
+  /** `host`: the JavaScript of a reduction over the modalities of plain numbers (`sum(k, 1)`), from the list's code. */
+  reduce: { modalities: string; batch?: string; host?: (list: string) => string };
 }
 
 const numeric = ["scalar", "batch"] as const;
@@ -22,7 +23,7 @@ export const reductions: Reduction[] = [
     doc: "sum over the modalities (`sum(k != m, x[k])`: the others) or over the batch (`sum(batch, x)`)",
     form: "reduction",
     fusion: "reduction",
-    reduce: { modalities: "sumOf", batch: "sumBatch" },
+    reduce: { modalities: "sumOf", batch: "sumBatch", host: (list) => `${list}.reduce((a, b) => a + b, 0)` },
     signatures: [],
   },
   {
@@ -32,7 +33,7 @@ export const reductions: Reduction[] = [
     doc: "mean over the modalities or the batch, as `sum`; `mean(g)` of a gradient: the mean of its elements (`mean(abs(g))`)",
     form: "reduction",
     fusion: "reduction",
-    reduce: { modalities: "meanOf", batch: "meanBatch" },
+    reduce: { modalities: "meanOf", batch: "meanBatch", host: (list) => `${list}.reduce((a, b, _, all) => a + b / all.length, 0)` },
     signatures: [{ params: [{ name: "g", kinds: ["grad"] }], result: "scalar" }],
     lower: { tfjs: runtimeCall("gradMean") },
   },
@@ -42,7 +43,7 @@ export const reductions: Reduction[] = [
     usage: "max(k, x[k])",
     doc: "largest over the modalities; `max(a, b)`: the larger of two values",
     form: "reduction",
-    reduce: { modalities: "maxOf" },
+    reduce: { modalities: "maxOf", host: (list) => `Math.max(...${list})` },
     signatures: pairwise,
     host: true,
     lower: { tfjs: runtimeCall("maximum", ([a, b]) => `Math.max(${a}, ${b})`) },
@@ -53,7 +54,7 @@ export const reductions: Reduction[] = [
     usage: "min(k, x[k])",
     doc: "smallest over the modalities; `min(a, b)`: the smaller of two values",
     form: "reduction",
-    reduce: { modalities: "minOf" },
+    reduce: { modalities: "minOf", host: (list) => `Math.min(...${list})` },
     signatures: pairwise,
     host: true,
     lower: { tfjs: runtimeCall("minimum", ([a, b]) => `Math.min(${a}, ${b})`) },

@@ -32,6 +32,7 @@ const familyTitles: Record<Family, string> = {
   metrics: "Metrics of a head's outputs",
   history: "History",
   prototypes: "Class means",
+  epochs: "Epoch rules",
   places: "Names of one place",
 };
 
@@ -117,6 +118,7 @@ const formText: Record<NonNullable<Builtin["form"]>, string> = {
   perTensor: "its argument, a number from one gradient, is evaluated once per parameter tensor of that gradient's group",
   index: "its argument is a modality index",
   parameters: "its argument is a parameter group",
+  over: "its first argument is a split (`train`, `valid`), its second a per-sample value evaluated on it",
 };
 
 function table(header: string[], rows: string[][]): string {

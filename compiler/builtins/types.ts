@@ -23,7 +23,7 @@ export interface Builtin {
    * `1-check/special-forms.ts`): a parameter group (`grad`), an index binder (`sum(k, ...)`), or
    * an evaluation per sample (`per_sample`).
    */
-  form?: "grad" | "reduction" | "perSample" | "perTensor" | "index" | "parameters";
+  form?: "grad" | "reduction" | "perSample" | "perTensor" | "index" | "parameters" | "over";
   /** Runtime functions a special form's code calls (a lowering names its own). */
   formRuntime?: readonly string[];
   /** Names valid in one place only (`normal` after `noise ... ~`) give this diagnostic elsewhere. */
@@ -48,7 +48,7 @@ export interface Builtin {
   lower?: { tfjs: Lowering };
 }
 
-export type Family = "math" | "random" | "distributions" | "gradients" | "metrics" | "history" | "prototypes" | "reductions" | "places";
+export type Family = "math" | "random" | "distributions" | "gradients" | "metrics" | "history" | "prototypes" | "reductions" | "epochs" | "places";
 
 /** An argument: a value of one of `kinds`, or a constant known before training (a number or a `param`). */
 export type ParamSpec =

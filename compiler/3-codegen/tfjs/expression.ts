@@ -16,6 +16,8 @@ export interface Env {
   tensor?: string;
   /** Without a forward pass (a drop's probability, `set` after the update): learnables are read from the step, as they are now. */
   learnablesFromStep?: boolean;
+  /** In the generated `epochRule`: epoch values are its locals. */
+  epochRule?: boolean;
 }
 
 const binaryOps = new Map(binaryOperators.map((o) => [o.symbol, o.tfjs]));
@@ -75,7 +77,14 @@ export function expression(e: RExpr, env: Env): string {
     case "time":
       return `ctx.${e.which}`;
     case "value":
+      // A step reads an epoch value from its context; in the epoch rule it is a local like any other.
+      if (e.epoch && !env.epochRule) {
+        const accessor = e.kind === "grad" ? "epochGradient" : !e.host ? "epochValue" : e.kind === "bool" ? "epochCondition" : "epochNumber";
+        return `ctx.${accessor}(${JSON.stringify(e.name)}${e.index ? `, ${indexCode(e.index, env)}` : ""})`;
+      }
       return e.index ? `${safeName(e.name)}[${indexCode(e.index, env)}]!` : safeName(e.name);
+    case "over":
+      return `ctx.over(${JSON.stringify(e.split)}, (f) => ${expression(e.arg, { ...env, learnablesFromStep: false })})`;
     case "learnable":
       return `${env.learnablesFromStep ? "ctx" : "f"}.param(${groupCode({ kind: "learnable", name: e.name, ...(e.index ? { modality: e.index } : {}) }, env)})`;
     case "unary": {
@@ -104,7 +113,10 @@ export function expression(e: RExpr, env: Env): string {
       const variable = safeName(e.variable);
       const range = e.exclude ? `${env.scope}.except(${indexCode(e.exclude, env)})` : `${env.scope}.modalities`;
       const body = expression(e.body, { ...env, bound: [...env.bound, e.variable] });
-      return call(reductionOf(e.fn).reduce.modalities, `${range}.map((${variable}) => ${body})`);
+      const reduce = reductionOf(e.fn).reduce;
+      // Plain numbers reduce in JavaScript: a tensor would meet JavaScript's own `+` further on.
+      if (e.host) return reduce.host!(`${range}.map((${variable}) => ${body})`);
+      return call(reduce.modalities, `${range}.map((${variable}) => ${body})`);
     }
     case "reduceBatch":
       return call(reductionOf(e.fn).reduce.batch!, sub(e.body));
@@ -114,7 +126,7 @@ export function expression(e: RExpr, env: Env): string {
     case "perSample":
       return `ctx.perSample((sample) => ${expression(e.arg, { ...env, sample: "sample" })})`;
     case "parameters":
-      return `${env.scope}.${e.initial ? "initial" : "weights"}(${groupCode(e.group, env)})`;
+      return `${env.scope}.${{ weights: "weights", init: "initial", fresh: "fresh" }[e.which]}(${groupCode(e.group, env)})`;
     case "modalityNumber":
       return indexCode(e.modality, env);
     case "perTensor":

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { Project, StructureKind, VariableDeclarationKind, type CodeBlockWriter, type StatementStructures, type WriterFunction } from "ts-morph";
 import type { StepPlan } from "../../2-schedule/index.js";
 import type { SourceText } from "../../../diagnostics/index.js";
-import type { ModelIR } from "../../ir.js";
+import type { ModelIR, RuleValue } from "../../ir.js";
 import { expression, fusionCode, historyKey, type Env } from "./expression.js";
 import { commentText, numberLiteral, objectLiteral, safeName } from "./names.js";
 import { actionStatement, addedLossBody, lossDependencies, valueStatement } from "./statements.js";
@@ -38,6 +38,43 @@ function specLiteral(model: ModelIR, sourceName: string): string {
   return model.fuse ? `${literal.slice(0, -2)},\n  fuse,\n}` : literal;
 }
 
+/**
+ * `epochRule`: the `every epoch` block as a function the training loop calls before each epoch's
+ * first step. Its numbers are logged with the epoch; gradient-shaped values (snapshots) are kept
+ * for the step rules only.
+ */
+function epochRuleFunction(
+  plan: NonNullable<StepPlan["epoch"]>,
+  model: ModelIR,
+  env: Env,
+  historyWrites: (writes: StepPlan["prevWrites"], scope: Env) => string[],
+  statements: (lines: string[]) => WriterFunction,
+): { function: StatementStructures; logged: RuleValue[] } {
+  const scope: Env = { ...env, epochRule: true, learnablesFromStep: true };
+  const body: string[] = [];
+  if (plan.values.length) body.push("// Epoch values, in dependency order, on the weights the last epoch left.", ...plan.values.map((v) => valueStatement(v, scope)));
+  if (plan.prevWrites.length) body.push("", "// History: values that `prev(...)` reads at the next epoch.", ...historyWrites(plan.prevWrites, scope));
+  if (plan.assignments.length) body.push("", "// Set before the epoch's first step, in spec order.", ...plan.assignments.map((a) => actionStatement(a, plan, scope)));
+  const logged = plan.values.filter((v) => v.value.kind !== "grad");
+  const kept = plan.values.filter((v) => v.value.kind === "grad");
+  body.push(`return { values: ${objectLiteral(logged.map((v) => [v.name, safeName(v.name)]))}, gradients: ${objectLiteral(kept.map((v) => [v.name, safeName(v.name)]))} };`);
+  return {
+    logged,
+    function: {
+      kind: StructureKind.Function,
+      isExported: true,
+      name: "epochRule",
+      parameters: [
+        { name: "ctx", type: "EpochContext" },
+        { name: "p", type: "Params" },
+      ],
+      returnType: "EpochResult",
+      statements: statements(body),
+      leadingTrivia: `/** The \`every epoch\` rule (spec line ${model.rule.epoch!.line}): at each epoch's start, before its first step; the steps read its values. */\n`,
+    },
+  };
+}
+
 /** One in-memory project for every call: creating a project costs more than printing a small trainer. */
 const project = new Project({ useInMemoryFileSystem: true });
 
@@ -55,12 +92,14 @@ export function generate(model: ModelIR, plan: StepPlan, source: SourceText): st
   const taskLoss = expression(model.loss.value, lossEnv);
   const rule = model.rule;
   const values = plan.values.map((v) => valueStatement(v, env));
-  const prevWrites = plan.prevWrites.map((w) => {
-    const inner: Env = { ...env, bound: w.bound };
-    let body = `ctx.history.write(${w.id}, ${historyKey(inner)}, ${expression(w.arg, inner)});`;
-    for (const variable of [...w.bound].reverse()) body = `for (const ${safeName(variable)} of ctx.modalities) {\n${body}\n}`;
-    return body;
-  });
+  const historyWrites = (writes: StepPlan["prevWrites"], scope: Env) =>
+    writes.map((w) => {
+      const inner: Env = { ...scope, bound: w.bound };
+      let body = `ctx.history.write(${w.id}, ${historyKey(inner)}, ${expression(w.arg, inner)});`;
+      for (const variable of [...w.bound].reverse()) body = `for (const ${safeName(variable)} of ctx.modalities) {\n${body}\n}`;
+      return body;
+    });
+  const prevWrites = historyWrites(plan.prevWrites, env);
   const actions = plan.actions.map((a) => actionStatement(a, plan, env));
   const assignments = plan.assignments.map((a) => actionStatement(a, plan, env));
   const drops = plan.drops.map((a) => actionStatement(a, plan, env));
@@ -136,7 +175,9 @@ export function generate(model: ModelIR, plan: StepPlan, source: SourceText): st
     statements: statements(body),
     leadingTrivia: "/** One training step, phase by phase. */\n",
   });
-  const valueLines = objectLiteral(numeric.map((v) => [v.name, String(v.line)]));
+  const epochRule = plan.epoch && epochRuleFunction(plan.epoch, model, env, (writes, scope) => historyWrites(writes, scope), statements);
+  if (epochRule) module.push(epochRule.function);
+  const valueLines = objectLiteral([...numeric, ...(epochRule?.logged ?? [])].map((v) => [v.name, String(v.line)]));
   // One number per sample: the step log records their batch mean.
   const perSample = numeric.filter((v) => v.value.kind === "batch" || v.value.kind === "batchBool").map((v) => v.name);
   module.push({
@@ -147,7 +188,7 @@ export function generate(model: ModelIR, plan: StepPlan, source: SourceText): st
       {
         name: "trainer",
         type: "TrainerDefinition",
-        initializer: `{ spec, params, trainedSeparately: ${JSON.stringify(plan.trainedSeparately)}, valueLines: ${valueLines}${perSample.length ? `, perSampleValues: ${JSON.stringify(perSample)}` : ""}, sourceHash: ${JSON.stringify(sourceHash(source.text))}, trainStep }`,
+        initializer: `{ spec, params, trainedSeparately: ${JSON.stringify(plan.trainedSeparately)}, valueLines: ${valueLines}${perSample.length ? `, perSampleValues: ${JSON.stringify(perSample)}` : ""}, sourceHash: ${JSON.stringify(sourceHash(source.text))}, trainStep${epochRule ? ", epochRule" : ""} }`,
       },
     ],
   });
@@ -157,7 +198,7 @@ export function generate(model: ModelIR, plan: StepPlan, source: SourceText): st
     moduleSpecifier: "mmb/runtime",
     namedImports: [
       ...[...env.used].sort(),
-      ...["Forward", ...(model.fuse ? ["FusionInputs"] : []), "ModelSpec", "StepContext", "StepResult", "Tensor", "TrainerDefinition"].map((name) => ({ name, isTypeOnly: true })),
+      ...["Forward", ...(epochRule ? ["EpochContext", "EpochResult"] : []), ...(model.fuse ? ["FusionInputs"] : []), "ModelSpec", "StepContext", "StepResult", "Tensor", "TrainerDefinition"].map((name) => ({ name, isTypeOnly: true })),
     ],
   });
   const header = [

@@ -18,7 +18,7 @@ export function valueStatement(v: RuleValue, env: Env): string {
 }
 
 /** Rule values an objective needs, recomputed inside it so that they are differentiated. */
-function dependencies(expressions: RExpr[], plan: StepPlan): RuleValue[] {
+function dependencies(expressions: RExpr[], plan: Pick<StepPlan, "values">): RuleValue[] {
   const needed = new Set<string>();
   const visit = (name: string) => {
     if (needed.has(name)) return;
@@ -51,13 +51,13 @@ export function masked(value: string, masks: string[], otherwise: string, env: E
 }
 
 /** The body of an objective (`add loss`, `minimize`): the rule values it reads, then its value. */
-export function objectiveBody(plan: StepPlan, expressions: RExpr[], env: Env, finalExpression: (env: Env) => string): string {
+export function objectiveBody(plan: Pick<StepPlan, "values">, expressions: RExpr[], env: Env, finalExpression: (env: Env) => string): string {
   const lines = dependencies(expressions, plan).map((v) => valueStatement(v, env));
   return [...lines, `return ${finalExpression(env)};`].join("\n");
 }
 
 /** One action as statements: its operands' code, masked by tensor conditions, inside its loops and host conditions. */
-export function actionStatement(a: Exclude<ActionIR, { kind: "addLoss" }>, plan: StepPlan, env: Env): string {
+export function actionStatement(a: Exclude<ActionIR, { kind: "addLoss" }>, plan: Pick<StepPlan, "values">, env: Env): string {
   const inner: Env = { ...env, bound: [...env.bound, ...a.loop] };
   const { host, masks } = conditionCode(a.when, inner);
   const entry = action(a.kind);
@@ -91,6 +91,13 @@ export function actionStatement(a: Exclude<ActionIR, { kind: "addLoss" }>, plan:
       const after: Env = { ...inner, learnablesFromStep: true };
       const group = groupCode({ kind: "learnable", name: a.name, ...(a.index ? { modality: a.index } : {}) }, after);
       operands = { group, value: masked(expression(a.value, after), masks, `ctx.param(${group})`, after) };
+      break;
+    }
+    case "assignWeights": {
+      // After the update (or at the epoch's start): the weights are read as they are now.
+      const after: Env = { ...inner, learnablesFromStep: true };
+      const group = groupCode(a.group, after);
+      operands = { group, value: masked(expression(a.value, after), masks, `ctx.weights(${group})`, after, true) };
       break;
     }
     case "minimize": {

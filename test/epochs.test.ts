@@ -1,0 +1,153 @@
+import * as tf from "@tensorflow/tfjs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { loadTrainer } from "../cli/load-trainer.js";
+import { selectBackend } from "../runtime/backend.js";
+import { loadCheckpoint } from "../runtime/checkpoint.js";
+import { train } from "../runtime/train.js";
+import { compileOrThrow, smallSpec } from "./helpers.js";
+import { crossEntropy, expectUpdate, expectValues, features, fixedData, fullGradient, fused, lr, names, norm, oneStep, pair, scalar, share, spec, trueProb, type Params } from "./one-step.js";
+
+/**
+ * The language's third part, epoch rules (`every epoch { ... }`): `over` a split against the
+ * model's outputs computed here from its parameters, `prev` across epochs, epoch values read by
+ * the steps and their loss, snapshots of weights, `set weights(G)` with `init` and `fresh`, and a
+ * resume that replays the epoch rule bit for bit.
+ */
+beforeAll(async () => {
+  await selectBackend("cpu");
+});
+
+const linear = (body: string, loss = "cross_entropy(out, y)") => spec(pair, `fusion concat -> linear(4)\nloss ${loss}\n${body}`);
+
+/** A split of the fixed data (train: the 16 samples of the one step per epoch; valid: 8 others). */
+function split(which: "train" | "valid") {
+  const data = fixedData(pair)[which];
+  return { x: pair.map((_, k) => tf.tensor2d(data.inputs[k]!, [data.size, k === 0 ? 8 : 6])), y: tf.tensor1d(data.labels) };
+}
+
+/** −log softmax(o)[y], per sample. */
+const nll = (o: tf.Tensor, y: tf.Tensor) => tf.neg(tf.log(trueProb(o, y)));
+const mean = (t: tf.Tensor) => scalar(tf.mean(t));
+
+/** ∂CE(out)/∂θ at p on the training batch: the first step's gradient (SGD without momentum: the update is lr times it). */
+function firstGradient(p: Params, x: tf.Tensor[], y: tf.Tensor, prefix: string): tf.Tensor[] {
+  const which = names(p, prefix);
+  const grads = fullGradient((q) => crossEntropy(fused(q, features(q, x)), y), p, which);
+  return which.map((n) => grads.get(n)!);
+}
+
+describe("every epoch: values over whole splits, read by the steps", () => {
+  it("over(split, e) is the mean of a per-sample value over the split, on the weights the last epoch left; prev is the last epoch's value", async () => {
+    const { init, epochRules } = await oneStep(pair, linear(`every epoch {
+  t_out  = over(train, nll(out, y))
+  v_acc  = over(valid, correct(out, y))
+  v_a[m] = over(valid, nll(contrib[m], y))
+  count  = prev(count, 0) + 1
+  last_t = prev(t_out, -1)
+}`), 2);
+    const train = split("train");
+    const valid = split("valid");
+    const zv = features(init, valid.x);
+    const outValid = fused(init, zv);
+    expectValues(epochRules[0]!.t_out, [mean(nll(fused(init, features(init, train.x)), train.y))]);
+    expectValues(epochRules[0]!.v_acc, [mean(tf.cast(tf.equal(tf.argMax(outValid, -1), tf.cast(valid.y, "int32")), "float32"))]);
+    expectValues(epochRules[0]!.v_a, [0, 1].map((k) => mean(nll(share(init, zv, k), valid.y))));
+    // The second epoch's values read the weights after the first epoch's step: they moved.
+    expect(epochRules[1]!.t_out).toBeLessThan(epochRules[0]!.t_out as number);
+    expect(epochRules.map((r) => r.count)).toEqual([1, 2]);
+    expect(epochRules.map((r) => r.last_t)).toEqual([-1, epochRules[0]!.t_out]);
+  });
+
+  it("the steps and their loss read the epoch's values: a tensor, a plain number and a condition", async () => {
+    const { init, after, record, epochRules, x, y } = await oneStep(pair, linear(`every epoch {
+  w     = 0.5 + epoch
+  s     = over(train, nll(out, y))
+  early = epoch < 1
+}
+balance {
+  k = s * 2
+  when early { scale grad(encoder[a]) by 0 }
+}`, "w * cross_entropy(out, y)"));
+    expectValues(record.k, [2 * (epochRules[0]!.s as number)]);
+    // The update: lr · 0.5 · ∂CE/∂θ; encoder a's held by the epoch's condition.
+    const head = fullGradient((q) => crossEntropy(fused(q, features(q, x)), y), init, ["head.kernel"]).get("head.kernel")!;
+    expectUpdate(init, after, "head.kernel", tf.mul(head, lr * 0.5));
+    expect(Array.from(after.get("encoder.a.last.kernel")!)).toEqual(Array.from(init["encoder.a.last.kernel"]!.dataSync()));
+    expect(Array.from(after.get("encoder.b.last.kernel")!)).not.toEqual(Array.from(init["encoder.b.last.kernel"]!.dataSync()));
+  });
+
+  it("a snapshot of weights at the epoch's start (gradient-shaped) is read by the steps; weights and init in the epoch rule", async () => {
+    const { init, records, epochRules, x, y } = await oneStep(pair, linear(`every epoch {
+  snap[m]  = weights(encoder[m])
+  moved[m] = norm(weights(encoder[m]) - init(encoder[m]))
+}
+balance {
+  since[m] = norm(weights(encoder[m]) - snap[m])
+  e[m]     = norm(snap[m] - init(encoder[m]))
+}`), 2);
+    const step = pair.map((m) => lr * scalar(norm(firstGradient(init, x, y, `encoder.${m}`))));
+    expectValues(epochRules[0]!.moved, [0, 0]);
+    expectValues(epochRules[1]!.moved, step);
+    expectValues(records[1]!.e, step);
+    expectValues(records[1]!.since, [0, 0]);
+  });
+
+  it("set weights(G) at an epoch's start: a blend with init, and fresh(G), a new draw of the initial distribution", async () => {
+    const { init, records, x, y } = await oneStep(pair, linear(`every epoch {
+  when epoch == 1 {
+    set weights(encoder[a]) = 0.25 * init(encoder[a]) + 0.75 * weights(encoder[a])
+    set weights(encoder[b].dense) = fresh(encoder[b].dense)
+  }
+}
+balance {
+  d[m] = norm(weights(encoder[m]) - init(encoder[m]))
+  c    = cos(weights(encoder[b].dense), init(encoder[b].dense))
+  r    = norm(weights(encoder[b].dense)) / norm(init(encoder[b].dense))
+}`), 2);
+    // θ_a ← 0.25·θ0 + 0.75·(θ0 − lr·g0): 0.75 of the first step's move remains.
+    expectValues([(records[1]!.d as number[])[0]!], [0.75 * lr * scalar(norm(firstGradient(init, x, y, "encoder.a")))]);
+    // A fresh draw: the initial scale, in a direction unrelated to the initial one.
+    expectValues([records[0]!.c as number], [1]);
+    expect(Math.abs(records[1]!.c as number)).toBeLessThan(0.35);
+    expect(records[1]!.r as number).toBeGreaterThan(0.75);
+    expect(records[1]!.r as number).toBeLessThan(1.3);
+  });
+
+  it("set weights(G) in the step rules: after the optimiser step, from the updated weights", async () => {
+    const { init, after, x, y } = await oneStep(pair, linear(`balance {
+  set weights(head) = 0.5 * weights(head)
+}`));
+    const g = fullGradient((q) => crossEntropy(fused(q, features(q, x)), y), init, ["head.kernel"]).get("head.kernel")!;
+    const expected = tf.mul(tf.sub(init["head.kernel"]!, tf.mul(g, lr)), 0.5).dataSync();
+    after.get("head.kernel")!.forEach((v, i) => expect(Math.abs(v - expected[i]!)).toBeLessThan(1e-6));
+  });
+
+  it("a resumed run replays the epoch rule (over, prev, fresh) and its sets: bit-identical weights, history and epoch values", async () => {
+    const source = smallSpec(
+      `  scale grad(encoder[m]) by best`,
+      `every epoch {
+  v    = over(valid, nll(out, y))
+  best = min(prev(best, 100), v)
+  when epoch == 2 { set weights(encoder[b]) = 0.5 * fresh(encoder[b]) + 0.5 * weights(encoder[b]) }
+}`,
+    ).replace("train epochs 2", "train epochs 4");
+    const trainer = await loadTrainer(await compileOrThrow(source), mkdtempSync(join(tmpdir(), "mmb-epoch-code-")));
+    const quiet = { backend: "cpu", log: () => {} };
+    const straight = mkdtempSync(join(tmpdir(), "mmb-epoch-straight-"));
+    const resumed = mkdtempSync(join(tmpdir(), "mmb-epoch-resumed-"));
+    await train(trainer, { out: straight, ...quiet });
+    await train(trainer, { out: resumed, epochs: 2, ...quiet });
+    await train(trainer, { out: resumed, epochs: 4, resume: true, ...quiet });
+    const a = (await loadCheckpoint(join(straight, "checkpoints")))!;
+    const b = (await loadCheckpoint(join(resumed, "checkpoints")))!;
+    a.weights.forEach((w, i) => expect(Buffer.from(b.weights[i]!.buffer).equals(Buffer.from(w.buffer)), a.state.manifest[i]!.name).toBe(true));
+    expect(b.state.epochHistory).toEqual(a.state.epochHistory);
+    const rules = (out: string) => readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => r.type === "epoch").map((r) => r.rule);
+    expect(rules(resumed)).toEqual(rules(straight));
+    const best = rules(straight).map((r) => r.best as number);
+    expect(best.every((v, i) => i === 0 || v <= best[i - 1]!)).toBe(true);
+  });
+});
