@@ -139,8 +139,8 @@ export type RNode =
   | { op: "grad"; group: GroupRef; loss?: RExpr }
   /** A group's parameters: current (`weights`), as training began (`init`), or a new random initialisation (`fresh`). */
   | { op: "parameters"; group: GroupRef; which: "weights" | "init" | "fresh" }
-  /** `over(split, e)`: the mean of the per-sample value e over a whole split, in evaluation mode (epoch rules). */
-  | { op: "over"; split: "train" | "valid"; arg: RExpr }
+  /** A value of a whole split (`over`, `class_means`, `purity`), e evaluated batch by batch in evaluation mode (epoch rules). */
+  | { op: "split"; fn: string; split: "train" | "valid"; arg: RExpr }
   /** `index(m)`: a modality index as a number. */
   | { op: "modalityNumber"; modality: IndexRef }
   /** Head outputs: fused, modality m's share, its auxiliary head, the fused head on m alone or without m. */

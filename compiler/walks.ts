@@ -9,7 +9,7 @@ export function children(e: RExpr): RExpr[] {
       return e.args;
     case "unary":
     case "perSample":
-    case "over":
+    case "split":
       return [e.arg];
     case "binary":
       return [e.left, e.right];
@@ -71,7 +71,7 @@ export function dependence(e: RExpr, values: RuleValue[], seen = new Set<string>
     case "target":
       return "forward";
     // Epoch values and a split's means are known before the step: the epoch rule computed them.
-    case "over":
+    case "split":
       return "before";
     case "value": {
       if (e.epoch || seen.has(e.name)) return "before";

@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { batchTensors, evaluationBatches } from "./batches.js";
+import { kmeansPurity } from "./clustering.js";
 import type { Dataset } from "./data/index.js";
 import type { History } from "./history.js";
 import { Forward, type Params } from "./model.js";
@@ -11,10 +12,10 @@ import type { ModelSpec } from "./spec.js";
 /** An epoch value: a tensor, or a plain number or condition where the rule computed it from time and params alone. */
 export type EpochNumber = Value | boolean;
 
-/** What a generated `epochRule` returns: numbers (logged with the epoch) and gradient-shaped values (snapshots). */
+/** What a generated `epochRule` returns: numbers (logged with the epoch), and what only the steps read (snapshots, class means). */
 export interface EpochResult {
-  values: Record<string, EpochNumber | EpochNumber[]>;
-  gradients: Record<string, GroupGradient | GroupGradient[]>;
+  logged: Record<string, EpochNumber | EpochNumber[]>;
+  kept: Record<string, tf.Tensor | GroupGradient | (tf.Tensor | GroupGradient)[]>;
 }
 
 /**
@@ -46,21 +47,55 @@ export class EpochContext extends RuleContext {
    * batch, the model in evaluation mode (no dropout).
    */
   over(split: "train" | "valid", value: (f: Forward) => tf.Tensor): tf.Tensor {
+    const sum = this.accumulate(split, "over", value, (v) => tf.sum(tf.cast(v, "float32")));
+    return tf.div(sum, this.data[split].size);
+  }
+
+  /** `class_means(split, z[m])`: each class's mean of the features over the split (zeros for a class without samples). */
+  classMeans(split: "train" | "valid", value: (f: Forward) => tf.Tensor): tf.Tensor {
+    const classes = this.spec.target.classes;
+    const oneHot = (target: tf.Tensor) => tf.oneHot(tf.cast(tf.reshape(target, [-1]), "int32") as tf.Tensor1D, classes).toFloat();
+    const sums = this.accumulate(split, "class_means", value, (z, target) => tf.matMul(oneHot(target) as tf.Tensor2D, tf.reshape(z, [z.shape[0]!, -1]) as tf.Tensor2D, true, false));
+    const counts = new Float32Array(classes);
+    for (const label of Array.from(this.data[split].labels)) counts[label]!++;
+    return tf.div(sums, tf.maximum(tf.tensor2d(counts, [classes, 1]), 1));
+  }
+
+  /** `purity(split, z[m])`: k-means purity of the split's features against its classes (runtime/clustering.ts). */
+  purity(split: "train" | "valid", value: (f: Forward) => tf.Tensor): tf.Tensor {
     const samples = this.data[split];
-    if (samples.size === 0) throw new Error(`over(${split}, ...): the ${split} split is empty; give the data a ${split} fraction`);
+    const parts: Float32Array[] = [];
+    let dims = 0;
+    this.accumulate(split, "purity", value, (z) => {
+      dims = z.size / z.shape[0]!;
+      parts.push(z.dataSync() as Float32Array);
+      return tf.zeros([1]);
+    }).dispose();
+    const features = new Float32Array(samples.size * dims);
+    let offset = 0;
+    for (const part of parts) {
+      features.set(part, offset);
+      offset += part.length;
+    }
+    // Seeded by the run and the epoch: a resumed run clusters as the uninterrupted one did.
+    return tf.scalar(kmeansPurity(features, samples.size, dims, samples.labels, this.spec.target.classes, (this.seed * 1000003 + this.epoch * 7919 + 31) % 2147483647));
+  }
+
+  /** Σ over the split's evaluation batches of `reduce(e, target)`, e computed on each batch in evaluation mode. */
+  private accumulate(split: "train" | "valid", fn: string, value: (f: Forward) => tf.Tensor, reduce: (e: tf.Tensor, target: tf.Tensor) => tf.Tensor): tf.Tensor {
+    const samples = this.data[split];
+    if (samples.size === 0) throw new Error(`${fn}(${split}, ...): the ${split} split is empty; give the data a ${split} fraction`);
     const params = Object.fromEntries(this.params) as Params;
-    let sum: tf.Tensor = tf.scalar(0);
+    let sum: tf.Tensor | undefined;
     for (const rows of evaluationBatches(samples)) {
       const next = tf.tidy(() => {
         const { inputs, target } = batchTensors(samples, this.spec, rows);
-        const perSample = tf.cast(value(new Forward(this.spec, params, inputs, target, false, undefined, this)), "float32");
-        return tf.add(sum, tf.sum(perSample));
+        const part = reduce(value(new Forward(this.spec, params, inputs, target, false, undefined, this)), target);
+        return sum ? tf.add(sum, part) : part;
       });
-      sum.dispose();
+      sum?.dispose();
       sum = next;
     }
-    const mean = tf.div(sum, samples.size);
-    sum.dispose();
-    return mean;
+    return sum!;
   }
 }

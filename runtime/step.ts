@@ -126,7 +126,7 @@ export class StepContext extends RuleContext {
     /** The spec's `param` values (the task loss may read them). */
     readonly specParams: Record<string, number> = {},
     /** What the epoch rule computed at this epoch's start (`every epoch`). */
-    private readonly epochValues: EpochResult = { values: {}, gradients: {} },
+    private readonly epochValues: EpochResult = { logged: {}, kept: {} },
   ) {
     super(spec, params, step, seed, initialValues);
     this.keep = spec.modalities.map(() => 1);
@@ -150,7 +150,7 @@ export class StepContext extends RuleContext {
   }
 
   private epochValueOf(name: string, m?: number): EpochNumber {
-    const value = this.epochValues.values[name];
+    const value = this.epochValues.logged[name];
     const one = Array.isArray(value) ? value[m!] : value;
     if (one === undefined) throw new Error(`the epoch rule computed no \`${name}\``);
     return one;
@@ -158,10 +158,19 @@ export class StepContext extends RuleContext {
 
   /** A gradient-shaped value of the epoch rule (a snapshot of weights). */
   epochGradient(name: string, m?: number): GroupGradient {
-    const value = this.epochValues.gradients[name];
-    const one = m === undefined ? value : (value as GroupGradient[] | undefined)?.[m];
+    return this.epochKept(name, m) as GroupGradient;
+  }
+
+  /** A tensor of the epoch rule the log does not keep (class means). */
+  epochTensor(name: string, m?: number): tf.Tensor {
+    return this.epochKept(name, m) as tf.Tensor;
+  }
+
+  private epochKept(name: string, m?: number): tf.Tensor | GroupGradient {
+    const value = this.epochValues.kept[name];
+    const one = m === undefined ? value : (value as (tf.Tensor | GroupGradient)[] | undefined)?.[m];
     if (!one) throw new Error(`the epoch rule computed no \`${name}\``);
-    return one as GroupGradient;
+    return one as tf.Tensor | GroupGradient;
   }
 
   /**

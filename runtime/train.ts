@@ -258,7 +258,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       // The epoch rule, on the weights the last epoch left: its `set`s apply before the first step.
       const ruled = definition.epochRule && runEpochRule(definition.epochRule, new EpochContext(spec, params, data, epoch, step, epochHistory, seed, initialTensors), p);
       epochHistory.advance();
-      const epochRecord = ruled ? await downloadValues(ruled.values) : undefined;
+      const epochRecord = ruled ? await downloadValues(ruled.logged) : undefined;
       const badEpochValue = epochRecord && firstNonFinite(epochRecord);
       if (badEpochValue) {
         disposeEpochResult(ruled);
@@ -421,19 +421,19 @@ function runEpochRule(rule: NonNullable<TrainerDefinition["epochRule"]>, ctx: Ep
     // Copies: a value read from the history (`prev`) is the history's own tensor, which its next write frees.
     const copy = <T>(value: T): T => (value instanceof tf.Tensor ? (tf.clone(value) as T) : Array.isArray(value) ? (value.map(copy) as T) : value);
     const copies = (record: Record<string, unknown>) => Object.fromEntries(Object.entries(record).map(([name, v]) => [name, copy(v)]));
-    return { values: copies(r.values), gradients: copies(r.gradients) } as unknown as tf.TensorContainer;
+    return { logged: copies(r.logged), kept: copies(r.kept) } as unknown as tf.TensorContainer;
   }) as unknown as EpochResult;
 }
 
 function disposeEpochResult(result: EpochResult | undefined): void {
   if (!result) return;
-  for (const value of [...Object.values(result.values), ...Object.values(result.gradients)]) {
+  for (const value of [...Object.values(result.logged), ...Object.values(result.kept)]) {
     for (const t of [value].flat(2)) if (t instanceof tf.Tensor) t.dispose();
   }
 }
 
 /** The epoch rule's numbers, as the epoch log records them (per-modality values as arrays). */
-async function downloadValues(values: EpochResult["values"]): Promise<Record<string, number | number[]>> {
+async function downloadValues(values: EpochResult["logged"]): Promise<Record<string, number | number[]>> {
   const one = async (v: tf.Tensor | number | boolean) => (v instanceof tf.Tensor ? (await v.data())[0]! : Number(v));
   return Object.fromEntries(await Promise.all(Object.entries(values).map(async ([name, v]) => [name, Array.isArray(v) ? await Promise.all(v.map(one)) : await one(v)] as const)));
 }

@@ -6,6 +6,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { loadTrainer } from "../cli/load-trainer.js";
 import { selectBackend } from "../runtime/backend.js";
 import { loadCheckpoint } from "../runtime/checkpoint.js";
+import { kmeansPurity } from "../runtime/clustering.js";
+import { Random } from "../runtime/random.js";
 import { train } from "../runtime/train.js";
 import { compileOrThrow, smallSpec } from "./helpers.js";
 import { crossEntropy, expectUpdate, expectValues, features, fixedData, fullGradient, fused, lr, names, norm, oneStep, pair, scalar, share, spec, trueProb, type Params } from "./one-step.js";
@@ -149,5 +151,54 @@ balance {
     expect(rules(resumed)).toEqual(rules(straight));
     const best = rules(straight).map((r) => r.best as number);
     expect(best.every((v, i) => i === 0 || v <= best[i - 1]!)).toBe(true);
+  });
+
+  it("class_means(split, z[m]): each class's mean feature over the split, read by the steps as class means", async () => {
+    const { init, record, epochRules } = await oneStep(pair, linear(`every epoch {
+  P[m] = class_means(valid, z[m])
+  q[m] = purity(train, z[m])
+}
+balance {
+  s[m] = sum(batch, prob(-distance(z[m], P[m]), y))
+}`));
+    const valid = split("valid");
+    const train = split("train");
+    const classMeans = (z: tf.Tensor) => {
+      const oneHot = tf.oneHot(tf.cast(valid.y, "int32") as tf.Tensor1D, 4).toFloat();
+      return tf.div(tf.matMul(oneHot, z, true, false), tf.maximum(tf.reshape(tf.sum(oneHot, 0), [-1, 1]), 1));
+    };
+    const zv = features(init, valid.x);
+    const zt = features(init, train.x);
+    // −‖z − P_c‖ as logits, the true class's probability summed over the batch.
+    const s = [0, 1].map((k) => {
+      const P = classMeans(zv[k]!);
+      const distance = tf.sqrt(tf.sum(tf.square(tf.sub(tf.expandDims(zt[k]!, 1), tf.expandDims(P, 0))), -1));
+      return scalar(tf.sum(trueProb(tf.neg(distance), train.y)));
+    });
+    expectValues(record.s, s);
+    for (const q of epochRules[0]!.q as number[]) expect(q >= 0.25 && q <= 1).toBe(true);
+  });
+
+  it("k-means purity: 1 for classes that form clusters, the majority share for mixed ones, unchanged by scaling a dimension", () => {
+    const random = new Random(5);
+    const blobs = (labelOf: (blob: number, i: number) => number) => {
+      const features = new Float32Array(4 * 40 * 3);
+      const labels: number[] = [];
+      for (let b = 0; b < 4; b++) {
+        for (let i = 0; i < 40; i++) {
+          const row = b * 40 + i;
+          for (let d = 0; d < 3; d++) features[row * 3 + d] = (d === b % 3 ? 10 * (1 + Math.floor(b / 3)) : 0) + 0.3 * random.normal();
+          labels.push(labelOf(b, i));
+        }
+      }
+      return { features, labels };
+    };
+    const clean = blobs((b) => b);
+    expect(kmeansPurity(clean.features, 160, 3, clean.labels, 4, 1)).toBe(1);
+    // Each blob: 30 of its own class, 10 of the next.
+    const mixed = blobs((b, i) => (i < 30 ? b : (b + 1) % 4));
+    expect(kmeansPurity(mixed.features, 160, 3, mixed.labels, 4, 1)).toBeCloseTo(0.75, 10);
+    const stretched = Float32Array.from(mixed.features, (v, i) => (i % 3 === 1 ? 100 * v - 7 : v));
+    expect(kmeansPurity(stretched, 160, 3, mixed.labels, 4, 1)).toBeCloseTo(0.75, 10);
   });
 });

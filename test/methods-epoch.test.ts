@@ -66,4 +66,60 @@ describe("methods of the epoch rule", () => {
       after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(1e-4));
     }
   });
+
+  /** θ − lr·∂loss/∂θ for every parameter (SGD without momentum, as the test model trains). */
+  const sgdStep = (p: Params, loss: (q: Params) => tf.Tensor): Params => {
+    const g = fullGradient(loss, p, Object.keys(p));
+    return Object.fromEntries(Object.entries(p).map(([name, t]) => [name, tf.sub(t, tf.mul(g.get(name)!, lr))]));
+  };
+  const expectParameters = (after: Map<string, Float32Array>, p: Params, tolerance = 1e-4) => {
+    for (const [name, t] of Object.entries(p)) {
+      const expected = t.dataSync();
+      after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(tolerance));
+    }
+  };
+
+  it("PMR: prototypes recomputed at each epoch's start from the training split, prototypical logits, coefficients and the prototype loss", async () => {
+    const body = shipped("pmr");
+    const alpha = param(body, "alpha");
+    const { init, after, records, x, y } = await oneStep(pair, spec(pair, body), 2);
+    const labels = Array.from(y.dataSync());
+    // The class means of the features at p over the training split (here the one batch of each epoch).
+    const prototypes = (p: Params) => features(p, x).map((z) => {
+      const oneHot = tf.oneHot(tf.tensor1d(labels, "int32"), 4).toFloat();
+      return tf.div(tf.matMul(oneHot, z, true, false), tf.maximum(tf.reshape(tf.sum(oneHot, 0), [-1, 1]), 1));
+    });
+    const sim = (p: Params, P: tf.Tensor[], k: number) => tf.neg(tf.sqrt(tf.sum(tf.square(tf.sub(tf.expandDims(features(p, x)[k]!, 1), tf.expandDims(P[k]!, 0))), -1)));
+    let p = init;
+    for (let epoch = 0; epoch < 2; epoch++) {
+      const P = prototypes(p);
+      const s = [0, 1].map((k) => scalar(tf.sum(trueProb(sim(p, P, k), y))));
+      const c = [0, 1].map((k) => Math.min(Math.max(s[1 - k]! / s[k]! - 1, 0), 1));
+      expectValues(records[epoch]!.s, s);
+      expectValues(records[epoch]!.c, c);
+      const point = p;
+      p = sgdStep(point, (q) => tf.add(crossEntropy(fused(q, features(q, x)), y), tf.mul(alpha, tf.addN([0, 1].map((k) => tf.mul(c[k]!, crossEntropy(sim(q, P, k), y)))))));
+    }
+    expectParameters(after, p);
+  });
+
+  it("Diagnosing & re-learning: after the n-th epoch each encoder moves toward its initial weights by a = tanh(λ·|purity gap|)", async () => {
+    const body = shipped("relearning").replace(/param n\s*=\s*\d+/, "param n = 1").replace(/param times\s*=\s*\d+/, "param times = 1");
+    const lambda = param(body, "lambda");
+    const { init, after, epochRules, x, y } = await oneStep(pair, spec(pair, body), 3);
+    expect(epochRules.map((r) => r.reset)).toEqual([0, 0, 1]);
+    const a = epochRules[2]!.move as number[];
+    expect(Math.max(...a)).toBeGreaterThan(0.01); // the move is not vacuous
+    // a is tanh(λ·gap) of two purities, each a share of the samples: gap ∈ [0, 1].
+    for (const v of a) expect(v >= 0 && v <= Math.tanh(lambda)).toBe(true);
+    const task = (q: Params) => crossEntropy(fused(q, features(q, x)), y);
+    const before = sgdStep(sgdStep(init, task), task);
+    const moved = Object.fromEntries(
+      Object.entries(before).map(([name, t]) => {
+        const k = pair.findIndex((m) => name.startsWith(`encoder.${m}.`));
+        return [name, k < 0 ? t : tf.add(tf.mul(a[k]!, init[name]!), tf.mul(1 - a[k]!, t))];
+      }),
+    );
+    expectParameters(after, sgdStep(moved, task));
+  });
 });

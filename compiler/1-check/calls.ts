@@ -8,7 +8,7 @@ import { make, type CheckContext, type Env } from "./context.js";
 import { expr } from "./expressions.js";
 import { groupShape } from "./groups.js";
 import { describeKind, kindHelp } from "./kinds.js";
-import { overCall } from "./epoch.js";
+import { splitCall } from "./epoch.js";
 import { gradCall, indexCall, parametersCall, perSample, perTensor, reduction } from "./special-forms.js";
 
 type CallExpr = Extract<Expr, { kind: "Call" }>;
@@ -28,10 +28,10 @@ export function call(cx: CheckContext, e: CallExpr, env: Env): RExpr | undefined
   if (entry.form === "perTensor") return perTensor(cx, e, env);
   if (entry.form === "parameters") return parametersCall(cx, e, env, entry.name as "weights" | "init" | "fresh");
   if (entry.form === "index") return indexCall(cx, e, env);
-  if (entry.form === "over") return overCall(cx, e, env);
+  if (entry.form === "split") return splitCall(cx, e, env, entry);
   if (env.split && (entry.stateful || entry.random)) {
-    return cx.report(error("MMB033", `\`${fn}\` ${entry.random ? "draws once per step" : "carries a value between steps"}, which \`over\`, evaluated once per sample of a split, cannot`, e.span, {
-      help: `compute it outside \`over\`: \`x = over(valid, ...)\`, then \`${fn}(x, ...)\``,
+    return cx.report(error("MMB033", `\`${fn}\` ${entry.random ? "draws once per step" : "carries a value between steps"}, which a split's value, evaluated batch by batch, cannot`, e.span, {
+      help: `compute it outside: \`x = over(valid, ...)\`, then \`${fn}(x, ...)\``,
     }));
   }
   if (isReduction(entry)) return reduction(cx, e, env, entry);

@@ -39,8 +39,8 @@ export function checkDefinition(cx: CheckContext, definition: Definition): void 
   definition.state = "checking";
   const env: Env = { bound: new Set(definition.stmt.target.index ? [definition.stmt.target.index.name] : []), reads: definition.reads, ...(definition.scope === "epoch" ? { epoch: true } : {}) };
   const value = expr(cx, definition.stmt.value, env);
-  if (value && definition.scope === "epoch" && !["scalar", "bool", "grad"].includes(value.kind)) {
-    cx.report(error("MMB008", `an epoch rule's value must be a number, a condition or gradient-shaped, not ${describeKind(value.kind)}`, definition.stmt.value.span, {
+  if (value && definition.scope === "epoch" && !["scalar", "bool", "grad", "prototypes"].includes(value.kind)) {
+    cx.report(error("MMB008", `an epoch rule's value must be a number, a condition, gradient-shaped or class means, not ${describeKind(value.kind)}`, definition.stmt.value.span, {
       help: "average a per-sample value over a split: `over(valid, nll(out, y))`",
     }));
   } else if (value && value.kind === "label") {

@@ -1,5 +1,6 @@
 import type { Decl, Expr, Stmt } from "../../grammar/ast.js";
 import { error, type Span } from "../../diagnostics/index.js";
+import type { Builtin } from "../builtins/index.js";
 import type { ActionIR, RExpr } from "../ir.js";
 import { checkActions } from "./actions.js";
 import { make, type CheckContext, type Env } from "./context.js";
@@ -54,25 +55,27 @@ export function invisible(cx: CheckContext, env: Env, span: Span, what: "outputs
   const [message, help] = {
     outputs: ["an epoch rule sees no batch, so it cannot read the model's outputs here", "average a per-sample value over a split: `over(valid, nll(out, y))`"],
     gradients: ["an epoch rule has no gradients: it runs between epochs", "compute gradient statistics in `balance { ... }`; an epoch rule reads weights: `norm(weights(encoder[m]))`"],
-    split: [env.split ? "`over` cannot be nested" : "`over` reads a whole split, which only an `every epoch` rule can", "read it in `every epoch { x = over(valid, ...) }` and use `x` in the step rules"],
+    split: [env.split ? "a split's value cannot be nested in another's" : "a whole split can only be read in an `every epoch` rule", "read it in `every epoch { x = over(valid, ...) }` and use `x` in the step rules"],
   }[what];
   cx.report(error("MMB033", message, span, { help }));
   return true;
 }
 
-/** `over(split, e)`: the mean over a split's samples of a per-sample value. */
-export function overCall(cx: CheckContext, e: Extract<Expr, { kind: "Call" }>, env: Env): RExpr | undefined {
-  const usage = "over(valid, nll(out, y))";
-  if (e.args.length !== 2 || e.args.some((a) => a.name)) return cx.report(error("MMB007", `\`over\` takes a split and a per-sample value: \`${usage}\``, e.span, { help: `write \`${usage}\`` }));
+/** `over(split, e)`, `class_means(split, z[m])`, `purity(split, z[m])`: a value of a whole split. */
+export function splitCall(cx: CheckContext, e: Extract<Expr, { kind: "Call" }>, env: Env, entry: Builtin): RExpr | undefined {
+  const usage = entry.example ?? entry.usage;
+  const fn = entry.name;
+  const { kinds, result } = entry.ofSplit!;
+  if (e.args.length !== 2 || e.args.some((a) => a.name)) return cx.report(error("MMB007", `\`${fn}\` takes a split and a value of its samples: \`${usage}\``, e.span, { help: `write \`${usage}\`` }));
   if (invisible(cx, env, e.span, "split")) return undefined;
   const split = e.args[0]!.value;
   if (split.kind !== "Name" || (split.name !== "train" && split.name !== "valid")) {
     const test = split.kind === "Name" && split.name === "test";
-    return cx.report(error("MMB007", test ? "a rule cannot read the test split: it measures the trained model" : "the first argument of `over` is a split: `train` or `valid`", split.span, {
+    return cx.report(error("MMB007", test ? "a rule cannot read the test split: it measures the trained model" : `the first argument of \`${fn}\` is a split: \`train\` or \`valid\``, split.span, {
       help: test ? "measure on `valid`" : `write \`${usage}\``,
     }));
   }
   const arg = expr(cx, e.args[1]!.value, { ...env, split: split.name });
-  if (!arg || !expectKind(cx, arg, ["batch", "batchBool"], e.args[1]!.span, "`over`")) return undefined;
-  return make({ op: "over", split: split.name, arg }, "scalar", [arg], { host: false });
+  if (!arg || !expectKind(cx, arg, [...kinds], e.args[1]!.span, `\`${fn}\``)) return undefined;
+  return make({ op: "split", fn, split: split.name, arg }, result, [arg], { host: false });
 }

@@ -118,7 +118,7 @@ const formText: Record<NonNullable<Builtin["form"]>, string> = {
   perTensor: "its argument, a number from one gradient, is evaluated once per parameter tensor of that gradient's group",
   index: "its argument is a modality index",
   parameters: "its argument is a parameter group",
-  over: "its first argument is a split (`train`, `valid`), its second a per-sample value evaluated on it",
+  split: "its first argument is a split (`train`, `valid`), its second a value evaluated on its samples",
 };
 
 function table(header: string[], rows: string[][]): string {

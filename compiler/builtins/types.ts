@@ -23,7 +23,9 @@ export interface Builtin {
    * `1-check/special-forms.ts`): a parameter group (`grad`), an index binder (`sum(k, ...)`), or
    * an evaluation per sample (`per_sample`).
    */
-  form?: "grad" | "reduction" | "perSample" | "perTensor" | "index" | "parameters" | "over";
+  form?: "grad" | "reduction" | "perSample" | "perTensor" | "index" | "parameters" | "split";
+  /** `form: "split"`: the kinds its value over the split may have, the result, and the epoch context's method. */
+  ofSplit?: { kinds: readonly ValueKind[]; result: ValueKind; method: string };
   /** Runtime functions a special form's code calls (a lowering names its own). */
   formRuntime?: readonly string[];
   /** Names valid in one place only (`normal` after `noise ... ~`) give this diagnostic elsewhere. */

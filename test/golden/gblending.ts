@@ -216,7 +216,7 @@ export function epochRule(ctx: EpochContext, p: Params): EpochResult {
     ctx.history.write(10, `${m}`, w[m]!);
   }
   ctx.history.write(11, "", w_out);
-  return { values: { start, T, V, T_out, V_out, T0, V0, T0_out, V0_out, r, r_out, w, w_out }, gradients: {} };
+  return { logged: { start, T, V, T_out, V_out, T0, V0, T0_out, V0_out, r, r_out, w, w_out }, kept: {} };
 }
 
 export const trainer: TrainerDefinition = {

@@ -14,6 +14,8 @@ import {
   sumOf,
   trueClassProb,
   type Forward,
+  type EpochContext,
+  type EpochResult,
   type ModelSpec,
   type StepContext,
   type StepResult,
@@ -121,7 +123,7 @@ function taskLoss(f: Forward): Tensor {
 /** One training step, phase by phase. */
 export function trainStep(ctx: StepContext, p: Params): StepResult {
   // Forward pass, task loss and backward pass (with the added loss).
-  // add loss alpha * sum(k, detach(c[k]) * cross_entropy(sim[k], y))  (line 34)
+  // add loss alpha * sum(k, detach(c[k]) * cross_entropy(sim[k], y))  (line 37)
   const {
     loss,
     grads,
@@ -130,13 +132,11 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
   } = ctx.backward(
     taskLoss,
     (f, grad) => {
-      // P[m] = class_mean(z[m], y, 0.9)  (line 30)
-      const P = ctx.perModality((m) => ctx.history.classMean(0, `${m}`, f.z[m]!, f.target, 0.9, 6));
-      // sim[m] = -distance(z[m], P[m])  (line 31)
-      const sim = ctx.perModality((m) => neg(distance(f.z[m]!, P[m]!)));
-      // s[m] = sum(batch, prob(sim[m], y))  (line 32)
+      // sim[m] = -distance(z[m], P[m])  (line 34)
+      const sim = ctx.perModality((m) => neg(distance(f.z[m]!, ctx.epochTensor("P", m))));
+      // s[m] = sum(batch, prob(sim[m], y))  (line 35)
       const s = ctx.perModality((m) => sumBatch(trueClassProb(sim[m]!, f.target)));
-      // c[m] = min(max(s[other(m)] / s[m] - 1, 0), 1)  (line 33)
+      // c[m] = min(max(s[other(m)] / s[m] - 1, 0), 1)  (line 36)
       const c = ctx.perModality((m) => minimum(maximum(sub(div(s[ctx.other(m)]!, s[m]!), 1), 0), 1));
       return mul(
         p.alpha,
@@ -147,13 +147,11 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
   );
 
   // Rule values, in dependency order, from this step's raw gradients.
-  // P[m] = class_mean(z[m], y, 0.9)  (line 30)
-  const P = ctx.perModality((m) => ctx.history.classMean(0, `${m}`, f.z[m]!, f.target, 0.9, 6));
-  // sim[m] = -distance(z[m], P[m])  (line 31)
-  const sim = ctx.perModality((m) => neg(distance(f.z[m]!, P[m]!)));
-  // s[m] = sum(batch, prob(sim[m], y))  (line 32)
+  // sim[m] = -distance(z[m], P[m])  (line 34)
+  const sim = ctx.perModality((m) => neg(distance(f.z[m]!, ctx.epochTensor("P", m))));
+  // s[m] = sum(batch, prob(sim[m], y))  (line 35)
   const s = ctx.perModality((m) => sumBatch(trueClassProb(sim[m]!, f.target)));
-  // c[m] = min(max(s[other(m)] / s[m] - 1, 0), 1)  (line 33)
+  // c[m] = min(max(s[other(m)] / s[m] - 1, 0), 1)  (line 36)
   const c = ctx.perModality((m) => minimum(maximum(sub(div(s[ctx.other(m)]!, s[m]!), 1), 0), 1));
 
   // Optimiser step on the (modulated) gradients.
@@ -161,13 +159,22 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
   return { loss, values: { s, c }, raw: grad };
 }
 
+/** The `every epoch` rule (spec line 28): at each epoch's start, before its first step; the steps read its values. */
+export function epochRule(ctx: EpochContext, p: Params): EpochResult {
+  // Epoch values, in dependency order, on the weights the last epoch left.
+  // P[m] = class_means(train, z[m])  (line 29)
+  const P = ctx.perModality((m) => ctx.classMeans("train", (f) => f.z[m]!));
+  return { logged: {}, kept: { P } };
+}
+
 export const trainer: TrainerDefinition = {
   spec,
   params,
   trainedSeparately: [],
-  valueLines: { s: 32, c: 33 },
-  sourceHash: "sha256:6bdaf8ee38cc29bd836a10c0ef838ca0c01324921243dc8d1bb8e20e956084c5",
+  valueLines: { s: 35, c: 36 },
+  sourceHash: "sha256:668290d883e531d313d073ee93f4139219fc803dd3dcc6c49bd371cf0f5f9792",
   trainStep,
+  epochRule,
 };
 
 export default trainer;

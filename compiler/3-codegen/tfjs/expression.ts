@@ -79,12 +79,12 @@ export function expression(e: RExpr, env: Env): string {
     case "value":
       // A step reads an epoch value from its context; in the epoch rule it is a local like any other.
       if (e.epoch && !env.epochRule) {
-        const accessor = e.kind === "grad" ? "epochGradient" : !e.host ? "epochValue" : e.kind === "bool" ? "epochCondition" : "epochNumber";
+        const accessor = { grad: "epochGradient", prototypes: "epochTensor" }[e.kind as string] ?? (!e.host ? "epochValue" : e.kind === "bool" ? "epochCondition" : "epochNumber");
         return `ctx.${accessor}(${JSON.stringify(e.name)}${e.index ? `, ${indexCode(e.index, env)}` : ""})`;
       }
       return e.index ? `${safeName(e.name)}[${indexCode(e.index, env)}]!` : safeName(e.name);
-    case "over":
-      return `ctx.over(${JSON.stringify(e.split)}, (f) => ${expression(e.arg, { ...env, learnablesFromStep: false })})`;
+    case "split":
+      return `ctx.${builtin(e.fn)!.ofSplit!.method}(${JSON.stringify(e.split)}, (f) => ${expression(e.arg, { ...env, learnablesFromStep: false })})`;
     case "learnable":
       return `${env.learnablesFromStep ? "ctx" : "f"}.param(${groupCode({ kind: "learnable", name: e.name, ...(e.index ? { modality: e.index } : {}) }, env)})`;
     case "unary": {

@@ -40,8 +40,8 @@ function specLiteral(model: ModelIR, sourceName: string): string {
 
 /**
  * `epochRule`: the `every epoch` block as a function the training loop calls before each epoch's
- * first step. Its numbers are logged with the epoch; gradient-shaped values (snapshots) are kept
- * for the step rules only.
+ * first step. Its numbers are logged with the epoch; gradient-shaped values (snapshots) and class
+ * means are kept for the step rules only.
  */
 function epochRuleFunction(
   plan: NonNullable<StepPlan["epoch"]>,
@@ -55,9 +55,10 @@ function epochRuleFunction(
   if (plan.values.length) body.push("// Epoch values, in dependency order, on the weights the last epoch left.", ...plan.values.map((v) => valueStatement(v, scope)));
   if (plan.prevWrites.length) body.push("", "// History: values that `prev(...)` reads at the next epoch.", ...historyWrites(plan.prevWrites, scope));
   if (plan.assignments.length) body.push("", "// Set before the epoch's first step, in spec order.", ...plan.assignments.map((a) => actionStatement(a, plan, scope)));
-  const logged = plan.values.filter((v) => v.value.kind !== "grad");
-  const kept = plan.values.filter((v) => v.value.kind === "grad");
-  body.push(`return { values: ${objectLiteral(logged.map((v) => [v.name, safeName(v.name)]))}, gradients: ${objectLiteral(kept.map((v) => [v.name, safeName(v.name)]))} };`);
+  // Numbers and conditions are logged; snapshots and class means are kept for the steps only.
+  const logged = plan.values.filter((v) => v.value.kind === "scalar" || v.value.kind === "bool");
+  const kept = plan.values.filter((v) => !logged.includes(v));
+  body.push(`return { logged: ${objectLiteral(logged.map((v) => [v.name, safeName(v.name)]))}, kept: ${objectLiteral(kept.map((v) => [v.name, safeName(v.name)]))} };`);
   return {
     logged,
     function: {
