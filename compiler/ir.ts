@@ -26,6 +26,24 @@ export interface ModelIR {
   schedule: Component;
   train: Record<string, OptionValue>;
   rule: RuleIR;
+  /**
+   * `stage NAME { ... }`, in order: each with its own loss, optimiser, schedule, settings, rules and
+   * frozen groups. Absent: one stage, the model's own `loss` ... `rule` above (which with stages
+   * hold the last stage's).
+   */
+  stages?: StageIR[];
+}
+
+export interface StageIR {
+  name: string;
+  line: number;
+  loss: ModelIR["loss"];
+  optimizer: Component;
+  schedule: Component;
+  train: Record<string, OptionValue>;
+  rule: RuleIR;
+  /** Parameter groups the stage does not train (`freeze G, ...`). */
+  frozen: GroupRef[];
 }
 
 export interface Component {
@@ -143,8 +161,8 @@ export type RNode =
   | { op: "split"; fn: string; split: "train" | "valid"; arg: RExpr }
   /** `index(m)`: a modality index as a number. */
   | { op: "modalityNumber"; modality: IndexRef }
-  /** Head outputs: fused, modality m's share, its auxiliary head, the fused head on m alone or without m. */
-  | { op: "output"; which: "out" | "contrib" | "aux" | "z" | "alone" | "without"; modality?: IndexRef }
+  /** Head outputs: fused, modality m's share, its auxiliary head, the fused head on m alone or without m; `stage`: of the weights an earlier stage ended with. */
+  | { op: "output"; which: "out" | "contrib" | "aux" | "z" | "alone" | "without"; modality?: IndexRef; stage?: string }
   | { op: "target" }
   /** `per_sample(e)`: e once per sample, with `grad(G)` the gradient of that sample's loss. */
   | { op: "perSample"; arg: RExpr }

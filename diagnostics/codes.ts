@@ -38,6 +38,7 @@ export const codes = {
   MMB032: "nested too deeply",
   MMB033: "not visible where it is read",
   MMB034: "invalid `every` block",
+  MMB035: "invalid stage",
 } as const;
 
 export type DiagnosticCode = keyof typeof codes;

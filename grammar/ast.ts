@@ -52,6 +52,10 @@ export type Decl =
   | { kind: "TrainDecl"; settings: { key: Ident; value: Expr }[]; span: Span }
   | { kind: "LearnableDecl"; target: IndexedName; value: Expr; span: Span }
   | { kind: "BalanceBlock"; body: Stmt[]; span: Span }
+  /** `stage NAME { ... }`: a training stage (loss, optimizer, schedule, train, balance, every, freeze). */
+  | { kind: "StageDecl"; name: Ident; body: Decl[]; span: Span }
+  /** `freeze G, ...`: groups a stage does not train. */
+  | { kind: "FreezeDecl"; groups: Expr[]; span: Span }
   /** `every epoch { ... }`: rule values and `set`s evaluated at the start of each epoch. */
   | { kind: "EpochBlock"; unit: Ident; body: Stmt[]; span: Span };
 

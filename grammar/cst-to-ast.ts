@@ -115,6 +115,13 @@ function toDecl(node: CstNode | undefined): Decl | undefined {
     }
     case "balanceBlock":
       return { kind: "BalanceBlock", body: statements(node), span };
+    case "stageDecl": {
+      const name = ident(token1(node, "name")) ?? { kind: "Ident", name: "", span };
+      const body = nodes(node, "declaration").flatMap((d) => toDecl(firstChildNode(d)) ?? []);
+      return { kind: "StageDecl", name, body, span };
+    }
+    case "freezeDecl":
+      return { kind: "FreezeDecl", groups: nodes(node, "groups").map((g) => expr(g, node)), span };
     case "epochBlock":
       return { kind: "EpochBlock", unit: ident(token1(node, "unit")) ?? { kind: "Ident", name: "", span }, body: statements(node), span };
     default:

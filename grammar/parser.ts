@@ -28,6 +28,8 @@ class MmbParser extends CstParser {
       { ALT: () => this.SUBRULE(this.learnableDecl) },
       { ALT: () => this.SUBRULE(this.balanceBlock) },
       { ALT: () => this.SUBRULE(this.epochBlock) },
+      { ALT: () => this.SUBRULE(this.stageDecl) },
+      { ALT: () => this.SUBRULE(this.freezeDecl) },
     ]);
   });
 
@@ -140,6 +142,21 @@ class MmbParser extends CstParser {
     this.CONSUME(T.LBrace);
     this.MANY(() => this.SUBRULE(this.statement));
     this.CONSUME(T.RBrace);
+  });
+
+  /** `stage NAME { ... }`: a training stage with its own loss, optimiser, settings and rules. */
+  stageDecl = this.RULE("stageDecl", () => {
+    this.CONSUME(T.Stage);
+    this.CONSUME(T.Identifier, { LABEL: "name" });
+    this.CONSUME(T.LBrace);
+    this.MANY(() => this.SUBRULE(this.declaration));
+    this.CONSUME(T.RBrace);
+  });
+
+  /** `freeze G, G, ...`: groups a stage does not train. */
+  freezeDecl = this.RULE("freezeDecl", () => {
+    this.CONSUME(T.Freeze);
+    this.AT_LEAST_ONE_SEP({ SEP: T.Comma, DEF: () => this.SUBRULE(this.expression, { LABEL: "groups" }) });
   });
 
   /** `every epoch { ... }`: rules evaluated at each epoch's start. */

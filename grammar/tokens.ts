@@ -29,6 +29,8 @@ export const Train = keyword("train", [NameWord]);
 export const Learnable = keyword("learnable");
 export const Balance = keyword("balance");
 export const Every = keyword("every");
+export const Stage = keyword("stage");
+export const Freeze = keyword("freeze");
 export const Param = keyword("param");
 export const When = keyword("when");
 export const Scale = keyword("scale");
@@ -84,7 +86,7 @@ export const Comment = createToken({ name: "Comment", pattern: /(?:#|\/\/)[^\n\r
 
 export const keywords = [
   Model, Data, Modality, Target, Encoder, Fusion, Head, Loss, Optimizer, Schedule, Train, Learnable,
-  Balance, Every, Param, When, Scale, Noise, Replace, Drop, Rescaled, Set, With, By, Add, Minimize, Wrt, Using, From, If, Then, Else, And, Or, Not,
+  Balance, Every, Stage, Freeze, Param, When, Scale, Noise, Replace, Drop, Rescaled, Set, With, By, Add, Minimize, Wrt, Using, From, If, Then, Else, And, Or, Not,
 ];
 
 export const allTokens: TokenType[] = [

@@ -13,6 +13,8 @@ import { join } from "node:path";
 export interface CheckpointState {
   epoch: number;
   step: number;
+  /** With stages: the run's step at which the current stage began (rules count steps from it). */
+  stageStep?: number;
   manifest: { name: string; shape: number[] }[];
   optimizer: unknown;
   separateOptimizers: Record<string, unknown>;

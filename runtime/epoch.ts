@@ -36,8 +36,9 @@ export class EpochContext extends RuleContext {
     readonly history: History,
     seed: number,
     initialValues: () => Map<string, tf.Tensor>,
+    finished: ReadonlyMap<string, Params> = new Map(),
   ) {
-    super(spec, params, step, seed, initialValues);
+    super(spec, params, step, seed, initialValues, finished);
     // A stream of its own: the step rules' draws stay what they are without an epoch rule.
     this.random = new StepRandom(seed + 7777777, epoch);
   }

@@ -399,6 +399,8 @@ export interface StepServices {
   initialOf(names: string[]): tf.Tensor[];
   /** A new random initialisation of these parameters (`fresh(G)`). */
   freshOf(names: string[]): tf.Tensor[];
+  /** The weights a finished stage ended with. */
+  frozenParams(stage: string): Params;
 }
 
 /** The values of one forward pass; the per-modality views are computed only when read. */
@@ -409,6 +411,7 @@ export class Forward {
   readonly fused: tf.Tensor;
   readonly out: tf.Tensor;
   private readonly cache = new Map<string, tf.Tensor>();
+  private readonly frozenPasses = new Map<string, Forward>();
 
   constructor(
     private readonly spec: ModelSpec,
@@ -422,7 +425,14 @@ export class Forward {
      */
     keep?: (tf.Tensor | number)[],
     /** The step this pass belongs to: its random draws and the initial parameters (evaluation needs neither). */
-    private readonly step: StepServices = { random: new StepRandom(0, 0), initialOf: () => [], freshOf: () => [] },
+    private readonly step: StepServices = {
+      random: new StepRandom(0, 0),
+      initialOf: () => [],
+      freshOf: () => [],
+      frozenParams: (stage) => {
+        throw new Error(`no stage weights in this pass (${stage})`);
+      },
+    },
   ) {
     this.group = new Groups(spec.modalities.map((m) => m.name));
     this.z = spec.modalities.map((modality, m) => {
@@ -486,6 +496,20 @@ export class Forward {
   /** `init(G)`: the group's parameters as training began. */
   initial(group: string): tf.Tensor[] {
     return this.step.initialOf(membersOf(Object.keys(this.params), group));
+  }
+
+  /**
+   * `NAME.out`, `NAME.z[m]`, ...: this pass's inputs through the model with the weights stage NAME
+   * ended with, in evaluation mode (a frozen teacher), made once per pass.
+   */
+  frozen(stage: string): Forward {
+    let pass = this.frozenPasses.get(stage);
+    // A pass made inside a gradient scope that has ended is made again, as a cached view is.
+    if (!pass || [pass.out, ...pass.z].some((t) => t.isDisposed)) {
+      pass = new Forward(this.spec, this.step.frozenParams(stage), this.inputs, this.target, false, undefined, this.step);
+      this.frozenPasses.set(stage, pass);
+    }
+    return pass;
   }
 
   /** `fresh(G)`: a new random initialisation of the group's parameters. */

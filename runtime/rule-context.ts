@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { initialValues, modalityIndices, type StepServices } from "./model.js";
+import { initialValues, modalityIndices, type Params, type StepServices } from "./model.js";
 import type { GroupGradient, Value } from "./ops.js";
 import { Groups, membersOf } from "./parameter-groups.js";
 import type { StepRandom } from "./step-random.js";
@@ -33,6 +33,8 @@ export abstract class RuleContext implements StepServices {
     protected readonly seed: number,
     /** The initial value of each parameter (`init(G)`), made when a rule first asks. */
     private readonly initialValues: () => Map<string, tf.Tensor> = () => new Map(),
+    /** The weights each finished stage ended with (`NAME.out`, `NAME.z[m]`). */
+    private readonly finished: ReadonlyMap<string, Params> = new Map(),
   ) {
     this.group = new Groups(spec.modalities.map((m) => m.name));
   }
@@ -74,6 +76,12 @@ export abstract class RuleContext implements StepServices {
   /** `init(G)`: the group's parameters as training began. */
   initial(group: string): tf.Tensor[] {
     return this.initialOf(membersOf(this.params.keys(), group));
+  }
+
+  frozenParams(stage: string): Params {
+    const weights = this.finished.get(stage);
+    if (!weights) throw new Error(`stage ${stage} has not ended: its weights cannot be read yet`);
+    return weights;
   }
 
   freshOf(names: string[]): tf.Tensor[] {

@@ -54,4 +54,14 @@ export interface ModelSpec {
   optimizer: ComponentSpec;
   schedule: ComponentSpec;
   train: { epochs: number; batch: number; seed: number; clip: number; patience: number };
+  /** `stage` blocks, in order: each one's optimiser, schedule, settings, and the parameter groups it does not train. */
+  stages?: StageSpec[];
+}
+
+export interface StageSpec {
+  name: string;
+  optimizer: ComponentSpec;
+  schedule: ComponentSpec;
+  train: ModelSpec["train"];
+  frozen: string[];
 }

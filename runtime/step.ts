@@ -127,8 +127,10 @@ export class StepContext extends RuleContext {
     readonly specParams: Record<string, number> = {},
     /** What the epoch rule computed at this epoch's start (`every epoch`). */
     private readonly epochValues: EpochResult = { logged: {}, kept: {} },
+    /** The weights each finished stage ended with (`NAME.out`, `NAME.z[m]`). */
+    finished: ReadonlyMap<string, Params> = new Map(),
   ) {
-    super(spec, params, step, seed, initialValues);
+    super(spec, params, step, seed, initialValues, finished);
     this.keep = spec.modalities.map(() => 1);
     this.random = new StepRandom(seed, step);
   }

@@ -13,24 +13,30 @@ import { classificationMetrics, maskDice, regressionMetrics } from "./metrics.js
 import { gradNorm } from "./ops.js";
 import { Optimizer } from "./optimizer.js";
 import { Random } from "./random.js";
-import { targetWidth, type ModelSpec } from "./spec.js";
+import { targetWidth, type ModelSpec, type StageSpec } from "./spec.js";
 import { claimRunFolder, type RunFolder } from "./run-folder.js";
 import { resumeConflicts, runOrigin, type RunOrigin } from "./run-origin.js";
 import { StepContext, type GradientOf, type Gradients } from "./step.js";
 
-/** What a generated trainer module exports. */
-export interface TrainerDefinition {
+/** What a generated trainer module exports: one stage's functions, or with `stage` blocks, each stage's. */
+export type TrainerDefinition = TrainerCommon & (StageDefinition | { stages: (StageDefinition & { name: string })[] });
+
+interface TrainerCommon {
   spec: ModelSpec;
   /** The spec's `param` values, overridable with `--set name=value`. */
   params: Record<string, number>;
+  /** SHA-256 of the spec's text: a checkpoint records it, and `--resume` refuses another spec. */
+  sourceHash?: string;
+}
+
+/** How one stage trains: its step, its epoch rule, and what the loop needs to know of their values. */
+export interface StageDefinition {
   /** Parameter groups updated only by their own `minimize` objective. */
   trainedSeparately: string[];
   /** Source line of each logged rule value, for error messages. */
   valueLines: Record<string, number>;
   /** Rule values with one number per sample: the step log records their mean over the batch. */
   perSampleValues?: string[];
-  /** SHA-256 of the spec's text: a checkpoint records it, and `--resume` refuses another spec. */
-  sourceHash?: string;
   trainStep(ctx: StepContext, p: Record<string, number>): StepResult;
   /** The `every epoch` rule, run at each epoch's start; the steps read its values. */
   epochRule?(ctx: EpochContext, p: Record<string, number>): EpochResult;
@@ -176,7 +182,12 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const spec = definition.spec;
   const backend = await selectBackend(options.backend);
   const seed = options.seed ?? spec.train.seed;
-  const epochs = options.epochs ?? spec.train.epochs;
+  // The stages in order (one, without `stage` blocks); `--epochs` sets the last one's epochs.
+  const stages = stagesOf(definition, options.epochs);
+  // Each epoch of the run, as its stage and its epoch within the stage.
+  const plan = stages.flatMap((s, index) => Array.from({ length: s.settings.train.epochs }, (_, epoch) => ({ index, epoch })));
+  const epochs = plan.length;
+  const staged = "stages" in definition;
   for (const name of Object.keys(options.set ?? {})) {
     if (!Object.hasOwn(definition.params, name)) throw new Error(`--set ${name}: the spec has no \`param ${name}\` (params: ${Object.keys(definition.params).join(", ") || "none"})`);
   }
@@ -188,13 +199,16 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const folder = options.folder ?? (await claimRunFolder(options.out, { resume: options.resume ?? false, overwrite: options.overwrite ?? false }));
   const checkpoints = join(options.out, "checkpoints");
   const log = new RunLog(join(options.out, "log.jsonl"));
-  const perSample = new Set(definition.perSampleValues ?? []);
+  const perSample = new Set(stages.flatMap((s) => s.code.perSampleValues ?? []));
 
   const params = initialParameters(spec, seed);
   // `init(G)`: the initial values, a function of the seed, made again on resume when a rule asks.
   let initial: Map<string, tf.Tensor> | undefined;
   const initialTensors = () => (initial ??= new Map([...initialValues(spec, seed)].map(([name, { values, shape }]) => [name, tf.keep(tf.tensor(values, shape))])));
-  const optimizer = new Optimizer(spec.optimizer);
+  let optimizer = new Optimizer(stages[0]!.settings.optimizer);
+  // The weights each finished stage ended with, read by later stages as `NAME.out`, `NAME.z[m]`, ...
+  const finished = new Map<string, Params>();
+  let stageStart = { step: 0 };
   const separate = new Map<string, Optimizer>();
   const history = new History();
   const epochHistory = new History();
@@ -213,8 +227,19 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       const { state, weights } = resumed;
       const conflicts = resumeConflicts(state.origin as RunOrigin | undefined, origin, spec.schedule.kind === "cosine");
       if (conflicts.length) throw new ResumeError(`cannot resume ${options.out}: ${conflicts.join("; ")}; start a new run with another --out, or --overwrite`);
-      tf.tidy(() => state.manifest.forEach(({ name, shape }, i) => params.get(name)!.assign(tf.tensor(weights[i]!, shape))));
+      tf.tidy(() =>
+        state.manifest.forEach(({ name, shape }, i) => {
+          const kept = finishedName(name);
+          if (!kept) return params.get(name)!.assign(tf.tensor(weights[i]!, shape));
+          const stageWeights = finished.get(kept.stage) ?? {};
+          stageWeights[kept.parameter] = tf.keep(tf.tensor(weights[i]!, shape));
+          finished.set(kept.stage, stageWeights);
+        }),
+      );
+      optimizer.dispose();
+      optimizer = new Optimizer(stages[plan[state.epoch]?.index ?? stages.length - 1]!.settings.optimizer);
       optimizer.restore(state.optimizer as Parameters<Optimizer["restore"]>[0]);
+      stageStart = { step: state.stageStep ?? 0 };
       for (const [group, s] of Object.entries(state.separateOptimizers)) {
         const own = new Optimizer({ kind: (s as { kind: string }).kind, options: (s as { options: Record<string, number> }).options });
         own.restore((s as { state: Parameters<Optimizer["restore"]>[0] }).state);
@@ -252,30 +277,51 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     const epochSeconds: number[] = [];
     for (let epoch = firstEpoch; epoch < epochs; epoch++) {
       const epochStart = performance.now();
+      const { index: stageIndex, epoch: stageEpoch } = plan[epoch]!;
+      const { code, settings, name: stageName } = stages[stageIndex]!;
+      if (stageEpoch === 0 && epoch > 0) {
+        // A stage begins: the last one's weights are kept for reading, and it trains with optimisers of its own.
+        const previous = stages[plan[epoch - 1]!.index]!.name;
+        finished.set(previous, Object.fromEntries([...params].map(([n, v]) => [n, tf.keep(tf.clone(v))])));
+        optimizer.dispose();
+        optimizer = new Optimizer(settings.optimizer);
+        separate.forEach((o) => o.dispose());
+        separate.clear();
+        best = { metric: -Infinity, epoch: -1, stale: 0 };
+        plateauFactor = 1;
+        stageStart = { step };
+        say(`mmb: stage ${stageName} (${stageIndex + 1}/${stages.length}), ${settings.train.epochs} epochs`);
+      }
+      // Rules count steps and epochs within their stage; each stage draws from streams of its own.
+      const stageSeed = (seed + 1000003 * stageIndex) % 2147483647;
+      const localStep = () => step - stageStart.step;
       const order = new Random(seed * 7919 + epoch).permutation(data.train.size);
-      const batch = spec.train.batch;
-      const lrSchedule = spec.schedule.kind === "plateau" ? plateauFactor : Optimizer.scheduleFactor(spec.schedule, epoch, epochs);
+      const batch = settings.train.batch;
+      const lrSchedule = settings.schedule.kind === "plateau" ? plateauFactor : Optimizer.scheduleFactor(settings.schedule, stageEpoch, settings.train.epochs);
       // The epoch rule, on the weights the last epoch left: its `set`s apply before the first step.
-      const ruled = definition.epochRule && runEpochRule(definition.epochRule, new EpochContext(spec, params, data, epoch, step, epochHistory, seed, initialTensors), p);
+      const ruled = code.epochRule && runEpochRule(code.epochRule, new EpochContext(spec, params, data, stageEpoch, localStep(), epochHistory, stageSeed, initialTensors, finished), p);
       epochHistory.advance();
       const epochRecord = ruled ? await downloadValues(ruled.logged) : undefined;
       const badEpochValue = epochRecord && firstNonFinite(epochRecord);
       if (badEpochValue) {
         disposeEpochResult(ruled);
-        const line = Object.hasOwn(definition.valueLines, badEpochValue) ? definition.valueLines[badEpochValue] : undefined;
+        const line = Object.hasOwn(code.valueLines, badEpochValue) ? code.valueLines[badEpochValue] : undefined;
         throw new NumericError(`non-finite value of \`${badEpochValue}\`${line ? ` (spec line ${line})` : ""} at the start of epoch ${epoch}; ${kept(saved, checkpoints)}`);
       }
       const records: { tensor: tf.Tensor; step: number }[] = [];
       let keys: [string, number][] = [];
+      // With stages, every record names its stage (epoch and step count over the whole run).
+      const stageField = staged ? { stage: stageName } : {};
       for (let start = 0; start < order.length; start += batch, step++) {
         const rows = order.slice(start, start + batch);
         const { inputs, target } = batchTensors(data.train, spec, rows);
-        const ctx = new StepContext(spec, params, inputs, target, step, epoch, history, separate, seed, definition.trainedSeparately, initialTensors, p, ruled);
+        const untrained = [...code.trainedSeparately, ...settings.frozen];
+        const ctx = new StepContext(spec, params, inputs, target, localStep(), stageEpoch, history, separate, stageSeed, untrained, initialTensors, p, ruled, finished);
         ctx.update = (grads: Gradients) => {
           let clipFactor: tf.Tensor | number = 1;
-          if (spec.train.clip > 0) {
+          if (settings.train.clip > 0) {
             const norm = gradNorm([...grads.values.values()]);
-            clipFactor = tf.minimum(1, tf.div(spec.train.clip, tf.add(norm, 1e-12)));
+            clipFactor = tf.minimum(1, tf.div(settings.train.clip, tf.add(norm, 1e-12)));
           }
           const update = new Map([...grads.values].map(([n, g]) => [n, clipFactor === 1 ? g : tf.mul(g, clipFactor)]));
           optimizer.apply(params, update, (n) => {
@@ -284,7 +330,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
           });
         };
         const record = tf.tidy(() => {
-          const result = definition.trainStep(ctx, p);
+          const result = code.trainStep(ctx, p);
           // `set` statements assign together, from the values after the optimiser step.
           ctx.applyAssignments();
           keys = [["loss", 0], ["total_loss", 0]];
@@ -297,7 +343,11 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
             flat.push(...list.map((v) => tf.reshape(one(typeof v === "number" ? tf.scalar(v) : v), [-1]).slice(0, 1)));
           }
           keys.push(["grad_norm", spec.modalities.length]);
-          spec.modalities.forEach((_, m) => flat.push(tf.reshape(gradNorm(result.raw(ctx.group.encoder(m))), [1])));
+          // An encoder a stage freezes has no gradient: its norm is 0.
+          spec.modalities.forEach((_, m) => {
+            const frozen = settings.frozen.includes(ctx.group.encoder(m));
+            flat.push(tf.reshape(frozen ? tf.zeros([1]) : gradNorm(result.raw(ctx.group.encoder(m))), [1]));
+          });
           return tf.concat(flat);
         });
         ctx.keptTensors.forEach((t) => t.dispose());
@@ -319,12 +369,12 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         if (bad) {
           records.forEach((other) => other.tensor.dispose());
           // The steps before the stop are logged, and the message names the checkpoint that is current.
-          await log.append([...lines, JSON.stringify({ type: "step", epoch, step: r.step, ...entry })]);
-          const line = Object.hasOwn(definition.valueLines, bad) ? definition.valueLines[bad] : undefined;
+          await log.append([...lines, JSON.stringify({ type: "step", epoch, step: r.step, ...stageField, ...entry })]);
+          const line = Object.hasOwn(code.valueLines, bad) ? code.valueLines[bad] : undefined;
           throw new NumericError(`non-finite value of \`${bad}\`${line ? ` (spec line ${line})` : ""} at step ${r.step}, epoch ${epoch}; ${kept(saved, checkpoints)}`);
         }
         lossSum += Number(entry.loss);
-        lines.push(JSON.stringify({ type: "step", epoch, step: r.step, ...entry }));
+        lines.push(JSON.stringify({ type: "step", epoch, step: r.step, ...stageField, ...entry }));
       }
       // Training alone (steps and their logs), apart from the evaluation that follows.
       const stepSeconds = (performance.now() - epochStart) / 1000;
@@ -347,12 +397,12 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       const metricName = Object.keys(last.test)[0]!;
       const loss = lossSum / Math.max(1, records.length);
       // `rule`: the epoch rule's values, computed at this epoch's start and read by its steps.
-      lines.push(JSON.stringify({ type: "epoch", epoch, loss, lr: Number(spec.optimizer.options.lr) * lrSchedule, ...(epochRecord ? { rule: epochRecord } : {}), train: last.train, valid: last.valid, test: last.test, unimodal, seconds, step_seconds: stepSeconds, ...memoryRecord() }));
+      lines.push(JSON.stringify({ type: "epoch", epoch, ...stageField, loss, lr: Number(settings.optimizer.options.lr) * lrSchedule, ...(epochRecord ? { rule: epochRecord } : {}), train: last.train, valid: last.valid, test: last.test, unimodal, seconds, step_seconds: stepSeconds, ...memoryRecord() }));
       const logBytes = await log.append(lines);
       if (sign * valid > best.metric) best = { metric: sign * valid, epoch, stale: 0 };
       else best.stale++;
-      const plateau = spec.schedule.options;
-      if (spec.schedule.kind === "plateau" && best.stale > 0 && best.stale % Number(plateau.patience) === 0) {
+      const plateau = settings.schedule.options;
+      if (settings.schedule.kind === "plateau" && best.stale > 0 && best.stale % Number(plateau.patience) === 0) {
         plateauFactor = Math.max(Number(plateau.min), plateauFactor * Number(plateau.gamma));
         say(`mmb: no improvement for ${best.stale} epochs; learning rate × ${plateauFactor}`);
       }
@@ -360,21 +410,24 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       const state: CheckpointState = {
         epoch,
         step,
-        manifest: names.map((name) => ({ name, shape: params.get(name)!.shape })),
+        ...(staged ? { stageStep: stageStart.step } : {}),
+        manifest: [...names.map((name) => ({ name, shape: params.get(name)!.shape })), ...finishedManifest(finished)],
         optimizer: optimizerState,
         separateOptimizers: separateState,
         history: await history.state(),
-        ...(definition.epochRule ? { epochHistory: await epochHistory.state() } : {}),
+        ...(stages.some((s) => s.code.epochRule) ? { epochHistory: await epochHistory.state() } : {}),
         best,
         plateauFactor,
         logBytes,
         origin,
       };
-      await saveCheckpoint(checkpoints, state, weights);
+      await saveCheckpoint(checkpoints, state, [...weights, ...(await finishedWeights(finished))]);
       saved = epoch;
-      if (spec.train.patience > 0 && best.stale >= spec.train.patience) {
-        say(`mmb: early stop after epoch ${epoch + 1} (no improvement for ${best.stale} epochs)`);
-        break;
+      if (settings.train.patience > 0 && best.stale >= settings.train.patience) {
+        say(`mmb: early stop after epoch ${epoch + 1} (no improvement for ${best.stale} epochs)${stageIndex < stages.length - 1 ? `; stage ${stages[stageIndex + 1]!.name} follows` : ""}`);
+        if (stageIndex === stages.length - 1) break;
+        // The stage ends here; the loop goes on with the next stage's first epoch.
+        epoch = plan.findIndex((e) => e.index === stageIndex + 1) - 1;
       }
     }
 
@@ -409,12 +462,48 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     separate.forEach((o) => o.dispose());
     history.dispose();
     epochHistory.dispose();
+    finished.forEach((weights) => Object.values(weights).forEach((t) => t.dispose()));
     if (!options.folder) await folder.release();
   }
 }
 
+/** A stage as the loop runs it: its name, its generated functions, and its optimiser, schedule, settings and frozen groups. */
+interface Stage {
+  name: string;
+  code: StageDefinition;
+  settings: Required<Pick<StageSpec, "optimizer" | "schedule" | "train" | "frozen">>;
+}
+
+/** The trainer's stages: one of the spec's own settings without `stage` blocks; `epochs` replaces the last one's. */
+function stagesOf(definition: TrainerDefinition, epochs: number | undefined): Stage[] {
+  const spec = definition.spec;
+  const stages: Stage[] =
+    "stages" in definition
+      ? definition.stages.map((code, i) => ({ name: code.name, code, settings: spec.stages![i]! }))
+      : [{ name: "", code: definition, settings: { optimizer: spec.optimizer, schedule: spec.schedule, train: spec.train, frozen: [] } }];
+  const last = stages[stages.length - 1]!;
+  if (epochs !== undefined) last.settings = { ...last.settings, train: { ...last.settings.train, epochs } };
+  return stages;
+}
+
+/** Checkpoint entries of finished stages' weights: `stage:<name>:<parameter>`. */
+const finishedKey = (stage: string, parameter: string) => `stage:${stage}:${parameter}`;
+
+function finishedName(entry: string): { stage: string; parameter: string } | undefined {
+  const match = /^stage:([^:]*):(.*)$/.exec(entry);
+  return match ? { stage: match[1]!, parameter: match[2]! } : undefined;
+}
+
+function finishedManifest(finished: Map<string, Params>): { name: string; shape: number[] }[] {
+  return [...finished].flatMap(([stage, weights]) => Object.entries(weights).map(([n, t]) => ({ name: finishedKey(stage, n), shape: t.shape })));
+}
+
+async function finishedWeights(finished: Map<string, Params>): Promise<Float32Array[]> {
+  return Promise.all([...finished.values()].flatMap((weights) => Object.values(weights).map(async (t) => (await t.data()) as Float32Array)));
+}
+
 /** Runs the epoch rule and makes its `set`s; its values stay alive for the epoch's steps. */
-function runEpochRule(rule: NonNullable<TrainerDefinition["epochRule"]>, ctx: EpochContext, p: Record<string, number>): EpochResult {
+function runEpochRule(rule: NonNullable<StageDefinition["epochRule"]>, ctx: EpochContext, p: Record<string, number>): EpochResult {
   return tf.tidy(() => {
     const r = rule(ctx, p);
     ctx.applyAssignments();

@@ -102,10 +102,23 @@ export function specTrainingSuite(backend: "wasm" | "cpu", shard: [number, numbe
         // or all background for a mask (Dice 0.23).
         if (summary.metric === "mae") expect(summary.test).toBeLessThan(1.6);
         else expect(summary.test).toBeGreaterThan(0.3);
-        const steps = readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((l) => l.type === "step");
-        const names = Object.keys(trainer.valueLines);
-        for (const step of steps) for (const name of names) expect(step[name], `${name} at step ${step.step}`).toBeDefined();
-        expect(steps.length).toBe(2 * Math.ceil(840 / 64));
+        const records = readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+        const steps = records.filter((l) => l.type === "step");
+        const epochs = records.filter((l) => l.type === "epoch");
+        // Every value of each stage is logged: a step value at each of its steps, an epoch value at each of its epochs.
+        const stages = "stages" in trainer ? trainer.stages : [{ ...trainer, name: undefined }];
+        for (const stage of stages) {
+          const mine = <T extends { stage?: string }>(list: T[]) => list.filter((r) => r.stage === stage.name);
+          for (const name of Object.keys(stage.valueLines)) {
+            const inSteps = mine(steps).every((s) => s[name] !== undefined);
+            const inEpochs = mine(epochs).every((e) => e.rule?.[name] !== undefined);
+            expect(inSteps || inEpochs, `${name} in every step or epoch record`).toBe(true);
+          }
+        }
+        // Two epochs of the last stage, after the earlier stages' own.
+        const settings = trainer.spec.stages ?? [trainer.spec];
+        const expected = settings.reduce((n, s, i) => n + (i === settings.length - 1 ? 2 : s.train.epochs) * Math.ceil(840 / s.train.batch), 0);
+        expect(steps.length).toBe(expected);
       });
     }
   });

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { selectBackend } from "../runtime/backend.js";
-import { crossEntropy, expectValues, features, fixedData, fullGradient, fused, lr, oneStep, pair, param, scalar, share, shipped, spec, trueProb, type Params } from "./one-step.js";
+import { crossEntropy, dense, expectValues, features, fixedData, fullGradient, fused, lr, oneStep, pair, param, scalar, share, shipped, shippedStages, spec, trueProb, type Params } from "./one-step.js";
 
 /**
  * The methods of the language's third part, their shipped specs read from disk, against the
@@ -121,5 +121,91 @@ describe("methods of the epoch rule", () => {
       }),
     );
     expectParameters(after, sgdStep(moved, task));
+  });
+
+  // The staged methods draw their student's (or probe's) weights anew (`fresh`); the tests start
+  // them from the initial weights instead (`init`), which they can compute.
+  const aux = (p: Params, z: tf.Tensor[], k: number) => dense(p, `aux.${pair[k]}`, z[k]!);
+  const without = (p: Params, prefix: string) => Object.keys(p).filter((n) => !n.startsWith(prefix));
+  const restart = (p: Params, init: Params, prefixes: string[]) => Object.fromEntries(Object.entries(p).map(([n, t]) => [n, prefixes.some((x) => n.startsWith(x)) ? init[n]! : t]));
+  /** SGD on `loss` for the named parameters only (the others frozen), each gradient × `factor(name)`. */
+  const step = (p: Params, loss: (q: Params) => tf.Tensor, names: string[], factor: (name: string) => number = () => 1): Params => {
+    const g = fullGradient(loss, p, names);
+    return Object.fromEntries(Object.entries(p).map(([n, t]) => [n, g.has(n) ? tf.sub(t, tf.mul(g.get(n)!, lr * factor(n))) : t]));
+  };
+  const mseTo = (z: tf.Tensor, target: tf.Tensor) => tf.mean(tf.mean(tf.square(tf.sub(z, target)), -1));
+
+  it("UMT: unimodal teachers (each encoder through its own head), then a restarted model with CE + scaling·Σ MSE to the teachers' features", async () => {
+    const body = shippedStages("umt", { teachers: 1, student: 2 }).replace(/fresh\(/g, "init(");
+    const scaling = param(body, "scaling");
+    const { init, after, x, y } = await oneStep(pair, spec(pair, body));
+    const teacherLoss = (q: Params) => {
+      const z = features(q, x);
+      return tf.add(crossEntropy(aux(q, z, 0), y), crossEntropy(aux(q, z, 1), y));
+    };
+    const teacher = step(init, teacherLoss, without(init, "head."));
+    const zt = features(teacher, x);
+    const student = (q: Params) => {
+      const z = features(q, x);
+      return tf.add(crossEntropy(fused(q, z), y), tf.mul(scaling, tf.add(mseTo(z[0]!, zt[0]!), mseTo(z[1]!, zt[1]!))));
+    };
+    let p = restart(teacher, init, ["encoder.", "head."]);
+    p = step(p, student, Object.keys(p));
+    p = step(p, student, Object.keys(p));
+    for (const [name, t] of Object.entries(p)) {
+      const expected = t.dataSync();
+      after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(1e-4));
+    }
+  });
+
+  it("G²D: CE + Σ_m [KL(teacher_m ‖ out) + MSE(z_m, teacher z_m)]; the modality whose teacher is surer on the batch gets no weight gradient", async () => {
+    const body = shippedStages("g2d", { teachers: 1, student: 2 }).replace(/fresh\(/g, "init(");
+    const { init, after, records, x, y } = await oneStep(pair, spec(pair, body));
+    const teacherLoss = (q: Params) => {
+      const z = features(q, x);
+      return tf.add(crossEntropy(aux(q, z, 0), y), crossEntropy(aux(q, z, 1), y));
+    };
+    const teacher = step(init, teacherLoss, without(init, "head."));
+    const zt = features(teacher, x);
+    const logitsT = [0, 1].map((k) => aux(teacher, zt, k));
+    const kl = (p: tf.Tensor, q: tf.Tensor) => tf.mean(tf.sum(tf.mul(tf.softmax(p), tf.sub(tf.logSoftmax(p), tf.logSoftmax(q))), -1));
+    const student = (q: Params) => {
+      const z = features(q, x);
+      const out = fused(q, z);
+      return tf.addN([crossEntropy(out, y), ...[0, 1].map((k) => tf.add(kl(logitsT[k]!, out), mseTo(z[k]!, zt[k]!)))]);
+    };
+    // S_m: the teachers' summed true-class probabilities on the batch (the same batch each epoch here).
+    const S = [0, 1].map((k) => scalar(tf.sum(trueProb(logitsT[k]!, y))));
+    const k = [0, 1].map((m) => (S[m]! > S[1 - m]! ? 0 : 1));
+    expectValues(records[1]!.s, S);
+    expectValues(records[1]!.k, k);
+    expect(k).toContain(0);
+    // Kernels (`.weight` without biases) of the surer teacher's encoder get no gradient.
+    const factor = (name: string) => {
+      const m = pair.findIndex((u) => name.startsWith(`encoder.${u}.`));
+      return m >= 0 && name.endsWith(".kernel") ? k[m]! : 1;
+    };
+    let p = restart(teacher, init, ["encoder.", "head."]);
+    p = step(p, student, Object.keys(p), factor);
+    p = step(p, student, Object.keys(p), factor);
+    for (const [name, t] of Object.entries(p)) {
+      const expected = t.dataSync();
+      after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(1e-4));
+    }
+  });
+
+  it("linear probe: joint training, then the encoders frozen and a restarted head trained alone on their features", async () => {
+    const body = shippedStages("linear_probe", { joint: 1, probe: 2 }).replace(/fresh\(/g, "init(").replace(/optimizer adamw\([^)]*\)/, `optimizer sgd(lr: ${lr})`);
+    const { init, after, records, x, y } = await oneStep(pair, spec(pair, body));
+    const ce = (q: Params) => crossEntropy(fused(q, features(q, x)), y);
+    let p = step(init, ce, Object.keys(init));
+    p = restart(p, init, ["head."]);
+    const head = Object.keys(p).filter((n) => n.startsWith("head."));
+    p = step(step(p, ce, head), ce, head);
+    for (const [name, t] of Object.entries(p)) {
+      const expected = t.dataSync();
+      after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(1e-5));
+    }
+    expect(records.slice(1).map((r) => r.grad_norm)).toEqual([[0, 0], [0, 0]]);
   });
 });

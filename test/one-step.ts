@@ -163,6 +163,27 @@ export function shipped(name: string): string {
   return [fusion, line("loss"), ...blocks].join("\n").replace(/\baudio\b/g, "a").replace(/\bvisual\b/g, "b");
 }
 
+/**
+ * A shipped spec with stages, for modalities a, b and 4 classes: its fusion line, auxiliary heads,
+ * loss and every `stage` block, each stage's `train epochs` set to `epochs[stage]`.
+ */
+export function shippedStages(name: string, epochs: Record<string, number>): string {
+  const text = readFileSync(join(specsDir, `${name}.mmb`), "utf8");
+  const lines = text.split("\n");
+  const first = lines.findIndex((l) => l.startsWith("stage "));
+  expect(first).toBeGreaterThan(0);
+  const keep = lines.filter((l, i) => i >= first || /^(fusion|loss|head\[m\]) /.test(l));
+  let body = keep.join("\n").replace(/(linear|cosine)\(6\b/g, "$1(4").replace(/\baudio\b/g, "a").replace(/\bvisual\b/g, "b");
+  for (const [stage, n] of Object.entries(epochs)) {
+    const start = body.indexOf(`stage ${stage} {`);
+    expect(start).toBeGreaterThanOrEqual(0);
+    const open = start + `stage ${stage} {`.length;
+    const own = /^\s*train epochs \d+/m.exec(body.slice(open, body.indexOf("\n}", open)));
+    body = own ? body.slice(0, open) + body.slice(open).replace(/train epochs \d+/, `train epochs ${n}`) : `${body.slice(0, open)}\n  train epochs ${n}${body.slice(open)}`;
+  }
+  return body;
+}
+
 /** A `param NAME = value` of the spliced text. */
 export function param(body: string, name: string): number {
   const match = new RegExp(`param ${name}\\s*=\\s*([-0-9.e]+)`).exec(body);

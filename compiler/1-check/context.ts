@@ -56,6 +56,9 @@ export class CheckContext {
   readonly unread: string[] = [];
   /** Definitions (by their `reads`) already given an MMB033, which each gets once. */
   readonly invisibleReported = new WeakSet<object>();
+  /** The spec's stages in order, and the one being checked: `NAME.z[m]` reads an earlier one's weights. */
+  stages: string[] = [];
+  stage?: number;
   /** Groups with their own `minimize` objective, for MMB022. */
   readonly minimized = new Map<string, Span>();
 

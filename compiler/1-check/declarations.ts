@@ -13,11 +13,24 @@ import { expectScalar } from "./kinds.js";
 export type Singles = { [K in Decl["kind"]]?: Extract<Decl, { kind: K }> };
 
 /** Splits the program into its once-only declarations (MMB003 for a second one), the balance blocks' statements and the `every` blocks. */
-export function sortDeclarations(cx: CheckContext, program: Program): { singles: Singles; balance: Stmt[]; every: Extract<Decl, { kind: "EpochBlock" }>[] } {
+export function sortDeclarations(
+  cx: CheckContext,
+  program: Pick<Program, "decls">,
+): { singles: Singles; balance: Stmt[]; every: Extract<Decl, { kind: "EpochBlock" }>[]; stages: Extract<Decl, { kind: "StageDecl" }>[]; freeze: Extract<Decl, { kind: "FreezeDecl" }>[] } {
   const singles = new Map<Decl["kind"], Decl>();
   const balance: Stmt[] = [];
   const every: Extract<Decl, { kind: "EpochBlock" }>[] = [];
+  const stages: Extract<Decl, { kind: "StageDecl" }>[] = [];
+  const freeze: Extract<Decl, { kind: "FreezeDecl" }>[] = [];
   for (const decl of program.decls) {
+    if (decl.kind === "StageDecl") {
+      stages.push(decl);
+      continue;
+    }
+    if (decl.kind === "FreezeDecl") {
+      freeze.push(decl);
+      continue;
+    }
     if (decl.kind === "BalanceBlock") {
       balance.push(...decl.body);
       continue;
@@ -37,7 +50,7 @@ export function sortDeclarations(cx: CheckContext, program: Program): { singles:
       }));
     } else singles.set(decl.kind, decl);
   }
-  return { singles: Object.fromEntries(singles) as Singles, balance, every };
+  return { singles: Object.fromEntries(singles) as Singles, balance, every, stages, freeze };
 }
 
 /** `data SOURCE(...)`: the embedded generators, or `files(...)` with a `from` on every modality and the target. */

@@ -5,7 +5,7 @@ import { call } from "./calls.js";
 import { make, type CheckContext, type Env } from "./context.js";
 import { expectKind } from "./kinds.js";
 import { gradientGroups, groupShape } from "./groups.js";
-import { indexed, name } from "./names.js";
+import { indexed, name, stageOutput } from "./names.js";
 
 /** A rule expression → a typed IR expression, or undefined after reporting why not. */
 export function expr(cx: CheckContext, e: Expr, env: Env): RExpr | undefined {
@@ -23,6 +23,7 @@ export function expr(cx: CheckContext, e: Expr, env: Env): RExpr | undefined {
     case "Index":
       return indexed(cx, e, env);
     case "Member":
+      if (e.object.kind === "Name" && cx.stages.includes(e.object.name)) return stageOutput(cx, e.object.name, e.object.span, e.property.name, undefined, env, e.span);
       return cx.report(error("MMB008", `\`.${e.property.name}\` names a parameter group, which is not a number`, e.span, { help: `use it inside \`grad(...)\`, e.g. \`norm(grad(${cx.text(e.span)}))\`` }));
     case "Unary": {
       const operand = expr(cx, e.operand, env);

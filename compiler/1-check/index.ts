@@ -1,16 +1,14 @@
 import type { Program } from "../../grammar/ast.js";
 import { error, type Diagnostic, type SourceText } from "../../diagnostics/index.js";
-import type { ActionIR, ModelIR } from "../ir.js";
-import { checkActions } from "./actions.js";
+import type { ModelIR, StageIR } from "../ir.js";
 import { CheckContext } from "./context.js";
-import { checkEpochActions, epochStatements } from "./epoch.js";
-import { checkCycles } from "./cycles.js";
-import { checkData, checkLoss, checkOptimizer, checkSchedule, checkTrain, sortDeclarations } from "./declarations.js";
-import { checkDefinition, collectRuleNames, confirmLastStepReads, ruleValues } from "./definitions.js";
+import { checkData, checkTrain, sortDeclarations } from "./declarations.js";
 import { checkAuxHeads, checkEncoders } from "./encoders.js";
 import { checkFusion } from "./fusion.js";
 import { collectLearnables } from "./learnables.js";
 import { checkTarget, collectModalities } from "./modalities.js";
+import { checkStages } from "./stages.js";
+import { checkTraining } from "./training.js";
 
 export interface CheckOptions {
   /** `param` values from the command line (`--set name=value`); a name the spec does not declare is MMB026. */
@@ -25,8 +23,7 @@ export interface CheckOptions {
  */
 export function check(program: Program, source: SourceText, options: CheckOptions = {}): { model?: ModelIR; diagnostics: Diagnostic[] } {
   const cx = new CheckContext(source, options.set);
-  const { singles, balance, every } = sortDeclarations(cx, program);
-  const epochBody = epochStatements(cx, every);
+  const { singles, balance, every, stages: stageDecls } = sortDeclarations(cx, program);
 
   // The architecture: modalities and target, encoders, learnables, fusion and heads, data, training.
   collectModalities(cx, program.decls);
@@ -36,24 +33,16 @@ export function check(program: Program, source: SourceText, options: CheckOption
   checkFusion(cx, singles.FusionDecl, target?.classes);
   checkAuxHeads(cx, program.decls, target?.classes);
   const data = checkData(cx, singles.DataDecl, target);
-  const optimizer = checkOptimizer(cx, singles.OptimizerDecl);
-  const schedule = checkSchedule(cx, singles.ScheduleDecl);
-  const train = checkTrain(cx, singles.TrainDecl);
 
-  // The balance block: names first (definitions are equations, in any order), then each definition, cycles, actions.
-  // The loss comes after the definitions: it may read rule values that need no gradients.
-  collectRuleNames(cx, balance);
-  collectRuleNames(cx, epochBody, "epoch");
+  // The training: one stage of the top-level declarations, or each `stage` in order, falling back on them.
+  const stages = stageDecls.length
+    ? checkStages(cx, stageDecls, singles, { balance, every })
+    : [{ name: "", line: 1, ...checkTraining(cx, { ...singles, balance, every }), frozen: [] }];
   checkSets(cx, options.set ?? {});
-  for (const definition of cx.definitions.values()) checkDefinition(cx, definition);
-  confirmLastStepReads(cx);
-  checkCycles(cx);
-  const loss = checkLoss(cx, singles.LossDecl);
-  const actions: ActionIR[] = [];
-  checkActions(cx, balance, [], actions);
-  const epochActions = checkEpochActions(cx, epochBody);
+  const last = stages[stages.length - 1];
 
-  const model = !cx.diagnostics.some((d) => d.severity === "error") && target && cx.fusion && cx.head && loss && optimizer && schedule && data
+  const complete = stages.every((s) => s.loss && s.optimizer && s.schedule);
+  const model = !cx.diagnostics.some((d) => d.severity === "error") && target && cx.fusion && cx.head && complete && last && data
     ? {
         name: singles.ModelDecl?.name.name ?? "model",
         data,
@@ -66,15 +55,12 @@ export function check(program: Program, source: SourceText, options: CheckOption
         ...(cx.auxHead ? { auxHead: cx.auxHead } : {}),
         learnables: [...cx.learnables.values()].map(({ span: _span, ...l }) => l),
         unread: cx.unread,
-        loss,
-        optimizer,
-        schedule,
-        train,
-        rule: {
-          ...ruleValues(cx),
-          actions,
-          ...(every.length ? { epoch: { values: ruleValues(cx, "epoch").values, actions: epochActions, line: cx.line(every[0]!.span) } } : {}),
-        },
+        loss: last.loss!,
+        optimizer: last.optimizer!,
+        schedule: last.schedule!,
+        train: stageDecls.length ? checkTrain(cx, singles.TrainDecl) : last.train,
+        rule: last.rule,
+        ...(stageDecls.length ? { stages: stages as StageIR[] } : {}),
       }
     : undefined;
   return { ...(model ? { model } : {}), diagnostics: cx.diagnostics };

@@ -5,6 +5,7 @@ import type { IndexRef, RExpr, ValueKind } from "../ir.js";
 import { make, type CheckContext, type Definition, type Env } from "./context.js";
 import { checkDefinition } from "./definitions.js";
 import { invisible } from "./epoch.js";
+import { earlierStage } from "./stages.js";
 import { fusionIsLinear } from "./fusion.js";
 
 /** Built-in values indexed by a modality (`z[m]`, `contrib[m]`, ...). */
@@ -67,6 +68,10 @@ function valueRef(cx: CheckContext, definition: Definition, index: IndexRef | un
 
 /** `x[i]`: a per-modality rule value, learnable, feature or head output at modality index i. */
 export function indexed(cx: CheckContext, e: Extract<Expr, { kind: "Index" }>, env: Env): RExpr | undefined {
+  const member = e.base;
+  if (member.kind === "Member" && member.object.kind === "Name" && cx.stages.includes(member.object.name) && e.indices.length === 1) {
+    return stageOutput(cx, member.object.name, member.object.span, member.property.name, e.indices[0]!, env, e.span);
+  }
   if (e.base.kind !== "Name") return cx.report(error("MMB008", "only names can be indexed by a modality", e.span, { help: "write e.g. `s[m]`" }));
   const base = e.base.name;
   if (e.indices.length !== 1) return cx.report(error("MMB007", `\`${base}\` takes one modality index`, e.span, { help: `write \`${base}[m]\`` }));
@@ -103,6 +108,27 @@ export function indexed(cx: CheckContext, e: Extract<Expr, { kind: "Index" }>, e
     }));
   }
   return make({ op: "output", which: "contrib", modality }, "logits", [], { host: false });
+}
+
+/**
+ * `NAME.out`, `NAME.z[m]`, `NAME.head[m]`, ...: the outputs of the model with the weights stage NAME
+ * ended with, on this step's inputs, constants (a teacher's). The stage must have run before.
+ */
+export function stageOutput(cx: CheckContext, stage: string, stageSpan: Span, property: string, indexExpr: Expr | undefined, env: Env, span: Span): RExpr | undefined {
+  const known = earlierStage(cx, stage, stageSpan);
+  if (known === undefined || known === "") return undefined;
+  if (invisible(cx, env, span, "outputs")) return undefined;
+  const indexedOutputs: Record<string, "z" | "aux" | "contrib" | "alone" | "without"> = { z: "z", head: "aux", contrib: "contrib", alone: "alone", without: "without" };
+  if (property === "out" && !indexExpr) return make({ op: "output", which: "out", stage }, "logits", [], { host: false });
+  const which = Object.hasOwn(indexedOutputs, property) ? indexedOutputs[property] : undefined;
+  if (!which || !indexExpr) {
+    return cx.report(error("MMB008", `\`${stage}.${property}${indexExpr ? "[...]" : ""}\` is not an output of stage \`${stage}\``, span, {
+      help: `a stage's weights give \`${stage}.out\`, \`${stage}.z[m]\`, \`${stage}.head[m]\`, \`${stage}.contrib[m]\`, \`${stage}.alone[m]\`, \`${stage}.without[m]\``,
+    }));
+  }
+  if (which === "aux" && !cx.auxHead) return cx.report(error("MMB025", "`head[m]` needs auxiliary heads", span, { help: "declare them: `head[m] = linear(<classes>)`" }));
+  const modality = index(cx, indexExpr, env);
+  return modality && make({ op: "output", which, modality, stage }, which === "z" ? "features" : "logits", [], { host: false });
 }
 
 /** The free index of an action: `scale grad(encoder[m]) by k[m]` runs for each modality m. */

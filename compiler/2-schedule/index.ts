@@ -23,6 +23,8 @@ export interface StepPlan {
   prevWrites: { id: number; arg: RExpr; bound: string[] }[];
   secondOrder: boolean;
   trainedSeparately: string[];
+  /** With `stage` blocks: each stage's own plan, in order (this plan is the last one's). */
+  stages?: StepPlan[];
   /** The `every epoch` rule: its values in dependency order, its `prev` records and its `set`s. */
   epoch?: { values: RuleValue[]; prevWrites: StepPlan["prevWrites"]; assignments: StepPlan["assignments"] };
 }
@@ -75,6 +77,12 @@ export function groupNames(group: GroupRef, model: ModelIR): string[] {
 }
 
 export function schedule(model: ModelIR): StepPlan {
+  if (!model.stages) return scheduleStage(model);
+  const stages = model.stages.map((s) => scheduleStage({ ...model, loss: s.loss, optimizer: s.optimizer, schedule: s.schedule, train: s.train, rule: s.rule }));
+  return { ...stages[stages.length - 1]!, stages };
+}
+
+function scheduleStage(model: ModelIR): StepPlan {
   const values = topological(model.rule.values);
   // Each action runs in the phase its catalogue entry names: before the forward pass, in the loss, or after the rule values.
   const phase = (a: ActionIR) => action(a.kind).phase;

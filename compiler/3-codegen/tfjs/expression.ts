@@ -131,10 +131,13 @@ export function expression(e: RExpr, env: Env): string {
       return indexCode(e.modality, env);
     case "perTensor":
       return call("perTensor", sub(e.gradient), `(tensor) => ${expression(e.arg, { ...env, tensor: JSON.stringify(e.gradient) })}`);
-    case "output":
-      if (e.which === "out") return "f.out";
-      if (e.which === "z") return `f.z[${indexCode(e.modality!, env)}]!`;
-      return `f.${e.which}(${indexCode(e.modality!, env)})`;
+    case "output": {
+      // An earlier stage's outputs: the model with the weights that stage ended with, on this pass's inputs.
+      const pass = e.stage ? `f.frozen(${JSON.stringify(e.stage)})` : "f";
+      if (e.which === "out") return `${pass}.out`;
+      if (e.which === "z") return `${pass}.z[${indexCode(e.modality!, env)}]!`;
+      return `${pass}.${e.which}(${indexCode(e.modality!, env)})`;
+    }
     case "target":
       return "f.target";
     case "call":

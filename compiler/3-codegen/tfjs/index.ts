@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { Project, StructureKind, VariableDeclarationKind, type CodeBlockWriter, type StatementStructures, type WriterFunction } from "ts-morph";
-import type { StepPlan } from "../../2-schedule/index.js";
+import { groupNames, type StepPlan } from "../../2-schedule/index.js";
 import type { SourceText } from "../../../diagnostics/index.js";
 import type { ModelIR, RuleValue } from "../../ir.js";
 import { expression, fusionCode, historyKey, type Env } from "./expression.js";
@@ -32,6 +32,10 @@ function specLiteral(model: ModelIR, sourceName: string): string {
     optimizer: component(model.optimizer),
     schedule: component(model.schedule),
     train: model.train,
+    // Each stage's optimiser, schedule, settings and the parameter groups it leaves untrained.
+    ...(model.stages
+      ? { stages: model.stages.map((s) => ({ name: s.name, optimizer: component(s.optimizer), schedule: component(s.schedule), train: s.train, frozen: s.frozen.flatMap((g) => groupNames(g, model)) })) }
+      : {}),
   };
   const literal = JSON.stringify(spec, null, 2);
   // The fusion expression is code, not data: the spec refers to the generated `fuse`.
@@ -43,13 +47,7 @@ function specLiteral(model: ModelIR, sourceName: string): string {
  * first step. Its numbers are logged with the epoch; gradient-shaped values (snapshots) and class
  * means are kept for the step rules only.
  */
-function epochRuleFunction(
-  plan: NonNullable<StepPlan["epoch"]>,
-  model: ModelIR,
-  env: Env,
-  historyWrites: (writes: StepPlan["prevWrites"], scope: Env) => string[],
-  statements: (lines: string[]) => WriterFunction,
-): { function: StatementStructures; logged: RuleValue[] } {
+function epochRuleFunction(plan: NonNullable<StepPlan["epoch"]>, model: ModelIR, env: Env, name: string, statements: Statements): { function: StatementStructures; logged: RuleValue[] } {
   const scope: Env = { ...env, epochRule: true, learnablesFromStep: true };
   const body: string[] = [];
   if (plan.values.length) body.push("// Epoch values, in dependency order, on the weights the last epoch left.", ...plan.values.map((v) => valueStatement(v, scope)));
@@ -64,7 +62,7 @@ function epochRuleFunction(
     function: {
       kind: StructureKind.Function,
       isExported: true,
-      name: "epochRule",
+      name,
       parameters: [
         { name: "ctx", type: "EpochContext" },
         { name: "p", type: "Params" },
@@ -79,40 +77,95 @@ function epochRuleFunction(
 /** One in-memory project for every call: creating a project costs more than printing a small trainer. */
 const project = new Project({ useInMemoryFileSystem: true });
 
-/** Phase 4: IR + step plan → the trainer module's TypeScript (unformatted). */
-export function generate(model: ModelIR, plan: StepPlan, source: SourceText): string {
-  const sourceName = source.fileName;
-  const env: Env = { bound: [], model, used: new Set(), scope: "ctx" };
-  const statements = (lines: string[]): WriterFunction => (w: CodeBlockWriter) => {
-    for (const line of lines) w.writeLine(line);
-  };
+type Statements = (lines: string[]) => WriterFunction;
 
+/** `ctx.history.write(...)` for each `prev` record, inside loops over the modalities it is keyed by. */
+function historyWrites(writes: StepPlan["prevWrites"], scope: Env): string[] {
+  return writes.map((w) => {
+    const inner: Env = { ...scope, bound: w.bound };
+    let body = `ctx.history.write(${w.id}, ${historyKey(inner)}, ${expression(w.arg, inner)});`;
+    for (const variable of [...w.bound].reverse()) body = `for (const ${safeName(variable)} of ctx.modalities) {\n${body}\n}`;
+    return body;
+  });
+}
+
+/**
+ * One stage's functions: its task loss, training step and epoch rule (named with `suffix` when the
+ * spec has stages), and the fields of its definition (`trainStep`, `valueLines`, ...).
+ */
+function stageModule(model: ModelIR, plan: StepPlan, env: Env, suffix: string, statements: Statements): { structures: StatementStructures[]; fields: string; functions: string } {
   // Rule values the loss reads are computed inside it, on each forward pass it is taken of.
   const lossEnv: Env = { ...env, scope: "f" };
   const lossValues = lossDependencies(model.loss.value, plan).map((v) => valueStatement(v, lossEnv));
   const taskLoss = expression(model.loss.value, lossEnv);
-  const rule = model.rule;
   const values = plan.values.map((v) => valueStatement(v, env));
-  const historyWrites = (writes: StepPlan["prevWrites"], scope: Env) =>
-    writes.map((w) => {
-      const inner: Env = { ...scope, bound: w.bound };
-      let body = `ctx.history.write(${w.id}, ${historyKey(inner)}, ${expression(w.arg, inner)});`;
-      for (const variable of [...w.bound].reverse()) body = `for (const ${safeName(variable)} of ctx.modalities) {\n${body}\n}`;
-      return body;
-    });
   const prevWrites = historyWrites(plan.prevWrites, env);
   const actions = plan.actions.map((a) => actionStatement(a, plan, env));
   const assignments = plan.assignments.map((a) => actionStatement(a, plan, env));
   const drops = plan.drops.map((a) => actionStatement(a, plan, env));
-  let backward = "const { loss, grads, raw: grad, forward: f } = ctx.backward(taskLoss);";
+  const names = { taskLoss: `taskLoss${suffix}`, trainStep: `trainStep${suffix}`, epochRule: `epochRule${suffix}` };
+  let backward = `const { loss, grads, raw: grad, forward: f } = ctx.backward(${names.taskLoss});`;
   if (plan.addedLosses.length > 0) {
     const body = addedLossBody(plan, env);
     const lines = plan.addedLosses.map((a) => `// ${commentText(a.text)}  (line ${a.line})`).join("\n");
-    backward = `${lines}\nconst { loss, grads, raw: grad, forward: f } = ctx.backward(taskLoss, (f, grad) => {\n${body}\n}${plan.secondOrder ? "" : ", { readsTaskGradient: false }"});`;
+    backward = `${lines}\nconst { loss, grads, raw: grad, forward: f } = ctx.backward(${names.taskLoss}, (f, grad) => {\n${body}\n}${plan.secondOrder ? "" : ", { readsTaskGradient: false }"});`;
   }
   // Gradients, head outputs, features and prototypes are intermediate values: the step log keeps numbers.
   const numeric = plan.values.filter((v) => !["grad", "logits", "features", "prototypes"].includes(v.value.kind));
   const logged = objectLiteral(numeric.map((v) => [v.name, safeName(v.name)]));
+  const structures: StatementStructures[] = [];
+  structures.push({
+    kind: StructureKind.Function,
+    name: names.taskLoss,
+    // The step, and the spec's params through it, where the loss or the rule values it reads need them.
+    parameters: [{ name: "f", type: "Forward" }, ...(/\b(ctx|p)\./.test([...lossValues, taskLoss].join("\n")) ? [{ name: "ctx", type: "StepContext" }] : [])],
+    returnType: "Tensor",
+    statements: [...(/\bp\./.test([...lossValues, taskLoss].join("\n")) ? ["const p = ctx.specParams as Params;"] : []), ...lossValues, `return ${taskLoss};`],
+    leadingTrivia: `// ${commentText(model.loss.text)}  (line ${model.loss.line})\n`,
+  });
+  const body: string[] = [];
+  if (drops.length) body.push("// Modality drops, drawn before the forward pass.", ...drops, "");
+  body.push(
+    `// Forward pass, task loss and backward pass${plan.secondOrder ? " (second order: the added loss reads gradients)" : plan.addedLosses.length ? " (with the added loss)" : ""}.`,
+    backward,
+  );
+  if (values.length) body.push("", "// Rule values, in dependency order, from this step's raw gradients.", ...values);
+  if (actions.length) body.push("", "// Actions, in spec order.", ...actions);
+  // `prev` records this step's values before the update, which would change a learnable's.
+  if (prevWrites.length) body.push("", "// History: values that `prev(...)` reads on the next step.", ...prevWrites);
+  body.push("", "// Optimiser step on the (modulated) gradients.", "ctx.update(grads);");
+  if (assignments.length) body.push("", "// Learnables set after the update, in spec order.", ...assignments);
+  body.push(`return { loss, values: ${logged}, raw: grad };`);
+  structures.push({
+    kind: StructureKind.Function,
+    isExported: true,
+    name: names.trainStep,
+    parameters: [
+      { name: "ctx", type: "StepContext" },
+      { name: "p", type: "Params" },
+    ],
+    returnType: "StepResult",
+    statements: statements(body),
+    leadingTrivia: "/** One training step, phase by phase. */\n",
+  });
+  const epochRule = plan.epoch && epochRuleFunction(plan.epoch, model, env, names.epochRule, statements);
+  if (epochRule) structures.push(epochRule.function);
+  const valueLines = objectLiteral([...numeric, ...(epochRule?.logged ?? [])].map((v) => [v.name, String(v.line)]));
+  // One number per sample: the step log records their batch mean.
+  const perSample = numeric.filter((v) => v.value.kind === "batch" || v.value.kind === "batchBool").map((v) => v.name);
+  const step = suffix ? `trainStep: ${names.trainStep}` : "trainStep";
+  const rule = epochRule ? (suffix ? `, epochRule: ${names.epochRule}` : ", epochRule") : "";
+  const fields = `trainedSeparately: ${JSON.stringify(plan.trainedSeparately)}, valueLines: ${valueLines}${perSample.length ? `, perSampleValues: ${JSON.stringify(perSample)}` : ""}`;
+  return { structures, fields, functions: step + rule };
+}
+
+/** Phase 4: IR + step plan → the trainer module's TypeScript (unformatted). */
+export function generate(model: ModelIR, plan: StepPlan, source: SourceText): string {
+  const sourceName = source.fileName;
+  const env: Env = { bound: [], model, used: new Set(), scope: "ctx" };
+  const statements: Statements = (lines: string[]) => (w: CodeBlockWriter) => {
+    for (const line of lines) w.writeLine(line);
+  };
 
   // The module is built as one list of structures and printed once: ts-morph re-parses the file after every
   // `add...` call, which made code generation quadratic in the number of rule values.
@@ -138,60 +191,30 @@ export function generate(model: ModelIR, plan: StepPlan, source: SourceText): st
     kind: StructureKind.VariableStatement,
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
-    declarations: [{ name: "params", initializer: objectLiteral(rule.params.map((x) => [x.name, numberLiteral(x.value)])) }],
+    declarations: [{ name: "params", initializer: objectLiteral(model.rule.params.map((x) => [x.name, numberLiteral(x.value)])) }],
     leadingTrivia: "/** The spec's `param` values; `mmb train --set name=value` overrides them. */\n",
   });
   module.push({ kind: StructureKind.TypeAlias, name: "Params", type: "Record<keyof typeof params, number>", leadingTrivia: "\n" });
-  module.push({
-    kind: StructureKind.Function,
-    name: "taskLoss",
-    // The step, and the spec's params through it, where the loss or the rule values it reads need them.
-    parameters: [{ name: "f", type: "Forward" }, ...(/\b(ctx|p)\./.test([...lossValues, taskLoss].join("\n")) ? [{ name: "ctx", type: "StepContext" }] : [])],
-    returnType: "Tensor",
-    statements: [...(/\bp\./.test([...lossValues, taskLoss].join("\n")) ? ["const p = ctx.specParams as Params;"] : []), ...lossValues, `return ${taskLoss};`],
-    leadingTrivia: `// ${commentText(model.loss.text)}  (line ${model.loss.line})\n`,
-  });
-  const body: string[] = [];
-  if (drops.length) body.push("// Modality drops, drawn before the forward pass.", ...drops, "");
-  body.push(
-    `// Forward pass, task loss and backward pass${plan.secondOrder ? " (second order: the added loss reads gradients)" : plan.addedLosses.length ? " (with the added loss)" : ""}.`,
-    backward,
-  );
-  if (values.length) body.push("", "// Rule values, in dependency order, from this step's raw gradients.", ...values);
-  if (actions.length) body.push("", "// Actions, in spec order.", ...actions);
-  // `prev` records this step's values before the update, which would change a learnable's.
-  if (prevWrites.length) body.push("", "// History: values that `prev(...)` reads on the next step.", ...prevWrites);
-  body.push("", "// Optimiser step on the (modulated) gradients.", "ctx.update(grads);");
-  if (assignments.length) body.push("", "// Learnables set after the update, in spec order.", ...assignments);
-  body.push(`return { loss, values: ${logged}, raw: grad };`);
-  module.push({
-    kind: StructureKind.Function,
-    isExported: true,
-    name: "trainStep",
-    parameters: [
-      { name: "ctx", type: "StepContext" },
-      { name: "p", type: "Params" },
-    ],
-    returnType: "StepResult",
-    statements: statements(body),
-    leadingTrivia: "/** One training step, phase by phase. */\n",
-  });
-  const epochRule = plan.epoch && epochRuleFunction(plan.epoch, model, env, (writes, scope) => historyWrites(writes, scope), statements);
-  if (epochRule) module.push(epochRule.function);
-  const valueLines = objectLiteral([...numeric, ...(epochRule?.logged ?? [])].map((v) => [v.name, String(v.line)]));
-  // One number per sample: the step log records their batch mean.
-  const perSample = numeric.filter((v) => v.value.kind === "batch" || v.value.kind === "batchBool").map((v) => v.name);
+  let definition: string;
+  if (model.stages && plan.stages) {
+    // One set of functions per stage, in order; the loop runs them one stage after the other.
+    const stages = model.stages.map((stage, i) => {
+      const stageModel: ModelIR = { ...model, loss: stage.loss, optimizer: stage.optimizer, schedule: stage.schedule, train: stage.train, rule: stage.rule };
+      const part = stageModule(stageModel, plan.stages![i]!, { ...env, model: stageModel }, `_${stage.name}`, statements);
+      module.push(...part.structures.map((s, j) => (j === 0 ? { ...s, leadingTrivia: `\n// ---- stage ${commentText(stage.name)} (line ${stage.line})\n${(s as { leadingTrivia?: string }).leadingTrivia ?? ""}` } : s)) as StatementStructures[]);
+      return `{ name: ${JSON.stringify(stage.name)}, ${part.fields}, ${part.functions} }`;
+    });
+    definition = `{ spec, params, sourceHash: ${JSON.stringify(sourceHash(source.text))}, stages: [${stages.join(", ")}] }`;
+  } else {
+    const part = stageModule(model, plan, env, "", statements);
+    module.push(...part.structures);
+    definition = `{ spec, params, ${part.fields}, sourceHash: ${JSON.stringify(sourceHash(source.text))}, ${part.functions} }`;
+  }
   module.push({
     kind: StructureKind.VariableStatement,
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
-    declarations: [
-      {
-        name: "trainer",
-        type: "TrainerDefinition",
-        initializer: `{ spec, params, trainedSeparately: ${JSON.stringify(plan.trainedSeparately)}, valueLines: ${valueLines}${perSample.length ? `, perSampleValues: ${JSON.stringify(perSample)}` : ""}, sourceHash: ${JSON.stringify(sourceHash(source.text))}, trainStep${epochRule ? ", epochRule" : ""} }`,
-      },
-    ],
+    declarations: [{ name: "trainer", type: "TrainerDefinition", initializer: definition }],
   });
   module.push({ kind: StructureKind.ExportAssignment, isExportEquals: false, expression: "trainer", leadingTrivia: "\n" });
   module.unshift({
@@ -199,7 +222,7 @@ export function generate(model: ModelIR, plan: StepPlan, source: SourceText): st
     moduleSpecifier: "mmb/runtime",
     namedImports: [
       ...[...env.used].sort(),
-      ...["Forward", ...(epochRule ? ["EpochContext", "EpochResult"] : []), ...(model.fuse ? ["FusionInputs"] : []), "ModelSpec", "StepContext", "StepResult", "Tensor", "TrainerDefinition"].map((name) => ({ name, isTypeOnly: true })),
+      ...["Forward", ...([plan, ...(plan.stages ?? [])].some((p) => p.epoch) ? ["EpochContext", "EpochResult"] : []), ...(model.fuse ? ["FusionInputs"] : []), "ModelSpec", "StepContext", "StepResult", "Tensor", "TrainerDefinition"].map((name) => ({ name, isTypeOnly: true })),
     ],
   });
   const header = [

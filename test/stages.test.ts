@@ -1,0 +1,125 @@
+import * as tf from "@tensorflow/tfjs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { loadTrainer } from "../cli/load-trainer.js";
+import { selectBackend } from "../runtime/backend.js";
+import { loadCheckpoint } from "../runtime/checkpoint.js";
+import { train } from "../runtime/train.js";
+import { compileOrThrow, smallSpec } from "./helpers.js";
+import { crossEntropy, features, fullGradient, fused, lr, oneStep, pair, spec, type Params } from "./one-step.js";
+
+/**
+ * Training stages (`stage NAME { ... }`): run in order, each with its own settings, rules and
+ * optimiser; frozen groups stay as they are; a later stage reads an earlier one's final weights
+ * as a constant teacher (`NAME.z[m]`); rules count epochs within their stage; a run resumed inside
+ * a later stage continues bit for bit.
+ */
+beforeAll(async () => {
+  await selectBackend("cpu");
+});
+
+const sgdStep = (p: Params, loss: (q: Params) => tf.Tensor, rate = lr): Params => {
+  const g = fullGradient(loss, p, Object.keys(p));
+  return Object.fromEntries(Object.entries(p).map(([name, t]) => [name, tf.sub(t, tf.mul(g.get(name)!, rate))]));
+};
+
+function expectParameters(after: Map<string, Float32Array>, p: Params): void {
+  for (const [name, t] of Object.entries(p)) {
+    const expected = t.dataSync();
+    after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(1e-5));
+  }
+}
+
+const logRecords = (out: string) => readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+
+describe("stages", () => {
+  it("a later stage reads an earlier one's final weights as a constant teacher; rules count epochs within their stage", async () => {
+    const source = spec(
+      pair,
+      `fusion concat -> linear(4)
+loss cross_entropy(out, y)
+stage first {
+  train epochs 1 batch 16
+}
+stage second {
+  train epochs 2 batch 16
+  loss cross_entropy(out, y) + 0.5 * mean(batch, mse(z[a], first.z[a]))
+  every epoch {
+    e = epoch
+  }
+  balance {
+    agree = mean(batch, kl(first.out, out))
+  }
+}`,
+    );
+    const { init, after, records, epochRules, x, y } = await oneStep(pair, source);
+    expect(epochRules.map((r) => r.e)).toEqual([undefined, 0, 1]);
+    const ce = (q: Params) => crossEntropy(fused(q, features(q, x)), y);
+    const teacher = sgdStep(init, ce);
+    const za = features(teacher, x)[0]!;
+    const distil = (q: Params) => tf.add(ce(q), tf.mul(0.5, tf.mean(tf.mean(tf.square(tf.sub(features(q, x)[0]!, za)), -1))));
+    // The second stage's first step starts at the teacher: the distillation term and its gradient are 0 there.
+    expect(records[1]!.agree as number).toBeCloseTo(0, 6);
+    expect(records[2]!.agree as number).toBeGreaterThan(0);
+    expectParameters(after, sgdStep(sgdStep(teacher, distil), distil));
+    expect(records.map((r) => r.stage)).toEqual(["first", "second", "second"]);
+  });
+
+  it("freeze leaves a group untrained (gradient norm 0), and each stage starts its own optimiser: no momentum carried over", async () => {
+    const source = spec(
+      pair,
+      `fusion concat -> linear(4)
+loss cross_entropy(out, y)
+optimizer sgd(lr: ${lr}, momentum: 0.9)
+stage joint {
+  train epochs 1 batch 16
+}
+stage probe {
+  train epochs 1 batch 16
+  freeze encoder[m]
+}`,
+    ).replace(`optimizer sgd(lr: ${lr})\n`, "");
+    const { init, after, records, x, y } = await oneStep(pair, source);
+    const ce = (q: Params) => crossEntropy(fused(q, features(q, x)), y);
+    // SGD with momentum: the first step of each optimiser is lr·g; the probe's moves only the head.
+    const joint = sgdStep(init, ce);
+    const g = fullGradient(ce, joint, ["head.kernel", "head.bias"]);
+    const expected = { ...joint, "head.kernel": tf.sub(joint["head.kernel"]!, tf.mul(g.get("head.kernel")!, lr)), "head.bias": tf.sub(joint["head.bias"]!, tf.mul(g.get("head.bias")!, lr)) };
+    expectParameters(after, expected);
+    expect(records[1]!.grad_norm).toEqual([0, 0]);
+  });
+
+  it("a run resumed inside a later stage continues as the uninterrupted one: bit-identical weights and teacher weights", async () => {
+    const source = smallSpec(
+      "",
+      `stage teacher {
+  train epochs 1 batch 16
+}
+stage student {
+  train epochs 3 batch 16
+  loss cross_entropy(out, y) + mean(batch, kl(teacher.out, out))
+  every epoch {
+    when epoch == 0 { set weights(encoder[m]) = fresh(encoder[m]) }
+  }
+}`,
+    ).replace(/balance \{\n\n\}\n/, "");
+    const trainer = await loadTrainer(await compileOrThrow(source), mkdtempSync(join(tmpdir(), "mmb-stage-code-")));
+    const quiet = { backend: "cpu", log: () => {} };
+    const straight = mkdtempSync(join(tmpdir(), "mmb-stage-straight-"));
+    const resumed = mkdtempSync(join(tmpdir(), "mmb-stage-resumed-"));
+    await train(trainer, { out: straight, ...quiet });
+    await train(trainer, { out: resumed, epochs: 1, ...quiet });
+    expect((await loadCheckpoint(join(resumed, "checkpoints")))!.state.epoch).toBe(1); // inside the second stage
+    await train(trainer, { out: resumed, epochs: 3, resume: true, ...quiet });
+    const a = (await loadCheckpoint(join(straight, "checkpoints")))!;
+    const b = (await loadCheckpoint(join(resumed, "checkpoints")))!;
+    expect(b.state.manifest.map((m) => m.name)).toEqual(a.state.manifest.map((m) => m.name));
+    expect(a.state.manifest.some((m) => m.name.startsWith("stage:teacher:"))).toBe(true);
+    a.weights.forEach((w, i) => expect(Buffer.from(b.weights[i]!.buffer).equals(Buffer.from(w.buffer)), a.state.manifest[i]!.name).toBe(true));
+    const losses = (out: string) => logRecords(out).filter((r) => r.type === "step").map((r) => [r.stage, r.loss]);
+    expect(losses(resumed)).toEqual(losses(straight));
+  });
+});
+
