@@ -19,8 +19,6 @@ export interface CheckpointState {
   optimizer: unknown;
   separateOptimizers: Record<string, unknown>;
   history: Record<string, { shape: number[]; values: number[] }>;
-  /** The `every epoch` rule's history (`prev` across epochs). */
-  epochHistory?: Record<string, { shape: number[]; values: number[] }>;
   best: { metric: number; epoch: number; stale: number };
   /** The learning-rate factor of `schedule plateau(...)`. */
   plateauFactor?: number;

@@ -10,18 +10,29 @@ export class History {
   private readonly values = new Map<string, tf.Tensor>();
   private readonly pending = new Map<string, tf.Tensor>();
 
-  private static key(id: number, index: string): string {
-    return index ? `${id}:${index}` : `${id}`;
+  /** The slot of a call and index; `ago` > 1: its value that many writes back (`prev(x, init, n)`). */
+  private static key(id: number, index: string, ago = 1): string {
+    const key = index ? `${id}:${index}` : `${id}`;
+    return ago === 1 ? key : `${key}@${ago}`;
   }
 
-  read(id: number, index: string, init: number): tf.Tensor {
-    return this.values.get(History.key(id, index)) ?? tf.scalar(init);
+  /** The value written `ago` steps (or epochs) back, or `init` before that many were written. */
+  read(id: number, index: string, init: number, ago = 1): tf.Tensor {
+    return this.values.get(History.key(id, index, ago)) ?? tf.scalar(init);
   }
 
-  write(id: number, index: string, value: Value): void {
-    const key = History.key(id, index);
+  /** Records a value; with `depth` n, the n last ones are kept (the older ones shift back by one). */
+  write(id: number, index: string, value: Value, depth = 1): void {
+    for (let ago = depth; ago > 1; ago--) {
+      const older = this.values.get(History.key(id, index, ago - 1));
+      if (older) this.queue(History.key(id, index, ago), tf.clone(older));
+    }
+    this.queue(History.key(id, index), typeof value === "number" ? tf.scalar(value) : tf.clone(value));
+  }
+
+  private queue(key: string, value: tf.Tensor): void {
     this.pending.get(key)?.dispose();
-    this.pending.set(key, tf.keep(typeof value === "number" ? tf.scalar(value) : tf.clone(value)));
+    this.pending.set(key, tf.keep(value));
   }
 
   /** x − (the previous step's x, or `init` on the first step); a gradient-shaped x tensor by tensor. */

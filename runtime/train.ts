@@ -210,8 +210,9 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const finished = new Map<string, Params>();
   let stageStart = { step: 0 };
   const separate = new Map<string, Optimizer>();
+  // One history for step and epoch rules: their slots are distinct, an epoch rule's `prev` of a step
+  // value reads the slot its steps write, and each rule's writes commit when it ends.
   const history = new History();
-  const epochHistory = new History();
   let firstEpoch = 0;
   let step = 0;
   let best = { metric: -Infinity, epoch: -1, stale: 0 };
@@ -246,7 +247,6 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         separate.set(group, own);
       }
       history.restore(state.history);
-      epochHistory.restore(state.epochHistory ?? {});
       firstEpoch = state.epoch + 1;
       step = state.step;
       best = state.best;
@@ -299,8 +299,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       const batch = settings.train.batch;
       const lrSchedule = settings.schedule.kind === "plateau" ? plateauFactor : Optimizer.scheduleFactor(settings.schedule, stageEpoch, settings.train.epochs);
       // The epoch rule, on the weights the last epoch left: its `set`s apply before the first step.
-      const ruled = code.epochRule && runEpochRule(code.epochRule, new EpochContext(spec, params, data, stageEpoch, localStep(), epochHistory, stageSeed, initialTensors, finished), p);
-      epochHistory.advance();
+      const ruled = code.epochRule && runEpochRule(code.epochRule, new EpochContext(spec, params, data, stageEpoch, localStep(), history, stageSeed, initialTensors, finished), p);
+      history.advance();
       const epochRecord = ruled ? await downloadValues(ruled.logged) : undefined;
       const badEpochValue = epochRecord && firstNonFinite(epochRecord);
       if (badEpochValue) {
@@ -415,7 +415,6 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         optimizer: optimizerState,
         separateOptimizers: separateState,
         history: await history.state(),
-        ...(stages.some((s) => s.code.epochRule) ? { epochHistory: await epochHistory.state() } : {}),
         best,
         plateauFactor,
         logBytes,
@@ -461,7 +460,6 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     optimizer.dispose();
     separate.forEach((o) => o.dispose());
     history.dispose();
-    epochHistory.dispose();
     finished.forEach((weights) => Object.values(weights).forEach((t) => t.dispose()));
     if (!options.folder) await folder.release();
   }

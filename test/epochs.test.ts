@@ -63,6 +63,22 @@ describe("every epoch: values over whole splits, read by the steps", () => {
     expect(epochRules.map((r) => r.last_t)).toEqual([-1, epochRules[0]!.t_out]);
   });
 
+  it("prev(x, init, n) is x n steps or epochs back; an epoch rule's prev of a step value is its value at the last step before the epoch", async () => {
+    const { records, epochRules } = await oneStep(pair, linear(`every epoch {
+  total = prev(C, 0)
+  back2 = prev(total, -1, 2)
+}
+balance {
+  C     = prev(C, 0) + 1
+  three = prev(step, -1, 3)
+}`).replace("batch 16", "batch 8"), 4);
+    // Two steps per epoch: C counts the steps; the epoch rule sees C as the last epoch left it.
+    expect(records.map((r) => r.C)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(epochRules.map((r) => r.total)).toEqual([0, 2, 4, 6]);
+    expect(epochRules.map((r) => r.back2)).toEqual([-1, -1, 0, 2]);
+    expect(records.map((r) => r.three)).toEqual([-1, -1, -1, 0, 1, 2, 3, 4]);
+  });
+
   it("the steps and their loss read the epoch's values: a tensor, a plain number and a condition", async () => {
     const { init, after, record, epochRules, x, y } = await oneStep(pair, linear(`every epoch {
   w     = 0.5 + epoch
@@ -146,7 +162,7 @@ balance {
     const a = (await loadCheckpoint(join(straight, "checkpoints")))!;
     const b = (await loadCheckpoint(join(resumed, "checkpoints")))!;
     a.weights.forEach((w, i) => expect(Buffer.from(b.weights[i]!.buffer).equals(Buffer.from(w.buffer)), a.state.manifest[i]!.name).toBe(true));
-    expect(b.state.epochHistory).toEqual(a.state.epochHistory);
+    expect(b.state.history).toEqual(a.state.history);
     const rules = (out: string) => readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => r.type === "epoch").map((r) => r.rule);
     expect(rules(resumed)).toEqual(rules(straight));
     const best = rules(straight).map((r) => r.best as number);

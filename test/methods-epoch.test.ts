@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { selectBackend } from "../runtime/backend.js";
-import { crossEntropy, dense, expectValues, features, fixedData, fullGradient, fused, lr, oneStep, pair, param, scalar, share, shipped, shippedStages, spec, trueProb, type Params } from "./one-step.js";
+import { batchOrder, crossEntropy, dense, expectValues, features, fixedData, fullGradient, fused, lr, oneStep, pair, param, scalar, share, shipped, shippedStages, spec, trueProb, type Params } from "./one-step.js";
 
 /**
  * The methods of the language's third part, their shipped specs read from disk, against the
@@ -207,5 +207,57 @@ describe("methods of the epoch rule", () => {
       after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(1e-5));
     }
     expect(records.slice(1).map((r) => r.grad_norm)).toEqual([[0, 0], [0, 0]]);
+  });
+
+  it("InfoReg: while audio's information still grows (k > 0.05 over a 10-epoch window), the surer modality's gradient gains β·(θ − θ at the epoch's start)", async () => {
+    const body = shipped("inforeg");
+    const [threshold, c] = [param(body, "threshold"), [param(body, "beta_audio"), param(body, "beta_visual")]];
+    const epochs = 13;
+    // Two steps per epoch (batch 8), so that the weights move away from the epoch's snapshot.
+    const { init, after, epochRules, records } = await oneStep(pair, spec(pair, body).replace("batch 16", "batch 8"), epochs);
+    const data = fixedData(pair).train;
+    const rows = (order: number[]) => ({
+      x: pair.map((_, k) => tf.gather(tf.tensor2d(data.inputs[k]!, [16, k === 0 ? 8 : 6]), order)),
+      y: tf.gather(tf.tensor1d(data.labels), order),
+    });
+    const kernels = ["encoder.a.dense0.kernel", "encoder.a.last.kernel"];
+    let p = init;
+    let pulled = 0;
+    const T: number[] = [];
+    for (let epoch = 0; epoch < epochs; epoch++) {
+      const start = p;
+      const t = (j: number) => (j >= 0 ? T[j]! : 0);
+      const window = Array.from({ length: 10 }, (_, i) => t(epoch - 1 - i)).reduce((a, b) => a + b, 0);
+      const growth = epoch === 0 ? 1 : (t(epoch - 1) - t(epoch - 11)) / window;
+      expectValues([epochRules[epoch]!.growth as number], [growth]);
+      let sum = 0;
+      for (const half of [0, 1]) {
+        const { x, y } = rows(batchOrder(epoch).slice(8 * half, 8 * half + 8));
+        const loss = (q: Params) => {
+          const z = features(q, x);
+          return tf.addN([crossEntropy(fused(q, z), y), crossEntropy(share(q, z, 0), y), crossEntropy(share(q, z, 1), y)]);
+        };
+        const g = fullGradient(loss, p, Object.keys(p));
+        // The information: the mean squared gradient over audio's weight tensors, summed over the epoch's steps.
+        const squares = kernels.reduce((a, n) => a + scalar(tf.sum(tf.square(g.get(n)!))), 0);
+        sum += squares / kernels.reduce((a, n) => a + p[n]!.size, 0);
+        const z = features(p, x);
+        const s = [0, 1].map((k) => scalar(tf.sum(trueProb(share(p, z, k), y))));
+        const beta = [0, 1].map((m) => (growth > threshold && s[m]! > s[1 - m]! ? c[m]! * Math.exp(Math.tanh(s[m]! - s[1 - m]!)) : 0));
+        expectValues(records[2 * epoch + half]!.s, s);
+        if (half === 1 && beta.some((b) => b > 0)) pulled++;
+        p = Object.fromEntries(Object.entries(p).map(([n, w]) => {
+          const m = pair.findIndex((u) => n.startsWith(`encoder.${u}.`));
+          const pull = m >= 0 ? tf.mul(beta[m]!, tf.sub(w, start[n]!)) : tf.zerosLike(w);
+          return [n, tf.sub(w, tf.mul(tf.add(g.get(n)!, pull), lr))];
+        }));
+      }
+      T.push(sum);
+    }
+    expect(pulled).toBeGreaterThan(0); // the regulation acted on some steps
+    for (const [name, t] of Object.entries(p)) {
+      const expected = t.dataSync();
+      after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(1e-4));
+    }
   });
 });

@@ -45,9 +45,10 @@ export function name(cx: CheckContext, name: string, span: Span, env: Env): RExp
 
 /** A read of a rule value; its kind is known once its definition is checked. An epoch rule reads only epoch values. */
 function valueRef(cx: CheckContext, definition: Definition, index: IndexRef | undefined, env: Env, span: Span): RExpr | undefined {
-  if (env.epoch && definition.scope === "step") {
+  // An epoch rule reads a step value only as it was at the last step before the epoch: `prev(x, init)`.
+  if (env.epoch && definition.scope === "step" && !env.underHistory) {
     return cx.report(error("MMB033", `\`${definition.name}\` is a step value, which an epoch rule cannot read`, span, {
-      help: "an epoch rule runs between epochs: measure what it needs over a split (`over(valid, ...)`), or move it into `balance { ... }`",
+      help: `read its value at the last step before the epoch, \`prev(${definition.name}, 0)\`, or measure what it needs over a split (\`over(valid, ...)\`)`,
     }));
   }
   const epoch = definition.scope === "epoch" ? { epoch: true } : {};

@@ -19,8 +19,8 @@ export interface StepPlan {
   actions: Exclude<ActionIR, { kind: "addLoss" | "drop" | "assign" | "assignWeights" }>[];
   /** `set`: after the optimiser step, in spec order. */
   assignments: Extract<ActionIR, { kind: "assign" | "assignWeights" }>[];
-  /** `prev(x, init)` nodes: x is recorded after the rule values, read on the next step. */
-  prevWrites: { id: number; arg: RExpr; bound: string[] }[];
+  /** `prev(x, init[, n])` nodes: x is recorded after the rule values, read on the next step; `depth`: n. */
+  prevWrites: { id: number; arg: RExpr; bound: string[]; depth?: RExpr }[];
   secondOrder: boolean;
   trainedSeparately: string[];
   /** With `stage` blocks: each stage's own plan, in order (this plan is the last one's). */
@@ -48,7 +48,7 @@ function topological(values: RuleValue[]): RuleValue[] {
 }
 
 function collectPrev(e: RExpr, bound: string[], out: StepPlan["prevWrites"]): void {
-  if (e.op === "call" && readsLastStep(e)) out.push({ id: e.state!, arg: e.args[0]!, bound });
+  if (e.op === "call" && readsLastStep(e)) out.push({ id: e.state!, arg: e.args[0]!, bound, ...(e.args[2] ? { depth: e.args[2] } : {}) });
   const inner = e.op === "reduceModalities" ? [...bound, e.variable] : bound;
   for (const c of children(e)) collectPrev(c, inner, out);
 }
@@ -92,9 +92,17 @@ function scheduleStage(model: ModelIR): StepPlan {
   const assignments = model.rule.actions.filter((a): a is Extract<ActionIR, { kind: "assign" | "assignWeights" }> => phase(a) === "update");
   const prevWrites: StepPlan["prevWrites"] = [];
   for (const v of values) collectPrev(v.value, v.index ? [v.index] : [], prevWrites);
+  const epoch = model.rule.epoch && epochPlan(model.rule.epoch);
+  // An epoch rule's `prev` of a step value reads the slot every step writes: the step records it.
+  const stepNames = new Set(values.map((v) => v.name));
+  const readsSteps = (w: StepPlan["prevWrites"][number]) => [...reads(w.arg)].some((n) => stepNames.has(n));
+  if (epoch) {
+    prevWrites.push(...epoch.prevWrites.filter(readsSteps));
+    epoch.prevWrites = epoch.prevWrites.filter((w) => !readsSteps(w));
+  }
   const trainedSeparately = [...new Set(actions.flatMap((a) => (a.kind === "minimize" ? groupNames(a.group, model) : [])))];
   const secondOrder = addedLosses.some((a) => [a.value, ...a.when].some((e) => readsTaskGradient(e, values)));
-  return { values, drops, addedLosses, actions, assignments, prevWrites, secondOrder, trainedSeparately, ...(model.rule.epoch ? { epoch: epochPlan(model.rule.epoch) } : {}) };
+  return { values, drops, addedLosses, actions, assignments, prevWrites, secondOrder, trainedSeparately, ...(epoch ? { epoch } : {}) };
 }
 
 /** The epoch rule runs as a step does, without a batch: values, then `prev` records, then `set`s. */

@@ -9,12 +9,15 @@ export const history: Builtin[] = [
     family: "history",
     usage: "prev(x, init)",
     example: "prev(x, 0)",
-    doc: "last step's value of `x` (`init` on the first step); breaks a cycle of definitions",
-    signatures: [{ params: [{ name: "x", kinds: ["scalar"] }, { name: "init", constant: {} }], result: "scalar" }],
+    doc: "last step's value of `x` (`init` on the first step); breaks a cycle of definitions. `prev(x, init, n)`: x n steps back. In an `every epoch` rule, x at the previous epoch, or for a step value, at the last step before this epoch",
+    signatures: [
+      { params: [{ name: "x", kinds: ["scalar"] }, { name: "init", constant: {} }], result: "scalar" },
+      { params: [{ name: "x", kinds: ["scalar"] }, { name: "init", constant: {} }, { name: "n", constant: { min: 1, integer: true } }], result: "scalar" },
+    ],
     stateful: true,
     readsLastStep: true,
     cutsGradient: true,
-    lower: { tfjs: { runtime: [], emit: (cx) => `ctx.history.read(${cx.state.id}, ${cx.state.key}, ${cx.args[1]})` } },
+    lower: { tfjs: { runtime: [], emit: (cx) => `ctx.history.read(${cx.state.id}, ${cx.state.key}, ${cx.args.slice(1).join(", ")})` } },
   },
   {
     name: "delta",

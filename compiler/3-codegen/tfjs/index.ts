@@ -83,7 +83,7 @@ type Statements = (lines: string[]) => WriterFunction;
 function historyWrites(writes: StepPlan["prevWrites"], scope: Env): string[] {
   return writes.map((w) => {
     const inner: Env = { ...scope, bound: w.bound };
-    let body = `ctx.history.write(${w.id}, ${historyKey(inner)}, ${expression(w.arg, inner)});`;
+    let body = `ctx.history.write(${w.id}, ${historyKey(inner)}, ${expression(w.arg, inner)}${w.depth ? `, ${expression(w.depth, inner)}` : ""});`;
     for (const variable of [...w.bound].reverse()) body = `for (const ${safeName(variable)} of ctx.modalities) {\n${body}\n}`;
     return body;
   });
