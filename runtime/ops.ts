@@ -164,6 +164,11 @@ export function js(p: tf.Tensor, q: tf.Tensor): tf.Tensor {
   return perSample(tf.div(tf.add(part(a, logSoftmax(p)), part(b, logSoftmax(q))), 2));
 }
 
+/** Logits of the equal mixture of softmax(p) and softmax(q): log((softmax(p) + softmax(q)) / 2), itself a distribution. */
+export function mixture(p: tf.Tensor, q: tf.Tensor): tf.Tensor {
+  return tf.log(tf.div(tf.add(tf.exp(logSoftmax(p)), tf.exp(logSoftmax(q))), 2));
+}
+
 /** The mean squared difference of two outputs or features, per sample. */
 export function meanSquaredDifference(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
   return perSample(tf.square(tf.sub(a, b)));

@@ -260,4 +260,32 @@ describe("methods of the epoch rule", () => {
       after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(1e-4));
     }
   });
+
+  it("LFM: α_cls a fixed quintic of the epoch; L = 2·(α_cls·CE(½out) + (1 − α_cls)·½Σ_m KL(m ‖ p_m)), m the heads' mixture", async () => {
+    const body = shipped("lfm");
+    const { init, after, epochRules, x, y } = await oneStep(pair, spec(pair, body), 3);
+    const poly = (e: number) => 0.204623704 + 3.35472727e-3 * e + 1.22989557e-4 * e ** 2 - 2.92947416e-6 * e ** 3 + 2.23835486e-8 * e ** 4 - 5.39717505e-11 * e ** 5;
+    expectValues(epochRules.map((r) => r.a_cls as number), [0, 1, 2].map(poly));
+    // KL(m ‖ p) with m = (p_a + p_b)/2, written out: Σ_c m_c (log m_c − log p_c).
+    const klFromMixture = (ua: tf.Tensor, ub: tf.Tensor, u: tf.Tensor) => {
+      const m = tf.div(tf.add(tf.softmax(ua), tf.softmax(ub)), 2);
+      return tf.sum(tf.mul(m, tf.sub(tf.log(m), tf.logSoftmax(u))), -1);
+    };
+    let p = init;
+    for (let epoch = 0; epoch < 3; epoch++) {
+      const a = poly(epoch);
+      const loss = (q: Params) => {
+        const z = features(q, x);
+        const [ua, ub] = [share(q, z, 0), share(q, z, 1)];
+        const align = tf.mean(tf.add(klFromMixture(ua, ub, ua), klFromMixture(ua, ub, ub)));
+        return tf.mul(2, tf.add(tf.mul(a, crossEntropy(tf.mul(0.5, fused(q, z)), y)), tf.mul((1 - a) * 0.5, align)));
+      };
+      const g = fullGradient(loss, p, Object.keys(p));
+      p = Object.fromEntries(Object.entries(p).map(([n, t]) => [n, tf.sub(t, tf.mul(g.get(n)!, lr))]));
+    }
+    for (const [name, t] of Object.entries(p)) {
+      const expected = t.dataSync();
+      after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(1e-5));
+    }
+  });
 });

@@ -35,6 +35,9 @@ export const distributions: Builtin[] = [
     { params: [{ name: "o", kinds: ["logits"] }, { name: "y", kinds: ["label"] }], result: "batch" },
   ], { refine: classTarget, example: "margin(out, y)" }),
   perSample("kl", "kl", "kl(p, q)", "KL(softmax(p) ‖ softmax(q)) per sample; a temperature divides the logits: `kl(out / 4, head[m] / 4)`", pairs(["logits"]), { example: "kl(out, head[m])" }),
+  perSample("mix", "mixture", "mix(p, q)", "the logits of the equal mixture m = (softmax(p) + softmax(q))/2 (log m): `kl(mix(p, q), p)` is KL(m ‖ softmax(p))", [
+    { params: [{ name: "p", kinds: ["logits"] }, { name: "q", kinds: ["logits"] }], result: "logits" },
+  ], { example: "kl(mix(contrib[a], contrib[b]), contrib[a])" }),
   perSample("js", "js", "js(p, q)", "the Jensen–Shannon divergence of softmax(p) and softmax(q), per sample", pairs(["logits"]), { example: "js(contrib[a], contrib[b])" }),
   perSample("normalize", "normalize", "normalize(x)", "each sample's features (or outputs) scaled to unit L2 norm; in a fusion too: `concat(j, normalize(z[j]))`", [
     { params: [{ name: "x", kinds: ["features"] }], result: "features" },
