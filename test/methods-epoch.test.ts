@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { selectBackend } from "../runtime/backend.js";
-import { batchOrder, crossEntropy, dense, expectValues, features, fixedData, fullGradient, fused, lr, oneStep, pair, param, scalar, share, shipped, shippedStages, spec, trueProb, type Params } from "./one-step.js";
+import { batchOrder, crossEntropy, dense, expectParameters, expectValues, features, fixedData, fullGradient, fused, lr, oneStep, pair, param, scalar, share, shipped, sgdStep, shippedStages, spec, trueProb, type Params } from "./one-step.js";
 
 /**
  * The methods of the language's third part, their shipped specs read from disk, against the
@@ -57,27 +57,12 @@ describe("methods of the epoch rule", () => {
         const [ua, ub, out] = heads(q, train.x);
         return tf.addN([tf.mul(weights[2]!, crossEntropy(out!, train.y)), tf.mul(weights[0]!, crossEntropy(ua!, train.y)), tf.mul(weights[1]!, crossEntropy(ub!, train.y))]);
       };
-      const g = fullGradient(loss, p, Object.keys(p));
-      p = Object.fromEntries(Object.entries(p).map(([name, t]) => [name, tf.sub(t, tf.mul(g.get(name)!, lr))]));
+      p = sgdStep(p, loss);
     }
     expect(w.some((v) => Math.abs(v - 1 / 3) > 0.05)).toBe(true); // the weights moved off equal
-    for (const [name, t] of Object.entries(p)) {
-      const expected = t.dataSync();
-      after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(1e-4));
-    }
+    expectParameters(after, p);
   });
 
-  /** θ − lr·∂loss/∂θ for every parameter (SGD without momentum, as the test model trains). */
-  const sgdStep = (p: Params, loss: (q: Params) => tf.Tensor): Params => {
-    const g = fullGradient(loss, p, Object.keys(p));
-    return Object.fromEntries(Object.entries(p).map(([name, t]) => [name, tf.sub(t, tf.mul(g.get(name)!, lr))]));
-  };
-  const expectParameters = (after: Map<string, Float32Array>, p: Params, tolerance = 1e-4) => {
-    for (const [name, t] of Object.entries(p)) {
-      const expected = t.dataSync();
-      after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(tolerance));
-    }
-  };
 
   it("PMR: prototypes recomputed at each epoch's start from the training split, prototypical logits, coefficients and the prototype loss", async () => {
     const body = shipped("pmr");
@@ -128,11 +113,6 @@ describe("methods of the epoch rule", () => {
   const aux = (p: Params, z: tf.Tensor[], k: number) => dense(p, `aux.${pair[k]}`, z[k]!);
   const without = (p: Params, prefix: string) => Object.keys(p).filter((n) => !n.startsWith(prefix));
   const restart = (p: Params, init: Params, prefixes: string[]) => Object.fromEntries(Object.entries(p).map(([n, t]) => [n, prefixes.some((x) => n.startsWith(x)) ? init[n]! : t]));
-  /** SGD on `loss` for the named parameters only (the others frozen), each gradient × `factor(name)`. */
-  const step = (p: Params, loss: (q: Params) => tf.Tensor, names: string[], factor: (name: string) => number = () => 1): Params => {
-    const g = fullGradient(loss, p, names);
-    return Object.fromEntries(Object.entries(p).map(([n, t]) => [n, g.has(n) ? tf.sub(t, tf.mul(g.get(n)!, lr * factor(n))) : t]));
-  };
   const mseTo = (z: tf.Tensor, target: tf.Tensor) => tf.mean(tf.mean(tf.square(tf.sub(z, target)), -1));
 
   it("UMT: unimodal teachers (each encoder through its own head), then a restarted model with CE + scaling·Σ MSE to the teachers' features", async () => {
@@ -143,19 +123,16 @@ describe("methods of the epoch rule", () => {
       const z = features(q, x);
       return tf.add(crossEntropy(aux(q, z, 0), y), crossEntropy(aux(q, z, 1), y));
     };
-    const teacher = step(init, teacherLoss, without(init, "head."));
+    const teacher = sgdStep(init, teacherLoss, without(init, "head."));
     const zt = features(teacher, x);
     const student = (q: Params) => {
       const z = features(q, x);
       return tf.add(crossEntropy(fused(q, z), y), tf.mul(scaling, tf.add(mseTo(z[0]!, zt[0]!), mseTo(z[1]!, zt[1]!))));
     };
     let p = restart(teacher, init, ["encoder.", "head."]);
-    p = step(p, student, Object.keys(p));
-    p = step(p, student, Object.keys(p));
-    for (const [name, t] of Object.entries(p)) {
-      const expected = t.dataSync();
-      after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(1e-4));
-    }
+    p = sgdStep(p, student, Object.keys(p));
+    p = sgdStep(p, student, Object.keys(p));
+    expectParameters(after, p);
   });
 
   it("G²D: CE + Σ_m [KL(teacher_m ‖ out) + MSE(z_m, teacher z_m)]; the modality whose teacher is surer on the batch gets no weight gradient", async () => {
@@ -165,7 +142,7 @@ describe("methods of the epoch rule", () => {
       const z = features(q, x);
       return tf.add(crossEntropy(aux(q, z, 0), y), crossEntropy(aux(q, z, 1), y));
     };
-    const teacher = step(init, teacherLoss, without(init, "head."));
+    const teacher = sgdStep(init, teacherLoss, without(init, "head."));
     const zt = features(teacher, x);
     const logitsT = [0, 1].map((k) => aux(teacher, zt, k));
     const kl = (p: tf.Tensor, q: tf.Tensor) => tf.mean(tf.sum(tf.mul(tf.softmax(p), tf.sub(tf.logSoftmax(p), tf.logSoftmax(q))), -1));
@@ -186,26 +163,20 @@ describe("methods of the epoch rule", () => {
       return m >= 0 && name.endsWith(".kernel") ? k[m]! : 1;
     };
     let p = restart(teacher, init, ["encoder.", "head."]);
-    p = step(p, student, Object.keys(p), factor);
-    p = step(p, student, Object.keys(p), factor);
-    for (const [name, t] of Object.entries(p)) {
-      const expected = t.dataSync();
-      after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(1e-4));
-    }
+    p = sgdStep(p, student, Object.keys(p), factor);
+    p = sgdStep(p, student, Object.keys(p), factor);
+    expectParameters(after, p);
   });
 
   it("linear probe: joint training, then the encoders frozen and a restarted head trained alone on their features", async () => {
     const body = shippedStages("linear_probe", { joint: 1, probe: 2 }).replace(/fresh\(/g, "init(").replace(/optimizer adamw\([^)]*\)/, `optimizer sgd(lr: ${lr})`);
     const { init, after, records, x, y } = await oneStep(pair, spec(pair, body));
     const ce = (q: Params) => crossEntropy(fused(q, features(q, x)), y);
-    let p = step(init, ce, Object.keys(init));
+    let p = sgdStep(init, ce, Object.keys(init));
     p = restart(p, init, ["head."]);
     const head = Object.keys(p).filter((n) => n.startsWith("head."));
-    p = step(step(p, ce, head), ce, head);
-    for (const [name, t] of Object.entries(p)) {
-      const expected = t.dataSync();
-      after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(1e-5));
-    }
+    p = sgdStep(sgdStep(p, ce, head), ce, head);
+    expectParameters(after, p, 1e-5);
     expect(records.slice(1).map((r) => r.grad_norm)).toEqual([[0, 0], [0, 0]]);
   });
 
@@ -255,10 +226,7 @@ describe("methods of the epoch rule", () => {
       T.push(sum);
     }
     expect(pulled).toBeGreaterThan(0); // the regulation acted on some steps
-    for (const [name, t] of Object.entries(p)) {
-      const expected = t.dataSync();
-      after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(1e-4));
-    }
+    expectParameters(after, p);
   });
 
   it("LFM: α_cls a fixed quintic of the epoch; L = 2·(α_cls·CE(½out) + (1 − α_cls)·½Σ_m KL(m ‖ p_m)), m the heads' mixture", async () => {
@@ -280,12 +248,8 @@ describe("methods of the epoch rule", () => {
         const align = tf.mean(tf.add(klFromMixture(ua, ub, ua), klFromMixture(ua, ub, ub)));
         return tf.mul(2, tf.add(tf.mul(a, crossEntropy(tf.mul(0.5, fused(q, z)), y)), tf.mul((1 - a) * 0.5, align)));
       };
-      const g = fullGradient(loss, p, Object.keys(p));
-      p = Object.fromEntries(Object.entries(p).map(([n, t]) => [n, tf.sub(t, tf.mul(g.get(n)!, lr))]));
+      p = sgdStep(p, loss);
     }
-    for (const [name, t] of Object.entries(p)) {
-      const expected = t.dataSync();
-      after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(1e-5));
-    }
+    expectParameters(after, p, 1e-5);
   });
 });

@@ -131,6 +131,20 @@ export function expectUpdate(init: Params, after: Map<string, Float32Array>, nam
   before.forEach((v, i) => expect(Math.abs(now[i]! - (v - step[i]!))).toBeLessThan(1e-5));
 }
 
+/** θ − lr·∂loss/∂θ for the named parameters (all by default; the others stay), each gradient × `factor(name)`: SGD without momentum, as the test model trains. */
+export function sgdStep(p: Params, loss: (q: Params) => tf.Tensor, which = Object.keys(p), factor: (name: string) => number = () => 1): Params {
+  const g = fullGradient(loss, p, which);
+  return Object.fromEntries(Object.entries(p).map(([n, t]) => [n, g.has(n) ? tf.sub(t, tf.mul(g.get(n)!, lr * factor(n))) : t]));
+}
+
+/** A run's final parameters against the ones computed here. */
+export function expectParameters(after: Map<string, Float32Array>, p: Params, tolerance = 1e-4): void {
+  for (const [name, t] of Object.entries(p)) {
+    const expected = t.dataSync();
+    after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(tolerance));
+  }
+}
+
 /** <∇f, v> against (f(θ + εv) − f(θ − εv)) / 2ε along a fixed pseudo-random unit direction. */
 export function expectMatchesFiniteDifferences(f: (p: Params) => tf.Tensor, p: Params, which: string[], autodiff: Map<string, tf.Tensor>): void {
   const direction = new Map(which.map((n, k) => [n, tf.tensor(Array.from({ length: p[n]!.size }, (_, i) => Math.sin(i * 2.1 + k * 0.9)), p[n]!.shape)]));

@@ -8,7 +8,7 @@ import { selectBackend } from "../runtime/backend.js";
 import { loadCheckpoint } from "../runtime/checkpoint.js";
 import { train } from "../runtime/train.js";
 import { compileOrThrow, smallSpec } from "./helpers.js";
-import { crossEntropy, features, fullGradient, fused, lr, oneStep, pair, spec, type Params } from "./one-step.js";
+import { crossEntropy, expectParameters, features, fullGradient, fused, lr, oneStep, pair, sgdStep, spec, type Params } from "./one-step.js";
 
 /**
  * Training stages (`stage NAME { ... }`): run in order, each with its own settings, rules and
@@ -20,17 +20,6 @@ beforeAll(async () => {
   await selectBackend("cpu");
 });
 
-const sgdStep = (p: Params, loss: (q: Params) => tf.Tensor, rate = lr): Params => {
-  const g = fullGradient(loss, p, Object.keys(p));
-  return Object.fromEntries(Object.entries(p).map(([name, t]) => [name, tf.sub(t, tf.mul(g.get(name)!, rate))]));
-};
-
-function expectParameters(after: Map<string, Float32Array>, p: Params): void {
-  for (const [name, t] of Object.entries(p)) {
-    const expected = t.dataSync();
-    after.get(name)!.forEach((v, i) => expect(Math.abs(v - expected[i]!), name).toBeLessThan(1e-5));
-  }
-}
 
 const logRecords = (out: string) => readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
 
@@ -63,7 +52,7 @@ stage second {
     // The second stage's first step starts at the teacher: the distillation term and its gradient are 0 there.
     expect(records[1]!.agree as number).toBeCloseTo(0, 6);
     expect(records[2]!.agree as number).toBeGreaterThan(0);
-    expectParameters(after, sgdStep(sgdStep(teacher, distil), distil));
+    expectParameters(after, sgdStep(sgdStep(teacher, distil), distil), 1e-5);
     expect(records.map((r) => r.stage)).toEqual(["first", "second", "second"]);
   });
 
@@ -87,7 +76,7 @@ stage probe {
     const joint = sgdStep(init, ce);
     const g = fullGradient(ce, joint, ["head.kernel", "head.bias"]);
     const expected = { ...joint, "head.kernel": tf.sub(joint["head.kernel"]!, tf.mul(g.get("head.kernel")!, lr)), "head.bias": tf.sub(joint["head.bias"]!, tf.mul(g.get("head.bias")!, lr)) };
-    expectParameters(after, expected);
+    expectParameters(after, expected, 1e-5);
     expect(records[1]!.grad_norm).toEqual([0, 0]);
   });
 
