@@ -12,6 +12,8 @@ import { join } from "node:path";
  */
 export interface CheckpointState {
   epoch: number;
+  /** The epoch a resumed run starts with: the next one, or after an early stop the next stage's first (or none left). */
+  next?: number;
   step: number;
   /** With stages: the run's step at which the current stage began (rules count steps from it). */
   stageStep?: number;

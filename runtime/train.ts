@@ -226,7 +226,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     const resumed = options.resume ? await loadCheckpoint(checkpoints) : undefined;
     if (resumed) {
       const { state, weights } = resumed;
-      const conflicts = resumeConflicts(state.origin as RunOrigin | undefined, origin, spec.schedule.kind === "cosine");
+      // More epochs may follow a run's last one, unless its last stage's schedule reads their number.
+      const conflicts = resumeConflicts(state.origin as RunOrigin | undefined, origin, stages[stages.length - 1]!.settings.schedule.kind === "cosine");
       if (conflicts.length) throw new ResumeError(`cannot resume ${options.out}: ${conflicts.join("; ")}; start a new run with another --out, or --overwrite`);
       tf.tidy(() =>
         state.manifest.forEach(({ name, shape }, i) => {
@@ -247,7 +248,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         separate.set(group, own);
       }
       history.restore(state.history);
-      firstEpoch = state.epoch + 1;
+      firstEpoch = state.next ?? state.epoch + 1;
       step = state.step;
       best = state.best;
       plateauFactor = state.plateauFactor ?? 1;
@@ -407,8 +408,12 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         say(`mmb: no improvement for ${best.stale} epochs; learning rate × ${plateauFactor}`);
       }
       say(`epoch ${epoch + 1}/${epochs}  loss ${loss.toFixed(4)}  valid ${metricName} ${valid.toFixed(4)}  test ${metricName} ${test.toFixed(4)}  ${Object.entries(unimodal).map(([k, v]) => `${k} ${v.toFixed(3)}`).join("  ")}  ${seconds.toFixed(1)}s`);
+      // Early stopping ends the stage: the run goes on with the next stage's first epoch, or ends.
+      const stop = settings.train.patience > 0 && best.stale >= settings.train.patience;
+      const next = !stop ? epoch + 1 : stageIndex === stages.length - 1 ? epochs : plan.findIndex((e) => e.index === stageIndex + 1);
       const state: CheckpointState = {
         epoch,
+        next,
         step,
         ...(staged ? { stageStep: stageStart.step } : {}),
         manifest: [...names.map((name) => ({ name, shape: params.get(name)!.shape })), ...finishedManifest(finished)],
@@ -422,12 +427,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       };
       await saveCheckpoint(checkpoints, state, [...weights, ...(await finishedWeights(finished))]);
       saved = epoch;
-      if (settings.train.patience > 0 && best.stale >= settings.train.patience) {
-        say(`mmb: early stop after epoch ${epoch + 1} (no improvement for ${best.stale} epochs)${stageIndex < stages.length - 1 ? `; stage ${stages[stageIndex + 1]!.name} follows` : ""}`);
-        if (stageIndex === stages.length - 1) break;
-        // The stage ends here; the loop goes on with the next stage's first epoch.
-        epoch = plan.findIndex((e) => e.index === stageIndex + 1) - 1;
-      }
+      if (stop) say(`mmb: early stop after epoch ${epoch + 1} (no improvement for ${best.stale} epochs)${next < epochs ? `; stage ${stages[stageIndex + 1]!.name} follows` : ""}`);
+      epoch = next - 1;
     }
 
     // The last epoch already measured the final weights; a resume with no epoch left measures here.

@@ -110,5 +110,31 @@ stage student {
     const losses = (out: string) => logRecords(out).filter((r) => r.type === "step").map((r) => [r.stage, r.loss]);
     expect(losses(resumed)).toEqual(losses(straight));
   });
-});
 
+  it("early stopping ends its stage: the next stage follows, and a resume of the finished run trains nothing more", async () => {
+    const source = smallSpec(
+      "",
+      `stage still {
+  train epochs 10 patience 1
+  optimizer sgd(lr: 1e-12)
+}
+stage after {
+  train epochs 1
+}`,
+    ).replace(/balance \{\n\n\}\n/, "");
+    const trainer = await loadTrainer(await compileOrThrow(source), mkdtempSync(join(tmpdir(), "mmb-stage-stop-code-")));
+    const out = mkdtempSync(join(tmpdir(), "mmb-stage-stop-"));
+    await train(trainer, { out, backend: "cpu", log: () => {} });
+    // lr 1e-12: the validation metric never improves after the first epoch, so the stage stops after its second.
+    const epochs = () => logRecords(out).filter((r) => r.type === "epoch").map((r) => [r.stage, r.epoch]);
+    expect(epochs()).toEqual([["still", 0], ["still", 1], ["after", 10]]);
+    await train(trainer, { out, backend: "cpu", resume: true, log: () => {} });
+    expect(epochs()).toEqual([["still", 0], ["still", 1], ["after", 10]]);
+    // Without stages too: a resume after an early stop does not train on past it (it went on before).
+    const single = await loadTrainer(await compileOrThrow(smallSpec("", "optimizer sgd(lr: 1e-12)").replace("optimizer sgd(lr: 0.1)\n", "").replace("train epochs 2 batch 16 seed 2", "train epochs 8 batch 16 seed 2 patience 1")), mkdtempSync(join(tmpdir(), "mmb-stop-code-")));
+    const alone = mkdtempSync(join(tmpdir(), "mmb-stop-"));
+    await train(single, { out: alone, backend: "cpu", log: () => {} });
+    await train(single, { out: alone, backend: "cpu", resume: true, log: () => {} });
+    expect(logRecords(alone).filter((r) => r.type === "epoch").map((r) => r.epoch)).toEqual([0, 1]);
+  });
+});
