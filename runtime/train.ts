@@ -208,7 +208,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   let optimizer = new Optimizer(stages[0]!.settings.optimizer);
   // The weights each finished stage ended with, read by later stages as `NAME.out`, `NAME.z[m]`, ...
   const finished = new Map<string, Params>();
-  let stageStart = { step: 0 };
+  // The run's step at which the current stage began: its rules count steps from there.
+  let stageStep = 0;
   const separate = new Map<string, Optimizer>();
   // One history for step and epoch rules: their slots are distinct, an epoch rule's `prev` of a step
   // value reads the slot its steps write, and each rule's writes commit when it ends.
@@ -241,7 +242,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       optimizer.dispose();
       optimizer = new Optimizer(stages[plan[state.epoch]?.index ?? stages.length - 1]!.settings.optimizer);
       optimizer.restore(state.optimizer as Parameters<Optimizer["restore"]>[0]);
-      stageStart = { step: state.stageStep ?? 0 };
+      stageStep = state.stageStep ?? 0;
       for (const [group, s] of Object.entries(state.separateOptimizers)) {
         const own = new Optimizer({ kind: (s as { kind: string }).kind, options: (s as { options: Record<string, number> }).options });
         own.restore((s as { state: Parameters<Optimizer["restore"]>[0] }).state);
@@ -290,12 +291,12 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         separate.clear();
         best = { metric: -Infinity, epoch: -1, stale: 0 };
         plateauFactor = 1;
-        stageStart = { step };
+        stageStep = step;
         say(`mmb: stage ${stageName} (${stageIndex + 1}/${stages.length}), ${settings.train.epochs} epochs`);
       }
       // Rules count steps and epochs within their stage; each stage draws from streams of its own.
       const stageSeed = (seed + 1000003 * stageIndex) % 2147483647;
-      const localStep = () => step - stageStart.step;
+      const localStep = () => step - stageStep;
       const order = new Random(seed * 7919 + epoch).permutation(data.train.size);
       const batch = settings.train.batch;
       const lrSchedule = settings.schedule.kind === "plateau" ? plateauFactor : Optimizer.scheduleFactor(settings.schedule, stageEpoch, settings.train.epochs);
@@ -415,7 +416,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         epoch,
         next,
         step,
-        ...(staged ? { stageStep: stageStart.step } : {}),
+        ...(staged ? { stageStep } : {}),
         manifest: [...names.map((name) => ({ name, shape: params.get(name)!.shape })), ...finishedManifest(finished)],
         optimizer: optimizerState,
         separateOptimizers: separateState,
