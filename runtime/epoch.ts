@@ -20,8 +20,9 @@ export interface EpochResult {
 
 /**
  * What an `every epoch` rule can see and do, at an epoch's start: the weights the last epoch left,
- * whole splits through the model in evaluation mode (`over`), its own history (`prev` is the last
- * epoch's value), and `set`s that apply together when the rule has run.
+ * whole splits through the model in evaluation mode (`over`, `class_means`, `purity`), the run's
+ * history (`prev`: an epoch value at the last epoch, a step value at the last step), and `set`s
+ * that apply together when the rule has run.
  */
 export class EpochContext extends RuleContext {
   readonly random: StepRandom;
@@ -66,37 +67,39 @@ export class EpochContext extends RuleContext {
   purity(split: "train" | "valid", value: (f: Forward) => tf.Tensor): tf.Tensor {
     const samples = this.data[split];
     const parts: Float32Array[] = [];
-    let dims = 0;
-    this.accumulate(split, "purity", value, (z) => {
-      dims = z.size / z.shape[0]!;
-      parts.push(z.dataSync() as Float32Array);
-      return tf.zeros([1]);
-    }).dispose();
-    const features = new Float32Array(samples.size * dims);
+    this.eachBatch(split, "purity", value, (z) => parts.push(Float32Array.from(z.dataSync())));
+    const features = new Float32Array(parts.reduce((n, part) => n + part.length, 0));
     let offset = 0;
     for (const part of parts) {
       features.set(part, offset);
       offset += part.length;
     }
     // Seeded by the run and the epoch: a resumed run clusters as the uninterrupted one did.
-    return tf.scalar(kmeansPurity(features, samples.size, dims, samples.labels, this.spec.target.classes, (this.seed * 1000003 + this.epoch * 7919 + 31) % 2147483647));
+    const seed = (this.seed * 1000003 + this.epoch * 7919 + 31) % 2147483647;
+    return tf.scalar(kmeansPurity(features, samples.size, features.length / samples.size, samples.labels, this.spec.target.classes, seed));
   }
 
-  /** Σ over the split's evaluation batches of `reduce(e, target)`, e computed on each batch in evaluation mode. */
+  /** Σ over the split's evaluation batches of `reduce(e, target)`. */
   private accumulate(split: "train" | "valid", fn: string, value: (f: Forward) => tf.Tensor, reduce: (e: tf.Tensor, target: tf.Tensor) => tf.Tensor): tf.Tensor {
+    let sum: tf.Tensor | undefined;
+    this.eachBatch(split, fn, value, (e, target) => {
+      const next = tf.keep(sum ? tf.add(sum, reduce(e, target)) : reduce(e, target));
+      sum?.dispose();
+      sum = next;
+    });
+    return sum!;
+  }
+
+  /** e computed on each evaluation batch of the split, the model in evaluation mode, handed to `visit` (inside the batch's scope). */
+  private eachBatch(split: "train" | "valid", fn: string, value: (f: Forward) => tf.Tensor, visit: (e: tf.Tensor, target: tf.Tensor) => void): void {
     const samples = this.data[split];
     if (samples.size === 0) throw new Error(`${fn}(${split}, ...): the ${split} split is empty; give the data a ${split} fraction`);
     const params = Object.fromEntries(this.params) as Params;
-    let sum: tf.Tensor | undefined;
     for (const rows of evaluationBatches(samples)) {
-      const next = tf.tidy(() => {
+      tf.tidy(() => {
         const { inputs, target } = batchTensors(samples, this.spec, rows);
-        const part = reduce(value(new Forward(this.spec, params, inputs, target, false, undefined, this)), target);
-        return sum ? tf.add(sum, part) : part;
+        visit(value(new Forward(this.spec, params, inputs, target, false, undefined, this)), target);
       });
-      sum?.dispose();
-      sum = next;
     }
-    return sum!;
   }
 }
