@@ -19,8 +19,8 @@ const stageKinds: ReadonlySet<Decl["kind"]> = new Set(["LossDecl", "OptimizerDec
  */
 export function checkStages(cx: CheckContext, stages: Extract<Decl, { kind: "StageDecl" }>[], top: Singles, rules: { balance: Stmt[]; every: EpochBlock[] }): (Training & Omit<StageIR, keyof Training>)[] {
   if (rules.balance.length || rules.every.length) {
-    const first = rules.every[0]?.span ?? { start: 0, end: 0 };
-    cx.report(error("MMB035", "with stages, every rule belongs to a stage", rules.balance.length ? { start: 0, end: 0 } : first, { help: "move the `balance` and `every epoch` blocks into the `stage` that uses them" }));
+    const first = rules.balance[0]?.span ?? rules.every[0]!.span;
+    cx.report(error("MMB035", "with stages, every rule belongs to a stage", first, { help: "move the `balance` and `every epoch` blocks into the `stage` that uses them" }));
   }
   cx.stages = stages.map((s) => s.name.name);
   return stages.flatMap((stage, index) => {
