@@ -1,15 +1,9 @@
 import * as tf from "@tensorflow/tfjs";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { loadTrainer } from "../cli/load-trainer.js";
 import { selectBackend } from "../runtime/backend.js";
-import { loadCheckpoint } from "../runtime/checkpoint.js";
 import { kmeansPurity } from "../runtime/clustering.js";
 import { Random } from "../runtime/random.js";
-import { train } from "../runtime/train.js";
-import { compileOrThrow, smallSpec } from "./helpers.js";
+import { logRecords, smallSpec, straightAndResumed } from "./helpers.js";
 import { crossEntropy, expectUpdate, expectValues, features, fixedData, fullGradient, fused, lr, names, norm, oneStep, pair, scalar, share, spec, trueProb, type Params } from "./one-step.js";
 
 /**
@@ -152,18 +146,9 @@ balance {
   when epoch == 2 { set weights(encoder[b]) = 0.5 * fresh(encoder[b]) + 0.5 * weights(encoder[b]) }
 }`,
     ).replace("train epochs 2", "train epochs 4");
-    const trainer = await loadTrainer(await compileOrThrow(source), mkdtempSync(join(tmpdir(), "mmb-epoch-code-")));
-    const quiet = { backend: "cpu", log: () => {} };
-    const straight = mkdtempSync(join(tmpdir(), "mmb-epoch-straight-"));
-    const resumed = mkdtempSync(join(tmpdir(), "mmb-epoch-resumed-"));
-    await train(trainer, { out: straight, ...quiet });
-    await train(trainer, { out: resumed, epochs: 2, ...quiet });
-    await train(trainer, { out: resumed, epochs: 4, resume: true, ...quiet });
-    const a = (await loadCheckpoint(join(straight, "checkpoints")))!;
-    const b = (await loadCheckpoint(join(resumed, "checkpoints")))!;
-    a.weights.forEach((w, i) => expect(Buffer.from(b.weights[i]!.buffer).equals(Buffer.from(w.buffer)), a.state.manifest[i]!.name).toBe(true));
+    const { straight, resumed, a, b } = await straightAndResumed(source, 2, 4);
     expect(b.state.history).toEqual(a.state.history);
-    const rules = (out: string) => readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => r.type === "epoch").map((r) => r.rule);
+    const rules = (out: string) => logRecords(out).filter((r) => r.type === "epoch").map((r) => r.rule);
     expect(rules(resumed)).toEqual(rules(straight));
     const best = rules(straight).map((r) => r.best as number);
     expect(best.every((v, i) => i === 0 || v <= best[i - 1]!)).toBe(true);

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { loadTrainer } from "../cli/load-trainer.js";
 import { analyze, compile } from "../compiler/index.js";
 import type { Dataset } from "../runtime/index.js";
+import { loadCheckpoint } from "../runtime/checkpoint.js";
 import { train } from "../runtime/train.js";
 
 export const root = join(import.meta.dirname, "..");
@@ -39,6 +40,32 @@ export async function compileOrThrow(source: string, fileName = "test.mmb"): Pro
   const result = await compile(source, { fileName });
   if (!result.code) throw new Error(result.diagnostics.map((d) => `${d.code} ${d.message}`).join("\n"));
   return result.code;
+}
+
+/** A run folder's log records (steps and epochs), in order. */
+export function logRecords(out: string): Record<string, any>[] {
+  return readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+}
+
+/**
+ * Trains `source` on cpu straight through, and again stopped after `stop` epochs (`--epochs`) and
+ * resumed to `end`; expects the two last checkpoints to hold the same parameters, bit for bit, and
+ * returns both run folders and checkpoints.
+ */
+export async function straightAndResumed(source: string, stop: number, end: number) {
+  const trainer = await loadTrainer(await compileOrThrow(source), mkdtempSync(join(tmpdir(), "mmb-resume-code-")));
+  const quiet = { backend: "cpu", log: () => {} };
+  const straight = mkdtempSync(join(tmpdir(), "mmb-straight-"));
+  const resumed = mkdtempSync(join(tmpdir(), "mmb-resumed-"));
+  await train(trainer, { out: straight, ...quiet });
+  await train(trainer, { out: resumed, epochs: stop, ...quiet });
+  const stopped = (await loadCheckpoint(join(resumed, "checkpoints")))!;
+  await train(trainer, { out: resumed, epochs: end, resume: true, ...quiet });
+  const a = (await loadCheckpoint(join(straight, "checkpoints")))!;
+  const b = (await loadCheckpoint(join(resumed, "checkpoints")))!;
+  expect(b.state.manifest.map((m) => m.name)).toEqual(a.state.manifest.map((m) => m.name));
+  a.weights.forEach((w, i) => expect(Buffer.from(b.weights[i]!.buffer).equals(Buffer.from(w.buffer)), a.state.manifest[i]!.name).toBe(true));
+  return { straight, resumed, stopped, a, b };
 }
 
 /** 16 training samples: one batch of 16 is exactly one step (of smallSpec); `widths`: values per sample of each modality. */
@@ -104,7 +131,7 @@ export function specTrainingSuite(backend: "wasm" | "cpu", shard: [number, numbe
         // here, and a probe's fresh head two: a lower bar, still above chance.
         if (summary.metric === "mae") expect(summary.test).toBeLessThan(1.6);
         else expect(summary.test).toBeGreaterThan(trainer.spec.stages ? 0.2 : 0.3);
-        const records = readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+        const records = logRecords(out);
         const steps = records.filter((l) => l.type === "step");
         const epochs = records.filter((l) => l.type === "epoch");
         // Every value of each stage is logged: a step value at each of its steps, an epoch value at each of its epochs.

@@ -9,7 +9,7 @@ import type { Dataset } from "../runtime/index.js";
 import { initialParameters } from "../runtime/model.js";
 import { Random } from "../runtime/random.js";
 import { train } from "../runtime/train.js";
-import { compileOrThrow, fixedData as fixedSamples, specsDir } from "./helpers.js";
+import { compileOrThrow, fixedData as fixedSamples, logRecords, specsDir } from "./helpers.js";
 
 /**
  * One step of a generated trainer against equations written here directly in tfjs, without the
@@ -47,7 +47,7 @@ export async function oneStep(modalities: Name[], source: string, epochs = 1) {
   await train(trainer, { out, backend: "cpu", data: fixedData(modalities), log: () => {} });
   const checkpoint = (await loadCheckpoint(join(out, "checkpoints")))!;
   const after = new Map(checkpoint.state.manifest.map((m, i) => [m.name, checkpoint.weights[i]!]));
-  const lines = readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  const lines = logRecords(out);
   const records = lines.filter((r) => r.type === "step") as Record<string, number | number[]>[];
   // The epoch rule's values (`every epoch`), one record per epoch.
   const epochRules = lines.filter((r) => r.type === "epoch").map((r) => r.rule ?? {}) as Record<string, number | number[]>[];

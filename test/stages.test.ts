@@ -1,13 +1,12 @@
 import * as tf from "@tensorflow/tfjs";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadTrainer } from "../cli/load-trainer.js";
 import { selectBackend } from "../runtime/backend.js";
-import { loadCheckpoint } from "../runtime/checkpoint.js";
 import { train } from "../runtime/train.js";
-import { compileOrThrow, smallSpec } from "./helpers.js";
+import { compileOrThrow, logRecords, smallSpec, straightAndResumed } from "./helpers.js";
 import { crossEntropy, expectParameters, features, fullGradient, fused, lr, oneStep, pair, sgdStep, spec, type Params } from "./one-step.js";
 
 /**
@@ -21,7 +20,6 @@ beforeAll(async () => {
 });
 
 
-const logRecords = (out: string) => readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
 
 describe("stages", () => {
   it("a later stage reads an earlier one's final weights as a constant teacher; rules count epochs within their stage", async () => {
@@ -94,19 +92,9 @@ stage student {
   }
 }`,
     ).replace(/balance \{\n\n\}\n/, "");
-    const trainer = await loadTrainer(await compileOrThrow(source), mkdtempSync(join(tmpdir(), "mmb-stage-code-")));
-    const quiet = { backend: "cpu", log: () => {} };
-    const straight = mkdtempSync(join(tmpdir(), "mmb-stage-straight-"));
-    const resumed = mkdtempSync(join(tmpdir(), "mmb-stage-resumed-"));
-    await train(trainer, { out: straight, ...quiet });
-    await train(trainer, { out: resumed, epochs: 1, ...quiet });
-    expect((await loadCheckpoint(join(resumed, "checkpoints")))!.state.epoch).toBe(1); // inside the second stage
-    await train(trainer, { out: resumed, epochs: 3, resume: true, ...quiet });
-    const a = (await loadCheckpoint(join(straight, "checkpoints")))!;
-    const b = (await loadCheckpoint(join(resumed, "checkpoints")))!;
-    expect(b.state.manifest.map((m) => m.name)).toEqual(a.state.manifest.map((m) => m.name));
+    const { straight, resumed, stopped, a } = await straightAndResumed(source, 1, 3);
+    expect(stopped.state.epoch).toBe(1); // inside the second stage
     expect(a.state.manifest.some((m) => m.name.startsWith("stage:teacher:"))).toBe(true);
-    a.weights.forEach((w, i) => expect(Buffer.from(b.weights[i]!.buffer).equals(Buffer.from(w.buffer)), a.state.manifest[i]!.name).toBe(true));
     const losses = (out: string) => logRecords(out).filter((r) => r.type === "step").map((r) => [r.stage, r.loss]);
     expect(losses(resumed)).toEqual(losses(straight));
   });
