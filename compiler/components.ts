@@ -13,6 +13,8 @@ export interface OptionSpec {
   doc: string;
   /** Where a number (or each number of a list) must lie; a value outside is MMB012. */
   range?: Range;
+  /** The names a `string` option may take; another is MMB012. */
+  choices?: readonly string[];
 }
 
 export type OptionValue = number | string | boolean | number[];
@@ -26,7 +28,7 @@ export interface ComponentSpec {
   inputRank?: number[];
 }
 
-const activation: OptionSpec = { type: "string", default: "relu", doc: "relu, tanh, gelu or sigmoid" };
+const activation: OptionSpec = { type: "string", default: "relu", doc: "relu, tanh, gelu or sigmoid", choices: ["relu", "tanh", "gelu", "sigmoid"] };
 const atLeastOne: Range = { min: 1 };
 const positive: Range = { min: 0, minOpen: true };
 const nonNegative: Range = { min: 0 };
@@ -252,4 +254,10 @@ export const trainSettings: Record<string, OptionSpec> = {
   seed: { type: "int", default: 1, doc: "seed of initialisation and shuffling" },
   clip: { type: "number", default: 0, doc: "clip the global gradient norm (0: off)", range: nonNegative },
   patience: { type: "int", default: 0, doc: "early stopping after this many epochs without improvement (0: off)" },
+  turns: {
+    type: "string",
+    doc: "with `loss[m]`, how the modalities take turns: `step` (one optimiser step per modality on each batch, in declaration order) or `epoch` (modality ⌊e / turn_epochs⌋ mod M trains in epoch e)",
+    choices: ["step", "epoch"],
+  },
+  turn_epochs: { type: "int", doc: "with `turns epoch`, how many epochs each modality's turn lasts (default 1)", range: atLeastOne },
 };

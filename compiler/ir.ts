@@ -21,7 +21,8 @@ export interface ModelIR {
   learnables: LearnableIR[];
   /** Modalities the fusion never reads: trained, but no unimodal metric is reported for them. */
   unread: string[];
-  loss: { value: RExpr; line: number; text: string };
+  /** `loss EXPR`; with `index`, `loss[m] EXPR`: one loss per modality, trained in turn (`train ... turns`). */
+  loss: { value: RExpr; line: number; text: string; index?: string };
   optimizer: Component;
   schedule: Component;
   train: Record<string, OptionValue>;
@@ -32,6 +33,8 @@ export interface ModelIR {
    * hold the last stage's).
    */
   stages?: StageIR[];
+  /** `predict EXPR`: the outputs evaluation scores instead of `out` (inference-time fusion). */
+  predict?: { value: RExpr; line: number; text: string };
 }
 
 export interface StageIR {
@@ -143,7 +146,8 @@ export type ValueKind = "scalar" | "bool" | "batch" | "batchBool" | "logits" | "
 export type RNode =
   | { op: "number"; value: number }
   | { op: "param"; name: string }
-  | { op: "time"; which: "step" | "epoch" }
+  /** The step and epoch (counted from 0 in the stage), and `progress`: the share of this epoch's batches done before this one, in [0, 1). */
+  | { op: "time"; which: "step" | "epoch" | "progress" }
   /** A rule value; `epoch`: one of the `every epoch` block, constant during the epoch. */
   | { op: "value"; name: string; index?: IndexRef; epoch?: boolean }
   | { op: "learnable"; name: string; index?: IndexRef }

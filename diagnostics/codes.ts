@@ -39,6 +39,7 @@ export const codes = {
   MMB033: "not visible where it is read",
   MMB034: "invalid `every` block",
   MMB035: "invalid stage",
+  MMB036: "invalid turns",
 } as const;
 
 export type DiagnosticCode = keyof typeof codes;

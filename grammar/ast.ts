@@ -46,8 +46,11 @@ export type Decl =
   | { kind: "EncoderDecl"; target?: Ident; index?: Ident; value: Expr; span: Span }
   | { kind: "HeadDecl"; index: Ident; value: Expr; span: Span }
   | { kind: "FusionDecl"; value: Expr; head: Expr; span: Span }
-  | { kind: "LossDecl"; value: Expr; span: Span }
+  /** `loss EXPR`; `loss[m] EXPR`: one loss per modality, which the `turns` setting trains in turn. */
+  | { kind: "LossDecl"; index?: Ident; value: Expr; span: Span }
   | { kind: "OptimizerDecl"; value: Expr; span: Span }
+  /** `predict EXPR`: the outputs evaluation scores (e.g. unimodal outputs weighted by their entropy), instead of `out`. */
+  | { kind: "PredictDecl"; value: Expr; span: Span }
   | { kind: "ScheduleDecl"; value: Expr; span: Span }
   | { kind: "TrainDecl"; settings: { key: Ident; value: Expr }[]; span: Span }
   | { kind: "LearnableDecl"; target: IndexedName; value: Expr; span: Span }

@@ -97,8 +97,12 @@ function toDecl(node: CstNode | undefined): Decl | undefined {
     }
     case "fusionDecl":
       return { kind: "FusionDecl", value: value(), head: value("head"), span };
-    case "lossDecl":
-      return { kind: "LossDecl", value: value(), span };
+    case "lossDecl": {
+      const index = ident(token1(node, "index"));
+      return { kind: "LossDecl", ...(index ? { index } : {}), value: value(), span };
+    }
+    case "predictDecl":
+      return { kind: "PredictDecl", value: value(), span };
     case "optimizerDecl":
       return { kind: "OptimizerDecl", value: value(), span };
     case "scheduleDecl":

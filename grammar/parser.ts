@@ -26,6 +26,7 @@ class MmbParser extends CstParser {
       { ALT: () => this.SUBRULE(this.scheduleDecl) },
       { ALT: () => this.SUBRULE(this.trainDecl) },
       { ALT: () => this.SUBRULE(this.learnableDecl) },
+      { ALT: () => this.SUBRULE(this.predictDecl) },
       { ALT: () => this.SUBRULE(this.balanceBlock) },
       { ALT: () => this.SUBRULE(this.epochBlock) },
       { ALT: () => this.SUBRULE(this.stageDecl) },
@@ -107,8 +108,14 @@ class MmbParser extends CstParser {
     this.SUBRULE2(this.expression, { LABEL: "head" });
   });
 
+  /** `loss EXPR`, or `loss[m] EXPR`: one loss per modality, trained in turn (`train ... turns`). */
   lossDecl = this.RULE("lossDecl", () => {
     this.CONSUME(T.Loss);
+    this.OPTION(() => {
+      this.CONSUME(T.LBracket);
+      this.CONSUME(T.Identifier, { LABEL: "index" });
+      this.CONSUME(T.RBracket);
+    });
     this.SUBRULE(this.expression, { LABEL: "value" });
   });
 
@@ -134,6 +141,12 @@ class MmbParser extends CstParser {
     this.CONSUME(T.Learnable);
     this.SUBRULE(this.indexedName, { LABEL: "target" });
     this.CONSUME(T.Equals);
+    this.SUBRULE(this.expression, { LABEL: "value" });
+  });
+
+  /** `predict EXPR`: how the model predicts at evaluation, when that differs from `out`. */
+  predictDecl = this.RULE("predictDecl", () => {
+    this.CONSUME(T.Predict);
     this.SUBRULE(this.expression, { LABEL: "value" });
   });
 

@@ -27,6 +27,7 @@ export const Optimizer = keyword("optimizer");
 export const Schedule = keyword("schedule");
 export const Train = keyword("train", [NameWord]);
 export const Learnable = keyword("learnable");
+export const Predict = keyword("predict", [NameWord]);
 export const Balance = keyword("balance");
 export const Every = keyword("every");
 export const Stage = keyword("stage");
@@ -85,7 +86,7 @@ export const WhiteSpace = createToken({ name: "WhiteSpace", pattern: /[ \t\r\n\u
 export const Comment = createToken({ name: "Comment", pattern: /(?:#|\/\/)[^\n\r]*/, group: Lexer.SKIPPED });
 
 export const keywords = [
-  Model, Data, Modality, Target, Encoder, Fusion, Head, Loss, Optimizer, Schedule, Train, Learnable,
+  Model, Data, Modality, Target, Encoder, Fusion, Head, Loss, Optimizer, Schedule, Train, Learnable, Predict,
   Balance, Every, Stage, Freeze, Param, When, Scale, Noise, Replace, Drop, Rescaled, Set, With, By, Add, Minimize, Wrt, Using, From, If, Then, Else, And, Or, Not,
 ];
 

@@ -2,7 +2,8 @@ import * as tf from "@tensorflow/tfjs";
 import { stopGradient, type GroupGradient, type Value } from "./ops.js";
 
 /**
- * Values carried from one step to the next: `prev(x, init)`, `delta(x)`, `ema(x, beta)`.
+ * Values carried from one step to the next: `prev(x, init)`, `delta(x)`, `ema(x, beta)`, the
+ * projectors of `owm`.
  * Reads see the previous step; writes queue until `advance()`, which the loop calls after the
  * optimiser step, so every rule value of a step sees the same history.
  */
@@ -74,6 +75,27 @@ export class History {
     this.write(id, index, next);
     this.write(id, `${index}#seen`, seen ? tf.logicalOr(tf.cast(seen, "bool"), present).toFloat() : present.toFloat());
     return next;
+  }
+
+  /**
+   * `owm(g, x, alpha)`: each tensor of g ([inputs, outputs], a linear layer's weights) projected
+   * by its own projector P over the inputs, updated first with the batch mean r of x (recursive
+   * least squares, as in orthogonal weight modification): k = P·r, P ← P − k·kᵀ/(alpha + rᵀ·k),
+   * then scaled to P / ‖P‖_F. P starts as the identity.
+   */
+  owm(id: number, index: string, g: GroupGradient, x: tf.Tensor, alpha: Value): GroupGradient {
+    const r = tf.reshape(tf.mean(stopGradient(x), 0), [-1, 1]);
+    return g.map((t, i) => {
+      const width = r.shape[0]!;
+      if (t.shape[0] !== width) throw new Error(`owm: a gradient of shape [${t.shape}] is not of a layer whose inputs have the ${width} features given`);
+      const slot = `${index}#${i}`;
+      const previous = this.values.get(History.key(id, slot)) ?? tf.eye(width);
+      const k = tf.matMul(previous, r);
+      const updated = tf.sub(previous, tf.div(tf.matMul(k, k, false, true), tf.add(alpha, tf.matMul(r, k, true, false))));
+      const projector = tf.div(updated, tf.norm(updated));
+      this.write(id, slot, projector);
+      return tf.reshape(tf.matMul(projector, tf.reshape(t, [width, -1])), t.shape);
+    });
   }
 
   advance(): void {

@@ -19,6 +19,13 @@ interface ParamShape {
   init: "he" | "glorot" | "zeros" | number;
 }
 
+/**
+ * Zeros in place of a modality's features, not connected to its encoder: `tf.zerosLike` records a
+ * zero gradient, so a loss of `alone[m]` would reach the other encoders, and a turn would move them
+ * (weight decay, momentum).
+ */
+const absent = (z: tf.Tensor): tf.Tensor => tf.zeros(z.shape);
+
 const activations: Record<string, (x: tf.Tensor) => tf.Tensor> = {
   relu: (x) => tf.relu(x),
   tanh: (x) => tf.tanh(x),
@@ -438,7 +445,7 @@ export class Forward {
     this.z = spec.modalities.map((modality, m) => {
       const z = encode(params, encoderGroup(modality.name), spec.encoders[m]!, inputs[m]!, training);
       const factor = keep?.[m] ?? 1;
-      return factor === 1 ? z : factor === 0 ? tf.zerosLike(z) : tf.mul(z, factor);
+      return factor === 1 ? z : factor === 0 ? absent(z) : tf.mul(z, factor);
     });
     this.fused = fuse(spec, params, this.z);
     this.out = applyHead(params, headGroup, spec.head, this.fused, spec);
@@ -465,7 +472,7 @@ export class Forward {
   }
 
   private headWith(present: (m: number) => boolean): tf.Tensor {
-    const z = this.z.map((zm, m) => (present(m) ? zm : tf.zerosLike(zm)));
+    const z = this.z.map((zm, m) => (present(m) ? zm : absent(zm)));
     return applyHead(this.params, headGroup, this.spec.head, fuse(this.spec, this.params, z), this.spec);
   }
 
@@ -543,7 +550,7 @@ export class Forward {
       }
       const share = tf.div(this.params["head.bias"]!, this.spec.modalities.length);
       if (this.spec.fuse) {
-        const alone = this.z.map((zm, k) => (k === m ? zm : tf.zerosLike(zm)));
+        const alone = this.z.map((zm, k) => (k === m ? zm : absent(zm)));
         return tf.add(tf.matMul(fuse(this.spec, this.params, alone) as tf.Tensor2D, kernel), share);
       }
       if (this.spec.fusion.kind === "concat") {

@@ -13,19 +13,25 @@ export type Condition = tf.Tensor | boolean;
 const stopGradientKernel = "MmbStopGradient";
 const registeredFor = new Set<string>();
 
-/** The identity whose gradient is zero: `detach(x)` in a spec. */
+/**
+ * The identity, cut from differentiation: `detach(x)` in a spec. The tensor reaches the kernel as an
+ * attribute, not an input, so the gradient tape records no edge from x: what x depends on is not
+ * reached by the loss at all (its gradient is absent, not zero), and a turn (`loss[m]`) leaves
+ * those parameters untouched, momentum and weight decay included.
+ */
 export function stopGradient<T extends tf.Tensor>(x: T): T {
   const backend = tf.getBackend();
   if (!registeredFor.has(backend)) {
     const identity = tf.getKernel("Identity", backend);
     if (!identity) throw new Error(`backend ${backend} has no Identity kernel`);
-    tf.registerKernel({ kernelName: stopGradientKernel, backendName: backend, kernelFunc: identity.kernelFunc });
-    if (registeredFor.size === 0) {
-      tf.registerGradient({ kernelName: stopGradientKernel, gradFunc: (dy: tf.Tensor | tf.Tensor[]) => ({ x: () => tf.zerosLike(dy as tf.Tensor) }) });
-    }
+    tf.registerKernel({
+      kernelName: stopGradientKernel,
+      backendName: backend,
+      kernelFunc: ({ attrs, backend: b }) => identity.kernelFunc({ inputs: { x: (attrs as unknown as { x: tf.Tensor }).x }, backend: b, attrs: {} }),
+    });
     registeredFor.add(backend);
   }
-  return tf.engine().runKernel(stopGradientKernel, { x }, {}) as T;
+  return tf.engine().runKernel(stopGradientKernel, {}, { x } as unknown as tf.NamedAttrMap) as T;
 }
 
 /** log Σ exp(z) over the last axis, written with ops whose gradients are twice differentiable. */
@@ -201,10 +207,22 @@ export function meanSquaredError(output: tf.Tensor, target: tf.Tensor): tf.Tenso
 
 // ------------------------------------------------------------------ rule arithmetic
 
-export const add = (a: Value, b: Value): tf.Tensor => tf.add(a, b);
-export const sub = (a: Value, b: Value): tf.Tensor => tf.sub(a, b);
-export const mul = (a: Value, b: Value): tf.Tensor => tf.mul(a, b);
-export const div = (a: Value, b: Value): tf.Tensor => tf.div(a, b);
+/**
+ * A per-sample value [batch] against a head's outputs [batch, classes, ...]: it applies to each
+ * sample's row (`w * alone[m]`), where broadcasting alone would align it with the last axis.
+ */
+function bySample(a: Value, b: Value): [Value, Value] {
+  const rank = (v: Value) => (typeof v === "number" ? 0 : v.rank);
+  const rows = (v: Value, other: Value) => (typeof v === "number" || typeof other === "number" ? v : tf.reshape(v, [v.shape[0]!, ...Array<number>(other.rank - 1).fill(1)]));
+  if (rank(a) === 1 && rank(b) > 1) return [rows(a, b), b];
+  if (rank(b) === 1 && rank(a) > 1) return [a, rows(b, a)];
+  return [a, b];
+}
+
+export const add = (a: Value, b: Value): tf.Tensor => tf.add(...bySample(a, b));
+export const sub = (a: Value, b: Value): tf.Tensor => tf.sub(...bySample(a, b));
+export const mul = (a: Value, b: Value): tf.Tensor => tf.mul(...bySample(a, b));
+export const div = (a: Value, b: Value): tf.Tensor => tf.div(...bySample(a, b));
 export const pow = (a: Value, b: Value): tf.Tensor => tf.pow(a, b);
 /** a − b·floor(a / b), as tf.mod and Python's %: the sign of the divisor. */
 export const mod = (a: Value, b: Value): tf.Tensor => tf.mod(a, b);
@@ -248,7 +266,12 @@ export const minimum = (a: Value, b: Value): tf.Tensor => tf.minimum(a, b);
 export const maximum = (a: Value, b: Value): tf.Tensor => tf.maximum(a, b);
 /** x limited to [lo, hi]; the bounds may be tensors (tf.clipByValue takes numbers only). */
 export const clamp = (x: Value, lo: Value, hi: Value): tf.Tensor => tf.minimum(tf.maximum(x, lo), hi);
-export const detach = (a: Value): Value => (typeof a === "number" ? a : stopGradient(a));
+export function detach(a: number): number;
+export function detach<T extends tf.Tensor>(a: T): T;
+export function detach(a: Value): Value;
+export function detach(a: Value): Value {
+  return typeof a === "number" ? a : stopGradient(a);
+}
 
 /** `if c then a else b`, elementwise. */
 export function choose(condition: Condition, a: Value, b: Value): tf.Tensor {

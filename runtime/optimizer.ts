@@ -7,7 +7,11 @@ import type { ComponentSpec } from "./spec.js";
  */
 export class Optimizer {
   private readonly slots = new Map<string, tf.Variable>();
-  private steps = 0;
+  /**
+   * Updates so far, per parameter (Adam's bias correction): with turns (`loss[m]`), a step
+   * updates only the parameters its loss reaches, and PyTorch counts each parameter's own steps.
+   */
+  private readonly steps = new Map<string, number>();
 
   constructor(readonly spec: ComponentSpec) {}
 
@@ -26,7 +30,7 @@ export class Optimizer {
 
   /** One step for every parameter in `grads`; `lrFactor` multiplies the learning rate. */
   apply(params: Map<string, tf.Variable>, grads: Map<string, tf.Tensor>, lrFactor: (name: string) => number | tf.Tensor): void {
-    this.steps++;
+    for (const name of grads.keys()) this.steps.set(name, (this.steps.get(name) ?? 0) + 1);
     const lr = this.option("lr");
     const decay = this.option("weight_decay");
     tf.tidy(() => {
@@ -55,8 +59,9 @@ export class Optimizer {
             const v = this.slot(`${name}/v`, param);
             m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
             v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
-            const mHat = tf.div(m, 1 - beta1 ** this.steps);
-            const vHat = tf.div(v, 1 - beta2 ** this.steps);
+            const t = this.steps.get(name)!;
+            const mHat = tf.div(m, 1 - beta1 ** t);
+            const vHat = tf.div(v, 1 - beta2 ** t);
             let next = tf.sub(param, tf.mul(tf.div(mHat, tf.add(tf.sqrt(vHat), eps)), rate));
             if (this.spec.kind === "adamw" && decay) next = tf.sub(next, tf.mul(tf.mul(param, rate), decay));
             param.assign(next);
@@ -84,19 +89,29 @@ export class Optimizer {
     }
   }
 
-  async state(): Promise<{ steps: number; slots: Record<string, { shape: number[]; values: number[] }> }> {
+  async state(): Promise<OptimizerState> {
     const slots: Record<string, { shape: number[]; values: number[] }> = {};
     for (const [name, slot] of this.slots) slots[name] = { shape: slot.shape, values: Array.from(await slot.data()) };
-    return { steps: this.steps, slots };
+    return { steps: Object.fromEntries(this.steps), slots };
   }
 
-  restore(state: { steps: number; slots: Record<string, { shape: number[]; values: number[] }> }): void {
-    this.steps = state.steps;
+  restore(state: OptimizerState | { steps: number; slots: OptimizerState["slots"] }): void {
+    this.steps.clear();
+    // A checkpoint of an earlier mmb kept one count for all parameters: each of its slots' parameters had taken every step.
+    const counts = typeof state.steps === "number" ? Object.keys(state.slots).map((slot) => [slot.slice(0, slot.lastIndexOf("/")), state.steps as number] as const) : Object.entries(state.steps);
+    for (const [name, count] of counts) this.steps.set(name, count);
     for (const [name, { shape, values }] of Object.entries(state.slots)) this.slots.set(name, tf.tidy(() => tf.variable(tf.tensor(values, shape), false, name)));
   }
 
   dispose(): void {
     this.slots.forEach((s) => s.dispose());
     this.slots.clear();
+    this.steps.clear();
   }
+}
+
+/** What a checkpoint keeps of an optimiser: each parameter's step count and its slots (momentum, moments). */
+export interface OptimizerState {
+  steps: Record<string, number>;
+  slots: Record<string, { shape: number[]; values: number[] }>;
 }

@@ -53,7 +53,8 @@ export interface ModelSpec {
   unreadModalities?: string[];
   optimizer: ComponentSpec;
   schedule: ComponentSpec;
-  train: { epochs: number; batch: number; seed: number; clip: number; patience: number };
+  /** `turns`: with `loss[m]`, one optimiser step per modality on each batch (`step`), or one modality per `turn_epochs` epochs (`epoch`). */
+  train: { epochs: number; batch: number; seed: number; clip: number; patience: number; turns?: "step" | "epoch"; turn_epochs?: number };
   /** `stage` blocks, in order: each one's optimiser, schedule, settings, and the parameter groups it does not train. */
   stages?: StageSpec[];
 }

@@ -68,9 +68,19 @@ export class Gradients {
  * Value and gradients of `f` at `xs`, differentiable again. A parameter `f` does not depend on
  * (an auxiliary head, under the task loss) gets a zero gradient instead of an error.
  */
-function valueAndGrads(f: (xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[]): { value: tf.Tensor; grads: tf.Tensor[] } {
+function valueAndGrads(f: (xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[]): { value: tf.Tensor; grads: tf.Tensor[]; reached: boolean[] } {
   const { value, grads } = tf.engine().gradients(() => insideGradient(() => f(xs)) as tf.Scalar, xs, undefined, true);
-  return { value, grads: grads.map((g, i) => g ?? tf.zerosLike(xs[i]!)) };
+  return { value, grads: grads.map((g, i) => g ?? tf.zerosLike(xs[i]!)), reached: grads.map((g) => Boolean(g)) };
+}
+
+/**
+ * The update gradients of `names`; with `onlyReached`, only of the parameters the loss depends on:
+ * one modality's turn (`turns`) moves its own encoder and what it shares, and leaves the rest
+ * as they are (no weight decay, no momentum), as PyTorch's optimisers skip a parameter without a
+ * gradient.
+ */
+function updateGradients(names: string[], grads: tf.Tensor[], reached: boolean[], onlyReached: boolean, noiseSeed: number): Gradients {
+  return new Gradients(new Map(names.flatMap((n, i) => (onlyReached && !reached[i] ? [] : [[n, grads[i]!] as const]))), noiseSeed);
 }
 
 /** The `i`-th parameter's part of an operand: the number itself, or its tensor of a gradient-shaped value. */
@@ -129,6 +139,8 @@ export class StepContext extends RuleContext {
     private readonly epochValues: EpochResult = { logged: {}, kept: {} },
     /** The weights each finished stage ended with (`NAME.out`, `NAME.z[m]`). */
     finished: ReadonlyMap<string, Params> = new Map(),
+    /** `progress`: the share of this epoch's batches done before this one, in [0, 1). */
+    readonly progress = 0,
   ) {
     super(spec, params, step, seed, initialValues, finished);
     this.keep = spec.modalities.map(() => 1);
@@ -261,39 +273,44 @@ export class StepContext extends RuleContext {
    * Forward pass, task loss, and the update gradient of every trainable parameter. With
    * `added`, the update gradient is that of task loss + added, differentiated through any
    * gradients `added` reads; `grads` still reports the raw ∂(task loss)/∂θ to rule values.
+   * `onlyReached` (a modality's turn): the update leaves out parameters the loss does not depend on.
    */
-  backward(taskLoss: TaskLoss, added?: Objective, options = { readsTaskGradient: true }): { loss: tf.Tensor; grads: Gradients; raw: GradientOf; forward: Forward } {
+  backward(taskLoss: TaskLoss, added?: Objective, options: { readsTaskGradient?: boolean; onlyReached?: boolean } = {}): { loss: tf.Tensor; grads: Gradients; raw: GradientOf; forward: Forward } {
+    const { readsTaskGradient = true, onlyReached = false } = options;
     this.taskLoss = taskLoss;
     const names = this.trainable();
     const all = [...this.params.keys()];
     const noiseSeed = (this.seed * 1000003 + this.step) % 2147483647;
     let forward!: Forward;
-    if (added && !options.readsTaskGradient) {
+    if (added && !readsTaskGradient) {
       // First order: the task loss's own gradients for the rule, plus the added loss's.
-      const task = this.backward(taskLoss);
+      const task = this.backward(taskLoss, undefined, { onlyReached });
       const current = Object.fromEntries(this.params) as Params;
       const extra = valueAndGrads((ts) => {
         const params: Params = { ...current, ...Object.fromEntries(names.map((n, i) => [n, ts[i]!])) };
         return added(this.forward(params, false), this.gradients(params, taskLoss, (g) => this.lossGradient(params, g, taskLoss)));
       }, names.map((n) => this.params.get(n)!));
-      names.forEach((n, i) => task.grads.values.set(n, tf.add(task.grads.values.get(n)!, extra.grads[i]!)));
+      names.forEach((n, i) => {
+        const own = task.grads.values.get(n);
+        if (own || extra.reached[i] || !onlyReached) task.grads.values.set(n, own ? tf.add(own, extra.grads[i]!) : extra.grads[i]!);
+      });
       this.totalLoss = tf.add(task.loss, extra.value);
       return task;
     }
     if (!added) {
-      const { value, grads } = valueAndGrads((ts: tf.Tensor[]) => {
+      const { value, grads, reached } = valueAndGrads((ts: tf.Tensor[]) => {
         forward = this.forward({ ...Object.fromEntries(this.params), ...Object.fromEntries(names.map((n, i) => [n, ts[i]!])) }, true);
         return taskLoss(forward, this) as tf.Scalar;
       }, names.map((n) => this.params.get(n)!));
-      const gradients = new Gradients(new Map(names.map((n, i) => [n, grads[i]!])), noiseSeed);
-      const raw = new Gradients(new Map(gradients.values), noiseSeed);
+      const gradients = updateGradients(names, grads, reached, onlyReached, noiseSeed);
+      const raw = new Gradients(new Map(names.map((n, i) => [n, grads[i]!])), noiseSeed);
       const current = Object.fromEntries(this.params) as Params;
       this.totalLoss = value;
       return { loss: value, grads: gradients, raw: this.gradients(current, taskLoss, (g) => raw.of(g)), forward };
     }
     let rawGrad!: GradientOf;
     let taskValue!: tf.Tensor;
-    const { value: total, grads } = valueAndGrads((ts: tf.Tensor[]) => {
+    const { value: total, grads, reached } = valueAndGrads((ts: tf.Tensor[]) => {
       const params: Params = { ...Object.fromEntries(this.params), ...Object.fromEntries(names.map((n, i) => [n, ts[i]!])) };
       const inner = this.gradientOf(params, all, taskLoss);
       forward = inner.forward;
@@ -304,7 +321,7 @@ export class StepContext extends RuleContext {
       rawGrad = this.gradients(current, taskLoss, (group) => membersOf(all, group).map((n) => detached.get(n)!));
       return tf.add(inner.loss, added(inner.forward, inner.grad)) as tf.Scalar;
     }, names.map((n) => this.params.get(n)!));
-    const gradients = new Gradients(new Map(names.map((n, i) => [n, grads[i]!])), noiseSeed);
+    const gradients = updateGradients(names, grads, reached, onlyReached, noiseSeed);
     this.totalLoss = total;
     return { loss: taskValue, grads: gradients, raw: rawGrad, forward };
   }
@@ -336,6 +353,14 @@ export class StepContext extends RuleContext {
     }
     own.apply(this.params, new Map(names.map((n, i) => [n, grads[i]!])), () => 1);
     return value;
+  }
+
+  /**
+   * Ends one modality's turn of `turns step`: each turn takes an optimiser step, and the next
+   * turn's rules read the history this one wrote (`prev`, `ema`, the projection of `owm`).
+   */
+  endTurn(): void {
+    this.history.advance();
   }
 
   /** Set by the loop: applies the optimiser to the update gradient. */

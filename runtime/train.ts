@@ -23,6 +23,8 @@ export type TrainerDefinition = TrainerCommon & (StageDefinition | { stages: (St
 
 interface TrainerCommon {
   spec: ModelSpec;
+  /** `predict`: the outputs evaluation scores instead of `out` (the fused metrics; unimodal ones stay each modality's). */
+  predict?(f: Forward, p: Record<string, number>): tf.Tensor;
   /** The spec's `param` values, overridable with `--set name=value`. */
   params: Record<string, number>;
   /** SHA-256 of the spec's text: a checkpoint records it, and `--resume` refuses another spec. */
@@ -47,6 +49,8 @@ export interface StepResult {
   /** Every rule value of the step, by name (per-modality values as arrays). */
   values: Record<string, tf.Tensor | number | (tf.Tensor | number)[]>;
   raw: GradientOf;
+  /** `turns step`: each modality's turn's raw gradients, in modality order (encoder m's norm is logged from turn m). */
+  turns?: GradientOf[];
 }
 
 export interface TrainOptions {
@@ -142,7 +146,7 @@ function checkResources(spec: ModelSpec, backend: BackendName, dataBytes: number
  * Metrics of the fused head on a split, or of one modality alone (its auxiliary head, or the
  * others' features zeroed). The first key is the primary metric: accuracy, MAE, or Dice.
  */
-function evaluate(spec: ModelSpec, params: Params, split: Split, only?: number): Record<string, number> {
+function evaluate(spec: ModelSpec, params: Params, split: Split, only?: number, predict?: (f: Forward) => tf.Tensor): Record<string, number> {
   const classes = spec.target.kind !== "real";
   const width = targetWidth(spec.target);
   const predicted = new Float32Array(split.size * width);
@@ -152,7 +156,7 @@ function evaluate(spec: ModelSpec, params: Params, split: Split, only?: number):
         const { inputs, target } = batchTensors(split, spec, rows);
         const keep = only === undefined || spec.auxHead ? undefined : spec.modalities.map((_, m) => (m === only ? 1 : 0));
         const f = new Forward(spec, params, inputs, target, false, keep);
-        const output = only !== undefined && spec.auxHead ? f.aux(only) : f.out;
+        const output = only !== undefined ? (spec.auxHead ? f.aux(only) : f.out) : predict ? predict(f) : f.out;
         return (classes ? tf.argMax(output, -1) : tf.reshape(output, [-1])).dataSync();
       }),
       rows[0]! * width,
@@ -263,12 +267,13 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     say(`mmb: training ${spec.name} on backend ${describeBackend(backend)}, seed ${seed}, ${epochs} epochs`);
 
     const names = [...params.keys()];
+    const predict = definition.predict && ((f: Forward) => definition.predict!(f, p));
     const measure = () => {
       const current = Object.fromEntries(params) as Params;
       return {
-        train: evaluate(spec, current, data.train),
-        valid: evaluate(spec, current, data.valid),
-        test: evaluate(spec, current, data.test),
+        train: evaluate(spec, current, data.train, undefined, predict),
+        valid: evaluate(spec, current, data.valid, undefined, predict),
+        test: evaluate(spec, current, data.test, undefined, predict),
         unimodal: Object.fromEntries(
           spec.modalities.flatMap((m, i) => (spec.unreadModalities?.includes(m.name) ? [] : [[m.name, primary(evaluate(spec, current, data.test, i))]])),
         ),
@@ -318,7 +323,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         const rows = order.slice(start, start + batch);
         const { inputs, target } = batchTensors(data.train, spec, rows);
         const untrained = [...code.trainedSeparately, ...settings.frozen];
-        const ctx = new StepContext(spec, params, inputs, target, localStep(), stageEpoch, history, separate, stageSeed, untrained, initialTensors, p, ruled, finished);
+        const ctx = new StepContext(spec, params, inputs, target, localStep(), stageEpoch, history, separate, stageSeed, untrained, initialTensors, p, ruled, finished, start / order.length);
         ctx.update = (grads: Gradients) => {
           let clipFactor: tf.Tensor | number = 1;
           if (settings.train.clip > 0) {
@@ -348,7 +353,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
           // An encoder a stage freezes has no gradient: its norm is 0.
           spec.modalities.forEach((_, m) => {
             const frozen = settings.frozen.includes(ctx.group.encoder(m));
-            flat.push(tf.reshape(frozen ? tf.zeros([1]) : gradNorm(result.raw(ctx.group.encoder(m))), [1]));
+            flat.push(tf.reshape(frozen ? tf.zeros([1]) : gradNorm((result.turns?.[m] ?? result.raw)(ctx.group.encoder(m))), [1]));
           });
           return tf.concat(flat);
         });

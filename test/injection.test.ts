@@ -20,13 +20,19 @@ function payload(random: Random): string {
 const specString = (text: string) => `"${text.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/[\r\n\u2028]/g, " ")}"`;
 
 describe("no code injection from a spec or its file name", () => {
-  it("hostile file names and string options appear in the trainer only as literals (30 random payloads)", async () => {
+  it("hostile file names and `from` paths appear in the trainer only as literals (30 random payloads)", async () => {
     const random = new Random(11);
     const dir = mkdtempSync(join(tmpdir(), "mmb-injection-"));
     for (let i = 0; i < 30; i++) {
       const fileName = payload(random);
-      const option = payload(random).replace(/[\r\n\u2028]/g, " ");
-      const source = smallSpec("  s[m] = acc(contrib[m], y)").replace("encoder[m] = mlp(hidden: [10], out: 5)", `encoder[m] = mlp(hidden: [10], out: 5, activation: ${specString(option)})`);
+      // Never blank: a `from` of spaces only is MMB028.
+      const option = `f${payload(random).replace(/[\r\n\u2028]/g, " ")}`;
+      // A free string of the spec: a file path of `data files(...)` (options such as `activation` take names from a list).
+      const source = smallSpec("  s[m] = acc(contrib[m], y)")
+        .replace(/data synthetic\([^)]*\)/, "data files()")
+        .replace("modality a : float[8]", `modality a : float[8] from ${specString(option)}`)
+        .replace("modality b : float[6]", 'modality b : float[6] from "b.npy"')
+        .replace("target y : class(4)", 'target y : class(4) from "y.npy"');
       const result = await compile(source, { fileName });
       expect(result.diagnostics).toEqual([]);
       const parsed = ts.createSourceFile("trainer.ts", result.code!, ts.ScriptTarget.ES2022, true);
@@ -34,7 +40,7 @@ describe("no code injection from a spec or its file name", () => {
       const trainer = await loadTrainer(result.code!, join(dir, String(i)));
       expect((globalThis as { __pwned?: number }).__pwned).toBeUndefined();
       expect(trainer.spec.source).toBe(fileName);
-      expect(trainer.spec.encoders[0]!.options.activation).toBe(option);
+      expect(trainer.spec.modalities[0]!.source).toBe(option);
     }
   });
 });

@@ -157,14 +157,19 @@ export function expectMatchesFiniteDifferences(f: (p: Params) => tf.Tensor, p: P
   expect(Math.abs(analytic - numeric)).toBeLessThan(2e-2 * Math.abs(numeric) + 1e-4);
 }
 
-/** The shipped spec's fusion line, loss line, balance block and `every epoch` block, for modalities a, b and 4 classes. */
+/**
+ * The shipped spec's fusion line, loss line (`loss` or `loss[m]`), learnables, `predict`, balance
+ * block and `every epoch` block, for modalities a, b and 4 classes. Its `turns` settings are not
+ * declarations of their own: `turnsOf` reads them.
+ */
 export function shipped(name: string): string {
   const lines = readFileSync(join(specsDir, `${name}.mmb`), "utf8").split("\n");
   const line = (keyword: string) => {
-    const found = lines.filter((l) => l.startsWith(`${keyword} `));
+    const found = lines.filter((l) => l.startsWith(`${keyword} `) || l.startsWith(`${keyword}[`));
     expect(found).toHaveLength(1);
     return found[0]!;
   };
+  const optional = lines.filter((l) => /^(learnable|predict) /.test(l));
   const fusion = line("fusion").replace(/-> (linear|cosine)\(6\b/, `-> $1(4`);
   expect(fusion).toMatch(new RegExp(`-> (linear|cosine)\\(4\\b`)); // the 6-class head was found and narrowed
   const blocks = lines.flatMap((l, start) => {
@@ -174,7 +179,15 @@ export function shipped(name: string): string {
     return [lines.slice(start, end + 1).join("\n")];
   });
   expect(blocks.length).toBeGreaterThan(0);
-  return [fusion, line("loss"), ...blocks].join("\n").replace(/\baudio\b/g, "a").replace(/\bvisual\b/g, "b");
+  return [fusion, line("loss"), ...optional, ...blocks].join("\n").replace(/\baudio\b/g, "a").replace(/\bvisual\b/g, "b");
+}
+
+/** The shipped spec's `turns` settings of its `train` line (`turns step`, `turns epoch turn_epochs 2`), to append to the test's. */
+export function turnsOf(name: string): string {
+  const train = readFileSync(join(specsDir, `${name}.mmb`), "utf8").split("\n").find((l) => l.startsWith("train "));
+  const turns = /\bturns \w+( turn_epochs \d+)?/.exec(train ?? "");
+  expect(turns).not.toBeNull();
+  return turns![0];
 }
 
 /**

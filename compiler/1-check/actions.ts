@@ -17,7 +17,7 @@ import { index } from "./names.js";
 export function checkActions(cx: CheckContext, stmts: Stmt[], when: RExpr[], out: ActionIR[], scope: Pick<Env, "epoch"> = {}): void {
   for (const stmt of stmts) {
     const loops = new Set<string>();
-    const env: Env = { bound: new Set(), loops, ...scope };
+    const env: Env = { bound: new Set(!scope.epoch && cx.turn ? [cx.turn] : []), loops, ...scope };
     const line = cx.line(stmt.span);
     const text = cx.text(stmt.span);
     switch (stmt.kind) {

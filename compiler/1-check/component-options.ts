@@ -76,10 +76,12 @@ export function optionValue(cx: CheckContext, expr: Expr, option: OptionSpec, na
       const items = expr.items.map((item) => (item.kind === "Number" && Number.isInteger(item.value) && item.value > 0 ? item.value : undefined));
       return items.every((i) => i !== undefined) ? (items as number[]) : bad("a list of positive whole numbers");
     }
-    case "string":
-      if (expr.kind === "String") return expr.value;
-      if (expr.kind === "Name") return expr.name;
-      return bad("a name or a string");
+    case "string": {
+      const text = expr.kind === "String" ? expr.value : expr.kind === "Name" ? expr.name : undefined;
+      if (text === undefined) return bad("a name or a string");
+      if (option.choices && !option.choices.includes(text)) return bad(`one of ${option.choices.map((c) => `\`${c}\``).join(", ")}, found \`${text}\``);
+      return text;
+    }
     case "bool":
       return expr.kind === "Name" && (expr.name === "true" || expr.name === "false") ? expr.name === "true" : bad("`true` or `false`");
     case "modality":

@@ -59,6 +59,8 @@ export class CheckContext {
   /** The spec's stages in order, and the one being checked: `NAME.z[m]` reads an earlier one's weights. */
   stages: string[] = [];
   stage?: number;
+  /** With `loss[m]` and `turns`: the index naming the modality whose turn it is, bound in the step rules. */
+  turn?: string;
   /** Groups with their own `minimize` objective, for MMB022. */
   readonly minimized = new Map<string, Span>();
 

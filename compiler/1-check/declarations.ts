@@ -103,7 +103,7 @@ export function checkSchedule(cx: CheckContext, decl: Singles["ScheduleDecl"]): 
 /** `train epochs N batch N ...`: every setting with its default, overridden by the spec. */
 export function checkTrain(cx: CheckContext, decl: Singles["TrainDecl"]): Record<string, OptionValue> {
   const settings: Record<string, OptionValue> = {};
-  for (const [key, spec] of Object.entries(components.trainSettings)) settings[key] = spec.default!;
+  for (const [key, spec] of Object.entries(components.trainSettings)) if (spec.default !== undefined) settings[key] = spec.default;
   for (const { key, value } of decl?.settings ?? []) {
     const spec = Object.hasOwn(components.trainSettings, key.name) ? components.trainSettings[key.name] : undefined;
     if (!spec) {
@@ -120,7 +120,7 @@ export function checkTrain(cx: CheckContext, decl: Singles["TrainDecl"]): Record
 }
 
 /**
- * `loss EXPR`: one number per step. It may read rule values (evaluated inside the loss), but none
+ * `loss EXPR`: one number per step; `loss[m] EXPR`, one per modality (m bound in EXPR). It may read rule values (evaluated inside the loss), but none
  * computed from this step's gradients: those are the loss's own (MMB017).
  */
 export function checkLoss(cx: CheckContext, decl: Singles["LossDecl"]): ModelIR["loss"] | undefined {
@@ -128,7 +128,7 @@ export function checkLoss(cx: CheckContext, decl: Singles["LossDecl"]): ModelIR[
     return cx.report(error("MMB004", "the spec declares no loss", { start: 0, end: 0 }, { help: "add e.g. `loss cross_entropy(out, y)`" }));
   }
   const reads = new Map<string, Span>();
-  const value = expr(cx, decl.value, { bound: new Set(), reads });
+  const value = expr(cx, decl.value, { bound: new Set(decl.index ? [decl.index.name] : []), reads });
   if (!value) return undefined;
   if (!expectScalar(cx, value, decl.value.span, "the loss")) return undefined;
   const values = cx.checkedValues();
@@ -140,5 +140,5 @@ export function checkLoss(cx: CheckContext, decl: Singles["LossDecl"]): ModelIR[
       }));
     }
   }
-  return { value, line: cx.line(decl.span), text: cx.text(decl.span) };
+  return { value, line: cx.line(decl.span), text: cx.text(decl.span), ...(decl.index ? { index: decl.index.name } : {}) };
 }

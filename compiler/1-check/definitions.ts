@@ -37,7 +37,9 @@ export function collectRuleNames(cx: CheckContext, stmts: Stmt[], scope: Definit
 export function checkDefinition(cx: CheckContext, definition: Definition): void {
   if (definition.state) return;
   definition.state = "checking";
-  const env: Env = { bound: new Set(definition.stmt.target.index ? [definition.stmt.target.index.name] : []), reads: definition.reads, ...(definition.scope === "epoch" ? { epoch: true } : {}) };
+  // A step rule's value is of the turn's modality too, where the modalities take turns.
+  const turn = definition.scope === "step" && cx.turn ? [cx.turn] : [];
+  const env: Env = { bound: new Set([...turn, ...(definition.stmt.target.index ? [definition.stmt.target.index.name] : [])]), reads: definition.reads, ...(definition.scope === "epoch" ? { epoch: true } : {}) };
   const value = expr(cx, definition.stmt.value, env);
   if (value && definition.scope === "epoch" && !["scalar", "bool", "grad", "prototypes"].includes(value.kind)) {
     cx.report(error("MMB008", `an epoch rule's value must be a number, a condition, gradient-shaped or class means, not ${describeKind(value.kind)}`, definition.stmt.value.span, {

@@ -85,8 +85,8 @@ function sameShape(cx: CheckContext, left: RExpr, right: RExpr): boolean {
 
 /**
  * Head outputs and gradients combine like vectors: added to or subtracted from their own kind,
- * scaled by a number; gradient-shaped values also elementwise. Returns the result's kind, or
- * undefined when the operands are not vectors.
+ * scaled by a number (head outputs also by one number per sample); gradient-shaped values also
+ * elementwise. Returns the result's kind, or undefined when the operands are not vectors.
  */
 function vectorArithmetic(op: string, left: RExpr, right: RExpr): ValueKind | undefined {
   const vectors: ValueKind[] = ["logits", "grad"];
@@ -96,5 +96,8 @@ function vectorArithmetic(op: string, left: RExpr, right: RExpr): ValueKind | un
   if (op === "*" && vectors.includes(left.kind) && right.kind === "scalar") return left.kind;
   if (op === "*" && vectors.includes(right.kind) && left.kind === "scalar") return right.kind;
   if (op === "/" && vectors.includes(left.kind) && right.kind === "scalar") return left.kind;
+  // One number per sample scales each sample's outputs: `w[k] * alone[k]`.
+  if (op === "*" && [left.kind, right.kind].includes("logits") && [left.kind, right.kind].includes("batch")) return "logits";
+  if (op === "/" && left.kind === "logits" && right.kind === "batch") return "logits";
   return undefined;
 }

@@ -7,6 +7,7 @@ import { checkAuxHeads, checkEncoders } from "./encoders.js";
 import { checkFusion } from "./fusion.js";
 import { collectLearnables } from "./learnables.js";
 import { checkTarget, collectModalities } from "./modalities.js";
+import { checkPredict } from "./predict.js";
 import { checkStages } from "./stages.js";
 import { checkTraining } from "./training.js";
 
@@ -39,6 +40,7 @@ export function check(program: Program, source: SourceText, options: CheckOption
     ? checkStages(cx, stageDecls, singles, { balance, every })
     : [{ name: "", line: 1, ...checkTraining(cx, { ...singles, balance, every }), frozen: [] }];
   checkSets(cx, options.set ?? {});
+  const predict = checkPredict(cx, singles.PredictDecl);
   const last = stages[stages.length - 1];
 
   const complete = stages.every((s) => s.loss && s.optimizer && s.schedule);
@@ -60,6 +62,7 @@ export function check(program: Program, source: SourceText, options: CheckOption
         schedule: last.schedule!,
         train: stageDecls.length ? checkTrain(cx, singles.TrainDecl) : last.train,
         rule: last.rule,
+        ...(predict ? { predict } : {}),
         ...(stageDecls.length ? { stages: stages as StageIR[] } : {}),
       }
     : undefined;

@@ -14,6 +14,10 @@ const perModalityValues = new Set(builtinValues.filter((v) => v.perModality).map
 /** A plain name in a rule expression: time, the fused output, the target, a param, a rule value or a learnable. */
 export function name(cx: CheckContext, name: string, span: Span, env: Env): RExpr | undefined {
   if (name === "step" || name === "epoch") return make({ op: "time", which: name }, "scalar", [], { host: true });
+  if (name === "progress") {
+    if (env.epoch) return cx.report(error("MMB033", "an epoch rule runs before the epoch's first step: it has no `progress`", span, { help: "read `progress` in a step rule; an epoch rule counts `epoch`" }));
+    return make({ op: "time", which: "progress" }, "scalar", [], { host: true });
+  }
   if (name === "out") return invisible(cx, env, span, "outputs") ? undefined : make({ op: "output", which: "out" }, "logits", [], { host: false });
   if (name === cx.targetName) return invisible(cx, env, span, "outputs") ? undefined : make({ op: "target" }, "label", [], { host: false });
   if (cx.params.has(name)) return make({ op: "param", name }, "scalar", [], { host: true });
@@ -39,7 +43,7 @@ export function name(cx: CheckContext, name: string, span: Span, env: Env): RExp
   if (name === "encoder" || name === "fusion") {
     return cx.report(error("MMB008", `\`${name}\` names a parameter group, which is not a number`, span, { help: `use it inside \`grad(...)\`` }));
   }
-  const known = [...cx.params.keys(), ...cx.definitions.keys(), ...cx.learnables.keys(), "step", "epoch", "out", cx.targetName];
+  const known = [...cx.params.keys(), ...cx.definitions.keys(), ...cx.learnables.keys(), "step", "epoch", "progress", "out", cx.targetName];
   return cx.unknownName(name, span, known, "name");
 }
 

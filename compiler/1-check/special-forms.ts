@@ -114,7 +114,8 @@ export function reduction(cx: CheckContext, e: CallExpr, env: Env, entry: Reduct
     if (range) {
       const inner: Env = { ...env, bound: new Set([...env.bound, range.variable]) };
       const value = expr(cx, body, inner);
-      if (!value || !expectKind(cx, value, ["scalar", "batch"], body.span, `\`${fn}\` over modalities`)) return undefined;
+      // Head outputs add up too: `sum(k, alone[k])` is an ensemble's logits.
+      if (!value || !expectKind(cx, value, ["scalar", "batch", "logits"], body.span, `\`${fn}\` over modalities`)) return undefined;
       return make({ op: "reduceModalities", fn: fn as "sum", variable: range.variable, ...(range.exclude ? { exclude: range.exclude } : {}), body: value }, value.kind, [value]);
     }
   }

@@ -45,4 +45,15 @@ export const history: Builtin[] = [
     cutsGradient: true,
     lower: { tfjs: { runtime: [], emit: (cx) => `ctx.history.ema(${cx.state.id}, ${cx.state.key}, ${cx.args[0]}, ${cx.args[1]})` } },
   },
+  {
+    name: "owm",
+    family: "history",
+    usage: "owm(g, x, alpha)",
+    example: "owm(grad(head.weight), z[m], 0.1)",
+    doc: "orthogonal weight modification: `g`, the gradient of a linear layer's weights, projected away from the inputs `x` seen so far. A projector P, the identity at first and kept in checkpoints, is first updated with the batch mean r of `x` (k = P·r, P ← P − k·kᵀ/(alpha + rᵀ·k)), then scaled to unit Frobenius norm; the result is P·g",
+    signatures: [{ params: [{ name: "g", kinds: ["grad"] }, { name: "x", kinds: ["features"] }, { name: "alpha", kinds: ["scalar"] }], result: "grad" }],
+    stateful: true,
+    cutsGradient: true,
+    lower: { tfjs: { runtime: [], emit: (cx) => `ctx.history.owm(${cx.state.id}, ${cx.state.key}, ${cx.args.join(", ")})` } },
+  },
 ];

@@ -23,5 +23,6 @@ export const values: BuiltinValue[] = [
   { name: "z", usage: "z[m]", kind: "features", perModality: true, doc: "modality m's features" },
   { name: "step", usage: "step", kind: "scalar", doc: "the step, counted from 0 over the run" },
   { name: "epoch", usage: "epoch", kind: "scalar", doc: "the epoch, counted from 0" },
+  { name: "progress", usage: "progress", kind: "scalar", doc: "the share of the epoch's batches done before this step, from 0 at its first to (n − 1)/n at its last (step rules)" },
   { name: "batch", usage: "batch", kind: "index", doc: "the samples of the batch, as a reduction's range: `mean(batch, prob(out, y))`" },
 ];

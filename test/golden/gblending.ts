@@ -145,13 +145,13 @@ export function epochRule(ctx: EpochContext, p: Params): EpochResult {
   // V_out = over(valid, nll(out, y))  (line 35)
   const V_out = ctx.over("valid", (f) => nll(f.out, f.target));
   // T0[m] = if start then T[m] else prev(T0[m], 0)  (line 36)
-  const T0 = ctx.perModality((m) => choose(start, T[m]!, ctx.history.read(0, `${m}`, 0)));
+  const T0 = ctx.perModality((m) => (start ? T[m]! : ctx.history.read(0, `${m}`, 0)));
   // V0[m] = if start then V[m] else prev(V0[m], 0)  (line 37)
-  const V0 = ctx.perModality((m) => choose(start, V[m]!, ctx.history.read(1, `${m}`, 0)));
+  const V0 = ctx.perModality((m) => (start ? V[m]! : ctx.history.read(1, `${m}`, 0)));
   // T0_out = if start then T_out else prev(T0_out, 0)  (line 38)
-  const T0_out = choose(start, T_out, ctx.history.read(2, "", 0));
+  const T0_out = start ? T_out : ctx.history.read(2, "", 0);
   // V0_out = if start then V_out else prev(V0_out, 0)  (line 39)
-  const V0_out = choose(start, V_out, ctx.history.read(3, "", 0));
+  const V0_out = start ? V_out : ctx.history.read(3, "", 0);
   // r[m] = abs((prev(V0[m], 0) - V[m]) / square((V[m] - T[m]) - (prev(V0[m], 0) - prev(T0[m], 0))))  (line 40)
   const r = ctx.perModality((m) =>
     abs(
@@ -173,22 +173,16 @@ export function epochRule(ctx: EpochContext, p: Params): EpochResult {
     choose(
       ctx.epoch < p.n,
       1 / (ctx.modalities.map((k) => 1).reduce((a, b) => a + b, 0) + 1),
-      choose(
-        start,
-        div(r[m]!, add(sumOf(ctx.modalities.map((k) => r[k]!)), r_out)),
-        ctx.history.read(10, `${m}`, 0),
-      ),
+      start
+        ? div(r[m]!, add(sumOf(ctx.modalities.map((k) => r[k]!)), r_out))
+        : ctx.history.read(10, `${m}`, 0),
     ),
   );
   // w_out = if epoch < n then 1 / (sum(k, 1) + 1) else if start then r_out / (sum(k, r[k]) + r_out) else prev(w_out, 0)  (line 43)
   const w_out = choose(
     ctx.epoch < p.n,
     1 / (ctx.modalities.map((k) => 1).reduce((a, b) => a + b, 0) + 1),
-    choose(
-      start,
-      div(r_out, add(sumOf(ctx.modalities.map((k) => r[k]!)), r_out)),
-      ctx.history.read(11, "", 0),
-    ),
+    start ? div(r_out, add(sumOf(ctx.modalities.map((k) => r[k]!)), r_out)) : ctx.history.read(11, "", 0),
   );
 
   // History: values that `prev(...)` reads at the next epoch.

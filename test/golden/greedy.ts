@@ -133,9 +133,7 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
         const window = less(ctx.step, ctx.history.read(0, "", 0));
         // faster[m] = relu(if index(m) == 0 then sign(prev(d, 0)) else -sign(prev(d, 0)))  (line 38)
         const faster = ctx.perModality((m) =>
-          relu(
-            choose(m === 0, sign(ctx.history.read(3, `${m}`, 0)), neg(sign(ctx.history.read(4, `${m}`, 0)))),
-          ),
+          relu(m === 0 ? sign(ctx.history.read(3, `${m}`, 0)) : neg(sign(ctx.history.read(4, `${m}`, 0)))),
         );
         return choose(window, faster[m]!, 0);
       }),
@@ -164,7 +162,7 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
   );
   // faster[m] = relu(if index(m) == 0 then sign(prev(d, 0)) else -sign(prev(d, 0)))  (line 38)
   const faster = ctx.perModality((m) =>
-    relu(choose(m === 0, sign(ctx.history.read(3, `${m}`, 0)), neg(sign(ctx.history.read(4, `${m}`, 0))))),
+    relu(m === 0 ? sign(ctx.history.read(3, `${m}`, 0)) : neg(sign(ctx.history.read(4, `${m}`, 0)))),
   );
 
   // History: values that `prev(...)` reads on the next step.

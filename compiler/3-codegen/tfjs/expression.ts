@@ -108,7 +108,10 @@ export function expression(e: RExpr, env: Env): string {
       return typeof op.host === "string" ? `(${sub(e.left)} ${op.host} ${sub(e.right)})` : op.host(sub(e.left), sub(e.right));
     }
     case "if":
-      return e.host ? `(${sub(e.condition)} ? ${sub(e.then)} : ${sub(e.otherwise)})` : call(conditional.tfjs.tensor, sub(e.condition), sub(e.then), sub(e.otherwise));
+      // A condition known without tensors picks one branch, which alone is computed (and differentiated):
+      // in a turn's loss, the other branch's parameters are then not reached at all.
+      if (e.host || (e.condition.host && !e.then.host && !e.otherwise.host)) return `(${sub(e.condition)} ? ${sub(e.then)} : ${sub(e.otherwise)})`;
+      return call(conditional.tfjs.tensor, sub(e.condition), sub(e.then), sub(e.otherwise));
     case "reduceModalities": {
       const variable = safeName(e.variable);
       const range = e.exclude ? `${env.scope}.except(${indexCode(e.exclude, env)})` : `${env.scope}.modalities`;

@@ -4,7 +4,7 @@ import { groupNames, type StepPlan } from "../../2-schedule/index.js";
 import type { SourceText } from "../../../diagnostics/index.js";
 import type { ModelIR, RuleValue } from "../../ir.js";
 import { expression, fusionCode, historyKey, type Env } from "./expression.js";
-import { commentText, numberLiteral, objectLiteral, safeName } from "./names.js";
+import { commentText, numberLiteral, objectLiteral, propertyKey, safeName } from "./names.js";
 import { actionStatement, addedLossBody, lossDependencies, valueStatement } from "./statements.js";
 
 export const generatorVersion = "0.1.0";
@@ -95,20 +95,28 @@ function historyWrites(writes: StepPlan["prevWrites"], scope: Env): string[] {
  */
 function stageModule(model: ModelIR, plan: StepPlan, env: Env, suffix: string, statements: Statements): { structures: StatementStructures[]; fields: string; functions: string } {
   // Rule values the loss reads are computed inside it, on each forward pass it is taken of.
+  const index = model.loss.index;
   const lossEnv: Env = { ...env, scope: "f" };
   const lossValues = lossDependencies(model.loss.value, plan).map((v) => valueStatement(v, lossEnv));
   const taskLoss = expression(model.loss.value, lossEnv);
+  const lossReadsStep = /\b(ctx|p)\./.test([...lossValues, taskLoss].join("\n"));
+  const turns = model.train.turns as "step" | "epoch" | undefined;
   const values = plan.values.map((v) => valueStatement(v, env));
   const prevWrites = historyWrites(plan.prevWrites, env);
   const actions = plan.actions.map((a) => actionStatement(a, plan, env));
   const assignments = plan.assignments.map((a) => actionStatement(a, plan, env));
   const drops = plan.drops.map((a) => actionStatement(a, plan, env));
   const names = { taskLoss: `taskLoss${suffix}`, trainStep: `trainStep${suffix}`, epochRule: `epochRule${suffix}` };
-  let backward = `const { loss, grads, raw: grad, forward: f } = ctx.backward(${names.taskLoss});`;
+  // With `loss[m]`, the loss of one modality's turn: m is the turn's modality.
+  const turnLoss = index && (lossReadsStep ? `(f, ctx) => ${names.taskLoss}(f, ctx, ${safeName(index)})` : `(f) => ${names.taskLoss}(f, ${safeName(index)})`);
+  const lossArgument = turnLoss || names.taskLoss;
+  const options = [...(plan.addedLosses.length > 0 && !plan.secondOrder ? ["readsTaskGradient: false"] : []), ...(turns ? ["onlyReached: true"] : [])];
+  const optionsArgument = options.length ? `, { ${options.join(", ")} }` : "";
+  let backward = `const { loss, grads, raw: grad, forward: f } = ctx.backward(${lossArgument}${optionsArgument ? `, undefined${optionsArgument}` : ""});`;
   if (plan.addedLosses.length > 0) {
     const body = addedLossBody(plan, env);
     const lines = plan.addedLosses.map((a) => `// ${commentText(a.text)}  (line ${a.line})`).join("\n");
-    backward = `${lines}\nconst { loss, grads, raw: grad, forward: f } = ctx.backward(${names.taskLoss}, (f, grad) => {\n${body}\n}${plan.secondOrder ? "" : ", { readsTaskGradient: false }"});`;
+    backward = `${lines}\nconst { loss, grads, raw: grad, forward: f } = ctx.backward(${lossArgument}, (f, grad) => {\n${body}\n}${optionsArgument});`;
   }
   // Gradients, head outputs, features and prototypes are intermediate values: the step log keeps numbers.
   const numeric = plan.values.filter((v) => !["grad", "logits", "features", "prototypes"].includes(v.value.kind));
@@ -117,25 +125,51 @@ function stageModule(model: ModelIR, plan: StepPlan, env: Env, suffix: string, s
   structures.push({
     kind: StructureKind.Function,
     name: names.taskLoss,
-    // The step, and the spec's params through it, where the loss or the rule values it reads need them.
-    parameters: [{ name: "f", type: "Forward" }, ...(/\b(ctx|p)\./.test([...lossValues, taskLoss].join("\n")) ? [{ name: "ctx", type: "StepContext" }] : [])],
+    // The step, and the spec's params through it, where the loss or the rule values it reads need them; with `loss[m]`, the modality.
+    parameters: [{ name: "f", type: "Forward" }, ...(lossReadsStep ? [{ name: "ctx", type: "StepContext" }] : []), ...(index ? [{ name: safeName(index), type: "number" }] : [])],
     returnType: "Tensor",
     statements: [...(/\bp\./.test([...lossValues, taskLoss].join("\n")) ? ["const p = ctx.specParams as Params;"] : []), ...lossValues, `return ${taskLoss};`],
     leadingTrivia: `// ${commentText(model.loss.text)}  (line ${model.loss.line})\n`,
   });
-  const body: string[] = [];
-  if (drops.length) body.push("// Modality drops, drawn before the forward pass.", ...drops, "");
-  body.push(
-    `// Forward pass, task loss and backward pass${plan.secondOrder ? " (second order: the added loss reads gradients)" : plan.addedLosses.length ? " (with the added loss)" : ""}.`,
+  // One step's phases; under `turns step`, one turn's, run once per modality.
+  const phases: string[] = [];
+  if (drops.length) phases.push("// Modality drops, drawn before the forward pass.", ...drops, "");
+  phases.push(
+    `// Forward pass, ${turns === "step" ? "this turn's" : "task"} loss and backward pass${plan.secondOrder ? " (second order: the added loss reads gradients)" : plan.addedLosses.length ? " (with the added loss)" : ""}.`,
     backward,
   );
-  if (values.length) body.push("", "// Rule values, in dependency order, from this step's raw gradients.", ...values);
-  if (actions.length) body.push("", "// Actions, in spec order.", ...actions);
+  if (values.length) phases.push("", "// Rule values, in dependency order, from this step's raw gradients.", ...values);
+  if (actions.length) phases.push("", "// Actions, in spec order.", ...actions);
   // `prev` records this step's values before the update, which would change a learnable's.
-  if (prevWrites.length) body.push("", "// History: values that `prev(...)` reads on the next step.", ...prevWrites);
-  body.push("", "// Optimiser step on the (modulated) gradients.", "ctx.update(grads);");
-  if (assignments.length) body.push("", "// Learnables set after the update, in spec order.", ...assignments);
-  body.push(`return { loss, values: ${logged}, raw: grad };`);
+  if (prevWrites.length) phases.push("", "// History: values that `prev(...)` reads on the next step.", ...prevWrites);
+  phases.push("", "// Optimiser step on the (modulated) gradients.", "ctx.update(grads);");
+  if (assignments.length) phases.push("", "// Learnables set after the update, in spec order.", ...assignments);
+  const body: string[] = [];
+  if (turns === "step") {
+    // Each turn's numbers are logged as one per modality, in turn order.
+    const perTurn = objectLiteral(numeric.map((v) => [v.name, `turns.map((t) => t.values.${propertyKey(v.name)})`]));
+    body.push(
+      "// One optimiser step per modality, in turn (`turns step`); each moves only what its loss reaches.",
+      `const turns = ctx.modalities.map((${safeName(index!)}) => {`,
+      ...phases,
+      "// The next turn reads the history this one wrote.",
+      "ctx.endTurn();",
+      `return { loss, raw: grad${numeric.length ? `, values: ${logged}` : ""} };`,
+      "});",
+      "// The step's loss is the sum of the turns'; each encoder's gradient is logged from its own turn.",
+      `return { loss: sumOf(turns.map((t) => t.loss)), values: ${perTurn}, raw: turns.at(-1)!.raw, turns: turns.map((t) => t.raw) };`,
+    );
+    env.used.add("sumOf");
+  } else if (turns === "epoch") {
+    const length = Number(model.train.turn_epochs ?? 1);
+    const turn = length === 1 ? "ctx.epoch" : `Math.floor(ctx.epoch / ${length})`;
+    body.push(
+      `// This epoch's turn (\`turns epoch\`${length === 1 ? "" : `, ${length} epochs each`}): the update moves only what its loss reaches.`,
+      `const ${safeName(index!)} = ctx.modalities[${turn} % ctx.modalities.length]!;`,
+      ...phases,
+      `return { loss, values: ${logged}, raw: grad };`,
+    );
+  } else body.push(...phases, `return { loss, values: ${logged}, raw: grad };`);
   structures.push({
     kind: StructureKind.Function,
     isExported: true,
@@ -209,6 +243,20 @@ export function generate(model: ModelIR, plan: StepPlan, source: SourceText): st
     const part = stageModule(model, plan, env, "", statements);
     module.push(...part.structures);
     definition = `{ spec, params, ${part.fields}, sourceHash: ${JSON.stringify(sourceHash(source.text))}, ${part.functions} }`;
+  }
+  if (model.predict) {
+    const value = expression(model.predict.value, { ...env, scope: "f" });
+    const readsParams = /\bp\./.test(value);
+    module.push({
+      kind: StructureKind.Function,
+      isExported: true,
+      name: "predict",
+      parameters: [{ name: "f", type: "Forward" }, ...(readsParams ? [{ name: "p", type: "Params" }] : [])],
+      returnType: "Tensor",
+      statements: [`return ${value};`],
+      leadingTrivia: `\n// ${commentText(model.predict.text)}  (line ${model.predict.line})\n/** The outputs evaluation scores, instead of \`out\`: a forward pass of held-out samples in evaluation mode. */\n`,
+    });
+    definition = `${definition.slice(0, -2)}, predict }`;
   }
   module.push({
     kind: StructureKind.VariableStatement,

@@ -5,7 +5,7 @@ import { runtimeNames } from "../../builtins/index.js";
  * lowering of the builtin catalogue may call. Spec names that collide get a `_` suffix.
  */
 const taken = new Set([
-  "ctx", "p", "f", "grad", "grads", "loss", "raw", "spec", "params", "trainer", "trainStep", "taskLoss", "Params",
+  "ctx", "p", "f", "grad", "grads", "loss", "raw", "spec", "params", "trainer", "trainStep", "taskLoss", "predict", "turns", "Params",
   "Tensor", "Forward", "StepContext", "StepResult", "TrainerDefinition", "ModelSpec", "GradientOf",
   "fuse", "inputs", "FusionInputs", "sample", "tensor",
   ...runtimeNames,
