@@ -42,12 +42,17 @@ function sgdWithMomentum(buffers: Map<string, tf.Tensor>, options: { momentum: n
   };
 }
 
-/** The trainer of a test spec, to call its generated `predict` on a forward pass of given parameters. */
+/** The fixed data's test split (8 samples), which evaluation scores. */
+function testSplit() {
+  const test = fixedData(pair).test;
+  return { x: pair.map((_, k) => tf.tensor2d(test.inputs[k]!, [test.size, k === 0 ? 8 : 6])), y: tf.tensor1d(test.labels) };
+}
+
+/** The trainer of a test spec, to call its generated `predict` on a forward pass of the test split with given parameters. */
 async function predictor(source: string) {
   const trainer = await loadTrainer(await compileOrThrow(source), mkdtempSync(join(tmpdir(), "mmb-predict-")));
-  const test = fixedData(pair).test;
-  const x = pair.map((_, k) => tf.tensor2d(test.inputs[k]!, [test.size, k === 0 ? 8 : 6]));
-  return (p: Params) => trainer.predict!(new Forward(trainer.spec, p, x, tf.tensor1d(test.labels), false), trainer.params);
+  const { x, y } = testSplit();
+  return (p: Params) => trainer.predict!(new Forward(trainer.spec, p, x, y, false), trainer.params);
 }
 
 describe("methods that train the modalities in turn", () => {
@@ -75,10 +80,10 @@ describe("methods that train the modalities in turn", () => {
   });
 
   it("MLA at test time: Σ_m w_m·f_m with w_m = exp(−H_m) / Σ_j exp(−H_j), H_m the entropy of each sample's softmax(f_m)", async () => {
-    const predict = await predictor(spec(pair, shipped("mla")).replace("seed 2", `seed 2 ${turnsOf("mla")}`));
-    const test = fixedData(pair).test;
-    const x = pair.map((_, k) => tf.tensor2d(test.inputs[k]!, [test.size, k === 0 ? 8 : 6]));
-    const { init } = await oneStep(pair, spec(pair, shipped("mla")).replace("seed 2", `seed 2 ${turnsOf("mla")}`));
+    const source = spec(pair, shipped("mla")).replace("seed 2", `seed 2 ${turnsOf("mla")}`);
+    const predict = await predictor(source);
+    const { x } = testSplit();
+    const { init } = await oneStep(pair, source);
     const f = [0, 1].map((k) => alone(init, x, k));
     const e = f.map((o) => tf.exp(tf.neg(entropy(o))));
     const w = e.map((ek) => tf.div(ek, tf.add(e[0]!, e[1]!)));
@@ -146,8 +151,7 @@ describe("methods that train the modalities in turn", () => {
     expectParameters(after, p, 1e-5);
     expect(after.get("learnable.boost")![0]).not.toBe(init["learnable.boost"]!.dataSync()[0]); // β learnt in the joint epochs
     const predict = await predictor(source);
-    const test = fixedData(pair).test;
-    const xt = pair.map((_, k) => tf.tensor2d(test.inputs[k]!, [test.size, k === 0 ? 8 : 6]));
+    const { x: xt } = testSplit();
     expectValues(Array.from(predict(p).dataSync()), Array.from(tf.mul(boost(p), tf.add(alone(p, xt, 0), alone(p, xt, 1))).dataSync()));
   });
 

@@ -43,9 +43,9 @@ export const spec: ModelSpec = {
     options: {
       classes: 6,
       samples: 1200,
-      strength: 3,
-      weak: 3,
-      noise: 1,
+      strength: 6,
+      weak: 2,
+      noise: 1.5,
       seed: 7,
       valid: 0.15,
       test: 0.15,
@@ -201,7 +201,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: ["learnable.w"],
   valueLines: { g: 36, gbar: 37, r: 38 },
-  sourceHash: "sha256:7b3b66e5a3e2e226545d4022d1fc7379aa0ca948ba8799464586a13feba33c83",
+  sourceHash: "sha256:c8958e09e44c636ee3b4a9c84040a23827f0ac8da08e422467584fdd54f99e21",
   trainStep,
 };
 

@@ -11,7 +11,7 @@ import {
   type TrainerDefinition,
 } from "mmb/runtime";
 
-/** The model (spec lines 6-16): architecture, data, optimiser, training settings. */
+/** The model (spec lines 7-17): architecture, data, optimiser, training settings. */
 export const spec: ModelSpec = {
   name: "baseline_awf",
   source: "specs/baseline_awf.mmb",
@@ -20,9 +20,9 @@ export const spec: ModelSpec = {
     options: {
       classes: 6,
       samples: 1200,
-      strength: 3,
-      weak: 3,
-      noise: 1,
+      strength: 6,
+      weak: 2,
+      noise: 1.5,
       seed: 7,
       valid: 0.15,
       test: 0.15,
@@ -115,7 +115,7 @@ export const params = {};
 
 type Params = Record<keyof typeof params, number>;
 
-// loss cross_entropy(out, y)  (line 16)
+// loss cross_entropy(out, y)  (line 17)
 function taskLoss(f: Forward): Tensor {
   return crossEntropy(f.out, f.target);
 }
@@ -126,7 +126,7 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
   const { loss, grads, raw: grad, forward: f } = ctx.backward(taskLoss);
 
   // Rule values, in dependency order, from this step's raw gradients.
-  // gnorm[m] = norm(grad(encoder[m]))  (line 21)
+  // gnorm[m] = norm(grad(encoder[m]))  (line 22)
   const gnorm = ctx.perModality((m) => gradNorm(grad(ctx.group.encoder(m))));
 
   // Optimiser step on the (modulated) gradients.
@@ -138,8 +138,8 @@ export const trainer: TrainerDefinition = {
   spec,
   params,
   trainedSeparately: [],
-  valueLines: { gnorm: 21 },
-  sourceHash: "sha256:0835be5a3f79342c1c02f8adb482f98be8a49938b96bc615cae62ff3fe463103",
+  valueLines: { gnorm: 22 },
+  sourceHash: "sha256:38a8b4b914b5d2d3702913dec79bfd386b0669da23d9f007bf89af2d2278e295",
   trainStep,
 };
 

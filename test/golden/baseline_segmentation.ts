@@ -13,7 +13,7 @@ import {
   type TrainerDefinition,
 } from "mmb/runtime";
 
-/** The model (spec lines 8-16): architecture, data, optimiser, training settings. */
+/** The model (spec lines 9-17): architecture, data, optimiser, training settings. */
 export const spec: ModelSpec = {
   name: "baseline_segmentation",
   source: "specs/baseline_segmentation.mmb",
@@ -22,8 +22,8 @@ export const spec: ModelSpec = {
     options: {
       classes: 4,
       samples: 1200,
-      strength: 3,
-      weak: 3,
+      strength: 6,
+      weak: 1.25,
       noise: 1,
       seed: 7,
       valid: 0.15,
@@ -103,7 +103,7 @@ export const params = {};
 
 type Params = Record<keyof typeof params, number>;
 
-// loss cross_entropy(out, y) + dice_loss(out, y)  (line 16)
+// loss cross_entropy(out, y) + dice_loss(out, y)  (line 17)
 function taskLoss(f: Forward): Tensor {
   return add(crossEntropy(f.out, f.target), diceLoss(f.out, f.target));
 }
@@ -114,7 +114,7 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
   const { loss, grads, raw: grad, forward: f } = ctx.backward(taskLoss);
 
   // Rule values, in dependency order, from this step's raw gradients.
-  // gnorm[m] = norm(grad(encoder[m]))  (line 21)
+  // gnorm[m] = norm(grad(encoder[m]))  (line 22)
   const gnorm = ctx.perModality((m) => gradNorm(grad(ctx.group.encoder(m))));
 
   // Optimiser step on the (modulated) gradients.
@@ -126,8 +126,8 @@ export const trainer: TrainerDefinition = {
   spec,
   params,
   trainedSeparately: [],
-  valueLines: { gnorm: 21 },
-  sourceHash: "sha256:898286090719d89f00cacb5d9f83a2a8c0debf1578906b416eafb339fa301a4e",
+  valueLines: { gnorm: 22 },
+  sourceHash: "sha256:14b8b1cff8986382d5677dbbaf4c8e9d3a423f8d3e83a168211ba299daa9e77b",
   trainStep,
 };
 

@@ -28,9 +28,9 @@ export const spec: ModelSpec = {
     options: {
       classes: 6,
       samples: 1200,
-      strength: 3,
-      weak: 3,
-      noise: 1,
+      strength: 6,
+      weak: 2,
+      noise: 1.5,
       seed: 7,
       valid: 0.15,
       test: 0.15,
@@ -215,7 +215,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: ["aux.audio", "aux.visual", "aux.text"],
   valueLines: { eps: 38, d: 39, B: 40 },
-  sourceHash: "sha256:a34fb0152b0b83bb782a4276d0e5d5a8f965804e79aa3d0637433009279858dd",
+  sourceHash: "sha256:3cf8de2db1bdb0de37797a12c8d30f3b7b8a65fadcf9a906a3404b8f88647627",
   trainStep,
 };
 

@@ -29,8 +29,8 @@ export const spec: ModelSpec = {
     options: {
       classes: 4,
       samples: 1200,
-      strength: 3,
-      weak: 3,
+      strength: 6,
+      weak: 1.25,
       noise: 1,
       seed: 7,
       valid: 0.15,
@@ -204,7 +204,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: ["aux.audio", "aux.visual"],
   valueLines: { eps: 25, d: 26, B: 27 },
-  sourceHash: "sha256:303156e203de97219eee9ea57cc4f52c2e731d995d2776496660215ba3142883",
+  sourceHash: "sha256:071fc8afb40dc5fcffe23f981d7c35f27f4c3628a179d72ae0c1f19ad3f8117c",
   trainStep,
 };
 
