@@ -176,4 +176,20 @@ describe("methods that train the modalities in turn", () => {
     expect(params.get("a")!.dataSync()[0]).toBeCloseTo(0.9, 6);
     expect(params.get("b")!.dataSync()[0]).toBeCloseTo(0.9, 6);
   });
+
+  it("a checkpoint of an earlier mmb, with one step count for the optimiser, resumes with that count for each of its parameters", async () => {
+    // Slots are named tfjs variables: each optimiser here has a parameter name of its own.
+    const slots = (n: string) => ({ [`${n}/m`]: { shape: [1], values: [0.5] }, [`${n}/v`]: { shape: [1], values: [0.25] } });
+    const options = { kind: "adam", options: { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8 } };
+    const [old, current] = [new Optimizer(options), new Optimizer(options)];
+    old.restore({ steps: 3, slots: slots("old") });
+    current.restore({ steps: { now: 3 }, slots: slots("now") });
+    expect((await old.state()).steps).toEqual({ old: 3 });
+    const step = (optimizer: Optimizer, name: string) => {
+      const p = new Map([[name, tf.variable(tf.tensor1d([1]))]]);
+      optimizer.apply(p, new Map([[name, tf.tensor1d([1])]]), () => 1);
+      return p.get(name)!.dataSync()[0];
+    };
+    expect(step(old, "old")).toBe(step(current, "now"));
+  });
 });
