@@ -179,7 +179,9 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
       const jobs = wholeNumber(values.jobs, "--jobs");
       const out = values.out ?? join("runs", "bench");
       const seeds = wholeNumber(values.seeds, "--seeds") ?? 3;
-      const { rows, runs } = await bench({ specs: positionals, seeds, out, trainArgs, overwrite: values.overwrite ?? false, ...(jobs ? { jobs } : {}) });
+      const select = values.select ?? "best";
+      if (select !== "best" && select !== "last") throw new UsageError(`--select is best or last, got "${select}"`);
+      const { rows, runs } = await bench({ specs: positionals, seeds, out, trainArgs, overwrite: values.overwrite ?? false, select, ...(jobs ? { jobs } : {}) });
       console.log(`mmb: ${rows.length} specs × ${runs.length / rows.length} seeds; results in ${join(out, "results.md")} (.json, .csv)`);
       return runs.some((r) => r.error) ? 1 : 0;
     }

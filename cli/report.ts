@@ -227,10 +227,12 @@ function table(rows: MethodRow[]): string {
   const body = rows
     .map((r) => {
       const unimodal = Object.entries(r.unimodal).map(([m, s]) => `${escapeHtml(m)} ${pm(s)}`).join("<br>");
-      return `<tr><td>${escapeHtml(r.spec)}</td><td>${escapeHtml(r.metric)} ${pm(r.test)}</td><td>${unimodal || "—"}</td><td>${pm(r.secondsPerEpoch)}</td><td>${escapeHtml(r.backends.join(", "))}</td><td>${r.runs - r.failed}/${r.runs}</td></tr>`;
+      return `<tr><td>${escapeHtml(r.spec)}</td><td>${escapeHtml(r.metric)} ${pm(r.test)}</td><td>${unimodal || "—"}</td><td>${r.epoch ? pm(r.epoch) : "—"}</td><td>${pm(r.secondsPerEpoch)}</td><td>${escapeHtml(r.backends.join(", "))}</td><td>${r.runs - r.failed}/${r.runs}</td></tr>`;
     })
     .join("\n");
-  return `<table><thead><tr><th>spec</th><th>test</th><th>unimodal</th><th>s/epoch</th><th>backend</th><th>runs ok</th></tr></thead><tbody>${body}</tbody></table>`;
+  // Which epoch the figures are of (a bench of an earlier mmb had only the last).
+  const select = rows[0]?.select === "best" ? "at each run's best validation epoch" : "at each run's last epoch";
+  return `<p>Test and unimodal figures ${select}.</p><table><thead><tr><th>spec</th><th>test</th><th>unimodal</th><th>epoch</th><th>s/epoch</th><th>backend</th><th>runs ok</th></tr></thead><tbody>${body}</tbody></table>`;
 }
 
 /** The page: Chart.js inlined, the charts as data, a small plugin that draws error bars. */
