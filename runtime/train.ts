@@ -87,6 +87,8 @@ export interface Summary {
   valid: number;
   /** Every metric of the fused head: accuracy and macro-F1, or MAE, Pearson's r, Acc-2 and Acc-7. */
   metrics: { valid: Record<string, number>; test: Record<string, number> };
+  /** A class target's names, in index order: declared (`class(["a", ...])`) or found in its data file. */
+  classes?: string[];
   /** The epoch with the best validation metric (of the last stage), whose weights `best/` keeps. */
   bestEpoch: number;
   /** The figures at that epoch; `test`, `valid`, `metrics` and `unimodal` above are the last epoch's. */
@@ -453,6 +455,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
 
     // The last epoch already measured the final weights; a resume with no epoch left measures here.
     const final = last ?? measure();
+    const classes = data.classNames ?? spec.target.names;
     const chosen = best.epoch < 0 ? final : (best.measured ?? (await measuredInLog(log.path, best.epoch)) ?? final);
     const summary: Summary = {
       model: spec.name,
@@ -466,6 +469,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       test: primary(final.test),
       valid: primary(final.valid),
       metrics: { valid: final.valid, test: final.test },
+      ...(classes ? { classes } : {}),
       bestEpoch: best.epoch,
       best: { epoch: best.epoch, test: primary(chosen.test), valid: primary(chosen.valid), metrics: { valid: chosen.valid, test: chosen.test }, unimodal: chosen.unimodal },
       unimodal: final.unimodal,
