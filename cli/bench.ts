@@ -8,7 +8,8 @@ import type { Summary } from "../runtime/index.js";
 /**
  * `mmb bench`: every spec with every seed, each run in a process of its own (`mmb train`), then
  * one table per benchmark: mean ± standard deviation of the test metric and of each modality's
- * unimodal metric, seconds per epoch, the backend. Failed runs are listed with their error.
+ * unimodal metric at each run's best validation epoch (or its last), that epoch, seconds per
+ * epoch, the backend. Failed runs are listed with their error.
  */
 export interface BenchOptions {
   specs: string[];
@@ -19,6 +20,8 @@ export interface BenchOptions {
   jobs?: number;
   /** Replace the results of an earlier bench in `out` (each run gets `--overwrite`). */
   overwrite?: boolean;
+  /** Which epoch's figures the table reports: the best validation epoch (default) or the last. */
+  select?: Selection;
   log?: (line: string) => void;
 }
 
@@ -33,9 +36,21 @@ export interface RunResult {
   error?: string;
 }
 
+/** Model selection: a run's figures at its best validation epoch, or at its last. */
+export type Selection = "best" | "last";
+
+/** A run's test metric and unimodal metrics at the selected epoch. */
+function selected(summary: Summary, select: Selection): { test: number; unimodal: Record<string, number>; epoch: number } {
+  return select === "best" ? summary.best : { test: summary.test, unimodal: summary.unimodal, epoch: summary.epochs - 1 };
+}
+
 export interface MethodRow {
   spec: string;
   metric: string;
+  /** Whose figures `test` and `unimodal` are: each run's best validation epoch, or its last. */
+  select: Selection;
+  /** The selected epoch (counted from 0), over the seeds. */
+  epoch: Stat;
   runs: number;
   failed: number;
   test: Stat;
@@ -58,19 +73,22 @@ export function stat(values: number[]): Stat {
 }
 
 /** Rows of the comparison, one per spec, in the order the specs were given. */
-export function aggregate(runs: RunResult[]): MethodRow[] {
+export function aggregate(runs: RunResult[], select: Selection = "best"): MethodRow[] {
   const specs = [...new Set(runs.map((r) => r.spec))];
   return specs.map((spec) => {
     const mine = runs.filter((r) => r.spec === spec);
     const ok = mine.flatMap((r) => (r.summary ? [r.summary] : []));
-    const modalities = [...new Set(ok.flatMap((s) => Object.keys(s.unimodal)))];
+    const figures = ok.map((s) => selected(s, select));
+    const modalities = [...new Set(figures.flatMap((f) => Object.keys(f.unimodal)))];
     return {
       spec,
       metric: ok[0]?.metric ?? "accuracy",
+      select,
+      epoch: stat(figures.map((f) => f.epoch)),
       runs: mine.length,
       failed: mine.length - ok.length,
-      test: stat(ok.map((s) => s.test)),
-      unimodal: Object.fromEntries(modalities.map((m) => [m, stat(ok.map((s) => s.unimodal[m]!))])),
+      test: stat(figures.map((f) => f.test)),
+      unimodal: Object.fromEntries(modalities.map((m) => [m, stat(figures.map((f) => f.unimodal[m]!))])),
       secondsPerEpoch: stat(ok.map((s) => s.secondsPerEpoch)),
       backends: [...new Set(ok.map((s) => s.backend))],
     };
@@ -80,29 +98,37 @@ export function aggregate(runs: RunResult[]): MethodRow[] {
 const metricLabels: Record<string, string> = { accuracy: "acc", mae: "MAE", dice: "Dice" };
 const pm = (s: Stat, digits = 3) => (Number.isNaN(s.mean) ? "—" : `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`);
 
+/** What the table's figures are, for its heading. */
+const selectionText: Record<Selection, string> = {
+  best: "each run's figures at its best validation epoch (the `epoch` column, counted from 0; `--select last` for the last epoch's)",
+  last: "each run's figures at its last epoch (`--select best` for the best validation epoch's)",
+};
+
 export function markdown(rows: MethodRow[], runs: RunResult[], command: string): string {
+  const select = rows[0]?.select ?? "best";
   const lines = [
-    "| spec | test metric | unimodal (per modality) | s/epoch | backend | runs |",
-    "|---|---|---|---|---|---|",
+    "| spec | test metric | unimodal (per modality) | epoch | s/epoch | backend | runs |",
+    "|---|---|---|---|---|---|---|",
     ...rows.map((r) => {
       const unimodal = Object.entries(r.unimodal).map(([m, s]) => `${m} ${pm(s)}`).join("<br>");
       const runs = r.failed ? `${r.runs - r.failed}/${r.runs} (${r.failed} failed)` : `${r.runs}`;
-      return `| ${r.spec} | ${metricLabels[r.metric] ?? r.metric} ${pm(r.test)} | ${unimodal || "—"} | ${pm(r.secondsPerEpoch, 2)} | ${r.backends.join(", ") || "—"} | ${runs} |`;
+      return `| ${r.spec} | ${metricLabels[r.metric] ?? r.metric} ${pm(r.test)} | ${unimodal || "—"} | ${pm(r.epoch, 1)} | ${pm(r.secondsPerEpoch, 2)} | ${r.backends.join(", ") || "—"} | ${runs} |`;
     }),
   ];
   const failures = runs.filter((r) => r.error);
   if (failures.length) lines.push("", "Failed runs:", "", ...failures.map((r) => `- ${r.spec}, seed ${r.seed}: ${r.error!.split("\n")[0]}`));
-  return `# Benchmark results\n\n\`${command}\`\n\nMean ± sample standard deviation over seeds; unimodal: each modality alone (see each run's summary.json for how).\n\n${lines.join("\n")}\n`;
+  return `# Benchmark results\n\n\`${command}\`\n\nMean ± sample standard deviation over seeds of ${selectionText[select]}; unimodal: each modality alone (see each run's summary.json for how).\n\n${lines.join("\n")}\n`;
 }
 
 export function csv(runs: RunResult[]): string {
   const modalities = [...new Set(runs.flatMap((r) => Object.keys(r.summary?.unimodal ?? {})))];
   const metrics = [...new Set(runs.flatMap((r) => Object.keys(r.summary?.metrics?.test ?? {})))];
-  const header = ["spec", "seed", "status", "metric", "test", "valid", ...modalities.map((m) => `unimodal_${m}`), ...metrics.map((k) => `test_${k}`), "seconds_per_epoch", "backend", "error"];
+  // `test`, `valid` and the unimodal columns are the last epoch's; `best_*` the best validation epoch's.
+  const header = ["spec", "seed", "status", "metric", "test", "valid", "best_epoch", "best_test", "best_valid", ...modalities.map((m) => `unimodal_${m}`), ...metrics.map((k) => `test_${k}`), "seconds_per_epoch", "backend", "error"];
   const quote = (v: string) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
   const rows = runs.map((r) => {
     const s = r.summary;
-    return [r.spec, String(r.seed), s ? "ok" : "failed", s?.metric ?? "", s ? String(s.test) : "", s ? String(s.valid) : "", ...modalities.map((m) => (s?.unimodal[m] !== undefined ? String(s.unimodal[m]) : "")), ...metrics.map((k) => (s?.metrics?.test[k] !== undefined ? String(s.metrics.test[k]) : "")), s ? String(s.secondsPerEpoch) : "", s?.backend ?? "", (r.error ?? "").split("\n")[0]!]
+    return [r.spec, String(r.seed), s ? "ok" : "failed", s?.metric ?? "", s ? String(s.test) : "", s ? String(s.valid) : "", s ? String(s.best.epoch) : "", s ? String(s.best.test) : "", s ? String(s.best.valid) : "", ...modalities.map((m) => (s?.unimodal[m] !== undefined ? String(s.unimodal[m]) : "")), ...metrics.map((k) => (s?.metrics?.test[k] !== undefined ? String(s.metrics.test[k]) : "")), s ? String(s.secondsPerEpoch) : "", s?.backend ?? "", (r.error ?? "").split("\n")[0]!]
       .map(quote)
       .join(",");
   });
@@ -185,12 +211,13 @@ export async function bench(options: BenchOptions): Promise<{ runs: RunResult[];
       const dir = join(options.out, specName(spec), `seed-${seed}`);
       const result = await trainInProcess(spec, seed, dir, trainArgs);
       runs[index] = result;
-      say(result.summary ? `mmb bench: ${result.spec} seed ${seed}: test ${result.summary.metric} ${result.summary.test.toFixed(4)}` : `mmb bench: ${result.spec} seed ${seed} FAILED: ${result.error}`);
+      say(result.summary ? `mmb bench: ${result.spec} seed ${seed}: test ${result.summary.metric} ${result.summary.test.toFixed(4)} (best validation epoch ${result.summary.best.epoch + 1}: ${result.summary.best.test.toFixed(4)})` : `mmb bench: ${result.spec} seed ${seed} FAILED: ${result.error}`);
     }
   };
   await Promise.all(Array.from({ length: jobs }, worker)).finally(stopOnSignal);
-  const rows = aggregate(runs);
-  const command = ["mmb bench", ...options.specs, "--seeds", String(options.seeds), ...options.trainArgs].join(" ");
+  const select = options.select ?? "best";
+  const rows = aggregate(runs, select);
+  const command = ["mmb bench", ...options.specs, "--seeds", String(options.seeds), ...options.trainArgs, ...(select === "last" ? ["--select", "last"] : [])].join(" ");
   await writeFile(join(options.out, "results.md"), markdown(rows, runs, command));
   await writeFile(join(options.out, "results.csv"), csv(runs));
   await writeFile(join(options.out, "results.json"), JSON.stringify({ command, rows, runs }, null, 2) + "\n");

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, extname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { analyze, compile, diagnosticsJson, renderAll, type CompileResult } from "../compiler/index.js";
 import type { SourceText } from "../diagnostics/index.js";
@@ -9,48 +9,31 @@ import { parse as parseSpec } from "../grammar/index.js";
 import { bench, BenchError, specName } from "./bench.js";
 import { report as writeReport } from "./report.js";
 import { loadTrainer } from "./load-trainer.js";
+import { commandHelp, commands, flags, overview, type Command, type FlagValues } from "./help.js";
+import { mmbVersion } from "../runtime/version.js";
 
-const usage = `usage:
-  mmb check <spec.mmb...> [--format text|json]
-  mmb compile <spec.mmb> -o <trainer.ts> [--dump-ir] [--format text|json]
-  mmb train <spec.mmb> [--out DIR] [--backend tensorflow-gpu|tensorflow|wasm|cpu] [--seed N]
-            [--epochs N] [--set name=value]... [--data SOURCE] [--data-root DIR] [--resume | --overwrite]
-  mmb bench <spec.mmb...> [--seeds N] [--out DIR] [--jobs N] [--epochs N] [--set name=value]...
-            [--data SOURCE] [--data-root DIR] [--backend NAME] [--overwrite]
+/** Wrong usage: the message, and the command whose usage line follows it (the overview without one). */
+class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly command?: Command,
+  ) {
+    super(message);
+  }
+}
 
-  mmb report <run-dir | bench-dir> [-o report.html]
-
---data replaces the spec's data declaration, e.g. --data "synthetic(weak: 2)".
-
-exit status: 0 success, 1 errors in a spec or a failed run, 2 wrong usage`;
-
-class UsageError extends Error {}
-
-function parse(args: string[]) {
+/** The command's options; a flag the command does not take is a usage error, not silently ignored. */
+function parse(command: Command, args: string[]) {
+  const options = Object.fromEntries(
+    [...command.flags, "help" as const].map((name) => {
+      const flag: { type: "string" | "boolean"; short?: string; multiple?: boolean } = flags[name];
+      return [name, { type: flag.type, ...(flag.short ? { short: flag.short } : {}), ...(flag.multiple ? { multiple: flag.multiple } : {}) }];
+    }),
+  );
   try {
-    return parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        format: { type: "string", default: "text" },
-        output: { type: "string", short: "o" },
-        "dump-ir": { type: "boolean", default: false },
-        out: { type: "string" },
-        backend: { type: "string" },
-        seed: { type: "string" },
-        epochs: { type: "string" },
-        set: { type: "string", multiple: true },
-        resume: { type: "boolean", default: false },
-        overwrite: { type: "boolean", default: false },
-        data: { type: "string" },
-        "data-root": { type: "string" },
-        seeds: { type: "string" },
-        jobs: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
+    return parseArgs({ args, allowPositionals: true, strict: true, options });
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/s, ""), command);
   }
 }
 
@@ -71,13 +54,16 @@ function parseSets(sets: string[] | undefined): Record<string, number> {
   );
 }
 
-async function readSpec(path: string, data?: string): Promise<string> {
-  let text: string;
+async function readText(path: string): Promise<string> {
   try {
-    text = await readFile(path, "utf8");
+    return await readFile(path, "utf8");
   } catch {
     throw new UsageError(`cannot read ${path}`);
   }
+}
+
+async function readSpec(path: string, data?: string): Promise<string> {
+  const text = await readText(path);
   return data === undefined ? text : withData(text, data);
 }
 
@@ -96,19 +82,39 @@ function report(result: { diagnostics: CompileResult["diagnostics"]; source: Sou
 }
 
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  if (!command || command === "--help" || command === "-h") {
-    console.log(usage);
-    return command ? 0 : 2;
+  const [name, ...rest] = argv;
+  if (!name || name === "--help" || name === "-h" || name === "help") {
+    const about = name === "help" && rest[0] ? commands.find((c) => c.name === rest[0]) : undefined;
+    if (name === "help" && rest[0] && !about) throw new UsageError(`unknown command "${rest[0]}"`);
+    console.log(about ? commandHelp(about) : overview);
+    return name ? 0 : 2;
   }
-  const { values, positionals } = parse(rest);
-  if (values.help) {
-    console.log(usage);
+  if (name === "--version" || name === "-v") {
+    console.log(`mmb ${mmbVersion}`);
     return 0;
   }
-  if (!["text", "json"].includes(values.format!)) throw new UsageError(`--format is text or json, got "${values.format}"`);
+  const command = commands.find((c) => c.name === name);
+  if (!command) throw new UsageError(`unknown command "${name}"`);
+  try {
+    return await runCommand(command, rest);
+  } catch (e) {
+    // A usage error inside a command is followed by that command's usage line.
+    throw e instanceof UsageError && !e.command ? new UsageError(e.message, command) : e;
+  }
+}
+
+async function runCommand(command: Command, rest: string[]): Promise<number> {
+  const parsed = parse(command, rest);
+  const positionals = parsed.positionals;
+  const values = parsed.values as FlagValues;
+  if (values.help) {
+    console.log(commandHelp(command));
+    return 0;
+  }
+  const format = values.format ?? "text";
+  if (!["text", "json"].includes(format)) throw new UsageError(`--format is text or json, got "${format}"`);
   if (values.resume && values.overwrite) throw new UsageError("--resume continues the run in --out, --overwrite replaces it: give one");
-  switch (command) {
+  switch (command.name) {
     case "check": {
       if (positionals.length === 0) throw new UsageError("mmb check needs at least one spec");
       let failed = false;
@@ -116,10 +122,10 @@ async function main(argv: string[]): Promise<number> {
       for (const path of positionals) {
         const analysis = analyze(await readSpec(path), { fileName: path });
         failed ||= analysis.diagnostics.some((d) => d.severity === "error");
-        if (values.format === "json") all.push(...JSON.parse(diagnosticsJson(analysis.diagnostics, analysis.source)));
+        if (format === "json") all.push(...JSON.parse(diagnosticsJson(analysis.diagnostics, analysis.source)));
         else if (analysis.diagnostics.length) console.error(renderAll(analysis.diagnostics, analysis.source) + "\n");
       }
-      if (values.format === "json") console.log(JSON.stringify(all, null, 2));
+      if (format === "json") console.log(JSON.stringify(all, null, 2));
       else if (!failed) console.error(`mmb: ${positionals.length} spec${positionals.length === 1 ? "" : "s"} checked, no errors`);
       return failed ? 1 : 0;
     }
@@ -127,7 +133,7 @@ async function main(argv: string[]): Promise<number> {
       if (positionals.length !== 1) throw new UsageError("mmb compile takes one spec");
       const path = positionals[0]!;
       const result = await compile(await readSpec(path), { fileName: path });
-      report(result, values.format!);
+      report(result, format);
       if (!result.code) return 1;
       if (values["dump-ir"]) console.log(dumpIr(result));
       if (values.output) {
@@ -142,30 +148,17 @@ async function main(argv: string[]): Promise<number> {
       const path = positionals[0]!;
       const sets = parseSets(values.set);
       const result = await compile(await readSpec(path, values.data), { fileName: path, set: sets });
-      report(result, values.format!);
+      report(result, format);
       if (!result.code) return 1;
-      const out = values.out ?? join("runs", specName(path));
-      const seed = wholeNumber(values.seed, "--seed");
-      const epochs = wholeNumber(values.epochs, "--epochs");
-      // The folder is claimed (locked, and checked for another run's state) before the trainer is written into it.
-      await mkdir(out, { recursive: true });
-      const folder = await claimRunFolder(out, { resume: values.resume!, overwrite: values.overwrite! });
-      try {
-        const definition = await loadTrainer(result.code, out);
-        const summary = await train(definition, {
-          out,
-          folder,
-          ...(values.backend ? { backend: values.backend } : {}),
-          ...(seed !== undefined ? { seed } : {}),
-          ...(epochs !== undefined ? { epochs } : {}),
-          set: sets,
-          resume: values.resume!,
-          ...(values["data-root"] ? { dataRoot: resolve(values["data-root"]) } : {}),
-        });
-        console.log(`mmb: test ${summary.metric} ${summary.test.toFixed(4)} on ${summary.backend}; log, summary and checkpoints in ${out}`);
-      } finally {
-        await folder.release();
-      }
+      await trainInFolder(result.code, values.out ?? join("runs", specName(path)), values, sets);
+      return 0;
+    }
+    case "run": {
+      if (positionals.length !== 1) throw new UsageError("mmb run takes one trainer, a .ts file that `mmb compile` wrote");
+      const path = positionals[0]!;
+      const code = await readText(path);
+      if (!/^export default trainer;$/m.test(code)) throw new UsageError(`${path} is not a trainer that \`mmb compile\` wrote (it exports no \`trainer\`)`);
+      await trainInFolder(code, values.out ?? join("runs", basename(path, extname(path))), values, parseSets(values.set));
       return 0;
     }
     case "bench": {
@@ -173,7 +166,7 @@ async function main(argv: string[]): Promise<number> {
       const sets = parseSets(values.set);
       for (const path of positionals) {
         const result = await compile(await readSpec(path, values.data), { fileName: path, set: sets });
-        report(result, values.format!);
+        report(result, format);
         if (!result.code) return 1;
       }
       const trainArgs = [
@@ -186,7 +179,9 @@ async function main(argv: string[]): Promise<number> {
       const jobs = wholeNumber(values.jobs, "--jobs");
       const out = values.out ?? join("runs", "bench");
       const seeds = wholeNumber(values.seeds, "--seeds") ?? 3;
-      const { rows, runs } = await bench({ specs: positionals, seeds, out, trainArgs, overwrite: values.overwrite!, ...(jobs ? { jobs } : {}) });
+      const select = values.select ?? "best";
+      if (select !== "best" && select !== "last") throw new UsageError(`--select is best or last, got "${select}"`);
+      const { rows, runs } = await bench({ specs: positionals, seeds, out, trainArgs, overwrite: values.overwrite ?? false, select, ...(jobs ? { jobs } : {}) });
       console.log(`mmb: ${rows.length} specs × ${runs.length / rows.length} seeds; results in ${join(out, "results.md")} (.json, .csv)`);
       return runs.some((r) => r.error) ? 1 : 0;
     }
@@ -197,7 +192,34 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     default:
-      throw new UsageError(`unknown command "${command}"`);
+      throw new UsageError(`unknown command "${command.name}"`);
+  }
+}
+
+/**
+ * Trains a trainer's code in `out`: the folder is claimed (locked, and checked for another run's
+ * state) before the trainer is written into it.
+ */
+async function trainInFolder(code: string, out: string, values: FlagValues, sets: Record<string, number>): Promise<void> {
+  const seed = wholeNumber(values.seed, "--seed");
+  const epochs = wholeNumber(values.epochs, "--epochs");
+  await mkdir(out, { recursive: true });
+  const folder = await claimRunFolder(out, { resume: values.resume ?? false, overwrite: values.overwrite ?? false });
+  try {
+    const definition = await loadTrainer(code, out);
+    const summary = await train(definition, {
+      out,
+      folder,
+      ...(values.backend ? { backend: values.backend } : {}),
+      ...(seed !== undefined ? { seed } : {}),
+      ...(epochs !== undefined ? { epochs } : {}),
+      set: sets,
+      resume: values.resume ?? false,
+      ...(values["data-root"] ? { dataRoot: resolve(values["data-root"]) } : {}),
+    });
+    console.log(`mmb: test ${summary.metric} ${summary.test.toFixed(4)} on ${summary.backend}; log, summary and checkpoints in ${out}`);
+  } finally {
+    await folder.release();
   }
 }
 
@@ -216,7 +238,7 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e: unknown) => {
     if (e instanceof UsageError) {
-      console.error(`mmb: ${e.message}\n\n${usage}`);
+      console.error(e.command ? `mmb: ${e.message}\n${commandHelp(e.command).split("\n")[0]}\n(mmb ${e.command.name} --help lists its options)` : `mmb: ${e.message}\n\n${overview}`);
       process.exit(2);
     }
     if (e instanceof DataError || e instanceof NumericError || e instanceof ResourceError || e instanceof ResumeError || e instanceof RunFolderError || e instanceof BenchError) console.error(`mmb: ${e.message}`);

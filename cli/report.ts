@@ -3,6 +3,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { basename, dirname, join } from "node:path";
 import type { MethodRow, RunResult } from "./bench.js";
+import type { Summary } from "../runtime/index.js";
 
 /**
  * `mmb report <run-dir | bench-dir>`: one self-contained HTML file (Chart.js inlined, no
@@ -66,10 +67,8 @@ const perModalityNames = (value: unknown, modalities: string[]) => (Array.isArra
 /** The charts of one training run, from its log. */
 const warnSkipped = (line: string) => console.error(`mmb: ${line}`);
 
-export async function runCharts(dir: string, idPrefix = "run", warn: (line: string) => void = warnSkipped): Promise<{ charts: ChartSpec[]; title: string }> {
-  const summary = existsSync(join(dir, "summary.json"))
-    ? (JSON.parse(await readFile(join(dir, "summary.json"), "utf8")) as { model: string; unimodal: Record<string, number>; modalities?: string[]; logged?: Record<string, string> })
-    : undefined;
+export async function runCharts(dir: string, idPrefix = "run", warn: (line: string) => void = warnSkipped): Promise<{ charts: ChartSpec[]; title: string; header: string }> {
+  const summary = existsSync(join(dir, "summary.json")) ? (JSON.parse(await readFile(join(dir, "summary.json"), "utf8")) as Partial<Summary> & { model: string; unimodal: Record<string, number> }) : undefined;
   const { steps, epochs } = await readLog(dir, warn);
   // Every modality, in the order of the log's per-modality arrays (the unimodal metrics may leave some out).
   const modalities = summary?.modalities ?? Object.keys(epochs[0]?.unimodal ?? summary?.unimodal ?? {});
@@ -156,7 +155,23 @@ export async function runCharts(dir: string, idPrefix = "run", warn: (line: stri
     xLabel: "epoch",
     yLabel: metric,
   });
-  return { charts, title: summary?.model ?? basename(dir) };
+  return { charts, title: summary?.model ?? basename(dir), header: summary ? runHeader(summary) : "" };
+}
+
+/** What made the run and how it ended, above its charts: spec, seed, backend, params, the last and the best validation epoch's test metric, the classes. */
+function runHeader(s: Partial<Summary>): string {
+  const params = Object.entries(s.params ?? {}).map(([k, v]) => `${k} = ${v}`).join(", ");
+  const percent = (v: number) => (s.metric === "mae" ? v.toFixed(3) : `${(100 * v).toFixed(1)}%`);
+  const items = [
+    `spec <code>${escapeHtml(s.source ?? "")}</code>`,
+    `seed ${s.seed}`,
+    `backend ${escapeHtml(s.kernels ?? s.backend ?? "")}`,
+    ...(params ? [`params ${escapeHtml(params)}`] : []),
+    ...(s.test !== undefined ? [`test ${escapeHtml(s.metric ?? "")} ${percent(s.test)} at the last epoch`] : []),
+    ...(s.best ? [`${percent(s.best.test)} at the best validation epoch (${s.best.epoch + 1})`] : []),
+    ...(s.classes ? [`classes ${s.classes.map((c, i) => `${i} ${escapeHtml(c)}`).join(", ")}`] : []),
+  ];
+  return `<p class="header">${items.join(" · ")}</p>`;
 }
 
 /** The charts of a bench: error bars over seeds, and each spec's mean test metric per epoch. */
@@ -227,10 +242,12 @@ function table(rows: MethodRow[]): string {
   const body = rows
     .map((r) => {
       const unimodal = Object.entries(r.unimodal).map(([m, s]) => `${escapeHtml(m)} ${pm(s)}`).join("<br>");
-      return `<tr><td>${escapeHtml(r.spec)}</td><td>${escapeHtml(r.metric)} ${pm(r.test)}</td><td>${unimodal || "—"}</td><td>${pm(r.secondsPerEpoch)}</td><td>${escapeHtml(r.backends.join(", "))}</td><td>${r.runs - r.failed}/${r.runs}</td></tr>`;
+      return `<tr><td>${escapeHtml(r.spec)}</td><td>${escapeHtml(r.metric)} ${pm(r.test)}</td><td>${unimodal || "—"}</td><td>${r.epoch ? pm(r.epoch) : "—"}</td><td>${pm(r.secondsPerEpoch)}</td><td>${escapeHtml(r.backends.join(", "))}</td><td>${r.runs - r.failed}/${r.runs}</td></tr>`;
     })
     .join("\n");
-  return `<table><thead><tr><th>spec</th><th>test</th><th>unimodal</th><th>s/epoch</th><th>backend</th><th>runs ok</th></tr></thead><tbody>${body}</tbody></table>`;
+  // Which epoch the figures are of (a bench of an earlier mmb had only the last).
+  const select = rows[0]?.select === "best" ? "at each run's best validation epoch" : "at each run's last epoch";
+  return `<p>Test and unimodal figures ${select}.</p><table><thead><tr><th>spec</th><th>test</th><th>unimodal</th><th>epoch</th><th>s/epoch</th><th>backend</th><th>runs ok</th></tr></thead><tbody>${body}</tbody></table>`;
 }
 
 /** The page: Chart.js inlined, the charts as data, a small plugin that draws error bars. */
@@ -317,8 +334,8 @@ export async function report(dir: string, output?: string): Promise<string> {
     const { charts, rows } = await benchCharts(dir);
     html = page(`Benchmark: ${basename(dir)}`, charts, table(rows));
   } else if (existsSync(join(dir, "log.jsonl"))) {
-    const { charts, title } = await runCharts(dir);
-    html = page(`Run: ${title}`, charts);
+    const { charts, title, header } = await runCharts(dir);
+    html = page(`Run: ${title}`, charts, header);
   } else {
     throw new Error(`${dir}: neither a run (log.jsonl) nor a bench (results.json)`);
   }

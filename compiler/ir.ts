@@ -10,7 +10,8 @@ export interface ModelIR {
   data: Component;
   modalities: ModalityIR[];
   /** `mask`: segmentation, one class per pixel of a `shape` (height, width) mask. */
-  target: { name: string; kind: "class" | "real" | "mask"; classes: number; shape?: number[]; line: number; source?: string };
+  /** `names`: the classes of `class(["a", "b", ...])`, in index order (string labels map through them). */
+  target: { name: string; kind: "class" | "real" | "mask"; classes: number; names?: string[]; shape?: number[]; line: number; source?: string };
   encoders: Component[];
   /** A built-in fusion, or `expression` with `fuse` holding the spec's fusion expression. */
   fusion: Component;

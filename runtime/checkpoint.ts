@@ -21,7 +21,8 @@ export interface CheckpointState {
   optimizer: unknown;
   separateOptimizers: Record<string, unknown>;
   history: Record<string, { shape: number[]; values: number[] }>;
-  best: { metric: number; epoch: number; stale: number };
+  /** The best validation metric so far (of this stage), its epoch and what was measured then, and the epochs since. */
+  best: Best;
   /** The learning-rate factor of `schedule plateau(...)`. */
   plateauFactor?: number;
   /** The length of log.jsonl when this checkpoint was made: a resume cuts the log back to it. */
@@ -29,6 +30,23 @@ export interface CheckpointState {
   /** What made the run (spec, params, seed, data, mmb version): a resume must match it. */
   origin?: unknown;
   weightsSha256?: string;
+}
+
+/** What an epoch's evaluation measured: the fused head's metrics on each split, and each modality's. */
+export interface Measured {
+  train: Record<string, number>;
+  valid: Record<string, number>;
+  test: Record<string, number>;
+  unimodal: Record<string, number>;
+}
+
+/** Model selection: the epoch whose validation metric is the best so far (`sign`ed: larger is better), with its measurements. */
+export interface Best {
+  metric: number;
+  epoch: number;
+  stale: number;
+  /** Absent in checkpoints of an earlier mmb: the run's log has the epoch's record. */
+  measured?: Measured;
 }
 
 async function writeDurably(path: string, data: string | Uint8Array): Promise<void> {

@@ -8,8 +8,8 @@ import { join } from "node:path";
  */
 export class RunFolderError extends Error {}
 
-/** What a run leaves: its state (log, summary, checkpoints) and the report made from it. The trainer files are rewritten by each run. */
-const runState = ["log.jsonl", "summary.json", "checkpoints"];
+/** What a run leaves: its state (log, summary, checkpoints, the best-validation checkpoint) and the report made from it. The trainer files are rewritten by each run. */
+const runState = ["log.jsonl", "summary.json", "checkpoints", "best"];
 const runFiles = [...runState, "report.html"];
 const lockName = ".mmb-lock";
 

@@ -27,6 +27,8 @@ export interface Target {
   name: string;
   kind: "class" | "real" | "mask";
   classes: number;
+  /** `class(["a", "b", ...])`: the classes' names in index order; string labels in data files map through them. */
+  names?: string[];
   shape?: number[];
   source?: string;
 }

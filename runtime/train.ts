@@ -1,9 +1,9 @@
 import * as tf from "@tensorflow/tfjs";
-import { mkdir, open, stat, truncate, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, stat, truncate, writeFile } from "node:fs/promises";
 import { totalmem } from "node:os";
 import { join } from "node:path";
 import { describeBackend, selectBackend, type BackendName } from "./backend.js";
-import { loadCheckpoint, saveCheckpoint, writeJsonAtomically, type CheckpointState } from "./checkpoint.js";
+import { loadCheckpoint, saveCheckpoint, writeJsonAtomically, type Best, type CheckpointState, type Measured } from "./checkpoint.js";
 import { batchTensors, evaluationBatches } from "./batches.js";
 import { loadData, type Dataset, type Split } from "./data/index.js";
 import { EpochContext, type EpochResult } from "./epoch.js";
@@ -87,7 +87,12 @@ export interface Summary {
   valid: number;
   /** Every metric of the fused head: accuracy and macro-F1, or MAE, Pearson's r, Acc-2 and Acc-7. */
   metrics: { valid: Record<string, number>; test: Record<string, number> };
+  /** A class target's names, in index order: declared (`class(["a", ...])`) or found in its data file. */
+  classes?: string[];
+  /** The epoch with the best validation metric (of the last stage), whose weights `best/` keeps. */
   bestEpoch: number;
+  /** The figures at that epoch; `test`, `valid`, `metrics` and `unimodal` above are the last epoch's. */
+  best: { epoch: number; test: number; valid: number; metrics: { valid: Record<string, number>; test: Record<string, number> }; unimodal: Record<string, number> };
   unimodal: Record<string, number>;
   unimodalMethod: string;
   /** Every modality, in order (the step log's per-modality arrays follow it). */
@@ -169,6 +174,13 @@ function evaluate(spec: ModelSpec, params: Params, split: Split, only?: number, 
   return classes ? classificationMetrics(predicted, split.labels, spec.target.classes) : regressionMetrics(predicted, split.labels);
 }
 
+/** An epoch's measurements as its log record holds them (a checkpoint of an earlier mmb kept only the best epoch's number). */
+async function measuredInLog(path: string, epoch: number): Promise<Measured | undefined> {
+  const lines = (await readFile(path, "utf8")).split("\n").filter(Boolean);
+  const record = lines.map((l) => JSON.parse(l) as { type: string; epoch: number } & Measured).find((r) => r.type === "epoch" && r.epoch === epoch);
+  return record && { train: record.train, valid: record.valid, test: record.test, unimodal: record.unimodal };
+}
+
 /** The primary metric of a result of `evaluate`. */
 const primary = (metrics: Record<string, number>): number => Object.values(metrics)[0]!;
 
@@ -220,7 +232,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const history = new History();
   let firstEpoch = 0;
   let step = 0;
-  let best = { metric: -Infinity, epoch: -1, stale: 0 };
+  let best: Best = { metric: -Infinity, epoch: -1, stale: 0 };
   // `schedule plateau(...)`: the learning-rate factor falls when the validation metric stalls.
   let plateauFactor = 1;
   const sign = spec.target.kind === "real" ? -1 : 1;
@@ -406,7 +418,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       // `rule`: the epoch rule's values, computed at this epoch's start and read by its steps.
       lines.push(JSON.stringify({ type: "epoch", epoch, ...stageField, loss, lr: Number(settings.optimizer.options.lr) * lrSchedule, ...(epochRecord ? { rule: epochRecord } : {}), train: last.train, valid: last.valid, test: last.test, unimodal, seconds, step_seconds: stepSeconds, ...memoryRecord() }));
       const logBytes = await log.append(lines);
-      if (sign * valid > best.metric) best = { metric: sign * valid, epoch, stale: 0 };
+      // Model selection: the epoch with the best validation metric (of the stage), and what it measured.
+      if (sign * valid > best.metric) best = { metric: sign * valid, epoch, stale: 0, measured: last };
       else best.stale++;
       const plateau = settings.schedule.options;
       if (settings.schedule.kind === "plateau" && best.stale > 0 && best.stale % Number(plateau.patience) === 0) {
@@ -431,7 +444,10 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         logBytes,
         origin,
       };
-      await saveCheckpoint(checkpoints, state, [...weights, ...(await finishedWeights(finished))]);
+      const allWeights = [...weights, ...(await finishedWeights(finished))];
+      await saveCheckpoint(checkpoints, state, allWeights);
+      // The best-validation checkpoint, kept beside the last one (`best/`, read as `checkpoints/` is).
+      if (best.epoch === epoch) await saveCheckpoint(join(options.out, "best"), state, allWeights);
       saved = epoch;
       if (stop) say(`mmb: early stop after epoch ${epoch + 1} (no improvement for ${best.stale} epochs)${next < epochs ? `; stage ${stages[stageIndex + 1]!.name} follows` : ""}`);
       epoch = next - 1;
@@ -439,6 +455,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
 
     // The last epoch already measured the final weights; a resume with no epoch left measures here.
     const final = last ?? measure();
+    const classes = data.classNames ?? spec.target.names;
+    const chosen = best.epoch < 0 ? final : (best.measured ?? (await measuredInLog(log.path, best.epoch)) ?? final);
     const summary: Summary = {
       model: spec.name,
       source: spec.source,
@@ -451,7 +469,9 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       test: primary(final.test),
       valid: primary(final.valid),
       metrics: { valid: final.valid, test: final.test },
+      ...(classes ? { classes } : {}),
       bestEpoch: best.epoch,
+      best: { epoch: best.epoch, test: primary(chosen.test), valid: primary(chosen.valid), metrics: { valid: chosen.valid, test: chosen.test }, unimodal: chosen.unimodal },
       unimodal: final.unimodal,
       unimodalMethod: spec.auxHead ? "auxiliary head of each modality" : "fused head with the other modalities' features set to zero",
       modalities: spec.modalities.map((m) => m.name),
@@ -561,7 +581,7 @@ function nonFiniteState(state: unknown, what: string): string | undefined {
  * so no torn line stays; a resume cuts it to the length its checkpoint recorded.
  */
 class RunLog {
-  constructor(private readonly path: string) {}
+  constructor(readonly path: string) {}
 
   /** Appends the lines; returns the log's new length in bytes. */
   async append(lines: string[]): Promise<number> {

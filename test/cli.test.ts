@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { commands, flags } from "../cli/help.js";
 import { root, smallSpec } from "./helpers.js";
 
 function mmb(...args: string[]) {
@@ -137,6 +138,58 @@ train epochs 1 batch 8
     expect(run.stderr).not.toContain("FAILED");
     expect(run.status).toBe(0);
   });
+
+  it("--help per command lists exactly the options it takes; a flag of another command is a usage error; --version is package.json's", () => {
+    for (const command of commands) {
+      const help = mmb(command.name, "--help");
+      expect(help.status, command.name).toBe(0);
+      expect(help.stdout).toContain(`usage: mmb ${command.name} ${command.args}`);
+      const options = help.stdout.split("options:\n")[1]!.split("\n\n")[0]!;
+      const listed = [...options.matchAll(/^ +(?:-\w, )?--([a-z-]+)/gm)].map((m) => m[1]);
+      expect(listed.sort(), command.name).toEqual([...command.flags, "help"].sort());
+      expect(listed.every((flag) => flag! in flags)).toBe(true);
+      expect(mmb("help", command.name).stdout).toBe(help.stdout);
+    }
+    // `--seed` for `--seeds` used to be ignored: the bench ran three seeds.
+    const wrong = mmb("bench", good, "--seed", "5");
+    expect(wrong.status).toBe(2);
+    expect(wrong.stderr).toContain("Unknown option '--seed'");
+    expect(wrong.stderr).toContain("usage: mmb bench <spec.mmb...> [options]");
+    expect(mmb("check", good, "--epochs", "3").status).toBe(2);
+    const overview = mmb("--help");
+    expect(overview.status).toBe(0);
+    for (const command of commands) expect(overview.stdout).toContain(`mmb ${command.name} ${command.args}`);
+    expect(mmb("--version").stdout.trim()).toBe(`mmb ${JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version}`);
+  });
+
+  it("run trains a hand-edited generated trainer as it is on disk; a file that is not a trainer is a usage error", () => {
+    const trainer = join(dir, "edited.ts");
+    expect(mmb("compile", good, "-o", trainer).status).toBe(0);
+    // The edit: the param's default, which the spec says is 0.5.
+    writeFileSync(trainer, readFileSync(trainer, "utf8").replace("export const params = { alpha: 0.5 };", "export const params = { alpha: 0.125 };"));
+    const run = mmb("run", trainer, "--epochs", "1", "--backend", "cpu", "--out", join(dir, "run-edited"));
+    expect(run.status, run.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(dir, "run-edited", "summary.json"), "utf8"))).toMatchObject({ params: { alpha: 0.125 }, epochs: 1 });
+    expect(mmb("run", good).status).toBe(2);
+    expect(mmb("run", trainer, "--data", "mnist()").stderr).toContain("Unknown option '--data'");
+  });
+
+  it("the packed package installs globally and puts `mmb` on the PATH", () => {
+    const prefix = mkdtempSync(join(tmpdir(), "mmb-global-"));
+    // The build is the suite's (`npm run build` before `npm test`); --ignore-scripts skips prepack's rebuild.
+    const pack = spawnSync("npm", ["pack", "--ignore-scripts", "--pack-destination", prefix, "--json"], { cwd: root, encoding: "utf8" });
+    expect(pack.status, pack.stderr).toBe(0);
+    const [{ filename, files }] = JSON.parse(pack.stdout) as { filename: string; files: { path: string }[] }[];
+    expect(files.map((f) => f.path)).toEqual(expect.arrayContaining(["dist/cli/main.js", "dist/runtime/index.js", "specs/baseline.mmb", "README.md"]));
+    expect(files.some((f) => f.path.startsWith("test/"))).toBe(false);
+    const install = spawnSync("npm", ["install", "-g", "--prefix", prefix, "--prefer-offline", "--no-audit", "--no-fund", join(prefix, filename)], { encoding: "utf8" });
+    expect(install.status, install.stderr).toBe(0);
+    const env = { ...process.env, PATH: `${join(prefix, "bin")}:${process.env.PATH}` };
+    const version = spawnSync("mmb", ["--version"], { env, encoding: "utf8", cwd: prefix });
+    expect(version.stdout.trim()).toBe("mmb 0.1.0");
+    const check = spawnSync("mmb", ["check", join(prefix, "lib", "node_modules", "mmb", "specs", "mla.mmb")], { env, encoding: "utf8", cwd: prefix });
+    expect(check.status, check.stderr).toBe(0);
+  }, 300_000);
 
   it("bench: SIGTERM to the bench ends the runs it started", async () => {
     const out = join(dir, "bench-signal");

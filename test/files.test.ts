@@ -5,6 +5,8 @@ import { deflateRawSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { loadTrainer } from "../cli/load-trainer.js";
 import { DataError, loadData, train } from "../runtime/index.js";
+import { runCharts } from "../cli/report.js";
+import { compile } from "../compiler/index.js";
 import { compileOrThrow } from "./helpers.js";
 
 /** A .npy file as numpy writes it (format 1.0, header padded to 64 bytes). */
@@ -149,7 +151,7 @@ describe("data from files (.npy, .npz, .csv, .jsonl)", () => {
       ["label out of range", { ...goodFiles(), "data/meta.csv": `label\n${labels.map((l, i) => (i === 5 ? 7 : l)).join("\n")}\n` }, "files(valid: 0, test: 0)", { file: "data/meta.csv:label", expected: "a class in 0..3", found: expect.stringMatching(/^7 in sample \d+$/) }],
       ["empty split", { ...goodFiles(), "data/meta.csv": `label,split\n${labels.map((l, i) => `${l},${i % 2 ? "train" : "valid"}`).join("\n")}\n` }, 'files(split: "data/meta.csv:split")', { field: "test split", expected: "at least one sample", found: "none" }],
       ["wrong dtype", { ...goodFiles(), "data/audio.npy": Buffer.concat([npy(audio, [n, 6]).subarray(0, 10), Buffer.from(npy(audio, [n, 6]).subarray(10).toString("latin1").replace("<f4", "<c8"), "latin1")]) }, "files()", { file: "data/audio.npy", field: "dtype", found: "<c8" }],
-      ["not a number in a CSV", { ...goodFiles(), "data/meta.csv": `label\n${labels.map((l, i) => (i === 2 ? "cat" : l)).join("\n")}\n` }, "files()", { file: "data/meta.csv", field: "label", expected: "a number", found: '"cat" in row 4' }],
+      ["not a number in a CSV", { ...goodFiles(), "data/meta.csv": `label\n${labels.map((l, i) => (i === 2 ? "cat" : l)).join("\n")}\n` }, "files()", { file: "data/meta.csv:label", field: "y", expected: "a class index in 0..3, as the other rows (or every class by name)", found: '"cat" in row 4' }],
       ["unknown split name", goodFiles(), 'files(split: "data/meta.csv:label")', { file: "data/meta.csv:label", field: "split", expected: "train, valid or test", found: '"0" in sample 0' }],
       ["no such npz array", goodFiles(), "files()", { file: "data/feats.npz", field: "vision", expected: "one of the archive's arrays: visual, other" }, renamed("data/audio.npy", "data/feats.npz:vision")],
     ];
@@ -159,6 +161,51 @@ describe("data from files (.npy, .npz, .csv, .jsonl)", () => {
       const error = dataError(() => loadData(model));
       expect(error.message, name).toMatch(/^.+: .+: expected .+, found .+$/s);
       expect(error, name).toMatchObject(expected);
+    }
+  });
+
+  it("class names: string labels map through the declared names, or through the names found in the file, sorted; the summary and the report keep them", async () => {
+    const words = ["neutral", "anger", "sad", "happy"];
+    const named = { ...goodFiles(), "data/meta.csv": `emotion\n${labels.map((l) => words[l]).join("\n")}\n`, "data/text.jsonl": labels.map((l) => JSON.stringify({ emotion: words[l] })).join("\n") };
+    // Found in the file: sorted, so anger 0, happy 1, neutral 2, sad 3.
+    // Each sample's label, by the original row its audio came from (the splits shuffle the samples).
+    const byRow = (split: { size: number; inputs: Float32Array[]; labels: Float32Array }) =>
+      Array.from({ length: split.size }, (_, k) => [audio.findIndex((v, i) => i % 6 === 0 && Math.abs(v - split.inputs[0]![k * 6]!) < 1e-6) / 6, split.labels[k]!]);
+    const found = project(named, "files(valid: 0.2, test: 0.2, seed: 3)", { audio: "data/audio.npy", visual: "data/feats.npz:visual", y: "data/meta.csv:emotion" });
+    const data = loadData(await specOf(found.dir, found.spec));
+    expect(data.classNames).toEqual(["anger", "happy", "neutral", "sad"]);
+    const sorted = [...words].sort();
+    for (const [row, label] of byRow(data.train)) expect(label).toBe(sorted.indexOf(words[labels[row!]!]!));
+    // Declared: their order gives the indices, from a .jsonl as from a .csv.
+    const declared = project(named, "files(valid: 0.2, test: 0.2, seed: 3)", { audio: "data/audio.npy", visual: "data/feats.npz:visual", y: "data/text.jsonl:emotion" });
+    const spec = declared.spec.replace("class(4)", 'class(["neutral", "anger", "sad", "happy"])');
+    writeFileSync(join(declared.dir, "spec.mmb"), spec);
+    const mapped = loadData(await specOf(declared.dir, spec));
+    for (const [row, label] of byRow(mapped.test)) expect(label).toBe(labels[row!]);
+    const out = join(declared.dir, "run");
+    const summary = await train(await loadTrainer(await compileOrThrow(spec, join(declared.dir, "spec.mmb")), out), { out, backend: "cpu", log: () => {} });
+    expect(summary.classes).toEqual(words);
+    expect((await runCharts(out, "run", () => {})).header).toContain("classes 0 neutral, 1 anger, 2 sad, 3 happy");
+  });
+
+  it("class names that do not fit are DataErrors naming the file, the target, and the row; a bad list of names is MMB013", async () => {
+    const words = ["neutral", "anger", "sad", "happy", "fear"];
+    const five = { ...goodFiles(), "data/meta.csv": `emotion\n${labels.map((l, i) => words[i === 7 ? 4 : l]).join("\n")}\n` };
+    const sources = { audio: "data/audio.npy", visual: "data/feats.npz:visual", y: "data/meta.csv:emotion" };
+    const tooMany = project(five, "files()", sources);
+    const many = await specOf(tooMany.dir, tooMany.spec);
+    expect(dataError(() => loadData(many))).toMatchObject({ file: "data/meta.csv:emotion", field: "y", found: "5: anger, fear, happy, neutral, sad" });
+    const undeclared = project(five, "files()", sources);
+    const spec = undeclared.spec.replace("class(4)", 'class(["neutral", "anger", "sad", "happy"])');
+    const model = await specOf(undeclared.dir, spec);
+    expect(dataError(() => loadData(model))).toMatchObject({ file: "data/meta.csv:emotion", field: "y", found: '"fear" in row 9' });
+    for (const [type, message] of [
+      ['class(["a", "a"])', 'the class "a" is named twice'],
+      ['class(["a", 3])', "a class name is a non-empty string"],
+      ['class(["a"])', "`class([...])` needs at least 2 class names"],
+    ]) {
+      const result = await compile(undeclared.spec.replace("class(4)", type!), { fileName: "spec.mmb" });
+      expect(result.diagnostics.map((d) => [d.code, d.message]), type).toEqual([["MMB013", message]]);
     }
   });
 

@@ -49,10 +49,10 @@ export function logRecords(out: string): Record<string, any>[] {
 
 /**
  * Trains `source` on cpu straight through, and again stopped after `stop` epochs (`--epochs`) and
- * resumed to `end`; expects the two last checkpoints to hold the same parameters, bit for bit, and
- * returns both run folders and checkpoints.
+ * resumed to `end` (`beforeResume` may change the stopped run's folder first); expects the two last
+ * checkpoints to hold the same parameters, bit for bit, and returns both run folders and checkpoints.
  */
-export async function straightAndResumed(source: string, stop: number, end: number) {
+export async function straightAndResumed(source: string, stop: number, end: number, beforeResume?: (dir: string) => void) {
   const trainer = await loadTrainer(await compileOrThrow(source), mkdtempSync(join(tmpdir(), "mmb-resume-code-")));
   const quiet = { backend: "cpu", log: () => {} };
   const straight = mkdtempSync(join(tmpdir(), "mmb-straight-"));
@@ -60,6 +60,7 @@ export async function straightAndResumed(source: string, stop: number, end: numb
   await train(trainer, { out: straight, ...quiet });
   await train(trainer, { out: resumed, epochs: stop, ...quiet });
   const stopped = (await loadCheckpoint(join(resumed, "checkpoints")))!;
+  beforeResume?.(resumed);
   await train(trainer, { out: resumed, epochs: end, resume: true, ...quiet });
   const a = (await loadCheckpoint(join(straight, "checkpoints")))!;
   const b = (await loadCheckpoint(join(resumed, "checkpoints")))!;

@@ -54,7 +54,7 @@ function fileSource(cx: CheckContext, expr: Expr): string | undefined {
   }));
 }
 
-/** `target NAME : class(N) | real | mask(N, H, W) [from "file"]`. */
+/** `target NAME : class(N) | class(["name", ...]) | real | mask(N, H, W) [from "file"]`. */
 export function checkTarget(cx: CheckContext, decl: Extract<Decl, { kind: "TargetDecl" }> | undefined): ModelIR["target"] | undefined {
   if (!decl) {
     return cx.report(error("MMB004", "the spec declares no target", { start: 0, end: 0 }, { help: "declare what the model predicts, e.g. `target y : class(6)`" }));
@@ -65,7 +65,7 @@ export function checkTarget(cx: CheckContext, decl: Extract<Decl, { kind: "Targe
   const type = decl.type;
   const typeName = type.kind === "Name" ? type.name : type.kind === "Call" && type.callee.kind === "Name" ? type.callee.name : "";
   cx.targetKind = typeName === "real" ? "real" : typeName === "mask" && type.kind === "Call" ? "mask" : "class";
-  const help = "use `class(N)` for N classes, `real` for regression or `mask(N, H, W)` for segmentation";
+  const help = "use `class(N)` for N classes (or `class([\"a\", \"b\", ...])` by name), `real` for regression or `mask(N, H, W)` for segmentation";
   const line = cx.line(decl.span);
   if (type.kind === "Name" && type.name === "real") return { name: cx.targetName, kind: "real", classes: 1, line, ...from };
   if (type.kind === "Call" && typeName === "class") {
@@ -73,7 +73,17 @@ export function checkTarget(cx: CheckContext, decl: Extract<Decl, { kind: "Targe
     if (type.args.length === 1 && n?.kind === "Number" && Number.isInteger(n.value) && n.value >= 2) {
       return { name: cx.targetName, kind: "class", classes: n.value, line, ...from };
     }
-    return cx.report(error("MMB013", "`class(N)` needs a whole number of classes, at least 2", type.span, { help }));
+    // `class(["anger", "disgust", ...])`: the classes by name, in the order of their indices.
+    if (type.args.length === 1 && n?.kind === "List") {
+      const names = n.items.map((item) => (item.kind === "String" && item.value.trim() ? item.value : undefined));
+      const bad = n.items.find((_, i) => names[i] === undefined);
+      if (bad) return cx.report(error("MMB013", "a class name is a non-empty string", bad.span, { help: 'e.g. `class(["anger", "disgust", "fear"])`' }));
+      const twice = n.items.find((_, i) => names.indexOf(names[i]) !== i);
+      if (twice) return cx.report(error("MMB013", `the class ${twice.kind === "String" ? `"${twice.value}"` : ""} is named twice`, twice.span, { help: "give each class one name" }));
+      if (names.length < 2) return cx.report(error("MMB013", "`class([...])` needs at least 2 class names", type.span, { help }));
+      return { name: cx.targetName, kind: "class", classes: names.length, names: names as string[], line, ...from };
+    }
+    return cx.report(error("MMB013", "`class(N)` needs a whole number of classes, at least 2, or a list of their names", type.span, { help }));
   }
   if (type.kind === "Call" && typeName === "mask") {
     const dims = type.args.map((a) => a.value);

@@ -16,6 +16,8 @@ export interface Dataset {
   description: string;
   /** The file each modality and the target came from, for error messages. */
   files?: { modalities: string[]; target: string };
+  /** A class target's class names, in index order, where its file labels samples by name. */
+  classNames?: string[];
 }
 
 /** The samples `rows` of `source` (samples of `width` values each), side by side in that order. */

@@ -286,7 +286,7 @@ export function files(root: string, modalities: { name: string; shape: number[];
     checkShape(column, m);
     return column;
   });
-  const labels = readColumn(root, target.source!);
+  const { labels, classNames } = target.kind === "class" ? classLabels(readColumn(root, target.source!, true), target) : { labels: readColumn(root, target.source!), classNames: undefined };
   const labelWidth = targetWidth(target);
   if (labels.width !== labelWidth) throw new DataError(labels.file, target.name, labelWidth === 1 ? "one value per sample" : `${labelWidth} pixel classes per sample (mask ${target.shape!.join("×")})`, `${labels.width}`);
   const size = labels.rows;
@@ -297,11 +297,12 @@ export function files(root: string, modalities: { name: string; shape: number[];
   const widths = inputs.map((c) => c.width);
   const description = `files (${[...inputs.map((c) => c.file), labels.file].join(", ")})`;
   const names = { modalities: inputs.map((c) => c.file), target: labels.file };
+  const named = (dataset: Dataset): Dataset => (classNames ? { ...dataset, classNames } : dataset);
   /** The dataset with each sample in the split its name says: train, valid or test. */
   const byName = (splits: string[]): Dataset => {
     const order = ["train", "valid", "test"].flatMap((want) => splits.flatMap((n, i) => (n === want ? [i] : [])));
     const count = (want: string) => splits.filter((n) => n === want).length;
-    return splitInOrder(all, widths, order, { valid: count("valid") / size, test: count("test") / size }, description, names, labelWidth);
+    return named(splitInOrder(all, widths, order, { valid: count("valid") / size, test: count("test") / size }, description, names, labelWidth));
   };
   if (options.split) {
     const split = readColumn(root, options.split, true);
@@ -323,5 +324,38 @@ export function files(root: string, modalities: { name: string; shape: number[];
     const validFold = (options.fold + 1) % options.folds;
     return byName((group.values as string[]).map((g) => (foldOf.get(g) === testFold ? "test" : foldOf.get(g) === validFold ? "valid" : "train")));
   }
-  return splitInOrder(all, widths, new Random(options.seed).permutation(size), options, description, names, labelWidth);
+  return named(splitInOrder(all, widths, new Random(options.seed).permutation(size), options, description, names, labelWidth));
+}
+
+/**
+ * A class target's labels, read as text: class indices (`3`), or class names (`"disgust"`), which
+ * map through the declared `class(["anger", "disgust", ...])` or, without one, through the names
+ * found in the file, sorted (so that the same file gives the same indices); `classNames` says
+ * which. A name that is not declared, a file mixing indices and names, or more or fewer names
+ * than `class(N)` is a DataError naming the file, the field and the row.
+ */
+function classLabels(column: Column, target: Target): { labels: Column; classNames?: string[] } {
+  const cells = (column.values as string[]).map((v) => v.trim());
+  // A number (an index, or a value the dataset check refuses, as blanks and NaN) or a name.
+  const isName = (cell: string) => cell !== "" && !/^nan$/i.test(cell) && !Number.isFinite(Number(cell));
+  const row = (i: number) => (extname(column.file.split(":")[0]!).toLowerCase() === ".csv" ? `row ${i + 2}` : `sample ${i}`);
+  const named = cells.filter(isName).length;
+  // Indices with a stray word (a typo in one row) are not a list of names: the word is the error.
+  if (named > 0 && !target.names && named < cells.filter((c) => c !== "").length / 2) {
+    const i = cells.findIndex(isName);
+    throw new DataError(column.file, target.name, `a class index in 0..${target.classes - 1}, as the other rows (or every class by name)`, `"${cells[i]}" in ${row(i)}`);
+  }
+  const names = named > 0 ? (target.names ?? [...new Set(cells)].sort()) : undefined;
+  if (!names) return { labels: { ...column, values: Float64Array.from(cells, (c) => (c === "" ? NaN : Number(c))) } };
+  if (!target.names && names.length !== target.classes) {
+    throw new DataError(column.file, target.name, `${target.classes} class names (class(${target.classes})), or declare them: class(["a", "b", ...])`, `${names.length}: ${names.slice(0, 8).join(", ")}${names.length > 8 ? ", ..." : ""}`);
+  }
+  const index = new Map(names.map((n, i) => [n, i]));
+  const values = Float64Array.from(cells, (cell, i) => {
+    const k = index.get(cell);
+    if (k !== undefined) return k;
+    const found = isName(cell) ? `"${cell}"` : `${cell || "an empty cell"} among class names`;
+    throw new DataError(column.file, target.name, `one of the classes ${names.slice(0, 8).join(", ")}${names.length > 8 ? ", ..." : ""}`, `${found} in ${row(i)}`);
+  });
+  return { labels: { ...column, values }, classNames: names };
 }

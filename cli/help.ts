@@ -1,0 +1,112 @@
+import { mmbVersion } from "../runtime/version.js";
+
+/** A flag of the command line: how `node:util`'s parseArgs reads it, and what it does. */
+interface Flag {
+  type: "string" | "boolean";
+  short?: string;
+  multiple?: boolean;
+  /** The value's placeholder in the help (`N`, `DIR`); absent for a switch. */
+  value?: string;
+  doc: string;
+}
+
+/** Every flag, once; each command names the ones it takes. */
+export const flags = {
+  format: { type: "string", value: "text|json", doc: "diagnostics as rendered text (default) or as JSON data" },
+  output: { type: "string", short: "o", value: "FILE", doc: "the file to write" },
+  "dump-ir": { type: "boolean", doc: "print the AST, the IR and the step plan" },
+  out: { type: "string", value: "DIR", doc: "the run folder (default runs/<spec or trainer name>; bench: runs/bench)" },
+  backend: { type: "string", value: "NAME", doc: "tensorflow-gpu, tensorflow, wasm or cpu (default: the first that loads)" },
+  seed: { type: "string", value: "N", doc: "the seed of initialisation and shuffling (default: the spec's)" },
+  seeds: { type: "string", value: "N", doc: "seeds 1..N per spec (default 3)" },
+  epochs: { type: "string", value: "N", doc: "epochs to train (with stages: the last stage's)" },
+  set: { type: "string", multiple: true, value: "name=value", doc: "a `param` of the spec, for this run (repeatable)" },
+  data: { type: "string", value: "SOURCE", doc: 'replaces the spec\'s data declaration, e.g. "synthetic(weak: 2)" or "mnist()"' },
+  "data-root": { type: "string", value: "DIR", doc: "the folder `from` files are read from (default: the spec's)" },
+  resume: { type: "boolean", doc: "continue the run in --out from its last checkpoint" },
+  overwrite: { type: "boolean", doc: "replace another run's state in --out" },
+  jobs: { type: "string", value: "N", doc: "runs at a time (default: the machine's cores)" },
+  select: { type: "string", value: "best|last", doc: "the table's figures at each run's best validation epoch (default) or at its last" },
+  help: { type: "boolean", short: "h", doc: "this help" },
+} as const satisfies Record<string, Flag>;
+
+export type FlagName = keyof typeof flags;
+/** The parsed options: a string, a switch, or (for `--set`) every value given. */
+export type FlagValues = { [K in FlagName]?: (typeof flags)[K] extends { multiple: true } ? string[] : (typeof flags)[K]["type"] extends "boolean" ? boolean : string };
+
+export interface Command {
+  name: string;
+  /** The positional arguments, as the usage line writes them. */
+  args: string;
+  summary: string;
+  /** The flags it takes, in the order its help lists them. */
+  flags: FlagName[];
+  /** What the help adds below the flags. */
+  notes?: string;
+}
+
+const training: FlagName[] = ["out", "backend", "seed", "epochs", "set", "data-root", "resume", "overwrite"];
+
+export const commands: Command[] = [
+  { name: "check", args: "<spec.mmb...>", summary: "check specs: every error with its code, span and help", flags: ["format"] },
+  {
+    name: "compile",
+    args: "<spec.mmb>",
+    summary: "compile a spec to its TypeScript trainer (to stdout, or -o FILE)",
+    flags: ["output", "dump-ir", "format"],
+  },
+  {
+    name: "train",
+    args: "<spec.mmb>",
+    summary: "compile a spec and train it: log.jsonl, summary.json and checkpoints in the run folder",
+    flags: [...training.slice(0, 5), "data", ...training.slice(5), "format"],
+  },
+  {
+    name: "run",
+    args: "<trainer.ts>",
+    summary: "train a generated trainer as it is on disk, hand edits included (the spec is not read)",
+    flags: training,
+    notes: "The trainer is one that `mmb compile` wrote; its data declaration is in its `spec` object, so --data does not apply.",
+  },
+  {
+    name: "bench",
+    args: "<spec.mmb...>",
+    summary: "train every spec with seeds 1..N, each run in its own process, and tabulate mean ± std",
+    flags: ["seeds", "out", "jobs", "select", "epochs", "set", "data", "data-root", "backend", "overwrite", "format"],
+    notes: "Writes results.md, results.json and results.csv in --out; `mmb report DIR` draws the figures.",
+  },
+  { name: "report", args: "<run-dir | bench-dir>", summary: "an HTML report of a run or a bench: curves of every logged value", flags: ["output"] },
+];
+
+function flagLine(name: FlagName): string {
+  const flag: Flag = flags[name];
+  const spelled = `${flag.short ? `-${flag.short}, ` : ""}--${name}${flag.value ? ` ${flag.value}` : ""}`;
+  return `  ${spelled.padEnd(26)} ${flag.doc}`;
+}
+
+/** `mmb <command> --help`. */
+export function commandHelp(command: Command): string {
+  return [
+    `usage: mmb ${command.name} ${command.args}${command.flags.length ? " [options]" : ""}`,
+    "",
+    command.summary,
+    "",
+    "options:",
+    ...[...command.flags, "help" as const].map(flagLine),
+    ...(command.notes ? ["", command.notes] : []),
+  ].join("\n");
+}
+
+/** `mmb --help`: every command in a line. */
+export const overview = [
+  `mmb ${mmbVersion}: balanced multimodal training, written as equations`,
+  "",
+  "usage: mmb <command> [options]",
+  "",
+  ...commands.map((c) => `  mmb ${`${c.name} ${c.args}`.padEnd(30)} ${c.summary}`),
+  "",
+  "  mmb --version               the version",
+  "  mmb <command> --help        a command's options",
+  "",
+  "exit status: 0 success, 1 errors in a spec or a failed run, 2 wrong usage",
+].join("\n");
