@@ -4,6 +4,7 @@ import { createRequire } from "node:module";
 import { basename, dirname, join } from "node:path";
 import type { MethodRow, RunResult } from "./bench.js";
 import type { Summary } from "../runtime/index.js";
+import { logFields } from "../compiler/builtins/index.js";
 
 /**
  * `mmb report <run-dir | bench-dir>`: one self-contained HTML file (Chart.js inlined, no
@@ -86,6 +87,19 @@ export async function runCharts(dir: string, idPrefix = "run", warn: (line: stri
     xLabel: "step",
     yLabel: "‖∂L/∂θ_m‖",
   });
+  // After the actions: what balancing changed (logs of an earlier mmb have none).
+  if (steps.some((s) => s.update_grad_norm !== undefined)) {
+    const updates = steps.map((s) => s.update_grad_norm as number[] | undefined);
+    charts.push({
+      id: `${idPrefix}-update-grad-norm`,
+      title: "Gradient norm of each encoder after the actions (what the optimiser got, before clipping)",
+      type: "line",
+      labels: stepLabels,
+      datasets: modalities.map((m, i) => ({ label: m, data: updates.map((n) => n?.[i] ?? null) })),
+      xLabel: "step",
+      yLabel: "‖g_m‖ after the actions",
+    });
+  }
   charts.push({
     id: `${idPrefix}-grad-share`,
     title: "Share of the gradient norm per epoch",
@@ -106,7 +120,7 @@ export async function runCharts(dir: string, idPrefix = "run", warn: (line: stri
   const losses = [{ label: "task loss", data: steps.map((s) => s.loss as number) }];
   if (steps.some((s) => s.total_loss !== undefined && s.total_loss !== s.loss)) losses.push({ label: "total loss (with added losses)", data: steps.map((s) => (s.total_loss as number) ?? null) });
   charts.push({ id: `${idPrefix}-loss`, title: "Training loss per step", type: "line", labels: stepLabels, datasets: losses, xLabel: "step", yLabel: "loss" });
-  const ruleValues = Object.keys(steps[0] ?? {}).filter((k) => !["type", "epoch", "step", "loss", "total_loss", "grad_norm"].includes(k));
+  const ruleValues = Object.keys(steps[0] ?? {}).filter((k) => !logFields.includes(k));
   for (const name of ruleValues) {
     const names = perModalityNames(steps[0]![name], modalities);
     const summarised = summary?.logged && Object.hasOwn(summary.logged, name) ? ` (${summary.logged[name]})` : "";

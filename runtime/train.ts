@@ -336,7 +336,13 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         const { inputs, target } = batchTensors(data.train, spec, rows);
         const untrained = [...code.trainedSeparately, ...settings.frozen];
         const ctx = new StepContext(spec, params, inputs, target, localStep(), stageEpoch, history, separate, stageSeed, untrained, initialTensors, p, ruled, finished, start / order.length);
+        // What balancing changed: each encoder's update gradient after the actions (before clipping), from the last update that held it.
+        const updateNorms: (tf.Tensor | undefined)[] = spec.modalities.map(() => undefined);
         ctx.update = (grads: Gradients) => {
+          spec.modalities.forEach((_, m) => {
+            const encoder = ctx.group.encoder(m);
+            if (grads.names(encoder).length) updateNorms[m] = gradNorm(grads.of(encoder));
+          });
           let clipFactor: tf.Tensor | number = 1;
           if (settings.train.clip > 0) {
             const norm = gradNorm([...grads.values.values()]);
@@ -367,6 +373,9 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
             const frozen = settings.frozen.includes(ctx.group.encoder(m));
             flat.push(tf.reshape(frozen ? tf.zeros([1]) : gradNorm((result.turns?.[m] ?? result.raw)(ctx.group.encoder(m))), [1]));
           });
+          // An encoder no update held (frozen, or trained only by its own objective) changed by 0.
+          keys.push(["update_grad_norm", spec.modalities.length]);
+          updateNorms.forEach((norm) => flat.push(tf.reshape(norm ?? tf.zeros([1]), [1])));
           return tf.concat(flat);
         });
         ctx.keptTensors.forEach((t) => t.dispose());

@@ -73,15 +73,16 @@ describe("mmb command line", () => {
     const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
     const [ok, bad] = results.rows;
     expect(ok).toMatchObject({ spec: "good", runs: 2, failed: 0, backends: ["wasm"] });
-    const tests = results.runs.filter((r: { spec: string }) => r.spec === "good").map((r: { summary: { test: number } }) => r.summary.test);
+    // The table's figures are each run's at its best validation epoch (one epoch here: the last).
+    const tests = results.runs.filter((r: { spec: string }) => r.spec === "good").map((r: { summary: { best: { test: number } } }) => r.summary.best.test);
     const mean = (tests[0] + tests[1]) / 2;
     expect(ok.test.mean).toBeCloseTo(mean, 10);
     expect(ok.test.std).toBeCloseTo(Math.abs(tests[0] - tests[1]) / Math.SQRT2, 10);
     expect(bad).toMatchObject({ spec: "failing", runs: 2, failed: 2 });
     const markdown = readFileSync(join(out, "results.md"), "utf8");
-    expect(markdown).toContain("| failing | acc — | — | — | — | 0/2 (2 failed) |");
+    expect(markdown).toContain("| failing | acc — | — | — | — | — | 0/2 (2 failed) |");
     expect(markdown).toMatch(/- failing, seed 1: non-finite value of `bad` \(spec line \d+\)/);
-    expect(readFileSync(join(out, "results.csv"), "utf8").split("\n")[0]).toBe("spec,seed,status,metric,test,valid,unimodal_a,unimodal_b,test_acc,test_macro_f1,seconds_per_epoch,backend,error");
+    expect(readFileSync(join(out, "results.csv"), "utf8").split("\n")[0]).toBe("spec,seed,status,metric,test,valid,best_epoch,best_test,best_valid,unimodal_a,unimodal_b,test_acc,test_macro_f1,seconds_per_epoch,backend,error");
   });
 
   it("train: a second run into the same --out is refused unless --overwrite; --resume with --overwrite is a usage error", () => {
@@ -89,7 +90,7 @@ describe("mmb command line", () => {
     expect(mmb("train", good, "--epochs", "1", "--out", out).status).toBe(0);
     const again = mmb("train", good, "--epochs", "1", "--out", out);
     expect(again.status).toBe(1);
-    expect(again.stderr).toContain(`mmb: ${out} holds another run (log.jsonl, summary.json, checkpoints); choose another --out, add --resume to continue that run, or --overwrite to replace it`);
+    expect(again.stderr).toContain(`mmb: ${out} holds another run (log.jsonl, summary.json, checkpoints, best); choose another --out, add --resume to continue that run, or --overwrite to replace it`);
     expect(mmb("train", good, "--epochs", "1", "--out", out, "--overwrite").status).toBe(0);
     expect(mmb("train", good, "--out", out, "--overwrite", "--resume").status).toBe(2);
   });

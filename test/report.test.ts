@@ -60,7 +60,7 @@ describe.skipIf(!available)("mmb report in a headless browser", () => {
     expect(file).toBe(join(run, "report.html"));
     const { errors, charts, screenshot } = await open(file);
     expect(errors).toEqual([]);
-    expect(charts.map((c) => c.id)).toEqual(["run-grad-norm", "run-grad-share", "run-loss", "run-value-3", "run-value-4", "run-epoch-value-5", "run-metric", "run-unimodal"]);
+    expect(charts.map((c) => c.id)).toEqual(["run-grad-norm", "run-update-grad-norm", "run-grad-share", "run-loss", "run-value-4", "run-value-5", "run-epoch-value-6", "run-metric", "run-unimodal"]);
     for (const chart of charts) {
       expect(chart.points, chart.id).toBeGreaterThan(0);
       expect(chart.inked, chart.id).toBeGreaterThan(2000);

@@ -173,7 +173,7 @@ describe("a run folder never mixes two runs", () => {
   it("a fresh run refuses a folder holding another run, unless told to overwrite it", async () => {
     const out = fresh();
     await run(smallSpec(), out, { epochs: 1 });
-    await expect(run(oneEpoch("x = acc(out, y)"), out)).rejects.toThrow(/holds another run \(log\.jsonl, summary\.json, checkpoints\); choose another --out, add --resume to continue that run, or --overwrite to replace it/);
+    await expect(run(oneEpoch("x = acc(out, y)"), out)).rejects.toThrow(/holds another run \(log\.jsonl, summary\.json, checkpoints, best\); choose another --out, add --resume to continue that run, or --overwrite to replace it/);
     await run(oneEpoch("x = acc(out, y)"), out, { overwrite: true });
     expect(logOf(out).every((l) => l.type === "epoch" || l.x !== undefined)).toBe(true);
   });

@@ -1,6 +1,6 @@
 import type { Stmt } from "../../grammar/ast.js";
 import { error } from "../../diagnostics/index.js";
-import { reservedNames } from "../builtins/index.js";
+import { logFields, reservedNames } from "../builtins/index.js";
 import type { RuleIR, RuleValue } from "../ir.js";
 import { constantNumber } from "./component-options.js";
 import type { CheckContext, Definition, Env } from "./context.js";
@@ -21,6 +21,11 @@ export function collectRuleNames(cx: CheckContext, stmts: Stmt[], scope: Definit
     }
     if (reservedNames.has(name) || name === cx.targetName) {
       cx.report(error("MMB020", `\`${name}\` is a built-in name`, nameSpan.span, { help: `choose another name, e.g. \`${name}_value\`` }));
+      continue;
+    }
+    // The step log records rule values by name beside its own fields: one would hide the other.
+    if (stmt.kind === "Define" && logFields.includes(name)) {
+      cx.report(error("MMB020", `\`${name}\` is a field of the step log`, nameSpan.span, { help: `choose another name, e.g. \`my_${name}\`` }));
       continue;
     }
     if (stmt.kind === "Param") {

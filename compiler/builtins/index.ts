@@ -24,7 +24,7 @@ export type { Operator } from "./operators.js";
 export type { BuiltinValue } from "./values.js";
 export { actions, action } from "./actions.js";
 export { binaryOperators, conditional, unaryOperators } from "./operators.js";
-export { values } from "./values.js";
+export { logFields, values } from "./values.js";
 
 /** Every function, in the order of the reference. */
 export const builtins: readonly Builtin[] = [...math, detach, ...reductions, concat, ...random, ...distributions, ...gradients, ...metrics, ...history, ...prototypes, ...epochs, ...places];

@@ -26,3 +26,9 @@ export const values: BuiltinValue[] = [
   { name: "progress", usage: "progress", kind: "scalar", doc: "the share of the epoch's batches done before this step, from 0 at its first to (n − 1)/n at its last (step rules)" },
   { name: "batch", usage: "batch", kind: "index", doc: "the samples of the batch, as a reduction's range: `mean(batch, prob(out, y))`" },
 ];
+
+/**
+ * The fields of the step log's records that are not rule values (runtime/train.ts writes them; a
+ * test keeps the two in step): a rule value of one of these names would be overwritten in the log.
+ */
+export const logFields: readonly string[] = ["type", "epoch", "step", "stage", "loss", "total_loss", "grad_norm", "update_grad_norm"];
