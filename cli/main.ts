@@ -4,7 +4,7 @@ import { basename, dirname, extname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { analyze, compile, diagnosticsJson, renderAll, type CompileResult } from "../compiler/index.js";
 import type { SourceText } from "../diagnostics/index.js";
-import { claimRunFolder, DataError, NumericError, ResourceError, ResumeError, RunFolderError, train } from "../runtime/index.js";
+import { claimRunFolder, DataError, logFormats, NumericError, ResourceError, ResumeError, RunFolderError, train, type LogFormat } from "../runtime/index.js";
 import { parse as parseSpec } from "../grammar/index.js";
 import { bench, BenchError, specName } from "./bench.js";
 import { report as writeReport } from "./report.js";
@@ -35,6 +35,14 @@ function parse(command: Command, args: string[]) {
   } catch (e) {
     throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/s, ""), command);
   }
+}
+
+/** `--log csv,tensorboard`: the extra forms of the log. */
+function logFormatsOf(value: string | undefined): LogFormat[] {
+  const asked = (value ?? "").split(",").map((f) => f.trim()).filter(Boolean);
+  const unknown = asked.find((f) => !(logFormats as readonly string[]).includes(f));
+  if (unknown) throw new UsageError(`--log takes ${logFormats.join(", ")} (comma-separated), got "${unknown}"`);
+  return asked as LogFormat[];
 }
 
 function wholeNumber(value: string | undefined, flag: string): number | undefined {
@@ -174,6 +182,7 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
         ...(values.backend ? ["--backend", values.backend] : []),
         ...(values.data ? ["--data", values.data] : []),
         ...(values["data-root"] ? ["--data-root", resolve(values["data-root"])] : []),
+        ...(values.log ? ["--log", logFormatsOf(values.log).join(",")] : []),
         ...(values.set ?? []).flatMap((item) => ["--set", item]),
       ];
       const jobs = wholeNumber(values.jobs, "--jobs");
@@ -201,6 +210,7 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
  * state) before the trainer is written into it.
  */
 async function trainInFolder(code: string, out: string, values: FlagValues, sets: Record<string, number>): Promise<void> {
+  const formats = logFormatsOf(values.log);
   const seed = wholeNumber(values.seed, "--seed");
   const epochs = wholeNumber(values.epochs, "--epochs");
   await mkdir(out, { recursive: true });
@@ -216,6 +226,7 @@ async function trainInFolder(code: string, out: string, values: FlagValues, sets
       set: sets,
       resume: values.resume ?? false,
       ...(values["data-root"] ? { dataRoot: resolve(values["data-root"]) } : {}),
+      ...(formats.length ? { logFormats: formats } : {}),
     });
     console.log(`mmb: test ${summary.metric} ${summary.test.toFixed(4)} on ${summary.backend}; log, summary and checkpoints in ${out}`);
   } finally {

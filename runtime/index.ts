@@ -9,3 +9,4 @@ export { EpochContext, type EpochResult } from "./epoch.js";
 export { StepContext, Gradients, type GradientOf, type Objective, type TaskLoss } from "./step.js";
 export { train, NumericError, ResourceError, ResumeError, type StepResult, type Summary, type TrainerDefinition, type TrainOptions } from "./train.js";
 export { claimRunFolder, RunFolderError, type RunFolder } from "./run-folder.js";
+export { logFormats, type LogFormat } from "./log-export.js";

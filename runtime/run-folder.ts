@@ -1,5 +1,6 @@
 import { open, readdir, readFile, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { exportedLogs } from "./log-export.js";
 
 /**
  * A run folder holds one run. A fresh run refuses a folder that holds another run's state unless
@@ -9,7 +10,7 @@ import { join } from "node:path";
 export class RunFolderError extends Error {}
 
 /** What a run leaves: its state (log, summary, checkpoints, the best-validation checkpoint) and the report made from it. The trainer files are rewritten by each run. */
-const runState = ["log.jsonl", "summary.json", "checkpoints", "best"];
+const runState = ["log.jsonl", "summary.json", "checkpoints", "best", ...exportedLogs];
 const runFiles = [...runState, "report.html"];
 const lockName = ".mmb-lock";
 

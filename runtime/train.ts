@@ -8,6 +8,7 @@ import { batchTensors, evaluationBatches } from "./batches.js";
 import { loadData, type Dataset, type Split } from "./data/index.js";
 import { EpochContext, type EpochResult } from "./epoch.js";
 import { History } from "./history.js";
+import { exportLogs, type LogFormat } from "./log-export.js";
 import { estimateMemory, Forward, initialParameters, initialValues, type Params } from "./model.js";
 import { classificationMetrics, maskDice, regressionMetrics } from "./metrics.js";
 import { gradNorm } from "./ops.js";
@@ -70,6 +71,8 @@ export interface TrainOptions {
   progress?: boolean;
   /** The folder `from` files are read from (default: the spec's folder); paths may not leave it. */
   dataRoot?: string;
+  /** The log also as CSV tables and a TensorBoard event file, rewritten from log.jsonl after each epoch. */
+  logFormats?: LogFormat[];
   log?: (line: string) => void;
 }
 
@@ -427,6 +430,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       // `rule`: the epoch rule's values, computed at this epoch's start and read by its steps.
       lines.push(JSON.stringify({ type: "epoch", epoch, ...stageField, loss, lr: Number(settings.optimizer.options.lr) * lrSchedule, ...(epochRecord ? { rule: epochRecord } : {}), train: last.train, valid: last.valid, test: last.test, unimodal, seconds, step_seconds: stepSeconds, ...memoryRecord() }));
       const logBytes = await log.append(lines);
+      await exportLogs(options.out, options.logFormats ?? [], spec.modalities.map((m) => m.name));
       // Model selection: the epoch with the best validation metric (of the stage), and what it measured.
       if (sign * valid > best.metric) best = { metric: sign * valid, epoch, stale: 0, measured: last };
       else best.stale++;

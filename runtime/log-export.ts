@@ -1,0 +1,77 @@
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { eventFile, type Scalar } from "./tensorboard.js";
+
+/**
+ * The run's log in the forms researchers' tools read (`--log csv`, `--log tensorboard`), made
+ * from log.jsonl after each epoch, so that they always say what the log says (a resumed run's
+ * log is cut back to its checkpoint, and so are they). Every value is one number per column or
+ * tag: a per-modality value becomes one per modality, named after it (`grad_norm/audio`).
+ */
+export type LogFormat = "csv" | "tensorboard";
+export const logFormats: readonly LogFormat[] = ["csv", "tensorboard"];
+
+/** What the formats write into the run folder (a fresh run refuses a folder holding them). */
+export const exportedLogs = ["log-steps.csv", "log-epochs.csv", "tensorboard"];
+
+type LogRecord = Record<string, unknown> & { type: string; epoch: number; step?: number };
+
+/** A record's numbers, flattened: nested objects and per-modality arrays become `a/b` names. */
+export function flatten(record: Record<string, unknown>, modalities: string[], prefix = ""): [string, number][] {
+  return Object.entries(record).flatMap(([key, value]): [string, number][] => {
+    const name = prefix + key;
+    if (typeof value === "number") return [[name, value]];
+    if (typeof value === "boolean") return [[name, value ? 1 : 0]];
+    if (Array.isArray(value)) return value.flatMap((v, i): [string, number][] => (typeof v === "number" ? [[`${name}/${modalities[i] ?? i}`, v]] : []));
+    if (value && typeof value === "object") return flatten(value as Record<string, unknown>, modalities, `${name}/`);
+    return [];
+  });
+}
+
+const skipped = new Set(["type", "epoch", "step", "stage"]);
+
+function csvTable(records: LogRecord[], modalities: string[], key: "step" | "epoch"): string {
+  const rows = records.map((r) => ({ r, values: new Map(flatten(Object.fromEntries(Object.entries(r).filter(([k]) => !skipped.has(k))), modalities)) }));
+  const columns = [...new Set(rows.flatMap(({ values }) => [...values.keys()]))];
+  const staged = records.some((r) => typeof r.stage === "string");
+  const quote = (v: string) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+  const header = [...(key === "step" ? ["step"] : []), "epoch", ...(staged ? ["stage"] : []), ...columns];
+  const lines = rows.map(({ r, values }) =>
+    [...(key === "step" ? [String(r.step)] : []), String(r.epoch), ...(staged ? [String(r.stage ?? "")] : []), ...columns.map((c) => (values.has(c) ? String(values.get(c)) : ""))].map(quote).join(","),
+  );
+  return [header.map(quote).join(","), ...lines].join("\n") + "\n";
+}
+
+/** Scalars for TensorBoard: `step/...` tags at each step, `epoch/...` tags at each epoch (its number as the step). */
+function scalars(records: LogRecord[], modalities: string[]): Scalar[] {
+  let elapsed = 0;
+  const out: Scalar[] = [];
+  for (const r of records) {
+    const values = flatten(Object.fromEntries(Object.entries(r).filter(([k]) => !skipped.has(k))), modalities);
+    if (r.type === "epoch") {
+      elapsed += typeof r.seconds === "number" ? r.seconds : 0;
+      out.push(...values.map(([tag, value]) => ({ tag: `epoch/${tag}`, step: r.epoch, value, wallTime: elapsed })));
+    } else out.push(...values.map(([tag, value]) => ({ tag: `step/${tag}`, step: r.step ?? 0, value, wallTime: elapsed })));
+  }
+  return out;
+}
+
+async function replace(path: string, content: string | Buffer): Promise<void> {
+  await writeFile(`${path}.tmp`, content);
+  await rename(`${path}.tmp`, path);
+}
+
+/** Writes the formats asked for from the run's log.jsonl. */
+export async function exportLogs(out: string, formats: readonly LogFormat[], modalities: string[]): Promise<void> {
+  if (formats.length === 0) return;
+  const records = (await readFile(join(out, "log.jsonl"), "utf8")).split("\n").filter(Boolean).map((l) => JSON.parse(l) as LogRecord);
+  if (formats.includes("csv")) {
+    await replace(join(out, "log-steps.csv"), csvTable(records.filter((r) => r.type === "step"), modalities, "step"));
+    await replace(join(out, "log-epochs.csv"), csvTable(records.filter((r) => r.type === "epoch"), modalities, "epoch"));
+  }
+  if (formats.includes("tensorboard")) {
+    await mkdir(join(out, "tensorboard"), { recursive: true });
+    // One file, rewritten whole: TensorBoard reloads it; the name must contain `tfevents`.
+    await replace(join(out, "tensorboard", "events.out.tfevents.mmb"), eventFile(scalars(records, modalities)));
+  }
+}
