@@ -22,6 +22,8 @@ export interface BenchOptions {
   overwrite?: boolean;
   /** Which epoch's figures the table reports: the best validation epoch (default) or the last. */
   select?: Selection;
+  /** Cross-validation: every spec × seed × fold 0..folds − 1 of its `files(group: ...)` data. */
+  folds?: number;
   log?: (line: string) => void;
 }
 
@@ -31,6 +33,8 @@ export class BenchError extends Error {}
 export interface RunResult {
   spec: string;
   seed: number;
+  /** With --folds: the fold the run tested on. */
+  fold?: number;
   dir: string;
   summary?: Summary;
   error?: string;
@@ -117,18 +121,32 @@ export function markdown(rows: MethodRow[], runs: RunResult[], command: string):
   ];
   const failures = runs.filter((r) => r.error);
   if (failures.length) lines.push("", "Failed runs:", "", ...failures.map((r) => `- ${r.spec}, seed ${r.seed}: ${r.error!.split("\n")[0]}`));
-  return `# Benchmark results\n\n\`${command}\`\n\nMean ± sample standard deviation over seeds of ${selectionText[select]}; unimodal: each modality alone (see each run's summary.json for how).\n\n${lines.join("\n")}\n`;
+  const over = runs.some((r) => r.fold !== undefined) ? "seeds and folds (each fold's test split once per seed; folds.json says which groups each held)" : "seeds";
+  return `# Benchmark results\n\n\`${command}\`\n\nMean ± sample standard deviation over ${over} of ${selectionText[select]}; unimodal: each modality alone (see each run's summary.json for how).\n\n${lines.join("\n")}\n`;
+}
+
+/** Which groups each spec's folds put in each split, from its runs' summaries (the same for every seed). */
+export function foldGroups(runs: RunResult[]): Record<string, Record<string, { train: string[]; valid: string[]; test: string[] }>> {
+  const out: Record<string, Record<string, { train: string[]; valid: string[]; test: string[] }>> = {};
+  for (const r of runs) {
+    const folds = r.summary?.folds;
+    if (!folds) continue;
+    out[r.spec] ??= {};
+    out[r.spec]![`fold-${folds.fold}`] ??= folds.groups;
+  }
+  return out;
 }
 
 export function csv(runs: RunResult[]): string {
   const modalities = [...new Set(runs.flatMap((r) => Object.keys(r.summary?.unimodal ?? {})))];
   const metrics = [...new Set(runs.flatMap((r) => Object.keys(r.summary?.metrics?.test ?? {})))];
   // `test`, `valid` and the unimodal columns are the last epoch's; `best_*` the best validation epoch's.
-  const header = ["spec", "seed", "status", "metric", "test", "valid", "best_epoch", "best_test", "best_valid", ...modalities.map((m) => `unimodal_${m}`), ...metrics.map((k) => `test_${k}`), "seconds_per_epoch", "backend", "error"];
+  const folded = runs.some((r) => r.fold !== undefined);
+  const header = ["spec", "seed", ...(folded ? ["fold"] : []), "status", "metric", "test", "valid", "best_epoch", "best_test", "best_valid", ...modalities.map((m) => `unimodal_${m}`), ...metrics.map((k) => `test_${k}`), "seconds_per_epoch", "backend", "error"];
   const quote = (v: string) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
   const rows = runs.map((r) => {
     const s = r.summary;
-    return [r.spec, String(r.seed), s ? "ok" : "failed", s?.metric ?? "", s ? String(s.test) : "", s ? String(s.valid) : "", s ? String(s.best.epoch) : "", s ? String(s.best.test) : "", s ? String(s.best.valid) : "", ...modalities.map((m) => (s?.unimodal[m] !== undefined ? String(s.unimodal[m]) : "")), ...metrics.map((k) => (s?.metrics?.test[k] !== undefined ? String(s.metrics.test[k]) : "")), s ? String(s.secondsPerEpoch) : "", s?.backend ?? "", (r.error ?? "").split("\n")[0]!]
+    return [r.spec, String(r.seed), ...(folded ? [String(r.fold ?? "")] : []), s ? "ok" : "failed", s?.metric ?? "", s ? String(s.test) : "", s ? String(s.valid) : "", s ? String(s.best.epoch) : "", s ? String(s.best.test) : "", s ? String(s.best.valid) : "", ...modalities.map((m) => (s?.unimodal[m] !== undefined ? String(s.unimodal[m]) : "")), ...metrics.map((k) => (s?.metrics?.test[k] !== undefined ? String(s.metrics.test[k]) : "")), s ? String(s.secondsPerEpoch) : "", s?.backend ?? "", (r.error ?? "").split("\n")[0]!]
       .map(quote)
       .join(",");
   });
@@ -200,25 +218,28 @@ export async function bench(options: BenchOptions): Promise<{ runs: RunResult[];
   await mkdir(options.out, { recursive: true });
   const trainArgs = [...options.trainArgs, ...(options.overwrite ? ["--overwrite"] : [])];
   const stopOnSignal = endRunsOnSignal();
-  const tasks = options.specs.flatMap((spec) => Array.from({ length: options.seeds }, (_, i) => ({ spec, seed: i + 1 })));
+  const folds = options.folds ? Array.from({ length: options.folds }, (_, f) => f) : [undefined];
+  const tasks = options.specs.flatMap((spec) => Array.from({ length: options.seeds }, (_, i) => folds.map((fold) => ({ spec, seed: i + 1, fold }))).flat());
   const jobs = Math.max(1, Math.min(options.jobs ?? availableParallelism(), tasks.length));
   const runs: RunResult[] = new Array(tasks.length);
   let next = 0;
   const worker = async () => {
     while (next < tasks.length) {
       const index = next++;
-      const { spec, seed } = tasks[index]!;
-      const dir = join(options.out, specName(spec), `seed-${seed}`);
-      const result = await trainInProcess(spec, seed, dir, trainArgs);
+      const { spec, seed, fold } = tasks[index]!;
+      const dir = join(options.out, specName(spec), `seed-${seed}`, ...(fold === undefined ? [] : [`fold-${fold}`]));
+      const foldArgs = fold === undefined ? [] : ["--fold", String(fold), "--folds", String(options.folds)];
+      const result = { ...(await trainInProcess(spec, seed, dir, [...trainArgs, ...foldArgs])), ...(fold === undefined ? {} : { fold }) };
       runs[index] = result;
-      say(result.summary ? `mmb bench: ${result.spec} seed ${seed}: test ${result.summary.metric} ${result.summary.test.toFixed(4)} (best validation epoch ${result.summary.best.epoch + 1}: ${result.summary.best.test.toFixed(4)})` : `mmb bench: ${result.spec} seed ${seed} FAILED: ${result.error}`);
+      say(result.summary ? `mmb bench: ${result.spec} seed ${seed}${fold === undefined ? "" : ` fold ${fold}`}: test ${result.summary.metric} ${result.summary.test.toFixed(4)} (best validation epoch ${result.summary.best.epoch + 1}: ${result.summary.best.test.toFixed(4)})` : `mmb bench: ${result.spec} seed ${seed}${fold === undefined ? "" : ` fold ${fold}`} FAILED: ${result.error}`);
     }
   };
   await Promise.all(Array.from({ length: jobs }, worker)).finally(stopOnSignal);
   const select = options.select ?? "best";
   const rows = aggregate(runs, select);
-  const command = ["mmb bench", ...options.specs, "--seeds", String(options.seeds), ...options.trainArgs, ...(select === "last" ? ["--select", "last"] : [])].join(" ");
+  const command = ["mmb bench", ...options.specs, "--seeds", String(options.seeds), ...(options.folds ? ["--folds", String(options.folds)] : []), ...options.trainArgs, ...(select === "last" ? ["--select", "last"] : [])].join(" ");
   await writeFile(join(options.out, "results.md"), markdown(rows, runs, command));
+  if (options.folds) await writeFile(join(options.out, "folds.json"), JSON.stringify(foldGroups(runs), null, 2) + "\n");
   await writeFile(join(options.out, "results.csv"), csv(runs));
   await writeFile(join(options.out, "results.json"), JSON.stringify({ command, rows, runs }, null, 2) + "\n");
   return { runs, rows };

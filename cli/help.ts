@@ -26,6 +26,8 @@ export const flags = {
   resume: { type: "boolean", doc: "continue the run in --out from its last checkpoint" },
   overwrite: { type: "boolean", doc: "replace another run's state in --out" },
   jobs: { type: "string", value: "N", doc: "runs at a time (default: the machine's cores)" },
+  fold: { type: "string", value: "F", doc: "cross-validation: test on fold F of the spec's files(group: ...) data (with --folds)" },
+  folds: { type: "string", value: "K", doc: "cross-validation: the number of folds (train: with --fold; bench: every fold of every seed)" },
   log: { type: "string", value: "csv,tensorboard", doc: "the log also as CSV tables (log-steps.csv, log-epochs.csv) and a TensorBoard event file (tensorboard/)" },
   select: { type: "string", value: "best|last", doc: "the table's figures at each run's best validation epoch (default) or at its last" },
   help: { type: "boolean", short: "h", doc: "this help" },
@@ -46,7 +48,7 @@ export interface Command {
   notes?: string;
 }
 
-const training: FlagName[] = ["out", "backend", "seed", "epochs", "set", "data-root", "resume", "overwrite", "log"];
+const training: FlagName[] = ["out", "backend", "seed", "epochs", "set", "data-root", "fold", "folds", "resume", "overwrite", "log"];
 
 export const commands: Command[] = [
   { name: "check", args: "<spec.mmb...>", summary: "check specs: every error with its code, span and help", flags: ["format"] },
@@ -72,8 +74,8 @@ export const commands: Command[] = [
   {
     name: "bench",
     args: "<spec.mmb...>",
-    summary: "train every spec with seeds 1..N, each run in its own process, and tabulate mean ± std",
-    flags: ["seeds", "out", "jobs", "select", "epochs", "set", "data", "data-root", "backend", "log", "overwrite", "format"],
+    summary: "train every spec with seeds 1..N (and every fold), each run in its own process, and tabulate mean ± std",
+    flags: ["seeds", "folds", "out", "jobs", "select", "epochs", "set", "data", "data-root", "backend", "log", "overwrite", "format"],
     notes: "Writes results.md, results.json and results.csv in --out; `mmb report DIR` draws the figures.",
   },
   { name: "report", args: "<run-dir | bench-dir>", summary: "an HTML report of a run or a bench: curves of every logged value", flags: ["output"] },

@@ -188,10 +188,12 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
       const jobs = wholeNumber(values.jobs, "--jobs");
       const out = values.out ?? join("runs", "bench");
       const seeds = wholeNumber(values.seeds, "--seeds") ?? 3;
+      const folds = wholeNumber(values.folds, "--folds");
+      if (folds !== undefined && folds < 2) throw new UsageError(`--folds needs at least 2, got ${folds}`);
       const select = values.select ?? "best";
       if (select !== "best" && select !== "last") throw new UsageError(`--select is best or last, got "${select}"`);
-      const { rows, runs } = await bench({ specs: positionals, seeds, out, trainArgs, overwrite: values.overwrite ?? false, select, ...(jobs ? { jobs } : {}) });
-      console.log(`mmb: ${rows.length} specs × ${runs.length / rows.length} seeds; results in ${join(out, "results.md")} (.json, .csv)`);
+      const { rows, runs } = await bench({ specs: positionals, seeds, out, trainArgs, overwrite: values.overwrite ?? false, select, ...(jobs ? { jobs } : {}), ...(folds ? { folds } : {}) });
+      console.log(`mmb: ${rows.length} specs × ${seeds} seeds${folds ? ` × ${folds} folds` : ""}; results in ${join(out, "results.md")} (.json, .csv)`);
       return runs.some((r) => r.error) ? 1 : 0;
     }
     case "report": {
@@ -211,6 +213,9 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
  */
 async function trainInFolder(code: string, out: string, values: FlagValues, sets: Record<string, number>): Promise<void> {
   const formats = logFormatsOf(values.log);
+  const fold = wholeNumber(values.fold, "--fold");
+  const folds = wholeNumber(values.folds, "--folds");
+  if ((fold === undefined) !== (folds === undefined)) throw new UsageError("--fold and --folds come together: test on fold F of K");
   const seed = wholeNumber(values.seed, "--seed");
   const epochs = wholeNumber(values.epochs, "--epochs");
   await mkdir(out, { recursive: true });
@@ -227,6 +232,7 @@ async function trainInFolder(code: string, out: string, values: FlagValues, sets
       resume: values.resume ?? false,
       ...(values["data-root"] ? { dataRoot: resolve(values["data-root"]) } : {}),
       ...(formats.length ? { logFormats: formats } : {}),
+      ...(fold !== undefined && folds !== undefined ? { fold: { fold, folds } } : {}),
     });
     console.log(`mmb: test ${summary.metric} ${summary.test.toFixed(4)} on ${summary.backend}; log, summary and checkpoints in ${out}`);
   } finally {

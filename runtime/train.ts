@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { describeBackend, selectBackend, type BackendName } from "./backend.js";
 import { loadCheckpoint, saveCheckpoint, writeJsonAtomically, type Best, type CheckpointState, type Measured } from "./checkpoint.js";
 import { batchTensors, evaluationBatches } from "./batches.js";
-import { loadData, type Dataset, type Split } from "./data/index.js";
+import { DataError, loadData, type Dataset, type Split } from "./data/index.js";
 import { EpochContext, type EpochResult } from "./epoch.js";
 import { History } from "./history.js";
 import { exportLogs, type LogFormat } from "./log-export.js";
@@ -73,6 +73,8 @@ export interface TrainOptions {
   dataRoot?: string;
   /** The log also as CSV tables and a TensorBoard event file, rewritten from log.jsonl after each epoch. */
   logFormats?: LogFormat[];
+  /** Cross-validation: the fold (and the number of folds) of the spec's `files(group: ...)` data to test on. */
+  fold?: { fold: number; folds: number };
   log?: (line: string) => void;
 }
 
@@ -92,6 +94,8 @@ export interface Summary {
   metrics: { valid: Record<string, number>; test: Record<string, number> };
   /** A class target's names, in index order: declared (`class(["a", ...])`) or found in its data file. */
   classes?: string[];
+  /** With `files(group: ...)`: the test fold, and which groups fell into each split. */
+  folds?: Dataset["folds"];
   /** The epoch with the best validation metric (of the last stage), whose weights `best/` keeps. */
   bestEpoch: number;
   /** The figures at that epoch; `test`, `valid`, `metrics` and `unimodal` above are the last epoch's. */
@@ -184,6 +188,17 @@ async function measuredInLog(path: string, epoch: number): Promise<Measured | un
   return record && { train: record.train, valid: record.valid, test: record.test, unimodal: record.unimodal };
 }
 
+/** The spec with its `files(group: ...)` data's fold replaced (`mmb train --fold`, `mmb bench --folds`). */
+function withFold(spec: ModelSpec, fold: { fold: number; folds: number }): ModelSpec {
+  if (spec.data.kind !== "files" || !spec.data.options.group) {
+    throw new DataError(spec.source, "data", '`files(group: "file:field", ...)`, whose groups (e.g. actors) the folds deal out', spec.data.kind === "files" ? "files() without `group`" : `${spec.data.kind}(...)`);
+  }
+  if (!(Number.isInteger(fold.folds) && fold.folds >= 2 && Number.isInteger(fold.fold) && fold.fold >= 0 && fold.fold < fold.folds)) {
+    throw new DataError(spec.source, "fold", `a fold in 0..folds − 1, with at least 2 folds`, `fold ${fold.fold} of ${fold.folds}`);
+  }
+  return { ...spec, data: { ...spec.data, options: { ...spec.data.options, ...fold } } };
+}
+
 /** The primary metric of a result of `evaluate`. */
 const primary = (metrics: Record<string, number>): number => Object.values(metrics)[0]!;
 
@@ -198,7 +213,7 @@ function firstNonFinite(record: Record<string, unknown>): string | undefined {
 export async function train(definition: TrainerDefinition, options: TrainOptions): Promise<Summary> {
   const started = Date.now();
   const say = options.log ?? ((line: string) => console.log(line));
-  const spec = definition.spec;
+  const spec = options.fold ? withFold(definition.spec, options.fold) : definition.spec;
   const backend = await selectBackend(options.backend);
   const seed = options.seed ?? spec.train.seed;
   // The stages in order (one, without `stage` blocks); `--epochs` sets the last one's epochs.
@@ -483,6 +498,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       valid: primary(final.valid),
       metrics: { valid: final.valid, test: final.test },
       ...(classes ? { classes } : {}),
+      ...(data.folds ? { folds: data.folds } : {}),
       bestEpoch: best.epoch,
       best: { epoch: best.epoch, test: primary(chosen.test), valid: primary(chosen.valid), metrics: { valid: chosen.valid, test: chosen.test }, unimodal: chosen.unimodal },
       unimodal: final.unimodal,

@@ -192,6 +192,46 @@ train epochs 1 batch 8
     expect(check.status, check.stderr).toBe(0);
   }, 300_000);
 
+  it("bench --folds: every spec × seed × fold on grouped data; groups never cross splits; mean ± std over seeds and folds", () => {
+    const data = mkdtempSync(join(tmpdir(), "mmb-cli-folds-"));
+    const n = 48;
+    const row = (i: number, width: number, salt: number) => Array.from({ length: width }, (_, j) => Math.sin(i * 1.3 + j * 0.7 + salt).toFixed(4)).join(",");
+    writeFileSync(join(data, "a.csv"), `${Array.from({ length: 8 }, (_, j) => `a${j}`).join(",")}\n${Array.from({ length: n }, (_, i) => row(i, 8, 0)).join("\n")}\n`);
+    writeFileSync(join(data, "b.csv"), `${Array.from({ length: 6 }, (_, j) => `b${j}`).join(",")}\n${Array.from({ length: n }, (_, i) => row(i, 6, 1)).join("\n")}\n`);
+    writeFileSync(join(data, "meta.csv"), `label,actor\n${Array.from({ length: n }, (_, i) => `${i % 4},actor${i % 6}`).join("\n")}\n`);
+    const spec = join(data, "grouped.mmb");
+    writeFileSync(
+      spec,
+      smallSpec()
+        .replace(/data synthetic\([^)]*\)/, 'data files(group: "meta.csv:actor", folds: 3, fold: 0)')
+        .replace("modality a : float[8]", 'modality a : float[8] from "a.csv"')
+        .replace("modality b : float[6]", 'modality b : float[6] from "b.csv"')
+        .replace("target y : class(4)", 'target y : class(4) from "meta.csv:label"'),
+    );
+    const out = join(data, "bench");
+    const run = mmb("bench", spec, "--seeds", "2", "--folds", "3", "--epochs", "1", "--backend", "cpu", "--out", out);
+    expect(run.status, run.stderr).toBe(0);
+    const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
+    expect(results.runs.map((r: { seed: number; fold: number }) => `${r.seed}/${r.fold}`).sort()).toEqual(["1/0", "1/1", "1/2", "2/0", "2/1", "2/2"]);
+    const best = results.runs.map((r: { summary: { best: { test: number } } }) => r.summary.best.test);
+    expect(results.rows[0].test.mean).toBeCloseTo(best.reduce((a: number, b: number) => a + b, 0) / 6, 10);
+    const folds = JSON.parse(readFileSync(join(out, "folds.json"), "utf8")).grouped;
+    const actors = Array.from({ length: 6 }, (_, i) => `actor${i}`);
+    // Each actor is tested in exactly one fold, and a fold's validation groups are the next fold's test groups.
+    expect(Object.values(folds).flatMap((f) => (f as { test: string[] }).test).sort()).toEqual(actors);
+    for (let f = 0; f < 3; f++) {
+      const { train, valid, test } = folds[`fold-${f}`];
+      expect([...train, ...valid, ...test].sort()).toEqual(actors);
+      expect(valid).toEqual(folds[`fold-${(f + 1) % 3}`].test);
+    }
+    expect(readFileSync(join(out, "results.md"), "utf8")).toContain("over seeds and folds");
+    // A fold without the number of folds, and folds of data without groups, are refused.
+    expect(mmb("train", spec, "--fold", "1").status).toBe(2);
+    const ungrouped = mmb("train", good, "--fold", "0", "--folds", "3", "--out", join(dir, "ungrouped"));
+    expect(ungrouped.status).toBe(1);
+    expect(ungrouped.stderr).toContain("`files(group: \"file:field\", ...)`");
+  }, 180_000);
+
   it("bench: SIGTERM to the bench ends the runs it started", async () => {
     const out = join(dir, "bench-signal");
     const child = spawn(process.execPath, ["--import", "tsx", join(root, "cli", "main.ts"), "bench", good, "--seeds", "1", "--epochs", "500", "--out", out], { cwd: root, stdio: "ignore" });

@@ -18,6 +18,8 @@ export interface Dataset {
   files?: { modalities: string[]; target: string };
   /** A class target's class names, in index order, where its file labels samples by name. */
   classNames?: string[];
+  /** With `files(group: ...)`: which fold is the test split, and the groups each split holds. */
+  folds?: { fold: number; folds: number; groups: { train: string[]; valid: string[]; test: string[] } };
 }
 
 /** The samples `rows` of `source` (samples of `width` values each), side by side in that order. */

@@ -322,7 +322,9 @@ export function files(root: string, modalities: { name: string; shape: number[];
     const foldOf = new Map(groups.map((g, i) => [g, i % options.folds]));
     const testFold = options.fold;
     const validFold = (options.fold + 1) % options.folds;
-    return byName((group.values as string[]).map((g) => (foldOf.get(g) === testFold ? "test" : foldOf.get(g) === validFold ? "valid" : "train")));
+    const splitOf = (g: string) => (foldOf.get(g) === testFold ? "test" : foldOf.get(g) === validFold ? "valid" : "train");
+    const inSplit = (want: string) => groups.filter((g) => splitOf(g) === want);
+    return { ...byName((group.values as string[]).map(splitOf)), folds: { fold: options.fold, folds: options.folds, groups: { train: inSplit("train"), valid: inSplit("valid"), test: inSplit("test") } } };
   }
   return named(splitInOrder(all, widths, new Random(options.seed).permutation(size), options, description, names, labelWidth));
 }
