@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type Browser } from "playwright-core";
@@ -49,8 +49,21 @@ describe.skipIf(!available)("mmb report in a headless browser", () => {
       });
     });
     const screenshot = await page.screenshot({ fullPage: true });
+    // The smoothing control, where the page has one: the loss curve before and after choosing 0.9.
+    const smoothing = await page.evaluate(() => {
+      const select = document.getElementById("smoothing") as HTMLSelectElement | null;
+      const Chart = (window as unknown as { Chart: { getChart(c: HTMLCanvasElement): { data: { datasets: { data: (number | null)[] }[] } } | undefined } }).Chart;
+      const loss = [...document.querySelectorAll("canvas")].find((c) => c.id.endsWith("-loss"));
+      if (!select || !loss) return undefined;
+      const boundaries = (Chart.getChart(loss) as unknown as { config: { options: { boundaries?: number[] } } }).config.options.boundaries;
+      const before = [...Chart.getChart(loss)!.data.datasets[0]!.data];
+      select.value = "0.9";
+      select.dispatchEvent(new Event("change"));
+      return { before, after: [...Chart.getChart(loss)!.data.datasets[0]!.data], boundaries };
+    });
+    const html = await page.content();
     await page.close();
-    return { errors, charts, screenshot };
+    return { errors, charts, screenshot, smoothing, html };
   }
 
   it("a run's report: every figure of the papers, drawn with data, no console errors", async () => {
@@ -58,9 +71,18 @@ describe.skipIf(!available)("mmb report in a headless browser", () => {
     await trainSmall(run, 1);
     const file = await report(run);
     expect(file).toBe(join(run, "report.html"));
-    const { errors, charts, screenshot } = await open(file);
+    const { errors, charts, screenshot, smoothing, html } = await open(file);
     expect(errors).toEqual([]);
     expect(charts.map((c) => c.id)).toEqual(["run-grad-norm", "run-update-grad-norm", "run-grad-share", "run-loss", "run-value-4", "run-value-5", "run-epoch-value-6", "run-metric", "run-unimodal"]);
+    // The header, titles from the spec's lines, accuracy in %, and the smoothing of step curves.
+    expect(html).toMatch(/seed 1 · backend wasm[^<]*· test accuracy \d+\.\d% at the last epoch · \d+\.\d% at the best validation epoch \(\d+\)/);
+    expect(html).toContain("s[m] = sum(batch, prob(contrib[m], y)) (spec line 15)");
+    expect(html).toContain("acc (%)");
+    expect(smoothing!.after[0]).toBeCloseTo(smoothing!.before[0]!, 10); // debiased: the first point is itself
+    // A dashed line where the second epoch begins: after the first epoch's steps.
+    const firstEpochSteps = readFileSync(join(run, "log.jsonl"), "utf8").split("\n").filter((l) => l.includes('"type":"step","epoch":0')).length;
+    expect(smoothing!.boundaries).toEqual([firstEpochSteps]);
+    expect(smoothing!.after.slice(1)).not.toEqual(smoothing!.before.slice(1));
     for (const chart of charts) {
       expect(chart.points, chart.id).toBeGreaterThan(0);
       expect(chart.inked, chart.id).toBeGreaterThan(2000);
@@ -68,17 +90,33 @@ describe.skipIf(!available)("mmb report in a headless browser", () => {
     expect(screenshot.length).toBeGreaterThan(50_000); // a blank page compresses to a few kB
   });
 
-  it("a bench's report: the comparison table and error bars over seeds", async () => {
+  it("a bench's report: the comparison table, error bars over seeds, curves with ± std bands of the metrics and the shared rule values, links to each run's report", async () => {
     const runs: RunResult[] = [];
-    for (const seed of [1, 2]) {
-      const out = join(dir, "bench", "small", `seed-${seed}`);
-      runs.push({ spec: "small", seed, dir: out, summary: await trainSmall(out, seed) });
+    for (const spec of ["small", "other"]) {
+      for (const seed of [1, 2]) {
+        const out = join(dir, "bench", spec, `seed-${seed}`);
+        runs.push({ spec, seed, dir: out, summary: await trainSmall(out, seed) });
+      }
     }
     runs.push({ spec: "broken", seed: 1, dir: join(dir, "bench", "broken"), error: "non-finite value of `x`" });
     writeFileSync(join(dir, "bench", "results.json"), JSON.stringify({ command: "test", rows: aggregate(runs), runs }));
-    const { errors, charts } = await open(await report(join(dir, "bench")));
+    const { errors, charts, html } = await open(await report(join(dir, "bench")));
     expect(errors).toEqual([]);
-    expect(charts.map((c) => c.id)).toEqual(["bench-test-accuracy", "bench-unimodal-accuracy", "bench-curves-acc"]);
+    expect(charts.map((c) => c.id)).toEqual([
+      "bench-test-accuracy",
+      "bench-unimodal-accuracy",
+      "bench-curves-acc",
+      "bench-unimodal-curves-acc-a",
+      "bench-unimodal-curves-acc-b",
+      "bench-value-s[a]",
+      "bench-value-s[b]",
+      "bench-value-k[a]",
+      "bench-value-k[b]",
+    ]);
     for (const chart of charts) expect(chart.points, chart.id).toBeGreaterThan(0);
+    for (const run of runs.filter((r) => r.summary)) {
+      expect(html).toContain(`href="${run.spec}/seed-${run.seed}/report.html"`);
+      expect(existsSync(join(run.dir, "report.html"))).toBe(true);
+    }
   });
 });
