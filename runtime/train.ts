@@ -12,6 +12,7 @@ import { exportLogs, type LogFormat } from "./log-export.js";
 import { estimateMemory, Forward, initialParameters, initialValues, type Params } from "./model.js";
 import { classificationMetrics, maskDice, regressionMetrics } from "./metrics.js";
 import { gradNorm } from "./ops.js";
+import { inGroup } from "./parameter-groups.js";
 import { Optimizer } from "./optimizer.js";
 import { Random } from "./random.js";
 import { targetWidth, type ModelSpec, type StageSpec } from "./spec.js";
@@ -359,7 +360,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         ctx.update = (grads: Gradients) => {
           spec.modalities.forEach((_, m) => {
             const encoder = ctx.group.encoder(m);
-            if (grads.names(encoder).length) updateNorms[m] = gradNorm(grads.of(encoder));
+            if ([...grads.values.keys()].some((name) => inGroup(name, encoder))) updateNorms[m] = gradNorm(grads.of(encoder));
           });
           let clipFactor: tf.Tensor | number = 1;
           if (settings.train.clip > 0) {

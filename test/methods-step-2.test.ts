@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { selectBackend } from "../runtime/backend.js";
 import { crossEntropy, expectUpdate, expectValues, features, fullGradient, fused, headRows, lr, names, oneStep, pair, param, scalar, share, shipped, spec, trueProb, type Params } from "./one-step.js";
+import { logFields } from "../compiler/builtins/index.js";
 
 /**
  * One step of the generated trainer for five shipped BalanceMM methods — MMCosine, MBSD, CML, ARL
@@ -30,7 +31,7 @@ const correct = (o: tf.Tensor, y: tf.Tensor) => tf.cast(tf.equal(tf.argMax(o, -1
 const normalize = (t: tf.Tensor, axis: number) => tf.div(t, tf.add(tf.norm(t, 2, axis, true), 1e-12));
 
 /** The names a step record logs besides the step's bookkeeping: the spec's rule values. */
-const ruleValues = (record: Record<string, unknown>) => Object.keys(record).filter((k) => !["type", "epoch", "step", "loss", "total_loss", "grad_norm"].includes(k)).sort();
+const ruleValues = (record: Record<string, unknown>) => Object.keys(record).filter((k) => !logFields.includes(k)).sort();
 const list = (t: tf.Tensor) => Array.from(t.dataSync());
 
 describe("one step of each BalanceMM method against its equations", () => {

@@ -156,7 +156,7 @@ describe("training loop", () => {
       const lines = readFileSync(join(straight, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
       const steps = lines.filter((l) => l.type === "step");
       expect(steps.length).toBe(3 * 7);
-      expect(Object.keys(steps[0])).toEqual(["type", "epoch", "step", "loss", "total_loss", "s", "k", "d", "grad_norm"]);
+      expect(Object.keys(steps[0])).toEqual(["type", "epoch", "step", "loss", "total_loss", "s", "k", "d", "grad_norm", "update_grad_norm"]);
       expect(steps[0].k.length).toBe(2);
       expect(lines.filter((l) => l.type === "epoch").length).toBe(3);
     });
