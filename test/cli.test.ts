@@ -177,7 +177,8 @@ train epochs 1 batch 8
 
   it("the packed package installs globally and puts `mmb` on the PATH", () => {
     const prefix = mkdtempSync(join(tmpdir(), "mmb-global-"));
-    // The build is the suite's (`npm run build` before `npm test`); --ignore-scripts skips prepack's rebuild.
+    // A fresh checkout (`npm ci && npm test`) is built first, as prepack would; --ignore-scripts keeps pack's output to its JSON.
+    if (!existsSync(join(root, "dist", "cli", "main.js"))) expect(spawnSync("npm", ["run", "build"], { cwd: root, encoding: "utf8" }).status).toBe(0);
     const pack = spawnSync("npm", ["pack", "--ignore-scripts", "--pack-destination", prefix, "--json"], { cwd: root, encoding: "utf8" });
     expect(pack.status, pack.stderr).toBe(0);
     const [{ filename, files }] = JSON.parse(pack.stdout) as { filename: string; files: { path: string }[] }[];
