@@ -108,7 +108,9 @@ export function groupShape(cx: CheckContext, group: GroupRef): { key: string; te
       const shapes = new Set(indices.map((i) => JSON.stringify([cx.encoders[i]?.kind, cx.encoders[i]?.options, group.part === "all" ? cx.modalities[i]?.shape : null])));
       if (shapes.size !== 1) return undefined;
       const i = indices[0]!;
-      const encoder = cx.encoders[i]!;
+      // An encoder whose declaration failed its check has no shape to compare (its error is reported).
+      const encoder = cx.encoders[i];
+      if (!encoder) return undefined;
       const options = Object.entries(encoder.options).map(([k, v]) => `${k}: ${Array.isArray(v) ? `[${v.join(", ")}]` : v}`).join(", ");
       const layers = group.part === "all" ? "" : group.part === "last" ? "the last layer of " : `the ${group.part} layers of `;
       return { key: [...shapes][0]!, text: `${layers}${encoder.kind}(${options})${group.part === "all" ? ` on float[${cx.modalities[i]!.shape.join(", ")}]` : ""}` };
