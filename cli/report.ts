@@ -61,6 +61,7 @@ async function readLog(dir: string, warn: (line: string) => void): Promise<{ ste
     try {
       const record = JSON.parse(line) as StepRecord | EpochRecord;
       if (record && typeof record === "object" && (record.type === "step" || record.type === "epoch")) records.push(record);
+      else if ((record as { type?: unknown } | null)?.type === "run") return; // the header naming the modalities
       else warn(`${path}:${i + 1}: not a step or epoch record; skipped`);
     } catch {
       warn(`${path}:${i + 1}: not valid JSON (a torn or edited line); skipped`);

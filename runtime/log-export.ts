@@ -64,7 +64,11 @@ async function replace(path: string, content: string | Buffer): Promise<void> {
 /** Writes the formats asked for from the run's log.jsonl. */
 export async function exportLogs(out: string, formats: readonly LogFormat[], modalities: string[]): Promise<void> {
   if (formats.length === 0) return;
-  const records = (await readFile(join(out, "log.jsonl"), "utf8")).split("\n").filter(Boolean).map((l) => JSON.parse(l) as LogRecord);
+  const records = (await readFile(join(out, "log.jsonl"), "utf8"))
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as LogRecord)
+    .filter((r) => r.type === "step" || r.type === "epoch");
   if (formats.includes("csv")) {
     await replace(join(out, "log-steps.csv"), csvTable(records.filter((r) => r.type === "step"), modalities, "step"));
     await replace(join(out, "log-epochs.csv"), csvTable(records.filter((r) => r.type === "epoch"), modalities, "epoch"));

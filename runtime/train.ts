@@ -293,6 +293,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       say(`mmb: resumed from epoch ${state.epoch + 1}`);
     } else {
       await log.truncate(0);
+      // The log's first record names what its per-modality arrays hold, in order.
+      await log.append([JSON.stringify({ type: "run", model: spec.name, modalities: spec.modalities.map((m) => m.name) })]);
     }
     const progress = (options.progress ?? (!options.log && process.stderr.isTTY)) ? progressBar(epochs) : undefined;
     say(`mmb: training ${spec.name} on backend ${describeBackend(backend)}, seed ${seed}, ${epochs} epochs`);

@@ -92,6 +92,12 @@ describe("the logs researchers' tools read", () => {
 });
 
 describe("the step log", () => {
+  it("opens with a record naming the modalities its per-modality arrays hold, in order", async () => {
+    const log = await run("");
+    expect(log[0]).toEqual({ type: "run", model: "small", modalities: ["a", "b"] });
+    expect(log.slice(1).every((r) => r.type === "step" || r.type === "epoch")).toBe(true);
+  });
+
   it("logs each encoder's gradient norm after the actions beside the raw one", async () => {
     const steps = (await run("  scale grad(encoder[a]) by 0.25")).filter((r) => r.type === "step");
     expect(steps.length).toBeGreaterThan(0);

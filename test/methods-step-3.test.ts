@@ -120,7 +120,7 @@ describe("one step of the value-driven BalanceMM methods against their equations
       const trainer = await loadTrainer(await compileOrThrow(convSpec(body, 1)), out);
       await train(trainer, { out, backend: "cpu", data: convData([16, 32]), log: () => {} });
       const checkpoint = (await loadCheckpoint(join(out, "checkpoints")))!;
-      const record = JSON.parse(readFileSync(join(out, "log.jsonl"), "utf8").split("\n")[0]!) as Record<string, number[]>;
+      const record = JSON.parse(readFileSync(join(out, "log.jsonl"), "utf8").split("\n").find((l) => l.includes('"type":"step"'))!) as Record<string, number[]>;
       return { trainer, record, after: new Map(checkpoint.state.manifest.map((m, i) => [m.name, checkpoint.weights[i]!])) };
     };
     const plain = await run("");

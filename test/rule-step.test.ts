@@ -114,7 +114,7 @@ describe("OGM-GE as its authors' code runs it (specs/ogm_ge_code.mmb)", () => {
       const trainer = await loadTrainer(await compileOrThrow(text), out);
       await train(trainer, { out, backend: "cpu", data, log: () => {} });
       const checkpoint = (await loadCheckpoint(join(out, "checkpoints")))!;
-      const lines = readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+      const lines = readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((l) => l.type === "step");
       return { trainer, k: lines[0].k as number[], weights: new Map(checkpoint.state.manifest.map((m, i) => [m.name, checkpoint.weights[i]!])) };
     };
     const base = await stepOf(conv(""));

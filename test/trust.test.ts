@@ -16,7 +16,14 @@ import { compileOrThrow, diagnose, fixedData, smallSpec } from "./helpers.js";
  */
 const quiet = { backend: "cpu", log: () => {} } as const;
 const fresh = () => mkdtempSync(join(tmpdir(), "mmb-trust-"));
-const logOf = (out: string) => readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
+/** The run's step and epoch records (after the header naming the modalities). */
+const logOf = (out: string) =>
+  readFileSync(join(out, "log.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .filter((r) => r.type !== "run");
 const oneEpoch = (balance = "", extra = "") => smallSpec(balance, extra).replace("train epochs 2", "train epochs 1");
 
 async function run(spec: string, out: string, options: Partial<TrainOptions> = {}) {
