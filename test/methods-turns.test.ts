@@ -164,6 +164,12 @@ describe("methods that train the modalities in turn", () => {
     await straightAndResumed(small(text("reconboost")).replace("train epochs 20", "train epochs 4"), 3, 4);
   });
 
+  it("under `turns step`, a rule value named like JavaScript's own (`__proto__`) is logged once per turn like any other", async () => {
+    const body = `fusion sum -> linear(4)\nloss[m] cross_entropy(alone[m], y)\nbalance {\n  __proto__ = norm(grad(encoder[m]))\n}`;
+    const { records } = await oneStep(pair, spec(pair, body).replace("seed 2", "seed 2 turns step"));
+    expect(Object.getOwnPropertyDescriptor(records[0], "__proto__")?.value).toEqual(records[0]!.grad_norm);
+  });
+
   it("Adam counts each parameter's own steps: a parameter a turn leaves out keeps its bias correction", () => {
     const params = new Map([
       ["a", tf.variable(tf.tensor1d([1]))],

@@ -4,7 +4,7 @@ import { groupNames, type StepPlan } from "../../2-schedule/index.js";
 import type { SourceText } from "../../../diagnostics/index.js";
 import type { ModelIR, RuleValue } from "../../ir.js";
 import { expression, fusionCode, historyKey, type Env } from "./expression.js";
-import { commentText, numberLiteral, objectLiteral, propertyKey, safeName } from "./names.js";
+import { commentText, memberAccess, numberLiteral, objectLiteral, safeName } from "./names.js";
 import { actionStatement, addedLossBody, lossDependencies, valueStatement } from "./statements.js";
 
 export const generatorVersion = "0.1.0";
@@ -154,7 +154,7 @@ function stageModule(model: ModelIR, plan: StepPlan, env: Env, suffix: string, s
   const body: string[] = [];
   if (turns === "step") {
     // Each turn's numbers are logged as one per modality, in turn order.
-    const perTurn = objectLiteral(numeric.map((v) => [v.name, `turns.map((t) => t.values.${propertyKey(v.name)})`]));
+    const perTurn = objectLiteral(numeric.map((v) => [v.name, `turns.map((t) => t.values${memberAccess(v.name)})`]));
     body.push(
       "// One optimiser step per modality, in turn (`turns step`); each moves only what its loss reaches.",
       `const turns = ctx.modalities.map((${safeName(index!)}) => {`,

@@ -38,6 +38,12 @@ export function propertyKey(name: string): string {
   return name === "__proto__" ? `[${JSON.stringify(name)}]` : /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name) ? name : JSON.stringify(name);
 }
 
+/** Reading a spec name off an object: `.name`, or `["__proto__"]`, the one name a literal's key (propertyKey) computes. */
+export function memberAccess(name: string): string {
+  const key = propertyKey(name);
+  return key === name ? `.${name}` : `[${JSON.stringify(name)}]`;
+}
+
 /** An object literal from spec names and the code of their values. */
 export function objectLiteral(entries: [name: string, code: string][]): string {
   return `{ ${entries.map(([name, code]) => (propertyKey(name) === name && code === name ? name : `${propertyKey(name)}: ${code}`)).join(", ")} }`;
