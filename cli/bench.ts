@@ -231,7 +231,8 @@ export async function bench(options: BenchOptions): Promise<{ runs: RunResult[];
       const foldArgs = fold === undefined ? [] : ["--fold", String(fold), "--folds", String(options.folds)];
       const result = { ...(await trainInProcess(spec, seed, dir, [...trainArgs, ...foldArgs])), ...(fold === undefined ? {} : { fold }) };
       runs[index] = result;
-      say(result.summary ? `mmb bench: ${result.spec} seed ${seed}${fold === undefined ? "" : ` fold ${fold}`}: test ${result.summary.metric} ${result.summary.test.toFixed(4)} (best validation epoch ${result.summary.best.epoch + 1}: ${result.summary.best.test.toFixed(4)})` : `mmb bench: ${result.spec} seed ${seed}${fold === undefined ? "" : ` fold ${fold}`} FAILED: ${result.error}`);
+      const name = `${result.spec} seed ${seed}${fold === undefined ? "" : ` fold ${fold}`}`;
+      say(result.summary ? `mmb bench: ${name}: test ${result.summary.metric} ${result.summary.test.toFixed(4)} (best validation epoch ${result.summary.best.epoch + 1}: ${result.summary.best.test.toFixed(4)})` : `mmb bench: ${name} FAILED: ${result.error}`);
     }
   };
   await Promise.all(Array.from({ length: jobs }, worker)).finally(stopOnSignal);

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { basename, dirname, join, relative, sep } from "node:path";
-import type { MethodRow, RunResult } from "./bench.js";
+import { stat, type MethodRow, type RunResult } from "./bench.js";
 import type { Summary } from "../runtime/index.js";
 import { logFields } from "../compiler/builtins/index.js";
 
@@ -228,16 +228,8 @@ function runHeader(s: Partial<Summary>): string {
 
 /** Mean ± standard deviation at each position of series of unequal length (seeds × folds of one spec). */
 function band(series: (number | null)[][], length: number): { data: (number | null)[]; errors: number[] } {
-  const at = (e: number) => series.map((s) => s[e]).filter((v): v is number => v != null);
-  return {
-    data: Array.from({ length }, (_, e) => (at(e).length ? at(e).reduce((a, b) => a + b, 0) / at(e).length : null)),
-    errors: Array.from({ length }, (_, e) => {
-      const v = at(e);
-      if (v.length < 2) return 0;
-      const mean = v.reduce((a, b) => a + b, 0) / v.length;
-      return Math.sqrt(v.reduce((a, x) => a + (x - mean) ** 2, 0) / (v.length - 1));
-    }),
-  };
+  const at = Array.from({ length }, (_, e) => stat(series.map((s) => s[e]).filter((v): v is number => v != null)));
+  return { data: at.map((s) => (Number.isNaN(s.mean) ? null : s.mean)), errors: at.map((s) => (Number.isNaN(s.std) ? 0 : s.std)) };
 }
 
 /**

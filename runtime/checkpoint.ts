@@ -106,7 +106,12 @@ export async function loadCheckpoint(dir: string): Promise<{ state: CheckpointSt
   return { state, weights };
 }
 
-export async function writeJsonAtomically(path: string, value: unknown): Promise<void> {
-  await writeDurably(`${path}.tmp`, JSON.stringify(value, null, 2) + "\n");
+/** Replaces `path` whole: written durably beside it, then renamed over it, so a reader never sees half. */
+export async function writeAtomically(path: string, data: string | Uint8Array): Promise<void> {
+  await writeDurably(`${path}.tmp`, data);
   await rename(`${path}.tmp`, path);
+}
+
+export async function writeJsonAtomically(path: string, value: unknown): Promise<void> {
+  await writeAtomically(path, JSON.stringify(value, null, 2) + "\n");
 }

@@ -1,5 +1,6 @@
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { writeAtomically } from "./checkpoint.js";
 import { eventFile, type Scalar } from "./tensorboard.js";
 
 /**
@@ -14,7 +15,16 @@ export const logFormats: readonly LogFormat[] = ["csv", "tensorboard"];
 /** What the formats write into the run folder (a fresh run refuses a folder holding them). */
 export const exportedLogs = ["log-steps.csv", "log-epochs.csv", "tensorboard"];
 
-type LogRecord = Record<string, unknown> & { type: string; epoch: number; step?: number };
+export type LogRecord = Record<string, unknown> & { type: "step" | "epoch"; epoch: number; step?: number };
+
+/** The run's step and epoch records, in order (the first record, which names the modalities, is not one). */
+export async function readLogRecords(path: string): Promise<LogRecord[]> {
+  return (await readFile(path, "utf8"))
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((r): r is LogRecord => r.type === "step" || r.type === "epoch");
+}
 
 /** A record's numbers, flattened: nested objects and per-modality arrays become `a/b` names. */
 export function flatten(record: Record<string, unknown>, modalities: string[], prefix = ""): [string, number][] {
@@ -28,10 +38,12 @@ export function flatten(record: Record<string, unknown>, modalities: string[], p
   });
 }
 
-const skipped = new Set(["type", "epoch", "step", "stage"]);
+/** A record's numbers, without the fields that place it (type, epoch, step, stage). */
+const placed = new Set(["type", "epoch", "step", "stage"]);
+const numbersOf = (r: LogRecord, modalities: string[]) => flatten(Object.fromEntries(Object.entries(r).filter(([k]) => !placed.has(k))), modalities);
 
 function csvTable(records: LogRecord[], modalities: string[], key: "step" | "epoch"): string {
-  const rows = records.map((r) => ({ r, values: new Map(flatten(Object.fromEntries(Object.entries(r).filter(([k]) => !skipped.has(k))), modalities)) }));
+  const rows = records.map((r) => ({ r, values: new Map(numbersOf(r, modalities)) }));
   const columns = [...new Set(rows.flatMap(({ values }) => [...values.keys()]))];
   const staged = records.some((r) => typeof r.stage === "string");
   const quote = (v: string) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
@@ -47,7 +59,7 @@ function scalars(records: LogRecord[], modalities: string[]): Scalar[] {
   let elapsed = 0;
   const out: Scalar[] = [];
   for (const r of records) {
-    const values = flatten(Object.fromEntries(Object.entries(r).filter(([k]) => !skipped.has(k))), modalities);
+    const values = numbersOf(r, modalities);
     if (r.type === "epoch") {
       elapsed += typeof r.seconds === "number" ? r.seconds : 0;
       out.push(...values.map(([tag, value]) => ({ tag: `epoch/${tag}`, step: r.epoch, value, wallTime: elapsed })));
@@ -56,26 +68,17 @@ function scalars(records: LogRecord[], modalities: string[]): Scalar[] {
   return out;
 }
 
-async function replace(path: string, content: string | Buffer): Promise<void> {
-  await writeFile(`${path}.tmp`, content);
-  await rename(`${path}.tmp`, path);
-}
-
 /** Writes the formats asked for from the run's log.jsonl. */
 export async function exportLogs(out: string, formats: readonly LogFormat[], modalities: string[]): Promise<void> {
   if (formats.length === 0) return;
-  const records = (await readFile(join(out, "log.jsonl"), "utf8"))
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as LogRecord)
-    .filter((r) => r.type === "step" || r.type === "epoch");
+  const records = await readLogRecords(join(out, "log.jsonl"));
   if (formats.includes("csv")) {
-    await replace(join(out, "log-steps.csv"), csvTable(records.filter((r) => r.type === "step"), modalities, "step"));
-    await replace(join(out, "log-epochs.csv"), csvTable(records.filter((r) => r.type === "epoch"), modalities, "epoch"));
+    await writeAtomically(join(out, "log-steps.csv"), csvTable(records.filter((r) => r.type === "step"), modalities, "step"));
+    await writeAtomically(join(out, "log-epochs.csv"), csvTable(records.filter((r) => r.type === "epoch"), modalities, "epoch"));
   }
   if (formats.includes("tensorboard")) {
     await mkdir(join(out, "tensorboard"), { recursive: true });
     // One file, rewritten whole: TensorBoard reloads it; the name must contain `tfevents`.
-    await replace(join(out, "tensorboard", "events.out.tfevents.mmb"), eventFile(scalars(records, modalities)));
+    await writeAtomically(join(out, "tensorboard", "events.out.tfevents.mmb"), eventFile(scalars(records, modalities)));
   }
 }

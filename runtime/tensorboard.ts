@@ -63,7 +63,9 @@ export function eventFile(scalars: Scalar[]): Buffer {
   const byStep = new Map<string, Scalar[]>();
   for (const s of scalars) {
     const key = `${s.step}@${s.wallTime}`;
-    byStep.set(key, [...(byStep.get(key) ?? []), s]);
+    const points = byStep.get(key);
+    if (points) points.push(s);
+    else byStep.set(key, [s]);
   }
   for (const points of byStep.values()) {
     const { step, wallTime } = points[0]!;

@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { mkdir, open, readFile, stat, truncate, writeFile } from "node:fs/promises";
+import { mkdir, open, stat, truncate, writeFile } from "node:fs/promises";
 import { totalmem } from "node:os";
 import { join } from "node:path";
 import { describeBackend, selectBackend, type BackendName } from "./backend.js";
@@ -8,7 +8,7 @@ import { batchTensors, evaluationBatches } from "./batches.js";
 import { DataError, loadData, type Dataset, type Split } from "./data/index.js";
 import { EpochContext, type EpochResult } from "./epoch.js";
 import { History } from "./history.js";
-import { exportLogs, type LogFormat } from "./log-export.js";
+import { exportLogs, readLogRecords, type LogFormat, type LogRecord } from "./log-export.js";
 import { estimateMemory, Forward, initialParameters, initialValues, type Params } from "./model.js";
 import { classificationMetrics, maskDice, regressionMetrics } from "./metrics.js";
 import { gradNorm } from "./ops.js";
@@ -184,8 +184,7 @@ function evaluate(spec: ModelSpec, params: Params, split: Split, only?: number, 
 
 /** An epoch's measurements as its log record holds them (a checkpoint of an earlier mmb kept only the best epoch's number). */
 async function measuredInLog(path: string, epoch: number): Promise<Measured | undefined> {
-  const lines = (await readFile(path, "utf8")).split("\n").filter(Boolean);
-  const record = lines.map((l) => JSON.parse(l) as { type: string; epoch: number } & Measured).find((r) => r.type === "epoch" && r.epoch === epoch);
+  const record = (await readLogRecords(path)).find((r) => r.type === "epoch" && r.epoch === epoch) as (LogRecord & Measured) | undefined;
   return record && { train: record.train, valid: record.valid, test: record.test, unimodal: record.unimodal };
 }
 

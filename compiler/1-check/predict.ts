@@ -6,8 +6,8 @@ import type { CheckContext } from "./context.js";
 import { expr } from "./expressions.js";
 import { expectKind } from "./kinds.js";
 
-/** Calls that read a training step (gradients, weights, the run's history or random draws) or a whole split. */
-const stepOnly = new Set(["grad", "weights", "init", "fresh", "per_sample", "per_tensor"]);
+/** Forms of the catalogue that read a training step (gradients, weights, per-sample or per-tensor gradients) or a whole split. */
+const trainingForms = new Set(["grad", "parameters", "perSample", "perTensor", "split"]);
 
 /**
  * `predict EXPR`: the outputs evaluation scores instead of `out` (unimodal outputs weighted by their
@@ -42,7 +42,7 @@ function unseen(cx: CheckContext, e: Expr): { span: Span; what: string } | undef
     case "Call": {
       const name = e.callee.kind === "Name" ? e.callee.name : "";
       const entry = builtin(name);
-      if (stepOnly.has(name) || entry?.stateful || entry?.random || entry?.readsLastStep || entry?.ofSplit) {
+      if (entry && (trainingForms.has(entry.form ?? "") || entry.stateful || entry.random || entry.readsLastStep)) {
         return { span: e.callee.span, what: `\`${name}\` reads training (gradients, weights, history, draws or a split)` };
       }
       for (const arg of e.args) {
