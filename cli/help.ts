@@ -30,6 +30,7 @@ export const flags = {
   folds: { type: "string", value: "K", doc: "cross-validation: the number of folds (train: with --fold; bench: every fold of every seed)" },
   log: { type: "string", value: "csv,tensorboard", doc: "the log also as CSV tables (log-steps.csv, log-epochs.csv) and a TensorBoard event file (tensorboard/)" },
   select: { type: "string", value: "best|last", doc: "the table's figures at each run's best validation epoch (default) or at its last" },
+  stdio: { type: "boolean", doc: "speak the protocol over stdin and stdout (the default and only transport; editors pass it)" },
   help: { type: "boolean", short: "h", doc: "this help" },
 } as const satisfies Record<string, Flag>;
 
@@ -79,6 +80,13 @@ export const commands: Command[] = [
     notes: "Writes results.md, results.json and results.csv in --out; `mmb report DIR` draws the figures.",
   },
   { name: "report", args: "<run-dir | bench-dir>", summary: "an HTML report of a run or a bench: curves of every logged value", flags: ["output"] },
+  {
+    name: "lsp",
+    args: "",
+    summary: "the language server for editors: diagnostics as you type, hover, definitions, references, completion, rename",
+    flags: ["stdio"],
+    notes: "Started by an editor, not by hand: editors/vscode/ is the VS Code extension that runs it.",
+  },
 ];
 
 function flagLine(name: FlagName): string {
@@ -90,7 +98,7 @@ function flagLine(name: FlagName): string {
 /** `mmb <command> --help`. */
 export function commandHelp(command: Command): string {
   return [
-    `usage: mmb ${command.name} ${command.args}${command.flags.length ? " [options]" : ""}`,
+    `usage: mmb ${[command.name, command.args].filter(Boolean).join(" ")}${command.flags.length ? " [options]" : ""}`,
     "",
     command.summary,
     "",

@@ -196,6 +196,12 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
       console.log(`mmb: ${rows.length} specs × ${seeds} seeds${folds ? ` × ${folds} folds` : ""}; results in ${join(out, "results.md")} (.json, .csv)`);
       return runs.some((r) => r.error) ? 1 : 0;
     }
+    case "lsp": {
+      if (positionals.length > 0) throw new UsageError("mmb lsp takes no files: the editor sends them");
+      // Loaded here: the other commands do not need the protocol's modules.
+      const { serveStdio } = await import("../lsp/index.js");
+      return serveStdio();
+    }
     case "report": {
       if (positionals.length !== 1) throw new UsageError("mmb report takes one run or bench directory");
       const file = await writeReport(positionals[0]!, values.output);

@@ -45,6 +45,13 @@ describe("the layout shows the architecture", () => {
     expect(readFileSync(join(root, "runtime", "parameter-groups.ts"), "utf8")).not.toMatch(/from\s+"/);
   });
 
+  it("the language server answers from the compiler and the catalogue alone: lsp/ never loads the runtime (tfjs), and no phase imports lsp/", () => {
+    const runtime = sources(join(root, "lsp")).flatMap((f) => imports(f).filter((i) => i.startsWith("runtime/")).map((i) => `${relative(root, f)} → ${i}`));
+    const back = ["diagnostics", "grammar", "compiler", "runtime"].flatMap((dir) => sources(join(root, dir)).flatMap((f) => imports(f).filter((i) => i.startsWith("lsp/")).map((i) => `${relative(root, f)} → ${i}`)));
+    expect([...runtime, ...back]).toEqual([]);
+    expect(sources(join(root, "lsp")).length).toBeGreaterThan(0);
+  });
+
   it("no compiler file is longer than 500 lines: one concern per file", () => {
     const long = sources(join(root, "compiler"))
       .map((f) => [relative(root, f), readFileSync(f, "utf8").split("\n").length] as const)

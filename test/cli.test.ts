@@ -144,7 +144,7 @@ train epochs 1 batch 8
     for (const command of commands) {
       const help = mmb(command.name, "--help");
       expect(help.status, command.name).toBe(0);
-      expect(help.stdout).toContain(`usage: mmb ${command.name} ${command.args}`);
+      expect(help.stdout).toContain(`usage: mmb ${[command.name, command.args].filter(Boolean).join(" ")}`);
       const options = help.stdout.split("options:\n")[1]!.split("\n\n")[0]!;
       const listed = [...options.matchAll(/^ +(?:-\w, )?--([a-z-]+)/gm)].map((m) => m[1]);
       expect(listed.sort(), command.name).toEqual([...command.flags, "help"].sort());

@@ -69,22 +69,14 @@ export function builtinsReference(): string {
     if (entries.length === 0) continue;
     sections.push(`## ${familyTitles[family]}\n`);
     for (const entry of entries) {
-      const facts = [
-        entry.host ? "computed on the host when its arguments are numbers known before the step" : "",
-        entry.stateful ? "keeps state between steps (checkpointed)" : "",
-        entry.random ? "draws at random, seeded by the run's seed, the step and the call" : "",
-        entry.readsLastStep ? "its first argument is last step's: no dependency of this step" : "",
-        entry.cutsGradient ? "a constant for differentiation" : "",
-        entry.fusion ? `allowed in a fusion expression (${entry.fusion})` : "",
-        entry.misuse ? `elsewhere: ${entry.misuse.code}` : "",
-      ].filter(Boolean);
+      const facts = builtinFacts(entry);
       const signatures = entry.signatures.map((s) => `    ${renderSignature(entry, s)}`);
       sections.push(
         [
           `### \`${entry.usage}\``,
           "",
-          entry.doc + (entry.example ? ` Example: \`${entry.example}\`.` : ""),
-          ...(signatures.length ? ["", ...signatures] : entry.form ? ["", `A special form: ${formText[entry.form]}.`] : []),
+          docWithExample(entry),
+          ...(signatures.length ? ["", ...signatures] : entry.form ? ["", specialForm(entry.form)] : []),
           ...(facts.length ? ["", facts.map((f) => `- ${f}`).join("\n")] : []),
           "",
         ].join("\n"),
@@ -109,6 +101,30 @@ export function builtinsReference(): string {
     actionTable(),
     "",
   ].join("\n");
+}
+
+/** The entry's doc, then its example as a sentence of its own. */
+export function docWithExample(entry: Builtin): string {
+  if (!entry.example) return entry.doc;
+  return `${entry.doc}${/[.!?]$/.test(entry.doc) ? "" : "."} Example: \`${entry.example}\`.`;
+}
+
+/** What the checker and code generator know of a function, a line each: for the reference and the language server's hover. */
+export function builtinFacts(entry: Builtin): string[] {
+  return [
+    entry.host ? "computed on the host when its arguments are numbers known before the step" : "",
+    entry.stateful ? "keeps state between steps (checkpointed)" : "",
+    entry.random ? "draws at random, seeded by the run's seed, the step and the call" : "",
+    entry.readsLastStep ? "its first argument is last step's: no dependency of this step" : "",
+    entry.cutsGradient ? "a constant for differentiation" : "",
+    entry.fusion ? `allowed in a fusion expression (${entry.fusion})` : "",
+    entry.misuse ? `elsewhere: ${entry.misuse.code}` : "",
+  ].filter(Boolean);
+}
+
+/** A special form's one line: what its arguments are. */
+export function specialForm(form: NonNullable<Builtin["form"]>): string {
+  return `A special form: ${formText[form]}.`;
 }
 
 const formText: Record<NonNullable<Builtin["form"]>, string> = {
