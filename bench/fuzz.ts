@@ -40,7 +40,7 @@ const words = [
 const oddChars = ["\u0000", "\"", "'", "`", "$", "{", "}", "\\", "\n", "\t", "\u00a0", "☃", "\ud83d\ude00", "*/", "/*", "${"];
 
 /** A random rule statement from a small grammar of the language. */
-function statement(random: Random): string {
+export function randomStatement(random: Random): string {
   const pick = <T>(xs: T[]) => xs[Math.floor(random.uniform() * xs.length)]!;
   const expr = (depth: number): string => {
     if (depth <= 0) return pick(["1", "0.5", "step", "epoch", "m", "k", "x[m]", "s[other(m)]", "norm(grad(encoder[m]))", "acc(out, y)", "prob(contrib[m], y)", "z[m]", "grad(head)", "y", "out"]);
@@ -115,7 +115,7 @@ export function mutate(text: string, random: Random): string {
     case 7: {
       // a random statement inside the balance block (or a new block)
       const brace = text.lastIndexOf("}");
-      const stmt = statement(random);
+      const stmt = randomStatement(random);
       return brace >= 0 ? splice(brace, brace, `  ${stmt}\n`) : `${text}\nbalance {\n  ${stmt}\n}\n`;
     }
     default: // replace a name with a near-miss

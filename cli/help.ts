@@ -30,6 +30,7 @@ export const flags = {
   folds: { type: "string", value: "K", doc: "cross-validation: the number of folds (train: with --fold; bench: every fold of every seed)" },
   log: { type: "string", value: "csv,tensorboard", doc: "the log also as CSV tables (log-steps.csv, log-epochs.csv) and a TensorBoard event file (tensorboard/)" },
   select: { type: "string", value: "best|last", doc: "the table's figures at each run's best validation epoch (default) or at its last" },
+  check: { type: "boolean", doc: "write nothing: list the specs that are not formatted, and exit 1 if any" },
   stdio: { type: "boolean", doc: "speak the protocol over stdin and stdout (the default and only transport; editors pass it)" },
   help: { type: "boolean", short: "h", doc: "this help" },
 } as const satisfies Record<string, Flag>;
@@ -53,6 +54,13 @@ const training: FlagName[] = ["out", "backend", "seed", "epochs", "set", "data-r
 
 export const commands: Command[] = [
   { name: "check", args: "<spec.mmb...>", summary: "check specs: every error with its code, span and help", flags: ["format"] },
+  {
+    name: "fmt",
+    args: "<spec.mmb... | ->",
+    summary: "rewrite specs in the canonical layout: aligned `=`, one item per line, comments kept",
+    flags: ["check"],
+    notes: "Each spec is rewritten in place when it changes, and its name printed; `-` formats standard input to standard output.\nA spec with syntax errors is left as it is, its errors printed (exit 1). The layout is described in README.md, \"Formatting\".",
+  },
   {
     name: "compile",
     args: "<spec.mmb>",

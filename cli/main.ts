@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, realpath, writeFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { analyze, compile, diagnosticsJson, renderAll, type CompileResult } from "../compiler/index.js";
-import type { SourceText } from "../diagnostics/index.js";
+import { SourceText } from "../diagnostics/index.js";
 import { claimRunFolder, DataError, logFormats, NumericError, ResourceError, ResumeError, RunFolderError, train, type LogFormat } from "../runtime/index.js";
 import { parse as parseSpec } from "../grammar/index.js";
+import { formatSpec } from "../grammar/print.js";
+import { writeAtomically } from "../runtime/checkpoint.js";
 import { bench, BenchError, specName } from "./bench.js";
 import { report as writeReport } from "./report.js";
 import { loadTrainer } from "./load-trainer.js";
@@ -137,6 +139,19 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
       else if (!failed) console.error(`mmb: ${positionals.length} spec${positionals.length === 1 ? "" : "s"} checked, no errors`);
       return failed ? 1 : 0;
     }
+    case "fmt": {
+      if (positionals.length === 0) throw new UsageError("mmb fmt needs at least one spec, or - for standard input");
+      if (positionals.includes("-") && positionals.length > 1) throw new UsageError("mmb fmt - formats standard input alone: give it no other spec");
+      const unformatted: string[] = [];
+      let failed = false;
+      for (const path of positionals) {
+        const outcome = await formatFile(path, values.check ?? false);
+        if (outcome === "syntax errors") failed = true;
+        if (outcome === "not formatted") unformatted.push(path);
+      }
+      if (unformatted.length > 0) console.error(`mmb: ${unformatted.length} spec${unformatted.length === 1 ? " is" : "s are"} not formatted; \`mmb fmt\` rewrites ${unformatted.length === 1 ? "it" : "them"}`);
+      return failed || unformatted.length > 0 ? 1 : 0;
+    }
     case "compile": {
       if (positionals.length !== 1) throw new UsageError("mmb compile takes one spec");
       const path = positionals[0]!;
@@ -211,6 +226,39 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command "${command.name}"`);
   }
+}
+
+/**
+ * `mmb fmt` of one spec: rewritten in place (atomically, through a symbolic link to its target)
+ * when the layout changes it, and its name printed; `-` is standard input, printed formatted.
+ * With `check`, nothing is written and an unformatted spec's name is printed.
+ */
+async function formatFile(path: string, check: boolean): Promise<"formatted" | "not formatted" | "syntax errors"> {
+  const fromStdin = path === "-";
+  const name = fromStdin ? "<stdin>" : path;
+  const text = fromStdin ? await readStdin() : await readText(path);
+  const result = formatSpec(text);
+  if ("diagnostics" in result) {
+    console.error(renderAll(result.diagnostics, new SourceText(text, name)) + "\n");
+    return "syntax errors";
+  }
+  const changed = result.text !== text;
+  if (check) {
+    if (changed) console.log(name);
+    return changed ? "not formatted" : "formatted";
+  }
+  if (fromStdin) process.stdout.write(result.text);
+  else if (changed) {
+    await writeAtomically(await realpath(path), result.text);
+    console.log(path);
+  }
+  return "formatted";
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
 }
 
 /**

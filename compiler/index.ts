@@ -5,8 +5,9 @@
  * components (components.ts) are the tables the phases read; diagnostics live below them all.
  */
 import * as prettier from "prettier";
-import { error, SourceText, type Diagnostic } from "../diagnostics/index.js";
+import { SourceText, type Diagnostic } from "../diagnostics/index.js";
 import { parse, type Program } from "../grammar/index.js";
+import { isStackOverflow, nestedTooDeeply } from "../grammar/limits.js";
 import { check } from "./1-check/index.js";
 import { schedule, type StepPlan } from "./2-schedule/index.js";
 import { generate } from "./3-codegen/tfjs/index.js";
@@ -37,19 +38,11 @@ export function analyze(text: string, options: CompileOptions = {}): Analysis {
   try {
     return analyzeSource(source, options);
   } catch (e) {
-    // grammar/limits.ts keeps the documented shapes of nesting inside the stack; this catches the
-    // rest (a chain of thousands of `if ... else if`), which no phase may answer with a crash.
+    // grammar/limits.ts keeps the documented shapes of nesting inside the stack, and parse() answers
+    // its own overflows; this catches the later phases', which none may answer with a crash.
     if (!isStackOverflow(e)) throw e;
-    return { source, program: { decls: [], span: { start: 0, end: text.length } }, diagnostics: [tooDeep(text)] };
+    return { source, program: { decls: [], span: { start: 0, end: text.length } }, diagnostics: [nestedTooDeeply(text)] };
   }
-}
-
-const isStackOverflow = (e: unknown): boolean => e instanceof RangeError && /call stack/i.test(e.message);
-
-function tooDeep(text: string): Diagnostic {
-  return error("MMB032", "the spec nests too deeply to be compiled", { start: 0, end: Math.min(text.length, 1) }, {
-    help: "give parts of the deepest expression names of their own (`x = ...`) and combine those",
-  });
 }
 
 function analyzeSource(source: SourceText, options: CompileOptions): Analysis {
@@ -80,7 +73,7 @@ export async function compile(text: string, options: CompileOptions = {}): Promi
     code = await format(generate(analysis.ir, analysis.plan, analysis.source));
   } catch (e) {
     if (!isStackOverflow(e)) throw e;
-    return { program: analysis.program, diagnostics: [tooDeep(text)], source: analysis.source };
+    return { program: analysis.program, diagnostics: [nestedTooDeeply(text)], source: analysis.source };
   }
   return { program: analysis.program, code, diagnostics: analysis.diagnostics, ir: analysis.ir, plan: analysis.plan, source: analysis.source };
 }

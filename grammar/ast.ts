@@ -77,6 +77,12 @@ export type Stmt =
   | { kind: "AddLoss"; value: Expr; span: Span }
   | { kind: "Minimize"; value: Expr; group: Expr; optimizer: Expr; span: Span };
 
+/** A `#` or `//` comment: its text, from the marker to the end of its line, and where it is. */
+export interface Comment {
+  text: string;
+  span: Span;
+}
+
 export interface Program {
   decls: Decl[];
   span: Span;

@@ -186,8 +186,11 @@ function joinSpans(a: Span, b: Span): Span {
   return { start: Math.min(a.start, b.start), end: Math.max(a.end, b.end) };
 }
 
-/** Binding powers of the infix operators (left, right): higher binds tighter; `^` is right-associative. */
-const infix: Record<string, [number, number]> = {
+/**
+ * Binding powers of the infix operators (left, right): higher binds tighter; `^` is right-associative.
+ * The formatter (print.ts) parenthesises by the same table.
+ */
+export const infixPower: Record<BinaryOp, [number, number]> = {
   or: [1, 2],
   and: [3, 4],
   "<": [7, 8], "<=": [7, 8], ">": [7, 8], ">=": [7, 8], "==": [7, 8], "!=": [7, 8],
@@ -196,7 +199,7 @@ const infix: Record<string, [number, number]> = {
   "^": [16, 15],
 };
 /** Prefix operators: `not a < b` is `not (a < b)`; `-a ^ b` is `-(a ^ b)`, `-a * b` is `(-a) * b`. */
-const prefix: Record<string, number> = { not: 5, "-": 13 };
+export const prefixPower: Record<"not" | "-", number> = { not: 5, "-": 13 };
 
 type Piece = { type: "prefix"; op: "not" | "-"; span: Span } | { type: "value"; expr: Expr } | { type: "infix"; op: BinaryOp };
 
@@ -224,12 +227,12 @@ function fold(pieces: Piece[], node: CstNode): Expr {
     const piece = pieces[at++];
     let left: Expr;
     if (piece?.type === "prefix") {
-      const operand = parse(prefix[piece.op]!);
+      const operand = parse(prefixPower[piece.op]);
       left = { kind: "Unary", op: piece.op, operand, span: joinSpans(piece.span, operand.span) };
     } else if (piece?.type === "value") left = piece.expr;
     else return { kind: "Missing", span: nodeSpan(node) };
     for (let next = pieces[at]; next?.type === "infix"; next = pieces[at]) {
-      const [leftPower, rightPower] = infix[next.op] ?? [0, 0];
+      const [leftPower, rightPower] = infixPower[next.op];
       if (leftPower < minimum) break;
       at++;
       const right = parse(rightPower);

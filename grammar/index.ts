@@ -1,19 +1,31 @@
-import type { IToken } from "chevrotain";
+import type { ILexingResult, IToken } from "chevrotain";
 import { error, type Diagnostic } from "../diagnostics/index.js";
-import type { Program } from "./ast.js";
+import type { Comment, Program } from "./ast.js";
 import { cstToAst } from "./cst-to-ast.js";
-import { expressionDepthErrors, tokenNestingError } from "./limits.js";
+import { expressionDepthErrors, isStackOverflow, nestedTooDeeply, tokenNestingError } from "./limits.js";
 import { parseCst } from "./parser.js";
 import { mmbLexer } from "./tokens.js";
 
 export type * from "./ast.js";
 
-/** Phase 1: source text → AST and syntax diagnostics. Never throws. */
-export function parse(source: string): { program: Program; diagnostics: Diagnostic[] } {
+/** Phase 1: source text → AST, syntax diagnostics, and the comments (which the AST leaves out). Never throws. */
+export function parse(source: string): { program: Program; diagnostics: Diagnostic[]; comments: Comment[] } {
   const lexed = mmbLexer.tokenize(source);
+  const comments = (lexed.groups.comments ?? []).map((token) => ({ text: token.image, span: { start: token.startOffset, end: token.endOffset! + 1 } }));
+  const unparsed = { decls: [], span: { start: 0, end: source.length } };
   // Nesting beyond the limits would overflow the parser's stack: reported before parsing.
   const tooDeep = tokenNestingError(lexed.tokens);
-  if (tooDeep) return { program: { decls: [], span: { start: 0, end: source.length } }, diagnostics: [tooDeep] };
+  if (tooDeep) return { program: unparsed, diagnostics: [tooDeep], comments };
+  try {
+    return { ...parseTokens(source, lexed), comments };
+  } catch (e) {
+    // The limits bound the documented shapes of nesting; a chain of thousands of `if ... else if` still overflows.
+    if (!isStackOverflow(e)) throw e;
+    return { program: unparsed, diagnostics: [nestedTooDeeply(source)], comments };
+  }
+}
+
+function parseTokens(source: string, lexed: ILexingResult): { program: Program; diagnostics: Diagnostic[] } {
   const { cst, lexErrors, parseErrors } = parseCst(lexed);
   const diagnostics: Diagnostic[] = lexErrors.map((e) => {
     const character = source.slice(e.offset, e.offset + e.length);

@@ -12,6 +12,15 @@ export const limits = { brackets: 64, prefixOperators: 64, expressionDepth: 256 
 
 const help = (what: string) => `${what}; give parts of it names of their own (\`x = ...\`) and combine those`;
 
+export const isStackOverflow = (e: unknown): boolean => e instanceof RangeError && /call stack/i.test(e.message);
+
+/** What a phase that overflowed the stack reports, beyond the limits below. */
+export function nestedTooDeeply(text: string): Diagnostic {
+  return error("MMB032", "the spec nests too deeply to be compiled", { start: 0, end: Math.min(text.length, 1) }, {
+    help: "give parts of the deepest expression names of their own (`x = ...`) and combine those",
+  });
+}
+
 /** Nesting visible in the tokens, checked before parsing: brackets, and prefix operators in a row. */
 export function tokenNestingError(tokens: IToken[]): Diagnostic | undefined {
   let depth = 0;

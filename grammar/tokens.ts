@@ -83,7 +83,8 @@ export const LBrace = createToken({ name: "LBrace", pattern: /{/ });
 export const RBrace = createToken({ name: "RBrace", pattern: /}/ });
 /** A byte-order mark (U+FEFF), as some editors write at the start of a file, is whitespace. */
 export const WhiteSpace = createToken({ name: "WhiteSpace", pattern: /[ \t\r\n\uFEFF]+/, group: Lexer.SKIPPED });
-export const Comment = createToken({ name: "Comment", pattern: /(?:#|\/\/)[^\n\r]*/, group: Lexer.SKIPPED });
+/** Comments stay out of the parser's tokens, in a group of their own (`lexed.groups.comments`), so the formatter can keep them. */
+export const Comment = createToken({ name: "Comment", pattern: /(?:#|\/\/)[^\n\r]*/, group: "comments" });
 
 export const keywords = [
   Model, Data, Modality, Target, Encoder, Fusion, Head, Loss, Optimizer, Schedule, Train, Learnable, Predict,

@@ -4,12 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { commands, flags } from "../cli/help.js";
-import { root, smallSpec } from "./helpers.js";
-
-function mmb(...args: string[]) {
-  const result = spawnSync(process.execPath, ["--import", "tsx", join(root, "cli", "main.ts"), ...args], { cwd: root, encoding: "utf8" });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+import { mmb, root, smallSpec } from "./helpers.js";
 
 describe("mmb command line", () => {
   const dir = mkdtempSync(join(tmpdir(), "mmb-cli-"));

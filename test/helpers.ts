@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +13,17 @@ export const root = join(import.meta.dirname, "..");
 export const specsDir = join(root, "specs");
 export const fixturesDir = join(import.meta.dirname, "fixtures");
 export const updateGoldens = process.env.UPDATE_GOLDEN === "1";
+
+/** The command line as a user runs it: from the sources (through tsx), in the repository. */
+export function mmb(...args: string[]) {
+  return mmbWithInput(undefined, ...args);
+}
+
+/** `mmb`, with `input` on its standard input. */
+export function mmbWithInput(input: string | undefined, ...args: string[]) {
+  const result = spawnSync(process.execPath, ["--import", "tsx", join(root, "cli", "main.ts"), ...args], { cwd: root, encoding: "utf8", ...(input === undefined ? {} : { input }) });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
 
 export function specFiles(): string[] {
   return readdirSync(specsDir).filter((f) => f.endsWith(".mmb")).sort();

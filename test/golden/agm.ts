@@ -176,7 +176,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { s: 31, avg: 32, ratio: 33, ideal: 34, coeff: 35 },
-  sourceHash: "sha256:af68be0fe96e38dde51da4b4587749f453f26732946e39f91bd53aff50974d25",
+  sourceHash: "sha256:88bcba4b439bc925dc00a87bfbf4cbcfd9b52b4caf1cc9ca93962ca28eea428a",
   trainStep,
 };
 

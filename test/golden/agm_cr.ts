@@ -156,7 +156,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { g: 28, gbar: 29, k: 30 },
-  sourceHash: "sha256:e0bfe72def9ff05ca1d4c715df7423ea4099fa159e07e20a11452ebe6e0cacc6",
+  sourceHash: "sha256:6d55ee3bf0bcb45f78863f3cf3c2b0b11d32d3cbf4b703eb65d44d80173d7763",
   trainStep,
 };
 

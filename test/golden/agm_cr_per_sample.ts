@@ -162,7 +162,7 @@ export const trainer: TrainerDefinition = {
   trainedSeparately: [],
   valueLines: { g: 31, gs: 32, gbar: 33, k: 34 },
   perSampleValues: ["gs"],
-  sourceHash: "sha256:27936dae15952b956c9dbd26976f2e5d909795250355afa154c1b345da1aeb00",
+  sourceHash: "sha256:5375fcad1e9eb8d9c6fd74a80000a13ff75671965e61818846100f420d75b9d2",
   trainStep,
 };
 

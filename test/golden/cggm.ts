@@ -215,7 +215,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: ["aux.audio", "aux.visual", "aux.text"],
   valueLines: { eps: 38, d: 39, B: 40 },
-  sourceHash: "sha256:3cf8de2db1bdb0de37797a12c8d30f3b7b8a65fadcf9a906a3404b8f88647627",
+  sourceHash: "sha256:341a0f684a142cb4d8c13e75916a0a1cb7258ab15b814a078ee82cfb55621119",
   trainStep,
 };
 

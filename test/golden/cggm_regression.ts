@@ -215,7 +215,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: ["aux.audio", "aux.visual", "aux.text"],
   valueLines: { eps: 27, d: 28, B: 29 },
-  sourceHash: "sha256:7a6e8d6c761081227af65b5abc4acf09fb66eddf113b9a81620e838b2b81a63b",
+  sourceHash: "sha256:36589e6d2fe12ff98dec4e87e6546f28c47731bdc3f4cbe34cd87b26eff4efcc",
   trainStep,
 };
 

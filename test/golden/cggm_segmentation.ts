@@ -204,7 +204,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: ["aux.audio", "aux.visual"],
   valueLines: { eps: 25, d: 26, B: 27 },
-  sourceHash: "sha256:071fc8afb40dc5fcffe23f981d7c35f27f4c3628a179d72ae0c1f19ad3f8117c",
+  sourceHash: "sha256:85ecc4f112361c0e3f3a0c7b5316b431bfcd5887acb98008590f7601b9919f40",
   trainStep,
 };
 

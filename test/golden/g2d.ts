@@ -251,7 +251,7 @@ export function epochRule_student(ctx: EpochContext, p: Params): EpochResult {
 export const trainer: TrainerDefinition = {
   spec,
   params,
-  sourceHash: "sha256:60f58e209bdddc4335a9e6f53370529939037cb93264cc6ee5e6d99811641eba",
+  sourceHash: "sha256:be7deecddeb8ac78b1ded6a24fc85523d5d03a64db5f00136c11cb0c454df269",
   stages: [
     { name: "teachers", trainedSeparately: [], valueLines: {}, trainStep: trainStep_teachers },
     {

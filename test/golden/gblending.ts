@@ -152,7 +152,7 @@ export function epochRule(ctx: EpochContext, p: Params): EpochResult {
   const T0_out = start ? T_out : ctx.history.read(2, "", 0);
   // V0_out = if start then V_out else prev(V0_out, 0)  (line 39)
   const V0_out = start ? V_out : ctx.history.read(3, "", 0);
-  // r[m] = abs((prev(V0[m], 0) - V[m]) / square((V[m] - T[m]) - (prev(V0[m], 0) - prev(T0[m], 0))))  (line 40)
+  // r[m] = abs((prev(V0[m], 0) - V[m]) / square(V[m] - T[m] - (prev(V0[m], 0) - prev(T0[m], 0))))  (line 40)
   const r = ctx.perModality((m) =>
     abs(
       div(
@@ -161,7 +161,7 @@ export function epochRule(ctx: EpochContext, p: Params): EpochResult {
       ),
     ),
   );
-  // r_out = abs((prev(V0_out, 0) - V_out) / square((V_out - T_out) - (prev(V0_out, 0) - prev(T0_out, 0))))  (line 41)
+  // r_out = abs((prev(V0_out, 0) - V_out) / square(V_out - T_out - (prev(V0_out, 0) - prev(T0_out, 0))))  (line 41)
   const r_out = abs(
     div(
       sub(ctx.history.read(7, "", 0), V_out),
@@ -232,7 +232,7 @@ export const trainer: TrainerDefinition = {
     w: 42,
     w_out: 43,
   },
-  sourceHash: "sha256:509cb422cf77431e9c77ec31242b706d24aae24189a7420523daf4ef82ff929e",
+  sourceHash: "sha256:36ffba1b6861ee5832cf20c6351def87f40d460f39956fdf1e8962dc1af26ea4",
   trainStep,
   epochRule,
 };

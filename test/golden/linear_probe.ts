@@ -191,7 +191,7 @@ export function trainStep_probe(ctx: StepContext, p: Params): StepResult {
 /** The `every epoch` rule (spec line 31): at each epoch's start, before its first step; the steps read its values. */
 export function epochRule_probe(ctx: EpochContext, p: Params): EpochResult {
   // Set before the epoch's first step, in spec order.
-  // set weights(head) = fresh(head)  (line 32)
+  // set weights(head) = fresh(head)  (line 33)
   if (ctx.epoch === 0) {
     ctx.assignWeights(ctx.group.head, ctx.fresh(ctx.group.head));
   }
@@ -201,7 +201,7 @@ export function epochRule_probe(ctx: EpochContext, p: Params): EpochResult {
 export const trainer: TrainerDefinition = {
   spec,
   params,
-  sourceHash: "sha256:7e935f125b49c900e4e998cc0fcc1ab4841a8a5700b8491213e4984821e47c2b",
+  sourceHash: "sha256:b8447c99739854daeee85c30c941cd0aea4118d3ae7b5e7cff4ed6c39c83fdbe",
   stages: [
     { name: "joint", trainedSeparately: [], valueLines: {}, trainStep: trainStep_joint },
     {

@@ -128,7 +128,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: {},
-  sourceHash: "sha256:bb9df92c071ee1f1237b7297f06c3be97e18afda290e5f4b7ec1d5b598d4e3fe",
+  sourceHash: "sha256:2f75aa3c08f91e0aca8c53aa780c0f2e850f484f6ff50e2b984df720c79fd59c",
   trainStep,
 };
 

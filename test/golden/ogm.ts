@@ -147,7 +147,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { s: 26, rho: 27, k: 28 },
-  sourceHash: "sha256:69eaab5f84d25b3667932b0497849879c1dc5fe6534057e2647825781fe0e464",
+  sourceHash: "sha256:f0c5349b3cba89c82b953c559431fb48307fd815afeba2bc354804b5b35022f1",
   trainStep,
 };
 

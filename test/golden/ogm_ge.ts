@@ -155,7 +155,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { s: 29, rho: 30, k: 31 },
-  sourceHash: "sha256:ff97bd01e6346e51cf40bf82bb9d0ae582b176b1bb721a0bdc0c8287a5b98b72",
+  sourceHash: "sha256:b6aa9afb181bc56bee52aee583bf88c83abe9f3bff07659dddf9d6e9403d8879",
   trainStep,
 };
 

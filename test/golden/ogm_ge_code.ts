@@ -162,7 +162,7 @@ export const trainer: TrainerDefinition = {
   params,
   trainedSeparately: [],
   valueLines: { s: 31, rho: 32, k: 33 },
-  sourceHash: "sha256:89151016ca22d0a37bd5f50384d53fc43ca9a73c660047fff74a1dfa07458633",
+  sourceHash: "sha256:718960670e275c9281c01e5ac3efcc8b05b05c78224b61493cf6126b58249627",
   trainStep,
 };
 

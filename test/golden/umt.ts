@@ -228,7 +228,7 @@ export function epochRule_student(ctx: EpochContext, p: Params): EpochResult {
 export const trainer: TrainerDefinition = {
   spec,
   params,
-  sourceHash: "sha256:268f1a46a816a8d477acb426d775efe3f5c5ccc1b3104a2470785d29d66af973",
+  sourceHash: "sha256:8128ff426e6563a8d668dc08426d4db8cf620ea41b3611bca80db0baea4542f7",
   stages: [
     { name: "teachers", trainedSeparately: [], valueLines: {}, trainStep: trainStep_teachers },
     {
