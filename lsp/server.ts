@@ -16,6 +16,7 @@ import { TextDocument } from "vscode-languageserver-textdocument";
 import { reservedNames } from "../compiler/builtins/index.js";
 import { analyze, type Analysis } from "../compiler/index.js";
 import type { Diagnostic, Span } from "../diagnostics/index.js";
+import { formatSpec } from "../grammar/print.js";
 import { keywords } from "../grammar/tokens.js";
 import { complete } from "./completion.js";
 import { hoverText } from "./hover.js";
@@ -62,6 +63,7 @@ export function serve(connection: Connection): void {
       documentSymbolProvider: true,
       renameProvider: { prepareProvider: true },
       completionProvider: { triggerCharacters: ["(", ",", "[", ".", " "] },
+      documentFormattingProvider: true,
     },
     serverInfo: { name: "mmb" },
   }));
@@ -151,6 +153,16 @@ export function serve(connection: Connection): void {
     if (!document) return [];
     const { analysis, symbols } = understand(document);
     return complete(document.getText(), document.offsetAt(position), analysis.program, symbols);
+  });
+
+  // `mmb fmt`'s layout: the whole text replaced by the formatted one; nothing while it does not parse.
+  connection.onDocumentFormatting(({ textDocument }): TextEdit[] => {
+    const document = documentOf(textDocument.uri);
+    if (!document) return [];
+    const text = document.getText();
+    const formatted = formatSpec(text);
+    if (!("text" in formatted) || formatted.text === text) return [];
+    return [{ range: range(document, { start: 0, end: text.length }), newText: formatted.text }];
   });
 
   connection.onDocumentSymbol(({ textDocument }): DocumentSymbol[] => {

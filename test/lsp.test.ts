@@ -179,6 +179,17 @@ describe("mmb lsp", () => {
     await expect(connection.sendRequest("textDocument/prepareRename", { textDocument: { uri }, position: positionOf(ogm, "encoder audio", 8) })).rejects.toThrow(/only rule values and params/);
   });
 
+  it("formats a document as mmb fmt does, and leaves one that does not parse alone", async () => {
+    const messyUri = "file:///work/messy.mmb";
+    const messy = ogm.replace("s[m]   = sum(batch", "s[m] = sum( batch").replace("rho[m] = s[m] / s[other(m)]", "rho[m]=(s[m]) / s[other(m)]");
+    open(messyUri, messy);
+    const edits = (await connection.sendRequest("textDocument/formatting", { textDocument: { uri: messyUri }, options: { tabSize: 2, insertSpaces: true } })) as { range: Range; newText: string }[];
+    expect(edits).toEqual([{ range: { start: { line: 0, character: 0 }, end: { line: messy.split("\n").length - 1, character: messy.split("\n").at(-1)!.length } }, newText: ogm }]);
+    expect(await connection.sendRequest("textDocument/formatting", { textDocument: { uri }, options: { tabSize: 2, insertSpaces: true } })).toEqual([]);
+    open("file:///work/unparsed.mmb", "model x\nbalance {");
+    expect(await connection.sendRequest("textDocument/formatting", { textDocument: { uri: "file:///work/unparsed.mmb" }, options: { tabSize: 2, insertSpaces: true } })).toEqual([]);
+  });
+
   it("shuts down and exits when the editor says so", async () => {
     await connection.sendRequest("shutdown");
     const exited = new Promise<number | null>((resolve) => server.once("exit", (code) => resolve(code)));
