@@ -3,7 +3,9 @@
  * duplicated, swapped or inserted; bytes inserted; truncation; extreme numbers), plus rule
  * statements drawn from a small grammar. The checker must never throw; every diagnostic must
  * carry a catalogued code, a span inside the file, a message and a help line; specs that still
- * check must compile to code that TypeScript parses.
+ * check must compile to code that TypeScript parses. Specs that still parse must format to a
+ * layout that formats to itself and parses to the same AST (`mmb fmt`), and the language
+ * server's index, hovers and completion must answer every input without throwing.
  *   node dist/bench/fuzz.js [--cases 100000] [--seed 1]
  */
 import { readdirSync, readFileSync } from "node:fs";
@@ -11,7 +13,13 @@ import { join } from "node:path";
 import { ts } from "ts-morph";
 import { analyze, codes } from "../compiler/index.js";
 import { generate } from "../compiler/3-codegen/tfjs/index.js";
+import { isDeepStrictEqual } from "node:util";
+import { parse } from "../grammar/index.js";
+import { formatSpec } from "../grammar/print.js";
 import { mmbLexer } from "../grammar/tokens.js";
+import { complete } from "../lsp/completion.js";
+import { hoverText } from "../lsp/hover.js";
+import { indexSymbols } from "../lsp/symbols.js";
 import { Random } from "../runtime/random.js";
 import { repositoryRoot } from "./paths.js";
 
@@ -123,12 +131,38 @@ export function mutate(text: string, random: Random): string {
   }
 }
 
+/** An AST without its spans: what a layout must keep. */
+function withoutSpans(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(withoutSpans);
+  if (node === null || typeof node !== "object") return node;
+  return Object.fromEntries(Object.entries(node).filter(([key]) => key !== "span").map(([key, value]) => [key, withoutSpans(value)]));
+}
+
+/** What formatting `text` breaks, if anything: idempotence, the AST, the comments (text and order). */
+export function layoutProblem(text: string): string | undefined {
+  const once = formatSpec(text);
+  if ("diagnostics" in once) return `refused: ${once.diagnostics.map((d) => d.code).join(", ")}`;
+  const twice = formatSpec(once.text);
+  if ("diagnostics" in twice) return `its own output is refused: ${twice.diagnostics.map((d) => d.message).join("; ")}\n${once.text}`;
+  if (twice.text !== once.text) return `formatting twice changes it:\n${once.text}\n---\n${twice.text}`;
+  const before = parse(text);
+  const after = parse(once.text);
+  if (!isDeepStrictEqual(withoutSpans(after.program), withoutSpans(before.program))) return `the AST changed:\n${once.text}`;
+  if (!isDeepStrictEqual(after.comments.map((c) => c.text), before.comments.map((c) => c.text.trimEnd()))) return `the comments changed:\n${once.text}`;
+  return undefined;
+}
+
 export interface FuzzReport {
   cases: number;
   crashes: { input: string; error: string }[];
   invalidDiagnostics: { input: string; problem: string }[];
   clean: number;
   compiled: number;
+  /** Inputs that parsed, each formatted; those whose layout broke. */
+  formatted: number;
+  layoutBroken: { input: string; problem: string }[];
+  /** Hovers the language server answered. */
+  hovers: number;
   codesHit: Record<string, number>;
 }
 
@@ -151,6 +185,27 @@ function checkOne(text: string, report: FuzzReport): void {
       : undefined;
     if (problem) report.invalidDiagnostics.push({ input: text, problem });
   }
+  try {
+    const index = indexSymbols(analysis.program);
+    for (const occurrence of index.occurrences) {
+      if (!(occurrence.span.start <= occurrence.span.end && occurrence.span.end <= text.length) || !hoverText(occurrence, analysis.source, analysis.ir)) {
+        report.crashes.push({ input: text, error: `lsp: an empty hover, or a span outside the file, for ${occurrence.kind}` });
+      }
+      report.hovers++;
+    }
+    for (const offset of [0, text.length >> 1, text.length]) complete(text, offset, analysis.program, index);
+  } catch (e) {
+    report.crashes.push({ input: text, error: `lsp: ${String((e as Error).stack ?? e)}` });
+  }
+  if (parse(text).diagnostics.length === 0) {
+    report.formatted++;
+    try {
+      const problem = layoutProblem(text);
+      if (problem) report.layoutBroken.push({ input: text, problem });
+    } catch (e) {
+      report.crashes.push({ input: text, error: `fmt: ${String((e as Error).stack ?? e)}` });
+    }
+  }
   if (analysis.diagnostics.length > 0 || !analysis.ir || !analysis.plan) return;
   report.clean++;
   try {
@@ -167,7 +222,7 @@ function checkOne(text: string, report: FuzzReport): void {
 export function fuzz(cases: number, seed: number): FuzzReport {
   const random = new Random(seed);
   const inputs = corpus();
-  const report: FuzzReport = { cases, crashes: [], invalidDiagnostics: [], clean: 0, compiled: 0, codesHit: {} };
+  const report: FuzzReport = { cases, crashes: [], invalidDiagnostics: [], clean: 0, compiled: 0, formatted: 0, layoutBroken: [], hovers: 0, codesHit: {} };
   for (let n = 0; n < cases; n++) {
     let text = inputs[Math.floor(random.uniform() * inputs.length)]!;
     const rounds = 1 + Math.floor(random.uniform() * 4);
@@ -191,8 +246,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(`  crashes (checker threw, or codegen failed): ${report.crashes.length}`);
   console.log(`  diagnostics without a valid code, span, message or help: ${report.invalidDiagnostics.length}`);
   console.log(`  specs that still checked clean: ${report.clean}, compiled to parseable TypeScript: ${report.compiled}`);
+  console.log(`  specs that still parsed, formatted: ${report.formatted}, layout broken (not idempotent, AST or comments changed): ${report.layoutBroken.length}`);
+  console.log(`  language-server hovers answered: ${report.hovers}`);
   console.log(`  distinct diagnostic codes hit: ${Object.keys(report.codesHit).length} (${Object.keys(report.codesHit).sort().join(", ")})`);
   for (const c of report.crashes.slice(0, 3)) console.log(`--- crash ---\n${c.error}\n--- input ---\n${c.input}`);
   for (const c of report.invalidDiagnostics.slice(0, 3)) console.log(`--- invalid diagnostic: ${c.problem} ---\n${c.input}`);
-  process.exitCode = report.crashes.length + report.invalidDiagnostics.length > 0 ? 1 : 0;
+  for (const c of report.layoutBroken.slice(0, 3)) console.log(`--- layout broken: ${c.problem} ---\n${c.input}`);
+  process.exitCode = report.crashes.length + report.invalidDiagnostics.length + report.layoutBroken.length > 0 ? 1 : 0;
 }

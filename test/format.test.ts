@@ -1,9 +1,8 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isDeepStrictEqual } from "node:util";
 import { describe, expect, it } from "vitest";
-import { corpus, mutate, randomStatement } from "../bench/fuzz.js";
+import { corpus, layoutProblem, mutate, randomStatement } from "../bench/fuzz.js";
 import { parse } from "../grammar/index.js";
 import { formatSpec } from "../grammar/print.js";
 import { mmbLexer } from "../grammar/tokens.js";
@@ -14,27 +13,6 @@ function formatted(text: string): string {
   const result = formatSpec(text);
   if ("diagnostics" in result) throw new Error(result.diagnostics.map((d) => `${d.code} ${d.message}`).join("\n"));
   return result.text;
-}
-
-/** An AST without its spans: what the layout must keep. */
-function withoutSpans(node: unknown): unknown {
-  if (Array.isArray(node)) return node.map(withoutSpans);
-  if (node === null || typeof node !== "object") return node;
-  return Object.fromEntries(Object.entries(node).filter(([key]) => key !== "span").map(([key, value]) => [key, withoutSpans(value)]));
-}
-
-/** What formatting `text` breaks, if anything: idempotence, the AST, the comments (text and order). */
-function layoutProblem(text: string): string | undefined {
-  const once = formatSpec(text);
-  if ("diagnostics" in once) return `refused: ${once.diagnostics.map((d) => d.code).join(", ")}`;
-  const twice = formatSpec(once.text);
-  if ("diagnostics" in twice) return `its own output is refused: ${twice.diagnostics.map((d) => d.message).join("; ")}\n${once.text}`;
-  if (twice.text !== once.text) return `formatting twice changes it:\n${once.text}\n---\n${twice.text}`;
-  const before = parse(text);
-  const after = parse(once.text);
-  if (!isDeepStrictEqual(withoutSpans(after.program), withoutSpans(before.program))) return `the AST changed:\n${once.text}`;
-  if (!isDeepStrictEqual(after.comments.map((c) => c.text), before.comments.map((c) => c.text.trimEnd()))) return `the comments changed:\n${once.text}`;
-  return undefined;
 }
 
 /** The inputs whose layout breaks, each with its input, for a readable failure. */

@@ -13,6 +13,11 @@ describe("front-end fuzzing (a fixed seed; bench/fuzz.ts runs 100,000 cases)", (
     // Some mutants still check; each of them compiled to TypeScript that parses.
     expect(report.clean).toBeGreaterThan(0);
     expect(report.compiled).toBe(report.clean);
+    // Mutants that still parse format to a layout of the same AST that formats to itself.
+    expect(report.layoutBroken.map((b) => b.problem)).toEqual([]);
+    expect(report.formatted).toBeGreaterThan(100);
+    // The language server indexed and hovered every mutant without throwing (crashes above).
+    expect(report.hovers).toBeGreaterThan(10_000);
   });
 
   it("inputs the 100,000-case fuzzer found crashing are checked without throwing", async () => {

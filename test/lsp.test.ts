@@ -2,13 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from "vscode-jsonrpc/node";
-import { corpus, mutate } from "../bench/fuzz.js";
 import { builtin } from "../compiler/builtins/index.js";
-import { analyze } from "../compiler/index.js";
-import { complete } from "../lsp/completion.js";
-import { hoverText } from "../lsp/hover.js";
-import { indexSymbols } from "../lsp/symbols.js";
-import { Random } from "../runtime/random.js";
 import { renderSignature } from "../compiler/builtins/reference.js";
 import { encoders } from "../compiler/components.js";
 import { readSpec, root } from "./helpers.js";
@@ -195,26 +189,5 @@ describe("mmb lsp", () => {
     const exited = new Promise<number | null>((resolve) => server.once("exit", (code) => resolve(code)));
     await connection.sendNotification("exit");
     expect(await exited).toBe(0);
-  });
-});
-
-describe("the server's answers on broken text", () => {
-  it("2,000 mutated specs (the fuzzer's mutations): indexing, every hover and completion at random places never throw", () => {
-    const random = new Random(11);
-    const texts = corpus();
-    let hovers = 0;
-    for (let i = 0; i < 2000; i++) {
-      const text = mutate(texts[i % texts.length]!, random);
-      const analysis = analyze(text);
-      const index = indexSymbols(analysis.program);
-      for (const occurrence of index.occurrences) {
-        expect(occurrence.span.start).toBeLessThanOrEqual(occurrence.span.end);
-        expect(occurrence.span.end).toBeLessThanOrEqual(text.length);
-        expect(hoverText(occurrence, analysis.source, analysis.ir).length).toBeGreaterThan(0);
-        hovers++;
-      }
-      for (let j = 0; j < 3; j++) complete(text, Math.floor(random.uniform() * (text.length + 1)), analysis.program, index);
-    }
-    expect(hovers).toBeGreaterThan(10_000);
   });
 });
