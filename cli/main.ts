@@ -4,7 +4,7 @@ import { basename, dirname, extname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { analyze, compile, diagnosticsJson, renderAll, type CompileResult } from "../compiler/index.js";
 import { SourceText } from "../diagnostics/index.js";
-import { claimRunFolder, DataError, logFormats, NumericError, ResourceError, ResumeError, RunFolderError, train, type LogFormat } from "../runtime/index.js";
+import { claimRunFolder, DataError, DeviceError, logFormats, NumericError, ResourceError, ResumeError, RunFolderError, train, type LogFormat } from "../runtime/index.js";
 import { parse as parseSpec } from "../grammar/index.js";
 import { formatSpec } from "../grammar/print.js";
 import { writeAtomically } from "../runtime/checkpoint.js";
@@ -312,7 +312,7 @@ main(process.argv.slice(2)).then(
       console.error(e.command ? `mmb: ${e.message}\n${commandHelp(e.command).split("\n")[0]}\n(mmb ${e.command.name} --help lists its options)` : `mmb: ${e.message}\n\n${overview}`);
       process.exit(2);
     }
-    if (e instanceof DataError || e instanceof NumericError || e instanceof ResourceError || e instanceof ResumeError || e instanceof RunFolderError || e instanceof BenchError) console.error(`mmb: ${e.message}`);
+    if (e instanceof DataError || e instanceof DeviceError || e instanceof NumericError || e instanceof ResourceError || e instanceof ResumeError || e instanceof RunFolderError || e instanceof BenchError) console.error(`mmb: ${e.message}`);
     else console.error(`mmb: ${(e as Error).message ?? String(e)}`);
     process.exit(1);
   },

@@ -27,6 +27,11 @@ export function children(e: RExpr): RExpr[] {
   }
 }
 
+/** The expression reads a split's values to the host (`purity`): its code awaits, in an async function. */
+export function awaits(e: RExpr): boolean {
+  return (e.op === "split" && builtin(e.fn)?.ofSplit?.awaited === true) || children(e).some(awaits);
+}
+
 /** A call whose first argument is recorded after the step and read on the next (`prev`). */
 export function readsLastStep(e: RExpr): boolean {
   return e.op === "call" && builtin(e.fn)?.readsLastStep === true;

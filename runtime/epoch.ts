@@ -63,17 +63,19 @@ export class EpochContext extends RuleContext {
     return tf.div(sums, tf.maximum(tf.tensor2d(counts, [classes, 1]), 1));
   }
 
-  /** `purity(split, z[m])`: k-means purity of the split's features against its classes (runtime/clustering.ts). */
-  purity(split: "train" | "valid", value: (f: Forward) => tf.Tensor): tf.Tensor {
+  /**
+   * `purity(split, z[m])`: k-means purity of the split's features against its classes
+   * (runtime/clustering.ts). The clustering runs on the host, so the features are read there,
+   * asynchronously: a GPU backend's tensors cannot be read synchronously.
+   */
+  async purity(split: "train" | "valid", value: (f: Forward) => tf.Tensor): Promise<tf.Tensor> {
     const samples = this.data[split];
-    const parts: Float32Array[] = [];
-    this.eachBatch(split, "purity", value, (z) => parts.push(Float32Array.from(z.dataSync())));
-    const features = new Float32Array(parts.reduce((n, part) => n + part.length, 0));
-    let offset = 0;
-    for (const part of parts) {
-      features.set(part, offset);
-      offset += part.length;
-    }
+    const parts: tf.Tensor[] = [];
+    this.eachBatch(split, "purity", value, (z) => parts.push(tf.keep(tf.reshape(z, [z.shape[0]!, -1]))));
+    const all = tf.concat(parts);
+    parts.forEach((part) => part.dispose());
+    const features = (await all.data()) as Float32Array;
+    all.dispose();
     // Seeded by the run and the epoch: a resumed run clusters as the uninterrupted one did.
     const seed = (this.seed * 1000003 + this.epoch * 7919 + 31) % 2147483647;
     return tf.scalar(kmeansPurity(features, samples.size, features.length / samples.size, samples.labels, this.spec.target.classes, seed));

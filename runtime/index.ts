@@ -7,6 +7,6 @@ export * from "./ops.js";
 export type { FusionInputs, ModelSpec } from "./spec.js";
 export { EpochContext, type EpochResult } from "./epoch.js";
 export { StepContext, Gradients, type GradientOf, type Objective, type TaskLoss } from "./step.js";
-export { train, NumericError, ResourceError, ResumeError, type StepResult, type Summary, type TrainerDefinition, type TrainOptions } from "./train.js";
+export { train, DeviceError, NumericError, ResourceError, ResumeError, type StepResult, type Summary, type TrainerDefinition, type TrainOptions } from "./train.js";
 export { claimRunFolder, RunFolderError, type RunFolder } from "./run-folder.js";
 export { logFormats, type LogFormat } from "./log-export.js";

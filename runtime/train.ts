@@ -3,6 +3,7 @@ import { mkdir, open, stat, truncate, writeFile } from "node:fs/promises";
 import { totalmem } from "node:os";
 import { join } from "node:path";
 import { describeBackend, selectBackend, type BackendName } from "./backend.js";
+import { webgpuError } from "./webgpu.js";
 import { loadCheckpoint, saveCheckpoint, writeJsonAtomically, type Best, type CheckpointState, type Measured } from "./checkpoint.js";
 import { batchTensors, evaluationBatches } from "./batches.js";
 import { DataError, loadData, type Dataset, type Split } from "./data/index.js";
@@ -43,7 +44,8 @@ export interface StageDefinition {
   perSampleValues?: string[];
   trainStep(ctx: StepContext, p: Record<string, number>): StepResult;
   /** The `every epoch` rule, run at each epoch's start; the steps read its values. */
-  epochRule?(ctx: EpochContext, p: Record<string, number>): EpochResult;
+  /** Async when it reads a split to the host (`purity`). */
+  epochRule?(ctx: EpochContext, p: Record<string, number>): EpochResult | Promise<EpochResult>;
 }
 
 export interface StepResult {
@@ -113,6 +115,8 @@ export interface Summary {
 
 export class NumericError extends Error {}
 export class ResourceError extends Error {}
+/** The GPU reported an error (a validation error, a lost device): what the run computed cannot be trusted. */
+export class DeviceError extends Error {}
 /** `--resume` of a checkpoint that another spec, params, seed, data or mmb wrote. */
 export class ResumeError extends Error {}
 
@@ -159,21 +163,21 @@ function checkResources(spec: ModelSpec, backend: BackendName, dataBytes: number
  * Metrics of the fused head on a split, or of one modality alone (its auxiliary head, or the
  * others' features zeroed). The first key is the primary metric: accuracy, MAE, or Dice.
  */
-function evaluate(spec: ModelSpec, params: Params, split: Split, only?: number, predict?: (f: Forward) => tf.Tensor): Record<string, number> {
+async function evaluate(spec: ModelSpec, params: Params, split: Split, only?: number, predict?: (f: Forward) => tf.Tensor): Promise<Record<string, number>> {
   const classes = spec.target.kind !== "real";
   const width = targetWidth(spec.target);
   const predicted = new Float32Array(split.size * width);
   for (const rows of evaluationBatches(split)) {
-    predicted.set(
-      tf.tidy(() => {
-        const { inputs, target } = batchTensors(split, spec, rows);
-        const keep = only === undefined || spec.auxHead ? undefined : spec.modalities.map((_, m) => (m === only ? 1 : 0));
-        const f = new Forward(spec, params, inputs, target, false, keep);
-        const output = only !== undefined ? (spec.auxHead ? f.aux(only) : f.out) : predict ? predict(f) : f.out;
-        return (classes ? tf.argMax(output, -1) : tf.reshape(output, [-1])).dataSync();
-      }),
-      rows[0]! * width,
-    );
+    const batch = tf.tidy(() => {
+      const { inputs, target } = batchTensors(split, spec, rows);
+      const keep = only === undefined || spec.auxHead ? undefined : spec.modalities.map((_, m) => (m === only ? 1 : 0));
+      const f = new Forward(spec, params, inputs, target, false, keep);
+      const output = only !== undefined ? (spec.auxHead ? f.aux(only) : f.out) : predict ? predict(f) : f.out;
+      return classes ? tf.argMax(output, -1) : tf.reshape(output, [-1]);
+    });
+    // Read asynchronously: a GPU backend's tensors cannot be read synchronously.
+    predicted.set(await batch.data(), rows[0]! * width);
+    batch.dispose();
   }
   if (spec.target.kind === "mask") {
     const pixels = classificationMetrics(predicted, split.labels, spec.target.classes);
@@ -214,7 +218,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const started = Date.now();
   const say = options.log ?? ((line: string) => console.log(line));
   const spec = options.fold ? withFold(definition.spec, options.fold) : definition.spec;
-  const backend = await selectBackend(options.backend);
+  const backend = await selectBackend(options.backend, say);
   const seed = options.seed ?? spec.train.seed;
   // The stages in order (one, without `stage` blocks); `--epochs` sets the last one's epochs.
   const stages = stagesOf(definition, options.epochs);
@@ -300,18 +304,18 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
 
     const names = [...params.keys()];
     const predict = definition.predict && ((f: Forward) => definition.predict!(f, p));
-    const measure = () => {
+    const measure = async () => {
       const current = Object.fromEntries(params) as Params;
+      const unimodal: Record<string, number> = {};
+      for (const [i, m] of spec.modalities.entries()) if (!spec.unreadModalities?.includes(m.name)) unimodal[m.name] = primary(await evaluate(spec, current, data.test, i));
       return {
-        train: evaluate(spec, current, data.train, undefined, predict),
-        valid: evaluate(spec, current, data.valid, undefined, predict),
-        test: evaluate(spec, current, data.test, undefined, predict),
-        unimodal: Object.fromEntries(
-          spec.modalities.flatMap((m, i) => (spec.unreadModalities?.includes(m.name) ? [] : [[m.name, primary(evaluate(spec, current, data.test, i))]])),
-        ),
+        train: await evaluate(spec, current, data.train, undefined, predict),
+        valid: await evaluate(spec, current, data.valid, undefined, predict),
+        test: await evaluate(spec, current, data.test, undefined, predict),
+        unimodal,
       };
     };
-    let last: ReturnType<typeof measure> | undefined;
+    let last: Awaited<ReturnType<typeof measure>> | undefined;
     let saved = resumed?.state.epoch;
     const epochSeconds: number[] = [];
     for (let epoch = firstEpoch; epoch < epochs; epoch++) {
@@ -338,7 +342,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       const batch = settings.train.batch;
       const lrSchedule = settings.schedule.kind === "plateau" ? plateauFactor : Optimizer.scheduleFactor(settings.schedule, stageEpoch, settings.train.epochs);
       // The epoch rule, on the weights the last epoch left: its `set`s apply before the first step.
-      const ruled = code.epochRule && runEpochRule(code.epochRule, new EpochContext(spec, params, data, stageEpoch, localStep(), history, stageSeed, initialTensors, finished), p);
+      const ruled = code.epochRule && (await runEpochRule(code.epochRule, new EpochContext(spec, params, data, stageEpoch, localStep(), history, stageSeed, initialTensors, finished), p));
       history.advance();
       const epochRecord = ruled ? await downloadValues(ruled.logged) : undefined;
       const badEpochValue = epochRecord && firstNonFinite(epochRecord);
@@ -436,7 +440,10 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         await log.append(lines);
         throw new NumericError(`${broken} became non-finite in epoch ${epoch}; ${kept(saved, checkpoints)}`);
       }
-      last = measure();
+      last = await measure();
+      // A GPU error of this epoch's steps or evaluation (the device reports them late) fails the run before its checkpoint.
+      const gpuError = await webgpuError();
+      if (gpuError) throw new DeviceError(`the GPU reported an error in epoch ${epoch}: ${gpuError}; ${kept(saved, checkpoints)}`);
       const { unimodal } = last;
       const valid = primary(last.valid);
       const test = primary(last.test);
@@ -484,7 +491,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     }
 
     // The last epoch already measured the final weights; a resume with no epoch left measures here.
-    const final = last ?? measure();
+    const final = last ?? (await measure());
     const classes = data.classNames ?? spec.target.names;
     const chosen = best.epoch < 0 ? final : (best.measured ?? (await measuredInLog(log.path, best.epoch)) ?? final);
     const summary: Summary = {
@@ -558,16 +565,25 @@ async function finishedWeights(finished: Map<string, Params>): Promise<Float32Ar
   return Promise.all([...finished.values()].flatMap((weights) => Object.values(weights).map(async (t) => (await t.data()) as Float32Array)));
 }
 
-/** Runs the epoch rule and makes its `set`s; its values stay alive for the epoch's steps. */
-function runEpochRule(rule: NonNullable<StageDefinition["epochRule"]>, ctx: EpochContext, p: Record<string, number>): EpochResult {
-  return tf.tidy(() => {
-    const r = rule(ctx, p);
+/**
+ * Runs the epoch rule and makes its `set`s; its values stay alive for the epoch's steps. A scope
+ * as `tf.tidy` opens, which cannot wait for a rule that reads a split to the host (`purity`):
+ * nothing else runs tensors meanwhile, so what the rule makes is freed at its end, its results aside.
+ */
+async function runEpochRule(rule: NonNullable<StageDefinition["epochRule"]>, ctx: EpochContext, p: Record<string, number>): Promise<EpochResult> {
+  tf.engine().startScope("epochRule");
+  let result: EpochResult | undefined;
+  try {
+    const r = await rule(ctx, p);
     ctx.applyAssignments();
     // Copies: a value read from the history (`prev`) is the history's own tensor, which its next write frees.
     const copy = <T>(value: T): T => (value instanceof tf.Tensor ? (tf.clone(value) as T) : Array.isArray(value) ? (value.map(copy) as T) : value);
     const copies = (record: Record<string, unknown>) => Object.fromEntries(Object.entries(record).map(([name, v]) => [name, copy(v)]));
-    return { logged: copies(r.logged), kept: copies(r.kept) } as unknown as tf.TensorContainer;
-  }) as unknown as EpochResult;
+    result = { logged: copies(r.logged), kept: copies(r.kept) } as EpochResult;
+    return result;
+  } finally {
+    tf.engine().endScope(result as unknown as tf.TensorContainer);
+  }
 }
 
 function disposeEpochResult(result: EpochResult | undefined): void {

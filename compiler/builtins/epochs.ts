@@ -34,7 +34,7 @@ export const epochs: Builtin[] = [
     example: "purity(valid, z[m])",
     doc: "in an `every epoch` rule: how well the features cluster by class: k-means (k = the classes, k-means++ from the run's seed, best of 10 starts) on the split's features scaled to [-1, 1] per dimension, the fraction of samples in their cluster's majority class",
     form: "split",
-    ofSplit: { kinds: ["features"], result: "scalar", method: "purity" },
+    ofSplit: { kinds: ["features"], result: "scalar", method: "purity", awaited: true },
     formRuntime: [],
     signatures: [],
   },

@@ -25,7 +25,13 @@ export interface Builtin {
    */
   form?: "grad" | "reduction" | "perSample" | "perTensor" | "index" | "parameters" | "split";
   /** `form: "split"`: the kinds its value over the split may have, the result, and the epoch context's method. */
-  ofSplit?: { kinds: readonly ValueKind[]; result: ValueKind; method: string };
+  ofSplit?: {
+    kinds: readonly ValueKind[];
+    result: ValueKind;
+    method: string;
+    /** The method reads the split's values to the host and returns a promise (a GPU's tensors cannot be read synchronously): the epoch rule awaits it. */
+    awaited?: boolean;
+  };
   /** Runtime functions a special form's code calls (a lowering names its own). */
   formRuntime?: readonly string[];
   /** Names valid in one place only (`normal` after `noise ... ~`) give this diagnostic elsewhere. */

@@ -126,21 +126,18 @@ export function trainStep(ctx: StepContext, p: Params): StepResult {
 }
 
 /** The `every epoch` rule (spec line 27): at each epoch's start, before its first step; the steps read its values. */
-export function epochRule(ctx: EpochContext, p: Params): EpochResult {
+export async function epochRule(ctx: EpochContext, p: Params): Promise<EpochResult> {
   // Epoch values, in dependency order, on the weights the last epoch left.
   // reset = epoch > 1 and (epoch - 1) % n == 0 and epoch - 1 <= n * times  (line 31)
   const reset =
     ctx.epoch > 1 && (((ctx.epoch - 1) % p.n) + p.n) % p.n === 0 && ctx.epoch - 1 <= p.n * p.times;
   // move[m] = tanh(lambda * abs(purity(train, z[m]) - purity(valid, z[m])))  (line 32)
-  const move = ctx.perModality((m) =>
-    tanh(
-      mul(
-        p.lambda,
-        abs(
-          sub(
-            ctx.purity("train", (f) => f.z[m]!),
-            ctx.purity("valid", (f) => f.z[m]!),
-          ),
+  const move = await Promise.all(
+    ctx.modalities.map(async (m) =>
+      tanh(
+        mul(
+          p.lambda,
+          abs(sub(await ctx.purity("train", (f) => f.z[m]!), await ctx.purity("valid", (f) => f.z[m]!))),
         ),
       ),
     ),

@@ -1,5 +1,6 @@
 import { binaryOperators, builtin, conditional, isReduction, unaryOperators, type LoweringContext } from "../../builtins/index.js";
 import type { FExpr, GroupRef, IndexRef, ModelIR, RExpr, ValueKind } from "../../ir.js";
+import { awaits } from "../../walks.js";
 import { numberLiteral, safeName } from "./names.js";
 
 export interface Env {
@@ -83,8 +84,11 @@ export function expression(e: RExpr, env: Env): string {
         return `ctx.${accessor}(${JSON.stringify(e.name)}${e.index ? `, ${indexCode(e.index, env)}` : ""})`;
       }
       return e.index ? `${safeName(e.name)}[${indexCode(e.index, env)}]!` : safeName(e.name);
-    case "split":
-      return `ctx.${builtin(e.fn)!.ofSplit!.method}(${JSON.stringify(e.split)}, (f) => ${expression(e.arg, { ...env, learnablesFromStep: false })})`;
+    case "split": {
+      const read = builtin(e.fn)!.ofSplit!;
+      const code = `ctx.${read.method}(${JSON.stringify(e.split)}, (f) => ${expression(e.arg, { ...env, learnablesFromStep: false })})`;
+      return read.awaited ? `(await ${code})` : code;
+    }
     case "learnable":
       return `${env.learnablesFromStep ? "ctx" : "f"}.param(${groupCode({ kind: "learnable", name: e.name, ...(e.index ? { modality: e.index } : {}) }, env)})`;
     case "unary": {
@@ -117,9 +121,11 @@ export function expression(e: RExpr, env: Env): string {
       const range = e.exclude ? `${env.scope}.except(${indexCode(e.exclude, env)})` : `${env.scope}.modalities`;
       const body = expression(e.body, { ...env, bound: [...env.bound, e.variable] });
       const reduce = reductionOf(e.fn).reduce;
+      // A body that awaits (a split read to the host) runs per modality in an async callback.
+      const list = awaits(e.body) ? `(await Promise.all(${range}.map(async (${variable}) => ${body})))` : `${range}.map((${variable}) => ${body})`;
       // Plain numbers reduce in JavaScript: a tensor would meet JavaScript's own `+` further on.
-      if (e.host) return reduce.host!(`${range}.map((${variable}) => ${body})`);
-      return call(reduce.modalities, `${range}.map((${variable}) => ${body})`);
+      if (e.host) return reduce.host!(list);
+      return call(reduce.modalities, list);
     }
     case "reduceBatch":
       return call(reductionOf(e.fn).reduce.batch!, sub(e.body));

@@ -3,6 +3,7 @@ import { Project, StructureKind, VariableDeclarationKind, type CodeBlockWriter, 
 import { groupNames, type StepPlan } from "../../2-schedule/index.js";
 import type { SourceText } from "../../../diagnostics/index.js";
 import type { ModelIR, RuleValue } from "../../ir.js";
+import { awaits } from "../../walks.js";
 import { expression, fusionCode, historyKey, type Env } from "./expression.js";
 import { commentText, memberAccess, numberLiteral, objectLiteral, safeName } from "./names.js";
 import { actionStatement, addedLossBody, lossDependencies, valueStatement } from "./statements.js";
@@ -62,6 +63,8 @@ function epochRuleFunction(plan: NonNullable<StepPlan["epoch"]>, model: ModelIR,
   if (plan.assignments.length) body.push("", "// Set before the epoch's first step, in spec order.", ...plan.assignments.map((a) => actionStatement(a, plan, scope)));
   // Numbers and conditions are logged; snapshots and class means are kept for the steps only.
   const logged = plan.values.filter((v) => v.value.kind === "scalar" || v.value.kind === "bool");
+  // A value read from a split to the host (`purity`) is awaited: the rule is then async.
+  const isAsync = [...plan.values.map((v) => v.value), ...plan.prevWrites.map((w) => w.arg), ...plan.assignments.flatMap((a) => [a.value, ...a.when])].some(awaits);
   const kept = plan.values.filter((v) => !logged.includes(v));
   body.push(`return { logged: ${objectLiteral(logged.map((v) => [v.name, safeName(v.name)]))}, kept: ${objectLiteral(kept.map((v) => [v.name, safeName(v.name)]))} };`);
   return {
@@ -74,7 +77,8 @@ function epochRuleFunction(plan: NonNullable<StepPlan["epoch"]>, model: ModelIR,
         { name: "ctx", type: "EpochContext" },
         { name: "p", type: "Params" },
       ],
-      returnType: "EpochResult",
+      isAsync,
+      returnType: isAsync ? "Promise<EpochResult>" : "EpochResult",
       statements: statements(body),
       leadingTrivia: `/** The \`every epoch\` rule (spec line ${model.rule.epoch!.line}): at each epoch's start, before its first step; the steps read its values. */\n`,
     },

@@ -1,7 +1,7 @@
 import { action, conditional } from "../../builtins/index.js";
 import type { ActionIR, RExpr, RuleValue } from "../../ir.js";
 import type { StepPlan } from "../../2-schedule/index.js";
-import { reads, readsTaskGradient } from "../../walks.js";
+import { awaits, reads, readsTaskGradient } from "../../walks.js";
 import { emitCall, expression, groupCode, indexCode, type Env } from "./expression.js";
 import { commentText, safeName } from "./names.js";
 
@@ -14,7 +14,9 @@ export function valueStatement(v: RuleValue, env: Env): string {
   const comment = `// ${commentText(v.text)}  (line ${v.line})`;
   if (!v.index) return `${comment}\nconst ${safeName(v.name)} = ${expression(v.value, { ...env, bound: [] })};`;
   const index = safeName(v.index);
-  return `${comment}\nconst ${safeName(v.name)} = ctx.perModality((${index}) => ${expression(v.value, { ...env, bound: [v.index] })});`;
+  const value = expression(v.value, { ...env, bound: [v.index] });
+  if (awaits(v.value)) return `${comment}\nconst ${safeName(v.name)} = await Promise.all(ctx.modalities.map(async (${index}) => ${value}));`;
+  return `${comment}\nconst ${safeName(v.name)} = ctx.perModality((${index}) => ${value});`;
 }
 
 /** Rule values an objective needs, recomputed inside it so that they are differentiated. */

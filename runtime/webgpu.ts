@@ -1,0 +1,129 @@
+import * as tf from "@tensorflow/tfjs";
+
+/**
+ * TensorFlow.js's WebGPU backend in Node, through Dawn (the npm package `webgpu`, prebuilt, which
+ * loads the system's Vulkan driver). Both packages are optional: 130 MB that most users of the
+ * embedded data do not need. Measured pitfalls (shared notes, webgpu-facts), each handled here:
+ * - the backend registers itself only if `navigator.gpu` exists when its module is evaluated, so
+ *   the globals come first and the module is imported after;
+ * - AddN with more than 7 inputs binds more buffers than the device allows: the pipeline is
+ *   invalid, Dawn only prints a validation error, and the sum is garbage; it is summed in chunks;
+ * - GPU validation errors are not surfaced by tfjs: they are trapped here and fail the run;
+ * - a process holding `navigator.gpu` does not exit by itself: the CLI exits explicitly.
+ */
+
+/** The command that adds the optional packages (the versions this runtime is tested with). */
+export const webgpuInstall = "npm install webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0";
+
+/** How to give Dawn a Vulkan driver, for the message when it finds none. */
+export const webgpuDriverHelp =
+  "Dawn needs a Vulkan driver: on a GPU machine the vendor's (in a container, NVIDIA_DRIVER_CAPABILITIES must include `graphics`); " +
+  "without a GPU, Mesa >= 25's lavapipe (Debian 12: `apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1`)";
+
+export interface AdapterInfo {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  /** A software rasteriser (lavapipe, SwiftShader): correct, but its speed says nothing about a GPU. */
+  software: boolean;
+}
+
+/** What the Dawn bindings export that is used here. */
+interface Dawn {
+  create(flags: string[]): { requestAdapter(): Promise<{ info: Record<string, unknown> & { isFallbackAdapter?: boolean } } | null> };
+  globals: Record<string, unknown>;
+}
+
+interface WebgpuDevice {
+  onuncapturederror: ((event: { error: { message: string } }) => void) | null;
+  lost: Promise<{ message: string; reason?: string }>;
+  queue: { onSubmittedWorkDone(): Promise<void> };
+}
+
+let adapter: AdapterInfo | undefined;
+let device: WebgpuDevice | undefined;
+const deviceErrors: string[] = [];
+
+/** The adapter the webgpu backend runs on, once it started. */
+export function webgpuAdapter(): AdapterInfo | undefined {
+  return adapter;
+}
+
+/** The adapter in a few words: `mesa llvmpipe (software Vulkan)`. */
+export function describeAdapter(info: AdapterInfo): string {
+  const name = [info.vendor, info.architecture !== "software" ? info.architecture : "", info.device].filter(Boolean).join(" ");
+  return `${name || "unknown adapter"}${info.software ? ", software Vulkan" : ""}`;
+}
+
+/** Loads a package by a name TypeScript does not resolve: the optional packages need not be installed to build. */
+const optional = (name: string): Promise<unknown> => import(name);
+
+/**
+ * Starts the webgpu backend; returns why it cannot (packages missing, no adapter), or undefined
+ * when tfjs now runs on it. `installed` tells a missing package from a missing driver.
+ */
+export async function startWebgpu(): Promise<{ started: true } | { started: false; installed: boolean; reason: string }> {
+  let dawn: Dawn;
+  try {
+    dawn = (await optional("webgpu")) as Dawn;
+  } catch {
+    return { started: false, installed: false, reason: `the optional packages are not installed: ${webgpuInstall}` };
+  }
+  Object.assign(globalThis, dawn.globals);
+  const gpu = dawn.create([]);
+  const found = await gpu.requestAdapter();
+  if (!found) return { started: false, installed: true, reason: `Dawn found no WebGPU adapter. ${webgpuDriverHelp}` };
+  // Node 20 has no `navigator`, Node 21+ a read-only one: defined over, with the GPU in it.
+  Object.defineProperty(globalThis, "navigator", { value: { ...(globalThis as { navigator?: object }).navigator, gpu }, configurable: true, writable: true });
+  try {
+    await optional("@tensorflow/tfjs-backend-webgpu");
+  } catch {
+    return { started: false, installed: false, reason: `the optional packages are not installed: ${webgpuInstall}` };
+  }
+  if (!(await tf.setBackend("webgpu"))) return { started: false, installed: true, reason: `the webgpu backend did not start on the adapter. ${webgpuDriverHelp}` };
+  await tf.ready();
+  const info = found.info;
+  const text = (key: string) => String(info[key] ?? "");
+  adapter = {
+    vendor: text("vendor"),
+    architecture: text("architecture"),
+    device: text("device"),
+    description: text("description"),
+    software: info.isFallbackAdapter === true || text("architecture") === "software" || /llvmpipe|lavapipe|swiftshader/i.test(`${text("device")} ${text("description")}`),
+  };
+  device = (tf.backend() as unknown as { device: WebgpuDevice }).device;
+  device.onuncapturederror = (event) => deviceErrors.push(event.error.message);
+  void device.lost.then((lost) => {
+    if (lost.reason !== "destroyed") deviceErrors.push(`the device was lost: ${lost.message}`);
+  });
+  chunkAddN();
+  return { started: true };
+}
+
+/** A GPU error the device reported since the run started (a validation error, a lost device): the run's results cannot be trusted. */
+export async function webgpuError(): Promise<string | undefined> {
+  if (!device) return undefined;
+  // Errors of work still queued arrive once it is done.
+  await device.queue.onSubmittedWorkDone();
+  return deviceErrors[0];
+}
+
+/** The most inputs one AddN pipeline binds: the device's default limit is 8 storage buffers, the output being one. */
+const addNInputs = 7;
+
+/** AddN of any number of inputs, in sums of at most `addNInputs` (see the header). */
+function chunkAddN(): void {
+  const original = tf.getKernel("AddN", "webgpu");
+  if (!original) return;
+  const sum = (args: Parameters<tf.KernelFunc>[0], inputs: tf.TensorInfo[]): tf.TensorInfo => {
+    if (inputs.length <= addNInputs) return original.kernelFunc({ ...args, inputs: inputs as unknown as tf.NamedTensorInfoMap }) as tf.TensorInfo;
+    const partials: tf.TensorInfo[] = [];
+    for (let i = 0; i < inputs.length; i += addNInputs) partials.push(sum(args, inputs.slice(i, i + addNInputs)));
+    const total = sum(args, partials);
+    for (const partial of partials) (args.backend as tf.KernelBackend).disposeData(partial.dataId);
+    return total;
+  };
+  tf.unregisterKernel("AddN", "webgpu");
+  tf.registerKernel({ kernelName: "AddN", backendName: "webgpu", kernelFunc: (args) => sum(args, args.inputs as unknown as tf.TensorInfo[]) });
+}
