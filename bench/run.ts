@@ -2,9 +2,11 @@
  * `npm run bench`: every benchmark in one run, each in its own process (the kernels a process
  * registers are global to it), with the ratios of issue 7 printed side by side.
  *   1. compile time per spec and phase (bench/compile.ts);
- *   2. the reference workloads (MLP, conv, LSTM): wasm, wasm + OpenBLAS, and PyTorch;
+ *   2. the reference workloads (MLP, conv, LSTM): wasm, wasm + OpenBLAS, webgpu (where its
+ *      optional packages find an adapter, labelled with it: software Vulkan says so), and PyTorch;
  *   3. training steps (bench/step.ts): the generated loop against a hand-written one, and each
- *      spec over the baseline, next to the same ratio for PyTorch (bench/torch/methods.py).
+ *      spec over the baseline, next to the same ratio for PyTorch (bench/torch/methods.py); and
+ *      the same on webgpu where it starts.
  * PyTorch runs where `import torch` works (Debian: python3-torch); `--install-torch` installs it
  * with apt first. Neither the tests nor the build need it.
  *   npm run bench [-- --install-torch] [--skip-compile]
@@ -63,7 +65,17 @@ const workloadCount = 4;
 const eachWorkload = (command: string, args: (i: number) => string[], extra: Record<string, string> = {}) =>
   Array.from({ length: workloadCount }, (_, i) => jsonLines<WorkloadResult>(run(command, args(i), extra, false))[0]!);
 const tfjsWorkloads = (extra: Record<string, string>) => eachWorkload(process.execPath, (i) => [join(repositoryRoot, "dist/bench/workloads.js"), "--index", String(i)], extra);
-const workloadRuns = [tfjsWorkloads({ MMB_NATIVE: "0" }), ...(native ? [tfjsWorkloads({})] : [])];
+/** The runs of a backend that may not start here (webgpu without its packages or an adapter): none then, and why. */
+function ifAvailable<T>(backend: string, measure: () => T): T | undefined {
+  try {
+    return measure();
+  } catch {
+    console.log(`(${backend} does not start here: \`mmb doctor\` says why; its columns are left out)\n`);
+    return undefined;
+  }
+}
+const webgpuWorkloads = ifAvailable("webgpu", () => eachWorkload(process.execPath, (i) => [join(repositoryRoot, "dist/bench/workloads.js"), "--backend", "webgpu", "--index", String(i)]));
+const workloadRuns = [tfjsWorkloads({ MMB_NATIVE: "0" }), ...(native ? [tfjsWorkloads({})] : []), ...(webgpuWorkloads ? [webgpuWorkloads] : [])];
 // PyTorch's default uses every core; on small ops one thread is faster (its thread pool costs
 // more than it saves), so both are measured and the ratio is taken to the faster one.
 const torchRuns = python ? ["2", "1"].map((threads) => eachWorkload(python, (i) => ["bench/torch/workloads.py", threads, String(i)]).map((r) => ({ ...r, backend: `PyTorch ${threads} thread${threads === "1" ? "" : "s"}` }))) : [];
@@ -97,4 +109,9 @@ if (python) {
   }
 } else {
   console.log(`\nPyTorch is not installed: \`npm run bench -- --install-torch\` adds the PyTorch columns${existsSync("/usr/bin/apt-get") ? " (apt-get install python3-torch)" : ""}.`);
+}
+
+if (webgpuWorkloads) {
+  console.log(`\n## 4. Training steps on ${webgpuWorkloads[0]!.backend}\n`);
+  run(process.execPath, [join(repositoryRoot, "dist/bench/step.js"), "--backend", "webgpu", "--json", join(out, "step-webgpu.json")]);
 }

@@ -4,7 +4,7 @@
  *    a hand-written tfjs loop for the same model, optimiser and data (target ≤ 1.05×);
  * 2. each spec's step time over the baseline's (what a rule costs).
  * It also reports the tensors alive at the end of each epoch (a count that grows is a leak).
- *   node dist/bench/step.js [--backend wasm|cpu] [--epochs 6] [--json results.json] [--loop-only] [--loop hand|generated]
+ *   node dist/bench/step.js [--backend wasm|cpu|webgpu] [--epochs 6] [--json results.json] [--loop-only] [--loop hand|generated]
  */
 import * as tf from "@tensorflow/tfjs";
 import { spawnSync } from "node:child_process";
@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadTrainer } from "../cli/load-trainer.js";
 import { compile } from "../compiler/index.js";
-import { selectBackend } from "../runtime/backend.js";
+import { describeBackend, selectBackend, type BackendName } from "../runtime/backend.js";
 import { gatherRows, loadData, train, type Dataset, type ModelSpec } from "../runtime/index.js";
 import { initialParameters } from "../runtime/model.js";
 import { Random } from "../runtime/random.js";
@@ -50,7 +50,7 @@ async function generatedStep(file: string, data: Dataset, plain = false): Promis
 }
 
 /** The same model and SGD with momentum and weight decay, written directly in tfjs. */
-function handWrittenStep(spec: ModelSpec, data: Dataset): number {
+async function handWrittenStep(spec: ModelSpec, data: Dataset): Promise<number> {
   const variables = initialParameters(spec, 1);
   const p = Object.fromEntries(variables) as Record<string, tf.Variable>;
   const names = Object.keys(p);
@@ -84,7 +84,7 @@ function handWrittenStep(spec: ModelSpec, data: Dataset): number {
       });
     }
     // Read the weights back once per epoch, as the generated loop reads its logs.
-    p["head.bias"]!.dataSync();
+    await p["head.bias"]!.data();
     times.push(performance.now() - started);
   }
   variables.forEach((v) => v.dispose());
@@ -92,7 +92,7 @@ function handWrittenStep(spec: ModelSpec, data: Dataset): number {
   return median(times.slice(1)) / Math.ceil(data.train.size / batch);
 }
 
-await selectBackend(backend);
+const started: BackendName = await selectBackend(backend);
 const baseline = await trainerOf("baseline.mmb");
 const data = loadData(baseline.spec);
 
@@ -100,7 +100,7 @@ const data = loadData(baseline.spec);
 // a loop that runs after the other in the same process inherits its compiled code and heap.
 const alone = arg("--loop", "");
 if (alone) {
-  console.log(JSON.stringify({ ms: alone === "hand" ? handWrittenStep(baseline.spec, data) : await generatedStep("baseline.mmb", data, true) }));
+  console.log(JSON.stringify({ ms: alone === "hand" ? await handWrittenStep(baseline.spec, data) : await generatedStep("baseline.mmb", data, true) }));
   process.exit(0);
 }
 const loopEpochs = "20";
@@ -120,7 +120,7 @@ const [loop, hand] = [median(plain), median(hands)];
 // The specs are compared in this process, the baseline first: one discarded run warms it up.
 await generatedStep("baseline.mmb", data);
 const generated = await generatedStep("baseline.mmb", data);
-console.log(`training step on ${backend}, batch ${baseline.spec.train.batch}, median over the epochs after the first (the two loops: ${loopEpochs} epochs, each in its own process, median of 5 processes; the specs: ${epochs} epochs):`);
+console.log(`training step on ${describeBackend(started)}, batch ${baseline.spec.train.batch}, median over the epochs after the first (the two loops: ${loopEpochs} epochs, each in its own process, median of 5 processes; the specs: ${epochs} epochs):`);
 console.log(`  generated trainer, baseline model without a rule ${loop.toFixed(2)} ms, hand-written tfjs loop ${hand.toFixed(2)} ms: ratio ${(loop / hand).toFixed(2)} (target ≤ 1.05)`);
 console.log(`  baseline.mmb with its logged rule values (scores, gradient norms) ${generated.toFixed(2)} ms`);
 if (process.argv.includes("--loop-only")) process.exit(0);
@@ -136,3 +136,5 @@ for (const file of readdirSync(join(repositoryRoot, "specs")).filter((f) => f.en
 }
 const json = arg("--json", "");
 if (json) writeFileSync(json, JSON.stringify({ backend, hand, loop, baseline: generated, specs, tensorsPerEpoch }, null, 2));
+// A webgpu device keeps the process alive.
+process.exit(0);

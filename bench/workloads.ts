@@ -3,7 +3,7 @@
  * same tfjs ops as the runtime's encoders (runtime/model.ts): dense layers as matMul + add,
  * convolutions NHWC, the LSTM unrolled with one matMul per step. bench/torch/workloads.py is the
  * same in PyTorch. Prints one JSON line per workload: median milliseconds per step.
- *   node dist/bench/workloads.js [--backend wasm|cpu] [--steps 50] [--index i]
+ *   node dist/bench/workloads.js [--backend wasm|cpu|webgpu] [--steps 50] [--index i]
  * MMB_NATIVE=0 keeps the wasm backend on its own kernels (no OpenBLAS).
  */
 import * as tf from "@tensorflow/tfjs";
@@ -69,7 +69,7 @@ export const workloads: Workload[] = [
 ];
 
 /** Median milliseconds of one SGD step (forward, cross-entropy, backward, update) after warm-up. */
-export function timeStep(workload: Workload, steps: number): number {
+export async function timeStep(workload: Workload, steps: number): Promise<number> {
   const w = Object.fromEntries(
     Object.entries(workload.weights).map(([name, shape]) => [name, tf.variable(shape.length === 1 ? tf.zeros(shape) : tf.randomNormal(shape, 0, Math.sqrt(2 / shape.slice(0, -1).reduce((a, b) => a * b, 1)), "float32", 1), true, `${workload.name}/${name}`)]),
   );
@@ -83,8 +83,8 @@ export function timeStep(workload: Workload, steps: number): number {
     tf.tidy(() => {
       optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, workload.forward(x, w)) as tf.Scalar);
     });
-    // wasm and cpu run kernels synchronously; reading the smallest weight keeps other backends honest too.
-    smallest.dataSync();
+    // wasm and cpu run kernels synchronously; reading the smallest weight keeps other backends (webgpu) honest too.
+    await smallest.data();
     if (i >= 10) times.push(performance.now() - started);
   }
   Object.values(w).forEach((v) => v.dispose());
@@ -99,8 +99,10 @@ if (process.argv[1]?.endsWith("workloads.js")) {
   // One workload per process (`--index i`) gives each its own peak memory.
   const index = arg("--index", "");
   for (const workload of index === "" ? workloads : [workloads[Number(index)]!]) {
-    const ms = timeStep(workload, steps);
+    const ms = await timeStep(workload, steps);
     const peakMiB = process.resourceUsage().maxRSS / 1024;
     console.log(JSON.stringify({ workload: workload.name, backend: describeBackend(backend), batch: workload.batch, ms, samplesPerSecond: (workload.batch * 1000) / ms, peakMiB }));
   }
+  // A webgpu device keeps the process alive.
+  process.exit(0);
 }

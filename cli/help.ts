@@ -16,7 +16,7 @@ export const flags = {
   output: { type: "string", short: "o", value: "FILE", doc: "the file to write" },
   "dump-ir": { type: "boolean", doc: "print the AST, the IR and the step plan" },
   out: { type: "string", value: "DIR", doc: "the run folder (default runs/<spec or trainer name>; bench: runs/bench)" },
-  backend: { type: "string", value: "NAME", doc: "tensorflow-gpu, tensorflow, wasm or cpu (default: the first that loads)" },
+  backend: { type: "string", value: "NAME", doc: "tensorflow-gpu, tensorflow, webgpu, wasm or cpu (default: the first that loads; `mmb doctor` lists them)" },
   seed: { type: "string", value: "N", doc: "the seed of initialisation and shuffling (default: the spec's)" },
   seeds: { type: "string", value: "N", doc: "seeds 1..N per spec (default 3)" },
   epochs: { type: "string", value: "N", doc: "epochs to train (with stages: the last stage's)" },
@@ -88,6 +88,13 @@ export const commands: Command[] = [
     notes: "Writes results.md, results.json and results.csv in --out; `mmb report DIR` draws the figures.",
   },
   { name: "report", args: "<run-dir | bench-dir>", summary: "an HTML report of a run or a bench: curves of every logged value", flags: ["output"] },
+  {
+    name: "doctor",
+    args: "",
+    summary: "which backends start on this machine, the GPU adapter they find, the versions; exit 0 when a hardware GPU is usable",
+    flags: [],
+    notes: "Exit status 1 means no backend computes on a hardware GPU (webgpu on a software Vulkan driver is correct but not fast); training still runs on the first backend listed as available.",
+  },
   {
     name: "lsp",
     args: "",

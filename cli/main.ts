@@ -13,6 +13,7 @@ import { report as writeReport } from "./report.js";
 import { loadTrainer } from "./load-trainer.js";
 import { commandHelp, commands, flags, overview, type Command, type FlagValues } from "./help.js";
 import { mmbVersion } from "../runtime/version.js";
+import { packageVersion, probeBackends } from "../runtime/backend.js";
 
 /** Wrong usage: the message, and the command whose usage line follows it (the overview without one). */
 class UsageError extends Error {
@@ -211,6 +212,10 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
       console.log(`mmb: ${rows.length} specs × ${seeds} seeds${folds ? ` × ${folds} folds` : ""}; results in ${join(out, "results.md")} (.json, .csv)`);
       return runs.some((r) => r.error) ? 1 : 0;
     }
+    case "doctor": {
+      if (positionals.length > 0) throw new UsageError("mmb doctor takes no arguments");
+      return doctor();
+    }
     case "lsp": {
       if (positionals.length > 0) throw new UsageError("mmb lsp takes no files: the editor sends them");
       // Loaded here: the other commands do not need the protocol's modules.
@@ -226,6 +231,19 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command "${command.name}"`);
   }
+}
+
+/** `mmb doctor`: every backend probed in the order a run tries them, the versions, and whether a hardware GPU is usable. */
+async function doctor(): Promise<number> {
+  const probes = await probeBackends();
+  const width = Math.max(...probes.map((p) => p.name.length));
+  console.log(`mmb ${mmbVersion}, node ${process.version}, @tensorflow/tfjs ${packageVersion("@tensorflow/tfjs") ?? "-"}`);
+  console.log("backends, in the order a run tries them:");
+  for (const p of probes) console.log(`  ${p.name.padEnd(width)}  ${p.available ? "yes" : "no "}  ${p.detail}`);
+  const first = probes.find((p) => p.preferred);
+  const gpu = probes.find((p) => p.gpu);
+  console.log(`a run without --backend uses ${first?.name ?? "none"}; ${gpu ? `a hardware GPU is usable through ${gpu.name}` : "no backend computes on a hardware GPU"}`);
+  return gpu ? 0 : 1;
 }
 
 /**

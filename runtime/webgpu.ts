@@ -60,10 +60,11 @@ export function describeAdapter(info: AdapterInfo): string {
 const optional = (name: string): Promise<unknown> => import(name);
 
 /**
- * Starts the webgpu backend; returns why it cannot (packages missing, no adapter), or undefined
- * when tfjs now runs on it. `installed` tells a missing package from a missing driver.
+ * Starts the webgpu backend, or says why it cannot (packages missing, no adapter); `installed`
+ * tells a missing package from a missing driver. A software adapter is taken only when
+ * `allowSoftware` (a forced `--backend webgpu`, `mmb doctor`): by default wasm outruns it.
  */
-export async function startWebgpu(): Promise<{ started: true } | { started: false; installed: boolean; reason: string }> {
+export async function startWebgpu(allowSoftware: boolean): Promise<{ started: true } | { started: false; installed: boolean; reason: string }> {
   let dawn: Dawn;
   try {
     dawn = (await optional("webgpu")) as Dawn;
@@ -74,6 +75,10 @@ export async function startWebgpu(): Promise<{ started: true } | { started: fals
   const gpu = dawn.create([]);
   const found = await gpu.requestAdapter();
   if (!found) return { started: false, installed: true, reason: `Dawn found no WebGPU adapter. ${webgpuDriverHelp}` };
+  const info = adapterInfo(found.info);
+  if (info.software && !allowSoftware) {
+    return { started: false, installed: true, reason: `Dawn found only a software Vulkan driver (${describeAdapter(info)}), which wasm outruns; \`--backend webgpu\` uses it anyway` };
+  }
   // Node 20 has no `navigator`, Node 21+ a read-only one: defined over, with the GPU in it.
   Object.defineProperty(globalThis, "navigator", { value: { ...(globalThis as { navigator?: object }).navigator, gpu }, configurable: true, writable: true });
   try {
@@ -83,15 +88,7 @@ export async function startWebgpu(): Promise<{ started: true } | { started: fals
   }
   if (!(await tf.setBackend("webgpu"))) return { started: false, installed: true, reason: `the webgpu backend did not start on the adapter. ${webgpuDriverHelp}` };
   await tf.ready();
-  const info = found.info;
-  const text = (key: string) => String(info[key] ?? "");
-  adapter = {
-    vendor: text("vendor"),
-    architecture: text("architecture"),
-    device: text("device"),
-    description: text("description"),
-    software: info.isFallbackAdapter === true || text("architecture") === "software" || /llvmpipe|lavapipe|swiftshader/i.test(`${text("device")} ${text("description")}`),
-  };
+  adapter = info;
   device = (tf.backend() as unknown as { device: WebgpuDevice }).device;
   device.onuncapturederror = (event) => deviceErrors.push(event.error.message);
   void device.lost.then((lost) => {
@@ -99,6 +96,17 @@ export async function startWebgpu(): Promise<{ started: true } | { started: fals
   });
   chunkAddN();
   return { started: true };
+}
+
+function adapterInfo(info: Record<string, unknown> & { isFallbackAdapter?: boolean }): AdapterInfo {
+  const text = (key: string) => String(info[key] ?? "");
+  return {
+    vendor: text("vendor"),
+    architecture: text("architecture"),
+    device: text("device"),
+    description: text("description"),
+    software: info.isFallbackAdapter === true || text("architecture") === "software" || /llvmpipe|lavapipe|swiftshader/i.test(`${text("device")} ${text("description")}`),
+  };
 }
 
 /** A GPU error the device reported since the run started (a validation error, a lost device): the run's results cannot be trusted. */
