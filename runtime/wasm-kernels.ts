@@ -4,7 +4,8 @@ import * as tf from "@tensorflow/tfjs";
  * Replacement kernels for tfjs-backend-wasm 4.22, registered before the backend starts.
  * Measured gaps (shared/notes/tfjs-facts.md): no Conv2DBackpropFilter, so no conv layer could
  * train; matmuls with a transposed operand run ~10x slower than plain ones. Each replacement is
- * checked against the cpu backend in test/wasm-kernels.test.ts.
+ * checked against the cpu backend in test/runtime.test.ts. Gradients are registered once for
+ * every backend: Conv2DBackpropFilter's own gradient (second order) is in runtime/second-order.ts.
  */
 type KernelInputs = Record<string, tf.TensorInfo>;
 interface Backend {
@@ -58,27 +59,26 @@ function viaOps(inputs: KernelInputs, backend: Backend, compute: (t: Record<stri
   return info;
 }
 
-/** TensorFlow's SAME/VALID/explicit padding: [before, after] per spatial axis. */
-function paddingOf(pad: unknown, size: number, kernel: number, stride: number, outSize: number): [number, number] {
-  if (pad === "valid") return [0, 0];
-  if (pad === "same") {
-    const total = Math.max((outSize - 1) * stride + kernel - size, 0);
-    return [Math.floor(total / 2), total - Math.floor(total / 2)];
-  }
-  throw new Error(`Conv2DBackpropFilter replacement: padding ${String(pad)} not supported`);
-}
-
 /**
  * dW[i,j,c,o] = Σ_{n,p,q} x[n, p·s+i−pad, q·s+j−pad, c] · dy[n,p,q,o]: a convolution of x
- * (batch and channels swapped) with dy as the filter, dilated by the stride.
+ * (batch and channels swapped) with dy as the filter, dilated by the stride. Any padding tfjs
+ * takes (same, valid, explicit, a number with its rounding); NCHW inputs are read as NHWC.
  */
-export function conv2dFilterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: number[], strides: number | number[], pad: unknown): tf.Tensor4D {
-  const [kh, kw] = filterShape as [number, number];
-  const [sh, sw] = typeof strides === "number" ? [strides, strides] : (strides as [number, number]);
-  const [, h, w] = x.shape;
+export function conv2dFilterGradient(
+  x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: number[], strides: number | number[], pad: unknown,
+  dataFormat: "NHWC" | "NCHW" = "NHWC", dimRoundingMode?: "floor" | "round" | "ceil",
+): tf.Tensor4D {
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape, filterShape as [number, number, number, number], strides as number | [number, number], 1,
+    pad as "same" | "valid" | number | tf.backend_util.ExplicitPadding, dimRoundingMode, false, dataFormat === "NCHW" ? "channelsFirst" : "channelsLast",
+  );
+  if (dataFormat === "NCHW") {
+    x = tf.transpose(x, [0, 2, 3, 1]);
+    dy = tf.transpose(dy, [0, 2, 3, 1]);
+  }
+  const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw, inHeight: h, inWidth: w } = info;
   const [, oh, ow] = dy.shape;
-  const [top] = paddingOf(pad, h, kh, sh, oh);
-  const [left] = paddingOf(pad, w, kw, sw, ow);
+  const { top, left } = info.padInfo;
   // Rows/columns of padded x that the filter reaches: exactly kh + (oh − 1)·sh of them.
   const needH = kh + (oh - 1) * sh;
   const needW = kw + (ow - 1) * sw;
@@ -150,8 +150,10 @@ export function registerWasmKernels(): void {
     kernelName: "Conv2DBackpropFilter",
     backendName: "wasm",
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const { strides, pad, filterShape } = attrs as unknown as { strides: number | number[]; pad: unknown; filterShape: number[] };
-      return viaOps(inputs as KernelInputs, backend as unknown as Backend, (t) => conv2dFilterGradient(t.x as tf.Tensor4D, t.dy as tf.Tensor4D, filterShape, strides, pad));
+      const { strides, pad, filterShape, dataFormat, dimRoundingMode } = attrs as unknown as {
+        strides: number | number[]; pad: unknown; filterShape: number[]; dataFormat?: "NHWC" | "NCHW"; dimRoundingMode?: "floor" | "round" | "ceil";
+      };
+      return viaOps(inputs as KernelInputs, backend as unknown as Backend, (t) => conv2dFilterGradient(t.x as tf.Tensor4D, t.dy as tf.Tensor4D, filterShape, strides, pad, dataFormat, dimRoundingMode));
     },
   });
 

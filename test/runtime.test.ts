@@ -109,13 +109,23 @@ describe("wasm replacement kernels agree with the cpu backend", () => {
     expect(wasm.map((v) => v.length)).toEqual(cpu.map((v) => v.length));
     cpu.forEach((values, i) => values.forEach((v, j) => expect(Math.abs(v - wasm[i]![j]!)).toBeLessThan(1e-4 * Math.max(1, Math.abs(v)))));
   });
-  it("the filter gradient formula equals tfjs's own on cpu", async () => {
+  it("the filter gradient formula equals tfjs's own on cpu (same, valid and explicit padding; NHWC and NCHW)", async () => {
     await selectBackend("cpu");
-    const x = tf.tensor4d(values(1 * 6 * 6 * 2, 7), [1, 6, 6, 2]);
-    const dy = tf.tensor4d(values(1 * 3 * 3 * 3, 8), [1, 3, 3, 3]);
-    const ours = conv2dFilterGradient(x, dy, [3, 3, 2, 3], 2, "same").dataSync();
-    const reference = tf.grad((w: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, w as tf.Tensor4D, 2, "same"), dy)))(tf.zeros([3, 3, 2, 3])).dataSync();
-    ours.forEach((v, i) => expect(v).toBeCloseTo(reference[i]!, 5));
+    const x = tf.tensor4d(values(1 * 6 * 7 * 2, 7), [1, 6, 7, 2]);
+    const explicit: tf.backend_util.ExplicitPadding = [[0, 0], [1, 0], [2, 1], [0, 0]];
+    for (const [pad, strides] of [["same", 2], ["valid", [2, 1]], [explicit, [1, 2]]] as const) {
+      for (const format of ["NHWC", "NCHW"] as const) {
+        const input = format === "NHWC" ? x : tf.transpose(x, [0, 3, 1, 2]);
+        // NCHW pads its spatial axes last.
+        const padding = format === "NHWC" || typeof pad === "string" ? pad : ([pad[0], pad[3], pad[1], pad[2]] as tf.backend_util.ExplicitPadding);
+        const forward = (w: tf.Tensor) => tf.conv2d(input as tf.Tensor4D, w as tf.Tensor4D, strides as [number, number], padding, format);
+        const dy = tf.tensor4d(values(forward(tf.zeros([3, 2, 2, 3])).size, 8), forward(tf.zeros([3, 2, 2, 3])).shape as [number, number, number, number]);
+        const ours = conv2dFilterGradient(input as tf.Tensor4D, dy, [3, 2, 2, 3], strides as [number, number], padding, format).dataSync();
+        const reference = tf.grad((w: tf.Tensor) => tf.sum(tf.mul(forward(w), dy)))(tf.zeros([3, 2, 2, 3])).dataSync();
+        expect(ours.length).toBe(reference.length);
+        ours.forEach((v, i) => expect(v, `${JSON.stringify(pad)} ${format}`).toBeCloseTo(reference[i]!, 5));
+      }
+    }
   });
 });
 
