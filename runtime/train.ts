@@ -3,7 +3,7 @@ import { mkdir, open, stat, truncate, writeFile } from "node:fs/promises";
 import { totalmem } from "node:os";
 import { join } from "node:path";
 import { describeBackend, selectBackend, type BackendName } from "./backend.js";
-import { webgpuError } from "./webgpu.js";
+import { webgpuError, webgpuRunStarts, webgpuStepDone } from "./webgpu.js";
 import { loadCheckpoint, saveCheckpoint, writeJsonAtomically, type Best, type CheckpointState, type Measured } from "./checkpoint.js";
 import { batchTensors, evaluationBatches } from "./batches.js";
 import { DataError, loadData, type Dataset, type Split } from "./data/index.js";
@@ -219,6 +219,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const say = options.log ?? ((line: string) => console.log(line));
   const spec = options.fold ? withFold(definition.spec, options.fold) : definition.spec;
   const backend = await selectBackend(options.backend, say);
+  // A GPU error an earlier run of this process caused is not this run's (webgpu.ts).
+  if (backend === "webgpu") await webgpuRunStarts();
   const seed = options.seed ?? spec.train.seed;
   // The stages in order (one, without `stage` blocks); `--epochs` sets the last one's epochs.
   const stages = stagesOf(definition, options.epochs);
@@ -407,6 +409,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         target.dispose();
         history.advance();
         records.push({ tensor: record, step });
+        // On webgpu, lets Dawn free the step's destroyed buffers before the next step (webgpu.ts).
+        if (backend === "webgpu") await webgpuStepDone();
         progress?.(epoch, records.length, Math.ceil(order.length / batch), performance.now() - epochStart);
       }
       disposeEpochResult(ruled);

@@ -9,6 +9,8 @@ import * as tf from "@tensorflow/tfjs";
  * - AddN with more than 7 inputs binds more buffers than the device allows: the pipeline is
  *   invalid, Dawn only prints a validation error, and the sum is garbage; it is summed in chunks;
  * - GPU validation errors are not surfaced by tfjs: they are trapped here and fail the run;
+ * - Dawn frees destroyed buffers (one per upload of a host value) only while the event loop runs:
+ *   a training loop waits for each step's GPU work (`webgpuStepDone`);
  * - a process holding `navigator.gpu` does not exit by itself: the CLI exits explicitly.
  */
 
@@ -43,7 +45,10 @@ interface WebgpuDevice {
 
 let adapter: AdapterInfo | undefined;
 let device: WebgpuDevice | undefined;
+/** The validation errors since the run started (`webgpuRunStarts`). */
 const deviceErrors: string[] = [];
+/** A lost device stays lost: every later run fails with it too. */
+let lostDevice: string | undefined;
 
 /** The adapter the webgpu backend runs on, once it started. */
 export function webgpuAdapter(): AdapterInfo | undefined {
@@ -92,7 +97,7 @@ export async function startWebgpu(allowSoftware: boolean): Promise<{ started: tr
   device = (tf.backend() as unknown as { device: WebgpuDevice }).device;
   device.onuncapturederror = (event) => deviceErrors.push(event.error.message);
   void device.lost.then((lost) => {
-    if (lost.reason !== "destroyed") deviceErrors.push(`the device was lost: ${lost.message}`);
+    if (lost.reason !== "destroyed") lostDevice = `the device was lost: ${lost.message}`;
   });
   chunkAddN();
   return { started: true };
@@ -109,12 +114,40 @@ function adapterInfo(info: Record<string, unknown> & { isFallbackAdapter?: boole
   };
 }
 
+/**
+ * A run on webgpu begins: the validation errors of an earlier run in this process (which failed
+ * with them, or ran on another backend meanwhile) are not this run's. Without this, one error
+ * failed every later run of the process (tests, a notebook), even on the cpu backend.
+ */
+export async function webgpuRunStarts(): Promise<void> {
+  if (!device) return;
+  // Errors of an earlier run's work still queued arrive once it is done.
+  await device.queue.onSubmittedWorkDone();
+  deviceErrors.length = 0;
+}
+
 /** A GPU error the device reported since the run started (a validation error, a lost device): the run's results cannot be trusted. */
 export async function webgpuError(): Promise<string | undefined> {
-  if (!device) return undefined;
+  // A run on another backend is not failed by the GPU (an earlier webgpu run in the same process).
+  if (!device || tf.getBackend() !== "webgpu") return undefined;
   // Errors of work still queued arrive once it is done.
   await device.queue.onSubmittedWorkDone();
-  return deviceErrors[0];
+  return lostDevice ?? deviceErrors[0];
+}
+
+/**
+ * Waits for the GPU work submitted so far; a training loop calls it after each step. An epoch's
+ * steps read nothing back, so without a wait the loop never yields to the event loop until the
+ * epoch ends, and Dawn, which frees destroyed buffers only when it runs (every upload of a host
+ * value, a batch or a constant, goes through a staging buffer destroyed after use), keeps all of
+ * them: on lavapipe each is a memory mapping, and an epoch of a few hundred steps passed the
+ * kernel's limit of 65,530 (vm.max_map_count) and crashed the process in the driver (a segfault
+ * in vkCreateDescriptorPool; specs/agm_cr_per_sample.mmb's first epoch). test/webgpu.test.ts
+ * counts the mappings during an epoch.
+ */
+export async function webgpuStepDone(): Promise<void> {
+  if (!device || tf.getBackend() !== "webgpu") return;
+  await device.queue.onSubmittedWorkDone();
 }
 
 /** The most inputs one AddN pipeline binds: the device's default limit is 8 storage buffers, the output being one. */

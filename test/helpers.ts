@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { loadTrainer } from "../cli/load-trainer.js";
 import { analyze, compile } from "../compiler/index.js";
@@ -60,13 +61,13 @@ export function logRecords(out: string): Record<string, any>[] {
 }
 
 /**
- * Trains `source` on cpu straight through, and again stopped after `stop` epochs (`--epochs`) and
+ * Trains `source` on cpu (or `backend`) straight through, and again stopped after `stop` epochs (`--epochs`) and
  * resumed to `end` (`beforeResume` may change the stopped run's folder first); expects the two last
  * checkpoints to hold the same parameters, bit for bit, and returns both run folders and checkpoints.
  */
-export async function straightAndResumed(source: string, stop: number, end: number, beforeResume?: (dir: string) => void) {
+export async function straightAndResumed(source: string, stop: number, end: number, beforeResume?: (dir: string) => void, backend = "cpu") {
   const trainer = await loadTrainer(await compileOrThrow(source), mkdtempSync(join(tmpdir(), "mmb-resume-code-")));
-  const quiet = { backend: "cpu", log: () => {} };
+  const quiet = { backend, log: () => {} };
   const straight = mkdtempSync(join(tmpdir(), "mmb-straight-"));
   const resumed = mkdtempSync(join(tmpdir(), "mmb-resumed-"));
   await train(trainer, { out: straight, ...quiet });
@@ -125,12 +126,48 @@ train epochs 1 batch 16 seed 2
 ${body}`;
 }
 
+/** CI sets MMB_REQUIRE_WEBGPU=1 (with Mesa's lavapipe and the optional packages installed): there the webgpu tests run, and fail where webgpu cannot start, instead of skipping. */
+export const webgpuRequired = process.env.MMB_REQUIRE_WEBGPU === "1";
+
+let webgpuProbe: { available: boolean; reason: string } | undefined;
+
+/**
+ * Whether the webgpu backend starts here (the optional packages installed, and Dawn finding an
+ * adapter on a Vulkan driver), and why not. Probed once, in a child process: tfjs's backend is
+ * process-global, and a process that holds `navigator.gpu` does not exit by itself.
+ */
+export function webgpuAvailability(): { available: boolean; reason: string } {
+  if (webgpuProbe) return webgpuProbe;
+  const script = `const { startWebgpu } = await import(${JSON.stringify(pathToFileURL(join(root, "runtime", "webgpu.ts")).href)});
+const started = await startWebgpu(true);
+console.log(JSON.stringify(started));
+process.exit(0);`;
+  const child = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: root, encoding: "utf8", timeout: 120_000 });
+  const line = child.stdout?.trim().split("\n").pop() ?? "";
+  try {
+    const started = JSON.parse(line) as { started: boolean; reason?: string };
+    webgpuProbe = { available: started.started, reason: started.reason ?? "" };
+  } catch {
+    webgpuProbe = { available: false, reason: `the webgpu probe failed (status ${child.status}): ${child.stderr?.trim() || child.error?.message || "no output"}` };
+  }
+  return webgpuProbe;
+}
+
+/** webgpu tests run where webgpu starts, and wherever MMB_REQUIRE_WEBGPU=1 (failing there when it cannot). */
+export function runsWebgpu(): boolean {
+  return webgpuRequired || webgpuAvailability().available;
+}
+
 /**
  * Two epochs of every spec on one backend, each rule value logged at every step. `shard`
  * [i, n] takes every n-th spec from the i-th, so that slow backends split over workers.
+ * webgpu's suite is skipped where webgpu cannot start, unless MMB_REQUIRE_WEBGPU=1.
  */
-export function specTrainingSuite(backend: "wasm" | "cpu", shard: [number, number] = [0, 1]): void {
-  describe(`every spec trains two epochs on the embedded data (${backend})`, () => {
+export function specTrainingSuite(backend: "wasm" | "cpu" | "webgpu", shard: [number, number] = [0, 1]): void {
+  describe.runIf(backend !== "webgpu" || runsWebgpu())(`every spec trains two epochs on the embedded data (${backend})`, () => {
+    if (backend === "webgpu") {
+      it("webgpu starts here", () => expect(webgpuAvailability().available, webgpuAvailability().reason).toBe(true));
+    }
     for (const file of specFiles().filter((_, i) => i % shard[1] === shard[0])) {
       it(`${file} on ${backend}`, async () => {
         // Every stage one epoch, the last two (`epochs: 2` sets the last stage's): the whole sequence, quickly.
