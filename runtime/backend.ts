@@ -59,8 +59,9 @@ export async function selectBackend(forced?: string, notice: (line: string) => v
       continue;
     }
     if (name === "webgpu") {
-      if (tf.getBackend() === "webgpu" || tf.findBackend("webgpu")) {
-        if (await tf.setBackend("webgpu")) return name;
+      // Started earlier in this process (a forced run): taken again on the same terms, a software adapter only when forced.
+      if (tf.findBackend("webgpu")) {
+        if ((forced || !webgpuAdapter()?.software) && (await tf.setBackend("webgpu"))) return name;
         continue;
       }
       const started = await startWebgpu(forced === "webgpu");

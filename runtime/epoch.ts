@@ -89,7 +89,11 @@ export class EpochContext extends RuleContext {
       sum?.dispose();
       sum = next;
     });
-    return sum!;
+    // Kept through the batches' scopes, the sum is handed to the caller's scope as a fresh tensor:
+    // a kept one would outlive the epoch rule (one tensor per call and epoch, before this).
+    const result = tf.clone(sum!);
+    sum!.dispose();
+    return result;
   }
 
   /** e computed on each evaluation batch of the split, the model in evaluation mode, handed to `visit` (inside the batch's scope). */

@@ -3,7 +3,12 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { selectBackend } from "../runtime/backend.js";
 import { kmeansPurity } from "../runtime/clustering.js";
 import { Random } from "../runtime/random.js";
-import { logRecords, smallSpec, straightAndResumed } from "./helpers.js";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadTrainer } from "../cli/load-trainer.js";
+import { train } from "../runtime/train.js";
+import { compileOrThrow, fixedData as fixedSamples, logRecords, smallSpec, straightAndResumed } from "./helpers.js";
 import { crossEntropy, expectUpdate, expectValues, features, fixedData, fullGradient, fused, lr, names, norm, oneStep, pair, scalar, share, spec, trueProb, type Params } from "./one-step.js";
 
 /**
@@ -201,5 +206,23 @@ balance {
     expect(kmeansPurity(mixed.features, 160, 3, mixed.labels, 4, 1)).toBeCloseTo(0.75, 10);
     const stretched = Float32Array.from(mixed.features, (v, i) => (i % 3 === 1 ? 100 * v - 7 : v));
     expect(kmeansPurity(stretched, 160, 3, mixed.labels, 4, 1)).toBeCloseTo(0.75, 10);
+  });
+});
+
+describe("every epoch: no tensor outlives its epoch", () => {
+  it("over(...), class_means(...) and purity(...) leave the tensors alive at each epoch's end the same, epoch after epoch", async () => {
+    const out = mkdtempSync(join(tmpdir(), "mmb-epoch-leak-"));
+    const rule = `every epoch {
+  T[m] = over(train, nll(contrib[m], y))
+  V    = over(valid, nll(out, y))
+  C[m] = class_means(train, z[m])
+  P[m] = purity(valid, z[m])
+}`;
+    const trainer = await loadTrainer(await compileOrThrow(smallSpec("  s[m] = sum(batch, prob(contrib[m], y))", rule).replace("train epochs 2", "train epochs 4")), out);
+    await train(trainer, { out, backend: "cpu", data: fixedSamples(), log: () => {} });
+    const tensors = logRecords(out).filter((r) => r.type === "epoch").map((r) => r.tensors as number);
+    expect(tensors.length).toBe(4);
+    // Before the fix: over's and class_means' sums were kept past the rule's scope, one per call and epoch.
+    expect(new Set(tensors.slice(1)).size, `tensors at each epoch's end: ${tensors.join(", ")}`).toBe(1);
   });
 });

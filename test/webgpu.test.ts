@@ -13,7 +13,7 @@ import { concatOf, crossEntropy, gradNorm, insideGradient, mul } from "../runtim
 import { Random } from "../runtime/random.js";
 import type { ComponentSpec, FusionInputs, ModelSpec } from "../runtime/spec.js";
 import { DeviceError, train, type TrainerDefinition } from "../runtime/train.js";
-import { webgpuError, webgpuRunStarts } from "../runtime/webgpu.js";
+import { webgpuAdapter, webgpuError, webgpuRunStarts } from "../runtime/webgpu.js";
 import { compileOrThrow, fixedData, logRecords, readSpec, root, runsWebgpu, smallSpec, straightAndResumed, webgpuAvailability } from "./helpers.js";
 
 /**
@@ -73,6 +73,13 @@ const { available, reason } = runsWebgpu() ? webgpuAvailability() : { available:
 describe.runIf(runsWebgpu())("webgpu against cpu, and its pitfalls", () => {
   it("webgpu starts here (MMB_REQUIRE_WEBGPU=1 makes its absence a failure)", async () => {
     expect(available, reason).toBe(true);
+    expect(await selectBackend("webgpu")).toBe("webgpu");
+  });
+
+  it("once forced, a software adapter is still not what a run without --backend takes", async () => {
+    expect(await selectBackend("webgpu")).toBe("webgpu");
+    const software = webgpuAdapter()!.software;
+    expect(await selectBackend()).toBe(software ? "wasm" : "webgpu");
     expect(await selectBackend("webgpu")).toBe("webgpu");
   });
 
