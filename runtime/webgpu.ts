@@ -14,8 +14,11 @@ import * as tf from "@tensorflow/tfjs";
  * - a process holding `navigator.gpu` does not exit by itself: the CLI exits explicitly.
  */
 
-/** The command that adds the optional packages (the versions this runtime is tested with). */
-export const webgpuInstall = "npm install webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0";
+/**
+ * The command that adds the optional packages (the versions this runtime is tested with), in mmb's
+ * own folder: the backend must share mmb's tfjs-core. For a global mmb: `--prefix "$(npm root -g)/mmb"`.
+ */
+export const webgpuInstall = "npm install --no-save webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0";
 
 /** How to give Dawn a Vulkan driver, for the message when it finds none. */
 export const webgpuDriverHelp =

@@ -24,7 +24,7 @@ describe("mmb doctor", () => {
     const verdict = lines.find((l) => l.startsWith("a run without --backend uses "))!;
     expect(verdict).toBeDefined();
     expect(result.status).toBe(verdict.includes("a hardware GPU is usable") ? 0 : 1);
-    if (!installed) expect(lines.find((l) => l.trim().startsWith("webgpu"))).toMatch(/no .*npm install webgpu@0\.6\.2 @tensorflow\/tfjs-backend-webgpu@4\.22\.0/);
+    if (!installed) expect(lines.find((l) => l.trim().startsWith("webgpu"))).toMatch(/no .*npm install --no-save webgpu@0\.6\.2 @tensorflow\/tfjs-backend-webgpu@4\.22\.0/);
   });
 });
 
