@@ -5,17 +5,10 @@ import { Forward, initialParameters, type Params } from "../runtime/model.js";
 import { crossEntropy, gradNorm } from "../runtime/ops.js";
 import type { ModelSpec } from "../runtime/spec.js";
 import { Random } from "../runtime/random.js";
+import { encoderCases } from "./helpers.js";
 
 /** Every encoder: its output shape, learning on a fixed batch, wasm equal to cpu, and second derivatives against finite differences. */
-const encoders: [string, number[], Record<string, unknown>][] = [
-  ["mlp", [12], { hidden: [16], out: 8, activation: "tanh", dropout: 0 }],
-  ["conv1d", [10, 3], { channels: [4, 6], kernel: 3, out: 8, activation: "tanh" }],
-  ["conv2d", [2, 8, 8], { channels: [4, 6], kernel: 3, out: 8, activation: "tanh" }],
-  ["lstm", [6, 3], { hidden: 8, out: 8 }],
-  ["gru", [6, 3], { hidden: 8, out: 8 }],
-  ["transformer", [6, 3], { layers: 2, heads: 2, dim: 8, ff: 16, out: 8 }],
-  ["resnet", [2, 8, 8], { channels: [4, 8], blocks: 2, out: 8 }],
-];
+const encoders = encoderCases;
 
 function modelSpec(kind: string, shape: number[], options: Record<string, unknown>): ModelSpec {
   return {

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -200,5 +200,24 @@ export function specTrainingSuite(backend: "wasm" | "cpu" | "webgpu", shard: [nu
         expect(steps.length).toBe(expected);
       });
     }
+  });
+}
+
+/** Every encoder kind with an input shape and small options: the encoder tests' cases (cpu, wasm, webgpu). */
+export const encoderCases: [kind: string, shape: number[], options: Record<string, unknown>][] = [
+  ["mlp", [12], { hidden: [16], out: 8, activation: "tanh", dropout: 0 }],
+  ["conv1d", [10, 3], { channels: [4, 6], kernel: 3, out: 8, activation: "tanh" }],
+  ["conv2d", [2, 8, 8], { channels: [4, 6], kernel: 3, out: 8, activation: "tanh" }],
+  ["lstm", [6, 3], { hidden: 8, out: 8 }],
+  ["gru", [6, 3], { hidden: 8, out: 8 }],
+  ["transformer", [6, 3], { layers: 2, heads: 2, dim: 8, ff: 16, out: 8 }],
+  ["resnet", [2, 8, 8], { channels: [4, 8], blocks: 2, out: 8 }],
+];
+
+/** Every TypeScript file under `dir`. */
+export function typescriptFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? typescriptFiles(path) : path.endsWith(".ts") ? [path] : [];
   });
 }

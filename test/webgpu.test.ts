@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -14,7 +14,7 @@ import { Random } from "../runtime/random.js";
 import type { ComponentSpec, FusionInputs, ModelSpec } from "../runtime/spec.js";
 import { DeviceError, train, type TrainerDefinition } from "../runtime/train.js";
 import { webgpuAdapter, webgpuError, webgpuRunStarts } from "../runtime/webgpu.js";
-import { compileOrThrow, fixedData, logRecords, readSpec, root, runsWebgpu, smallSpec, straightAndResumed, webgpuAvailability } from "./helpers.js";
+import { compileOrThrow, encoderCases, fixedData, logRecords, readSpec, root, runsWebgpu, smallSpec, straightAndResumed, typescriptFiles, webgpuAvailability } from "./helpers.js";
 
 /**
  * The webgpu backend (Dawn, in CI on Mesa's software Vulkan driver lavapipe) against the cpu
@@ -47,17 +47,9 @@ function expectClose(webgpu: ArrayLike<number>, cpu: ArrayLike<number>, what: st
   expect(worst, `${what}: element ${at}, cpu ${cpu[at]}, webgpu ${webgpu[at]}`).toBeLessThanOrEqual(tolerance);
 }
 
-/** Every source file under `dir` (TypeScript). */
-function sources(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const path = join(dir, name);
-    return statSync(path).isDirectory() ? sources(path) : path.endsWith(".ts") ? [path] : [];
-  });
-}
-
 describe("no synchronous reads of tensors (they throw for GPU-resident tensors)", () => {
   it("the runtime, the command line and every generated trainer read tensors with `await data()` only", () => {
-    const files = [...sources(join(root, "runtime")), ...sources(join(root, "cli")), ...sources(join(import.meta.dirname, "golden"))];
+    const files = [...typescriptFiles(join(root, "runtime")), ...typescriptFiles(join(root, "cli")), ...typescriptFiles(join(import.meta.dirname, "golden"))];
     expect(files.some((f) => f.includes(join("test", "golden")))).toBe(true);
     const offenders = files.flatMap((file) =>
       readFileSync(file, "utf8")
@@ -144,15 +136,7 @@ describe.runIf(runsWebgpu())("webgpu against cpu, and its pitfalls", () => {
 
   describe("every encoder: forward, first- and second-order gradients equal the cpu backend's", () => {
     // The shapes and options of test/encoders.test.ts.
-    const encoders: [string, number[], Record<string, unknown>][] = [
-      ["mlp", [12], { hidden: [16], out: 8, activation: "tanh", dropout: 0 }],
-      ["conv1d", [10, 3], { channels: [4, 6], kernel: 3, out: 8, activation: "tanh" }],
-      ["conv2d", [2, 8, 8], { channels: [4, 6], kernel: 3, out: 8, activation: "tanh" }],
-      ["lstm", [6, 3], { hidden: 8, out: 8 }],
-      ["gru", [6, 3], { hidden: 8, out: 8 }],
-      ["transformer", [6, 3], { layers: 2, heads: 2, dim: 8, ff: 16, out: 8 }],
-      ["resnet", [2, 8, 8], { channels: [4, 8], blocks: 2, out: 8 }],
-    ];
+    const encoders = encoderCases;
     it("covers every encoder a spec can name", () => {
       expect(encoders.map(([kind]) => kind).sort()).toEqual(Object.keys(encoderKinds).sort());
     });
