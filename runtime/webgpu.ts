@@ -58,7 +58,7 @@ export function webgpuAdapter(): AdapterInfo | undefined {
   return adapter;
 }
 
-/** The adapter in a few words: `mesa llvmpipe (software Vulkan)`. */
+/** The adapter in a few words: `nvidia ampere ...`, or `mesa llvmpipe-..., software Vulkan`. */
 export function describeAdapter(info: AdapterInfo): string {
   const name = [info.vendor, info.architecture !== "software" ? info.architecture : "", info.device].filter(Boolean).join(" ");
   return `${name || "unknown adapter"}${info.software ? ", software Vulkan" : ""}`;
