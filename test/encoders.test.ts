@@ -3,22 +3,11 @@ import { describe, expect, it } from "vitest";
 import { selectBackend } from "../runtime/backend.js";
 import { Forward, initialParameters, type Params } from "../runtime/model.js";
 import { crossEntropy, gradNorm } from "../runtime/ops.js";
-import type { ModelSpec } from "../runtime/spec.js";
 import { Random } from "../runtime/random.js";
-import { encoderCases } from "./helpers.js";
+import { encoderCases, encoderModelSpec } from "./helpers.js";
 
 /** Every encoder: its output shape, learning on a fixed batch, wasm equal to cpu, and second derivatives against finite differences. */
 const encoders = encoderCases;
-
-function modelSpec(kind: string, shape: number[], options: Record<string, unknown>): ModelSpec {
-  return {
-    name: kind, source: "test", data: { kind: "synthetic", options: {} },
-    modalities: [{ name: "x", shape }], target: { name: "y", kind: "class", classes: 3 },
-    encoders: [{ kind, options: options as ModelSpec["encoders"][0]["options"] }], fusion: { kind: "concat", options: {} },
-    head: { kind: "linear", options: { out: 3 } }, learnables: [], optimizer: { kind: "sgd", options: {} }, schedule: { kind: "constant", options: {} },
-    train: { epochs: 1, batch: 8, seed: 1, clip: 0, patience: 0 },
-  };
-}
 
 function batch(shape: number[]) {
   const random = new Random(3);
@@ -32,7 +21,7 @@ function batch(shape: number[]) {
 describe("encoders", () => {
   for (const [kind, shape, options] of encoders) {
     it(`${kind}: learns a fixed batch, agrees across wasm and cpu, and its second derivatives match finite differences`, async () => {
-      const spec = modelSpec(kind, shape, options);
+      const spec = encoderModelSpec(kind, shape, options);
       const loss = (params: Params, x: tf.Tensor, y: tf.Tensor) => crossEntropy(new Forward(spec, params, [x], y, true).out, y);
       const outputs: number[][] = [];
       for (const backend of ["cpu", "wasm"]) {

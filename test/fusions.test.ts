@@ -2,19 +2,8 @@ import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { selectBackend } from "../runtime/backend.js";
 import { Forward, initialParameters, type Params } from "../runtime/model.js";
-import { concatOf, mul } from "../runtime/ops.js";
-import type { ComponentSpec, FusionInputs, ModelSpec } from "../runtime/spec.js";
-
-function modelSpec(fusion: ComponentSpec, extra: Partial<ModelSpec> = {}): ModelSpec {
-  return {
-    name: "fusion", source: "test", data: { kind: "synthetic", options: {} },
-    modalities: [{ name: "a", shape: [5] }, { name: "b", shape: [4] }], target: { name: "y", kind: "class", classes: 3 },
-    encoders: [{ kind: "mlp", options: { hidden: [6], out: 4, activation: "tanh", dropout: 0 } }, { kind: "mlp", options: { hidden: [6], out: 4, activation: "tanh", dropout: 0 } }],
-    fusion, head: { kind: "linear", options: { out: 3 } }, learnables: [], optimizer: { kind: "sgd", options: {} }, schedule: { kind: "constant", options: {} },
-    train: { epochs: 1, batch: 4, seed: 1, clip: 0, patience: 0 },
-    ...extra,
-  };
-}
+import type { ModelSpec } from "../runtime/spec.js";
+import { fusionModelSpec, weightedConcat } from "./helpers.js";
 
 function run(spec: ModelSpec) {
   const variables = initialParameters(spec, 2);
@@ -33,26 +22,26 @@ beforeAll(async () => {
 
 describe("fusions: each against an independent computation of its definition", () => {
   it("concat and sum", () => {
-    const concat = run(modelSpec({ kind: "concat", options: {} })).f;
+    const concat = run(fusionModelSpec({ kind: "concat", options: {} })).f;
     close(concat.fused, tf.concat(concat.z, 1));
-    const sum = run(modelSpec({ kind: "sum", options: {} })).f;
+    const sum = run(fusionModelSpec({ kind: "sum", options: {} })).f;
     close(sum.fused, tf.add(sum.z[0]!, sum.z[1]!));
   });
 
   it("gated: Σ σ(W_m z_m + b_m) ⊙ z_m", () => {
-    const { f, params } = run(modelSpec({ kind: "gated", options: {} }));
+    const { f, params } = run(fusionModelSpec({ kind: "gated", options: {} }));
     const gate = (m: string, z: tf.Tensor) => tf.sigmoid(tf.add(tf.matMul(z as tf.Tensor2D, params[`fusion.gate.${m}.kernel`] as tf.Tensor2D), params[`fusion.gate.${m}.bias`]!));
     close(f.fused, tf.add(tf.mul(gate("a", f.z[0]!), f.z[0]!), tf.mul(gate("b", f.z[1]!), f.z[1]!)));
   });
 
   it("film(by: a): (1 + γ(z_a)) ⊙ z_b + β(z_a)", () => {
-    const { f, params } = run(modelSpec({ kind: "film", options: { by: "a" } }));
+    const { f, params } = run(fusionModelSpec({ kind: "film", options: { by: "a" } }));
     const dense = (p: string, z: tf.Tensor) => tf.add(tf.matMul(z as tf.Tensor2D, params[`${p}.kernel`] as tf.Tensor2D), params[`${p}.bias`]!);
     close(f.fused, tf.add(tf.mul(tf.add(1, dense("fusion.gamma", f.z[0]!)), f.z[1]!), dense("fusion.beta", f.z[0]!)));
   });
 
   it("attention: α = σ(relu([mean z_a, mean z_b]·W1)·W2) per sample, output [α_a z_a, α_b z_b]", () => {
-    const { f, params } = run(modelSpec({ kind: "attention", options: {} }));
+    const { f, params } = run(fusionModelSpec({ kind: "attention", options: {} }));
     const z = f.z.map((t) => t.arraySync() as number[][]);
     const w1 = params["fusion.w1"]!.arraySync() as number[][];
     const w2 = params["fusion.w2"]!.arraySync() as number[][];
@@ -66,8 +55,7 @@ describe("fusions: each against an independent computation of its definition", (
   });
 
   it("an expression (concat(j, w[j] * z[j])): the learnables scale each modality, and receive gradients", () => {
-    const fuse = (inputs: FusionInputs) => concatOf(inputs.modalities.map((j) => mul(inputs.learnable("w", j), inputs.z[j]!)));
-    const spec = modelSpec({ kind: "expression", options: { width: 8 } }, { fuse, fusionParts: [], learnables: [{ name: "w", perModality: true, init: 1 }] });
+    const spec = fusionModelSpec({ kind: "expression", options: { width: 8 } }, { fuse: weightedConcat, fusionParts: [], learnables: [{ name: "w", perModality: true, init: 1 }] });
     const { f, params, inputs, y } = run(spec);
     params["learnable.w.a"] = tf.scalar(2);
     const scaled = new Forward(spec, params, inputs, y, false);

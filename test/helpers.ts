@@ -7,6 +7,8 @@ import { describe, expect, it } from "vitest";
 import { loadTrainer } from "../cli/load-trainer.js";
 import { analyze, compile } from "../compiler/index.js";
 import type { Dataset } from "../runtime/index.js";
+import { concatOf, mul } from "../runtime/ops.js";
+import type { ComponentSpec, FusionInputs, ModelSpec } from "../runtime/spec.js";
 import { loadCheckpoint } from "../runtime/checkpoint.js";
 import { train } from "../runtime/train.js";
 
@@ -221,3 +223,29 @@ export function typescriptFiles(dir: string): string[] {
     return statSync(path).isDirectory() ? typescriptFiles(path) : path.endsWith(".ts") ? [path] : [];
   });
 }
+
+/** A one-encoder model (input `x`, 3 classes) for the encoder tests' cases. */
+export function encoderModelSpec(kind: string, shape: number[], options: Record<string, unknown>): ModelSpec {
+  return {
+    name: kind, source: "test", data: { kind: "synthetic", options: {} },
+    modalities: [{ name: "x", shape }], target: { name: "y", kind: "class", classes: 3 },
+    encoders: [{ kind, options: options as ComponentSpec["options"] }], fusion: { kind: "concat", options: {} },
+    head: { kind: "linear", options: { out: 3 } }, learnables: [], optimizer: { kind: "sgd", options: {} }, schedule: { kind: "constant", options: {} },
+    train: { epochs: 1, batch: 8, seed: 1, clip: 0, patience: 0 },
+  };
+}
+
+/** A two-modality model (`a`: 5 values, `b`: 4; small MLP encoders, 3 classes) with the given fusion, for the fusion tests. */
+export function fusionModelSpec(fusion: ComponentSpec, extra: Partial<ModelSpec> = {}): ModelSpec {
+  return {
+    name: "fusion", source: "test", data: { kind: "synthetic", options: {} },
+    modalities: [{ name: "a", shape: [5] }, { name: "b", shape: [4] }], target: { name: "y", kind: "class", classes: 3 },
+    encoders: [{ kind: "mlp", options: { hidden: [6], out: 4, activation: "tanh", dropout: 0 } }, { kind: "mlp", options: { hidden: [6], out: 4, activation: "tanh", dropout: 0 } }],
+    fusion, head: { kind: "linear", options: { out: 3 } }, learnables: [], optimizer: { kind: "sgd", options: {} }, schedule: { kind: "constant", options: {} },
+    train: { epochs: 1, batch: 8, seed: 1, clip: 0, patience: 0 },
+    ...extra,
+  };
+}
+
+/** The fusion expression `concat(j, w[j] * z[j])` as a trainer's `fuse`, with a learnable `w` per modality. */
+export const weightedConcat = (inputs: FusionInputs) => concatOf(inputs.modalities.map((j) => mul(inputs.learnable("w", j), inputs.z[j]!)));

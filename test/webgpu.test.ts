@@ -9,12 +9,12 @@ import { encoders as encoderKinds, fusions as fusionKinds } from "../compiler/co
 import { selectBackend } from "../runtime/backend.js";
 import { loadCheckpoint } from "../runtime/checkpoint.js";
 import { Forward, initialParameters, type Params } from "../runtime/model.js";
-import { concatOf, crossEntropy, gradNorm, insideGradient, mul } from "../runtime/ops.js";
+import { crossEntropy, gradNorm, insideGradient } from "../runtime/ops.js";
 import { Random } from "../runtime/random.js";
-import type { ComponentSpec, FusionInputs, ModelSpec } from "../runtime/spec.js";
+import type { ModelSpec } from "../runtime/spec.js";
 import { DeviceError, train, type TrainerDefinition } from "../runtime/train.js";
 import { webgpuAdapter, webgpuError, webgpuRunStarts } from "../runtime/webgpu.js";
-import { compileOrThrow, encoderCases, fixedData, logRecords, readSpec, root, runsWebgpu, smallSpec, straightAndResumed, typescriptFiles, webgpuAvailability } from "./helpers.js";
+import { compileOrThrow, encoderCases, encoderModelSpec, fixedData, fusionModelSpec, logRecords, readSpec, root, runsWebgpu, smallSpec, straightAndResumed, typescriptFiles, webgpuAvailability, weightedConcat } from "./helpers.js";
 
 /**
  * The webgpu backend (Dawn, in CI on Mesa's software Vulkan driver lavapipe) against the cpu
@@ -141,17 +141,9 @@ describe.runIf(runsWebgpu())("webgpu against cpu, and its pitfalls", () => {
       expect(encoders.map(([kind]) => kind).sort()).toEqual(Object.keys(encoderKinds).sort());
     });
 
-    const modelSpec = (kind: string, shape: number[], options: Record<string, unknown>): ModelSpec => ({
-      name: kind, source: "test", data: { kind: "synthetic", options: {} },
-      modalities: [{ name: "x", shape }], target: { name: "y", kind: "class", classes: 3 },
-      encoders: [{ kind, options: options as ComponentSpec["options"] }], fusion: { kind: "concat", options: {} },
-      head: { kind: "linear", options: { out: 3 } }, learnables: [], optimizer: { kind: "sgd", options: {} }, schedule: { kind: "constant", options: {} },
-      train: { epochs: 1, batch: 8, seed: 1, clip: 0, patience: 0 },
-    });
-
     for (const [kind, shape, options] of encoders) {
       it(kind, async () => {
-        const spec = modelSpec(kind, shape, options);
+        const spec = encoderModelSpec(kind, shape, options);
         const inputs = [hostInput(shape, 3, 8)];
         const labels = Array.from({ length: 8 }, (_, i) => i % 3);
         await selectBackend("cpu");
@@ -168,19 +160,9 @@ describe.runIf(runsWebgpu())("webgpu against cpu, and its pitfalls", () => {
   });
 
   describe("every fusion: forward, first- and second-order gradients equal the cpu backend's", () => {
-    const modelSpec = (fusion: ComponentSpec, extra: Partial<ModelSpec> = {}): ModelSpec => ({
-      name: "fusion", source: "test", data: { kind: "synthetic", options: {} },
-      modalities: [{ name: "a", shape: [5] }, { name: "b", shape: [4] }], target: { name: "y", kind: "class", classes: 3 },
-      encoders: [{ kind: "mlp", options: { hidden: [6], out: 4, activation: "tanh", dropout: 0 } }, { kind: "mlp", options: { hidden: [6], out: 4, activation: "tanh", dropout: 0 } }],
-      fusion, head: { kind: "linear", options: { out: 3 } }, learnables: [], optimizer: { kind: "sgd", options: {} }, schedule: { kind: "constant", options: {} },
-      train: { epochs: 1, batch: 8, seed: 1, clip: 0, patience: 0 },
-      ...extra,
-    });
-    // The expression of test/fusions.test.ts: concat(j, w[j] * z[j]), with a learnable per modality.
-    const fuse = (inputs: FusionInputs) => concatOf(inputs.modalities.map((j) => mul(inputs.learnable("w", j), inputs.z[j]!)));
     const cases: [string, ModelSpec][] = [
-      ...Object.keys(fusionKinds).map((kind): [string, ModelSpec] => [kind, modelSpec({ kind, options: kind === "film" ? { by: "a" } : {} })]),
-      ["expression concat(j, w[j] * z[j])", modelSpec({ kind: "expression", options: { width: 8 } }, { fuse, fusionParts: [], learnables: [{ name: "w", perModality: true, init: 1.5 }] })],
+      ...Object.keys(fusionKinds).map((kind): [string, ModelSpec] => [kind, fusionModelSpec({ kind, options: kind === "film" ? { by: "a" } : {} })]),
+      ["expression concat(j, w[j] * z[j])", fusionModelSpec({ kind: "expression", options: { width: 8 } }, { fuse: weightedConcat, fusionParts: [], learnables: [{ name: "w", perModality: true, init: 1.5 }] })],
     ];
     for (const [name, spec] of cases) {
       it(name, async () => {
