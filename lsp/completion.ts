@@ -2,9 +2,9 @@ import { CompletionItemKind, type CompletionItem } from "vscode-languageserver";
 import { describeKind } from "../compiler/1-check/kinds.js";
 import { builtins, values } from "../compiler/builtins/index.js";
 import { renderSignature } from "../compiler/builtins/reference.js";
-import { auxHeads, dataSources, encoders, fusions, heads, optimizers, schedules, trainSettings, type ComponentSpec } from "../compiler/components.js";
+import { trainSettings, type ComponentSpec } from "../compiler/components.js";
 import type { Program } from "../grammar/ast.js";
-import { stageAt, visibleSymbols, type SpecSymbol, type SymbolIndex } from "./symbols.js";
+import { stageAt, tables, visibleSymbols, type SpecSymbol, type SymbolIndex } from "./symbols.js";
 
 /**
  * Completion at a cursor, from the text before it: option names inside a component's call, a
@@ -53,21 +53,19 @@ function openCall(head: string): string | undefined {
   return undefined;
 }
 
-const componentTables = [dataSources, encoders, fusions, heads, auxHeads, optimizers, schedules];
-
 function componentsNamed(name: string): ComponentSpec[] {
-  return componentTables.flatMap((table) => (Object.hasOwn(table, name) ? [table[name]!] : []));
+  return Object.values(tables).flatMap(({ entries }) => (Object.hasOwn(entries, name) ? [entries[name]!] : []));
 }
 
 /** The component table a line's text before the cursor asks for, if any. */
 function componentsAfter(line: string): Record<string, ComponentSpec> | undefined {
-  if (/^\s*data\s+$/.test(line)) return dataSources;
-  if (/^\s*encoder\b[^=]*=\s*$/.test(line)) return encoders;
-  if (/^\s*head\s*\[[^\]]*\]\s*=\s*$/.test(line)) return auxHeads;
-  if (/^\s*fusion\s+$/.test(line)) return fusions;
-  if (/->\s*$/.test(line)) return heads;
-  if (/^\s*optimizer\s+$/.test(line) || /\busing\s+$/.test(line)) return optimizers;
-  if (/^\s*schedule\s+$/.test(line)) return schedules;
+  if (/^\s*data\s+$/.test(line)) return tables.data.entries;
+  if (/^\s*encoder\b[^=]*=\s*$/.test(line)) return tables.encoder.entries;
+  if (/^\s*head\s*\[[^\]]*\]\s*=\s*$/.test(line)) return tables.auxHead.entries;
+  if (/^\s*fusion\s+$/.test(line)) return tables.fusion.entries;
+  if (/->\s*$/.test(line)) return tables.head.entries;
+  if (/^\s*optimizer\s+$/.test(line) || /\busing\s+$/.test(line)) return tables.optimizer.entries;
+  if (/^\s*schedule\s+$/.test(line)) return tables.schedule.entries;
   return undefined;
 }
 

@@ -62,23 +62,20 @@ function describeSymbol(symbol: SpecSymbol, ir: ModelIR | undefined): string {
     }
     case "value": {
       const checked = ruleValue(ir, symbol);
-      const kind = checked ? `: ${describeKind(checked.value.kind)}` : "";
-      const when = checked && isEpochValue(ir, symbol, checked) ? "at the start of each epoch" : "each step";
-      return `rule value${perModality}${kind}, computed ${when} and logged`;
+      const kind = checked ? `: ${describeKind(checked.value.value.kind)}` : "";
+      return `rule value${perModality}${kind}, computed ${checked?.epoch ? "at the start of each epoch" : "each step"} and logged`;
     }
   }
 }
 
-/** The checked rule value a symbol declares: of its stage's rule, or the spec's. */
-function ruleValue(ir: ModelIR | undefined, symbol: SpecSymbol): RuleValue | undefined {
-  if (!ir) return undefined;
-  const rule = symbol.stage ? ir.stages?.find((s) => s.name === symbol.stage)?.rule : ir.rule;
-  return [...(rule?.values ?? []), ...(rule?.epoch?.values ?? [])].find((v) => v.name === symbol.name);
-}
-
-function isEpochValue(ir: ModelIR | undefined, symbol: SpecSymbol, value: RuleValue): boolean {
+/** The checked rule value a symbol declares (of its stage's rule, or the spec's), and whether the `every epoch` block computes it. */
+function ruleValue(ir: ModelIR | undefined, symbol: SpecSymbol): { value: RuleValue; epoch: boolean } | undefined {
   const rule = symbol.stage ? ir?.stages?.find((s) => s.name === symbol.stage)?.rule : ir?.rule;
-  return rule?.epoch?.values.includes(value) ?? false;
+  const named = (values: RuleValue[] | undefined) => values?.find((v) => v.name === symbol.name);
+  const step = named(rule?.values);
+  if (step) return { value: step, epoch: false };
+  const epoch = named(rule?.epoch?.values);
+  return epoch && { value: epoch, epoch: true };
 }
 
 const code = (text: string) => "```mmb\n" + text + "\n```";

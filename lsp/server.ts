@@ -52,7 +52,6 @@ export function serve(connection: Connection): void {
     return understood;
   };
   const documentOf = (uri: string): TextDocument | undefined => documents.get(uri);
-  const range = (document: TextDocument, span: Span): Range => ({ start: document.positionAt(span.start), end: document.positionAt(span.end) });
 
   connection.onInitialize(() => ({
     capabilities: {
@@ -197,19 +196,23 @@ const outlineKinds: Record<SpecSymbol["kind"], SymbolKind> = {
   value: SymbolKind.Variable,
 };
 
+/** A span of the document as the protocol's range (line and UTF-16 character, as JavaScript strings count). */
+function range(document: TextDocument, span: Span): Range {
+  return { start: document.positionAt(span.start), end: document.positionAt(span.end) };
+}
+
 function fileNameOf(uri: string): string {
   return decodeURIComponent(uri.slice(uri.lastIndexOf("/") + 1)) || "spec.mmb";
 }
 
 /** A compiler diagnostic as the protocol's: its code, its spans, its help line under the message. */
 export function toLspDiagnostic(d: Diagnostic, document: TextDocument): LspDiagnostic {
-  const range = (span: Span): Range => ({ start: document.positionAt(span.start), end: document.positionAt(span.end) });
   return {
-    range: range(d.span),
+    range: range(document, d.span),
     severity: d.severity === "error" ? DiagnosticSeverity.Error : DiagnosticSeverity.Warning,
     code: d.code,
     source: "mmb",
     message: [d.message + (d.label ? `: ${d.label}` : ""), d.help ? `help: ${d.help}` : ""].filter(Boolean).join("\n"),
-    ...(d.related.length ? { relatedInformation: d.related.map((r) => ({ location: { uri: document.uri, range: range(r.span) }, message: r.message })) } : {}),
+    ...(d.related.length ? { relatedInformation: d.related.map((r) => ({ location: { uri: document.uri, range: range(document, r.span) }, message: r.message })) } : {}),
   };
 }

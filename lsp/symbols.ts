@@ -44,7 +44,8 @@ interface ComponentTable {
   entries: Record<string, ComponentSpec>;
 }
 
-const tables = {
+/** The component tables, by the declaration whose value names one: the index and completion both read them. */
+export const tables = {
   data: { family: "data source", entries: dataSources },
   encoder: { family: "encoder", entries: encoders },
   fusion: { family: "fusion", entries: fusions },

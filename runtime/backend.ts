@@ -120,7 +120,7 @@ export async function probeBackends(): Promise<BackendProbe[]> {
       probes.push(
         started.started && adapter
           ? { name, available: true, gpu: !adapter.software, preferred: !adapter.software, detail: `${describeAdapter(adapter)}: ${adapter.description} (${versions})${adapter.software ? "; correct, but its speed says nothing about a GPU" : ""}` }
-          : { name, available: false, gpu: false, preferred: false, detail: started.started ? "started without an adapter" : started.installed ? `${started.reason} (${versions})` : `${started.reason.replace(/: npm install .*/, "")} (optional: \`${webgpuInstall}\`)` },
+          : { name, available: false, gpu: false, preferred: false, detail: started.started ? "started without an adapter" : started.installed ? `${started.reason} (${versions})` : `the optional packages are not installed (optional: \`${webgpuInstall}\`)` },
       );
     } else {
       if (name === "wasm") await loadWasm();
