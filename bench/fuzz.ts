@@ -3,7 +3,8 @@
  * duplicated, swapped or inserted; bytes inserted; truncation; extreme numbers), plus rule
  * statements drawn from a small grammar. The checker must never throw; every diagnostic must
  * carry a catalogued code, a span inside the file, a message and a help line; specs that still
- * check must compile to code that TypeScript parses. Specs that still parse must format to a
+ * check must compile to code that TypeScript parses, and to a torch trainer or MMB037 (what that
+ * target lacks), without a crash. Specs that still parse must format to a
  * layout that formats to itself and parses to the same AST (`mmb fmt`), and the language
  * server's index, hovers and completion must answer every input without throwing.
  *   node dist/bench/fuzz.js [--cases 100000] [--seed 1]
@@ -13,6 +14,7 @@ import { join } from "node:path";
 import { ts } from "ts-morph";
 import { analyze, codes } from "../compiler/index.js";
 import { generate } from "../compiler/3-codegen/tfjs/index.js";
+import { generateTorch, torchSupport } from "../compiler/3-codegen/torch/index.js";
 import { isDeepStrictEqual } from "node:util";
 import { parse } from "../grammar/index.js";
 import { formatSpec } from "../grammar/print.js";
@@ -158,6 +160,9 @@ export interface FuzzReport {
   invalidDiagnostics: { input: string; problem: string }[];
   clean: number;
   compiled: number;
+  /** Clean specs the torch target wrote a trainer for, and those it refused with MMB037. */
+  torchCompiled: number;
+  torchRefused: number;
   /** Inputs that parsed, each formatted; those whose layout broke. */
   formatted: number;
   layoutBroken: { input: string; problem: string }[];
@@ -217,12 +222,18 @@ function checkOne(text: string, report: FuzzReport): void {
   } catch (e) {
     report.crashes.push({ input: text, error: `codegen: ${String((e as Error).stack ?? e)}` });
   }
+  try {
+    if (torchSupport(analysis.ir, analysis.source).length > 0) report.torchRefused++;
+    else if (generateTorch(analysis.ir, analysis.plan, analysis.source).includes("def train_step")) report.torchCompiled++;
+  } catch (e) {
+    report.crashes.push({ input: text, error: `torch codegen: ${String((e as Error).stack ?? e)}` });
+  }
 }
 
 export function fuzz(cases: number, seed: number): FuzzReport {
   const random = new Random(seed);
   const inputs = corpus();
-  const report: FuzzReport = { cases, crashes: [], invalidDiagnostics: [], clean: 0, compiled: 0, formatted: 0, layoutBroken: [], hovers: 0, codesHit: {} };
+  const report: FuzzReport = { cases, crashes: [], invalidDiagnostics: [], clean: 0, compiled: 0, torchCompiled: 0, torchRefused: 0, formatted: 0, layoutBroken: [], hovers: 0, codesHit: {} };
   for (let n = 0; n < cases; n++) {
     let text = inputs[Math.floor(random.uniform() * inputs.length)]!;
     const rounds = 1 + Math.floor(random.uniform() * 4);
@@ -245,7 +256,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(`fuzz: ${report.cases} cases (seed ${seed}) in ${seconds.toFixed(1)} s`);
   console.log(`  crashes (checker threw, or codegen failed): ${report.crashes.length}`);
   console.log(`  diagnostics without a valid code, span, message or help: ${report.invalidDiagnostics.length}`);
-  console.log(`  specs that still checked clean: ${report.clean}, compiled to parseable TypeScript: ${report.compiled}`);
+  console.log(`  specs that still checked clean: ${report.clean}, compiled to parseable TypeScript: ${report.compiled}, to a torch trainer: ${report.torchCompiled} (refused with MMB037: ${report.torchRefused})`);
   console.log(`  specs that still parsed, formatted: ${report.formatted}, layout broken (not idempotent, AST or comments changed): ${report.layoutBroken.length}`);
   console.log(`  language-server hovers answered: ${report.hovers}`);
   console.log(`  distinct diagnostic codes hit: ${Object.keys(report.codesHit).length} (${Object.keys(report.codesHit).sort().join(", ")})`);

@@ -16,6 +16,8 @@ export const flags = {
   output: { type: "string", short: "o", value: "FILE", doc: "the file to write" },
   "dump-ir": { type: "boolean", doc: "print the AST, the IR and the step plan" },
   out: { type: "string", value: "DIR", doc: "the run folder (default runs/<spec or trainer name>; bench: runs/bench)" },
+  target: { type: "string", value: "tfjs|torch", doc: "the trainer's language: TypeScript on TensorFlow.js (default), or Python on PyTorch (`trainer.py`, torch and numpy only)" },
+  device: { type: "string", value: "cpu|cuda", doc: "--target torch: where the tensors live (default cpu; cuda: the first GPU, or each torchrun process's)" },
   backend: { type: "string", value: "NAME", doc: "tensorflow-gpu, tensorflow, webgpu, wasm or cpu (default: the first that loads; `mmb doctor` lists them)" },
   seed: { type: "string", value: "N", doc: "the seed of initialisation and shuffling (default: the spec's)" },
   seeds: { type: "string", value: "N", doc: "seeds 1..N per spec (default 3)" },
@@ -31,6 +33,8 @@ export const flags = {
   log: { type: "string", value: "csv,tensorboard", doc: "the log also as CSV tables (log-steps.csv, log-epochs.csv) and a TensorBoard event file (tensorboard/)" },
   select: { type: "string", value: "best|last", doc: "the table's figures at each run's best validation epoch (default) or at its last" },
   check: { type: "boolean", doc: "write nothing: list the specs that are not formatted, and exit 1 if any" },
+  init: { type: "string", value: "FILE.npz", doc: "start a fresh run from these weights (tfjs names and layouts, as `mmb export RUN -o FILE.npz` writes them) instead of the seed's draw" },
+  best: { type: "boolean", doc: "the best validation epoch's checkpoint (best/) instead of the last (checkpoints/)" },
   stdio: { type: "boolean", doc: "speak the protocol over stdin and stdout (the default and only transport; editors pass it)" },
   help: { type: "boolean", short: "h", doc: "this help" },
 } as const satisfies Record<string, Flag>;
@@ -50,7 +54,7 @@ export interface Command {
   notes?: string;
 }
 
-const training: FlagName[] = ["out", "backend", "seed", "epochs", "set", "data-root", "fold", "folds", "resume", "overwrite", "log"];
+const training: FlagName[] = ["out", "backend", "seed", "epochs", "set", "data-root", "fold", "folds", "resume", "overwrite", "log", "init"];
 
 export const commands: Command[] = [
   { name: "check", args: "<spec.mmb...>", summary: "check specs: every error with its code, span and help", flags: ["format"] },
@@ -64,14 +68,16 @@ export const commands: Command[] = [
   {
     name: "compile",
     args: "<spec.mmb>",
-    summary: "compile a spec to its TypeScript trainer (to stdout, or -o FILE)",
-    flags: ["output", "dump-ir", "format"],
+    summary: "compile a spec to its trainer, TypeScript or (--target torch) PyTorch (to stdout, or -o FILE)",
+    flags: ["target", "output", "dump-ir", "format"],
   },
   {
     name: "train",
     args: "<spec.mmb>",
     summary: "compile a spec and train it: log.jsonl, summary.json and checkpoints in the run folder",
-    flags: [...training.slice(0, 5), "data", ...training.slice(5), "format"],
+    flags: ["target", "device", ...training.slice(0, 5), "data", ...training.slice(5), "format"],
+    notes:
+      "--target torch writes trainer.py and data.npz (the spec's samples, as `mmb data export` writes them) into the run folder and runs\nthe trainer with a python3 that imports torch (MMB_PYTHON, else python3 on the PATH, else /usr/bin/python3); --backend is tfjs's.",
   },
   {
     name: "run",
@@ -84,10 +90,26 @@ export const commands: Command[] = [
     name: "bench",
     args: "<spec.mmb...>",
     summary: "train every spec with seeds 1..N (and every fold), each run in its own process, and tabulate mean ± std",
-    flags: ["seeds", "folds", "out", "jobs", "select", "epochs", "set", "data", "data-root", "backend", "log", "overwrite", "format"],
+    flags: ["seeds", "folds", "out", "jobs", "select", "epochs", "set", "data", "data-root", "target", "device", "backend", "log", "overwrite", "format"],
     notes: "Writes results.md, results.json and results.csv in --out; `mmb report DIR` draws the figures.",
   },
   { name: "report", args: "<run-dir | bench-dir>", summary: "an HTML report of a run or a bench: curves of every logged value", flags: ["output"] },
+  {
+    name: "data",
+    args: "export <spec.mmb>",
+    summary: "write the samples `mmb train` reads (every split, after --data, --data-root and --fold) to one .npz (-o FILE)",
+    flags: ["output", "data", "data-root", "fold", "folds", "set", "format"],
+    notes:
+      "Entries (numpy keys): <split>/<modality> (float32, [n, ...shape]) and <split>/<target> (float32, [n] or [n, ...mask shape]; class indices)\nfor split in train, valid, test; `classes` (the class names, where the data or the spec names them); `meta` (uint8: UTF-8 JSON\nof the model, modalities, target, split sizes, description, source spec and fold). numpy.load(FILE) reads it; runtime/torch/data.py's\nload_dataset checks it against a spec.",
+  },
+  {
+    name: "export",
+    args: "<run-dir>",
+    summary: "write a run's trained weights (tfjs or torch) as a PyTorch state_dict (-o FILE.pt) or as a .npz of tfjs names and layouts (-o FILE.npz)",
+    flags: ["output", "best"],
+    notes:
+      "The run's current checkpoint (--best: its best validation epoch's), read as the target that trained it wrote it (weights.bin: tfjs,\nweights.pt: torch). FILE.pt: torch names and layouts (weight [out, in], conv2d OIHW), for the torch trainer's\nModel(SPEC, seed, TRAINER[\"fuse\"]).load_state_dict(torch.load(FILE)). FILE.npz: float32 arrays by tfjs name (kernel [in, out],\nconv2d HWIO, conv1d [k, in, out]), which `mmb train SPEC --init FILE.npz` and the torch trainer's --init start from.\nA .pt, and anything from a torch run, needs a python3 that imports torch (MMB_PYTHON, else python3, else /usr/bin/python3).",
+  },
   {
     name: "doctor",
     args: "",

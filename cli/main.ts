@@ -2,7 +2,7 @@
 import { mkdir, readFile, realpath, writeFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { analyze, compile, diagnosticsJson, renderAll, type CompileResult } from "../compiler/index.js";
+import { analyze, compile, diagnosticsJson, renderAll, targets, type CompileResult, type Target } from "../compiler/index.js";
 import { SourceText } from "../diagnostics/index.js";
 import { claimRunFolder, DataError, DeviceError, logFormats, NumericError, ResourceError, ResumeError, RunFolderError, train, type LogFormat } from "../runtime/index.js";
 import { parse as parseSpec } from "../grammar/index.js";
@@ -11,6 +11,7 @@ import { writeAtomically } from "../runtime/checkpoint.js";
 import { bench, BenchError, specName } from "./bench.js";
 import { report as writeReport } from "./report.js";
 import { loadTrainer } from "./load-trainer.js";
+import { trainTorch, TorchRunError } from "./train-torch.js";
 import { commandHelp, commands, flags, overview, type Command, type FlagValues } from "./help.js";
 import { mmbVersion } from "../runtime/version.js";
 import { packageVersion, probeBackends } from "../runtime/backend.js";
@@ -63,6 +64,16 @@ function parseSets(sets: string[] | undefined): Record<string, number> {
       return [match[1]!, Number(match[2])];
     }),
   );
+}
+
+/** `--target`: tfjs (the default) or torch; `--device` is torch's and `--backend` tfjs's. */
+function targetOf(values: FlagValues): Target {
+  const target = (values.target ?? "tfjs") as Target;
+  if (!targets.includes(target)) throw new UsageError(`--target is ${targets.join(" or ")}, got "${values.target}"`);
+  if (values.device !== undefined && target !== "torch") throw new UsageError("--device places a torch trainer's tensors: add --target torch (tfjs picks its device with --backend)");
+  if (values.device !== undefined && !["cpu", "cuda"].includes(values.device)) throw new UsageError(`--device is cpu or cuda, got "${values.device}"`);
+  if (values.backend !== undefined && target === "torch") throw new UsageError("--backend chooses a tfjs backend; a torch trainer takes --device cpu|cuda");
+  return target;
 }
 
 async function readText(path: string): Promise<string> {
@@ -156,7 +167,7 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
     case "compile": {
       if (positionals.length !== 1) throw new UsageError("mmb compile takes one spec");
       const path = positionals[0]!;
-      const result = await compile(await readSpec(path), { fileName: path });
+      const result = await compile(await readSpec(path), { fileName: path, target: targetOf(values) });
       report(result, format);
       if (!result.code) return 1;
       if (values["dump-ir"]) console.log(dumpIr(result));
@@ -171,10 +182,14 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
       if (positionals.length !== 1) throw new UsageError("mmb train takes one spec");
       const path = positionals[0]!;
       const sets = parseSets(values.set);
-      const result = await compile(await readSpec(path, values.data), { fileName: path, set: sets });
+      const target = targetOf(values);
+      const text = await readSpec(path, values.data);
+      const result = await compile(text, { fileName: path, set: sets, target });
       report(result, format);
       if (!result.code) return 1;
-      await trainInFolder(result.code, values.out ?? join("runs", specName(path)), values, sets);
+      const out = values.out ?? join("runs", specName(path));
+      if (target === "torch") return trainWithTorch(result, path, text, out, values, sets);
+      await trainInFolder(result.code, out, values, sets);
       return 0;
     }
     case "run": {
@@ -188,12 +203,15 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
     case "bench": {
       if (positionals.length === 0) throw new UsageError("mmb bench needs at least one spec");
       const sets = parseSets(values.set);
+      const target = targetOf(values);
       for (const path of positionals) {
-        const result = await compile(await readSpec(path, values.data), { fileName: path, set: sets });
+        const result = await compile(await readSpec(path, values.data), { fileName: path, set: sets, target });
         report(result, format);
         if (!result.code) return 1;
       }
       const trainArgs = [
+        ...(target !== "tfjs" ? ["--target", target] : []),
+        ...(values.device ? ["--device", values.device] : []),
         ...(values.epochs !== undefined ? ["--epochs", String(wholeNumber(values.epochs, "--epochs"))] : []),
         ...(values.backend ? ["--backend", values.backend] : []),
         ...(values.data ? ["--data", values.data] : []),
@@ -222,10 +240,41 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
       const { serveStdio } = await import("../lsp/index.js");
       return serveStdio();
     }
+    case "export": {
+      if (positionals.length !== 1) throw new UsageError("mmb export takes one run folder");
+      if (!values.output) throw new UsageError("mmb export needs -o FILE: a .pt (a PyTorch state_dict) or a .npz (weights by tfjs names and layouts)");
+      const { exportWeights, weightsFormat } = await import("./export.js");
+      if (!weightsFormat(values.output)) throw new UsageError(`-o names a .pt (a PyTorch state_dict) or a .npz (weights by tfjs names and layouts), got "${values.output}"`);
+      const done = await exportWeights(positionals[0]!, values.output, { best: values.best ?? false });
+      const form = done.format === "pt" ? "a PyTorch state_dict, torch names and layouts" : "tfjs names and layouts";
+      console.error(`mmb: wrote ${values.output}: ${done.parameters} parameters of ${done.model || "the model"} (${form}) from the ${done.run} run's epoch ${done.epoch + 1} (${done.checkpoint})`);
+      return 0;
+    }
     case "report": {
       if (positionals.length !== 1) throw new UsageError("mmb report takes one run or bench directory");
       const file = await writeReport(positionals[0]!, values.output);
       console.log(`mmb: wrote ${file}`);
+      return 0;
+    }
+    case "data": {
+      if (positionals[0] !== "export") throw new UsageError(positionals[0] ? `mmb data has one subcommand, export, got "${positionals[0]}"` : "mmb data needs a subcommand: export");
+      if (positionals.length !== 2) throw new UsageError("mmb data export takes one spec");
+      if (!values.output) throw new UsageError("mmb data export needs -o FILE, the .npz to write");
+      if (extname(values.output).toLowerCase() !== ".npz") throw new UsageError(`-o names the .npz to write, got "${values.output}"`);
+      const path = positionals[1]!;
+      const fold = wholeNumber(values.fold, "--fold");
+      const folds = wholeNumber(values.folds, "--folds");
+      if ((fold === undefined) !== (folds === undefined)) throw new UsageError("--fold and --folds come together: test on fold F of K");
+      const sets = parseSets(values.set);
+      const text = await readSpec(path, values.data);
+      const analysis = analyze(text, { fileName: path, set: sets });
+      report(analysis, format);
+      if (!analysis.ir || analysis.diagnostics.some((d) => d.severity === "error")) return 1;
+      const { exportData } = await import("./data-export.js");
+      const dataRoot = values["data-root"] ? { dataRoot: resolve(values["data-root"]) } : {};
+      const meta = await exportData(analysis.ir, path, values.output, { text, ...dataRoot, ...(fold !== undefined && folds !== undefined ? { fold: { fold, folds } } : {}) });
+      const { train: nTrain, valid: nValid, test: nTest } = meta.splits;
+      console.error(`mmb: wrote ${values.output}: ${nTrain} train, ${nValid} valid and ${nTest} test samples of ${[...meta.modalities.map((m) => m.name), meta.target.name].join(", ")}`);
       return 0;
     }
     default:
@@ -280,16 +329,53 @@ async function readStdin(): Promise<string> {
 }
 
 /**
+ * The settings of a run both targets take from the command line, checked: the seed, the epochs,
+ * the cross-validation fold, the data root, and `--init FILE.npz` (a fresh run's weights, by
+ * tfjs names and layouts).
+ */
+function runSettings(values: FlagValues) {
+  const fold = wholeNumber(values.fold, "--fold");
+  const folds = wholeNumber(values.folds, "--folds");
+  if ((fold === undefined) !== (folds === undefined)) throw new UsageError("--fold and --folds come together: test on fold F of K");
+  if (values.init !== undefined && values.resume) throw new UsageError("--init sets a fresh run's weights, --resume continues from its checkpoint's: give one");
+  if (values.init !== undefined && extname(values.init).toLowerCase() !== ".npz") throw new UsageError(`--init takes a .npz of weights by tfjs names and layouts (\`mmb export RUN -o FILE.npz\` writes one), got "${values.init}"`);
+  const seed = wholeNumber(values.seed, "--seed");
+  const epochs = wholeNumber(values.epochs, "--epochs");
+  return {
+    ...(seed !== undefined ? { seed } : {}),
+    ...(epochs !== undefined ? { epochs } : {}),
+    ...(values["data-root"] ? { dataRoot: resolve(values["data-root"]) } : {}),
+    ...(fold !== undefined && folds !== undefined ? { fold: { fold, folds } } : {}),
+    ...(values.init !== undefined ? { init: resolve(values.init) } : {}),
+  };
+}
+
+/** `mmb train --target torch`: the Python trainer and the spec's data in `out`, run by a Python with torch. */
+async function trainWithTorch(result: CompileResult, path: string, text: string, out: string, values: FlagValues, sets: Record<string, number>): Promise<number> {
+  const settings = runSettings(values);
+  await mkdir(out, { recursive: true });
+  return trainTorch({
+    code: result.code!,
+    ir: result.ir!,
+    path,
+    text,
+    out,
+    sets,
+    resume: values.resume ?? false,
+    overwrite: values.overwrite ?? false,
+    logFormats: logFormatsOf(values.log),
+    ...(values.device ? { device: values.device } : {}),
+    ...settings,
+  });
+}
+
+/**
  * Trains a trainer's code in `out`: the folder is claimed (locked, and checked for another run's
  * state) before the trainer is written into it.
  */
 async function trainInFolder(code: string, out: string, values: FlagValues, sets: Record<string, number>): Promise<void> {
   const formats = logFormatsOf(values.log);
-  const fold = wholeNumber(values.fold, "--fold");
-  const folds = wholeNumber(values.folds, "--folds");
-  if ((fold === undefined) !== (folds === undefined)) throw new UsageError("--fold and --folds come together: test on fold F of K");
-  const seed = wholeNumber(values.seed, "--seed");
-  const epochs = wholeNumber(values.epochs, "--epochs");
+  const settings = runSettings(values);
   await mkdir(out, { recursive: true });
   const folder = await claimRunFolder(out, { resume: values.resume ?? false, overwrite: values.overwrite ?? false });
   try {
@@ -298,13 +384,10 @@ async function trainInFolder(code: string, out: string, values: FlagValues, sets
       out,
       folder,
       ...(values.backend ? { backend: values.backend } : {}),
-      ...(seed !== undefined ? { seed } : {}),
-      ...(epochs !== undefined ? { epochs } : {}),
+      ...settings,
       set: sets,
       resume: values.resume ?? false,
-      ...(values["data-root"] ? { dataRoot: resolve(values["data-root"]) } : {}),
       ...(formats.length ? { logFormats: formats } : {}),
-      ...(fold !== undefined && folds !== undefined ? { fold: { fold, folds } } : {}),
     });
     console.log(`mmb: test ${summary.metric} ${summary.test.toFixed(4)} on ${summary.backend}; log, summary and checkpoints in ${out}`);
   } finally {
@@ -330,7 +413,7 @@ main(process.argv.slice(2)).then(
       console.error(e.command ? `mmb: ${e.message}\n${commandHelp(e.command).split("\n")[0]}\n(mmb ${e.command.name} --help lists its options)` : `mmb: ${e.message}\n\n${overview}`);
       process.exit(2);
     }
-    if (e instanceof DataError || e instanceof DeviceError || e instanceof NumericError || e instanceof ResourceError || e instanceof ResumeError || e instanceof RunFolderError || e instanceof BenchError) console.error(`mmb: ${e.message}`);
+    if (e instanceof DataError || e instanceof DeviceError || e instanceof NumericError || e instanceof ResourceError || e instanceof ResumeError || e instanceof RunFolderError || e instanceof BenchError || e instanceof TorchRunError) console.error(`mmb: ${e.message}`);
     else console.error(`mmb: ${(e as Error).message ?? String(e)}`);
     process.exit(1);
   },

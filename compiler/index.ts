@@ -11,6 +11,7 @@ import { isStackOverflow, nestedTooDeeply } from "../grammar/limits.js";
 import { check } from "./1-check/index.js";
 import { schedule, type StepPlan } from "./2-schedule/index.js";
 import { generate } from "./3-codegen/tfjs/index.js";
+import { generateTorch, torchSupport } from "./3-codegen/torch/index.js";
 import type { ModelIR } from "./ir.js";
 
 export { codes, diagnosticToJson, diagnosticsJson, renderAll, renderDiagnostic, SourceText, type Diagnostic, type DiagnosticCode } from "../diagnostics/index.js";
@@ -22,7 +23,12 @@ export interface CompileOptions {
   fileName?: string;
   /** `param` overrides (`--set`): checked against the spec's params (MMB026) and used by every check. */
   set?: Record<string, number>;
+  /** What the trainer is written for: TypeScript on TensorFlow.js (the default), or Python on PyTorch. */
+  target?: Target;
 }
+
+export type Target = "tfjs" | "torch";
+export const targets: readonly Target[] = ["tfjs", "torch"];
 
 export interface Analysis {
   source: SourceText;
@@ -52,6 +58,9 @@ function analyzeSource(source: SourceText, options: CompileOptions): Analysis {
   if (parsed.diagnostics.length > 0) return { source, program: parsed.program, diagnostics: parsed.diagnostics };
   const checked = check(parsed.program, source, options.set ? { set: options.set } : {});
   if (!checked.model) return { source, program: parsed.program, diagnostics: checked.diagnostics };
+  // What the spec says that the chosen target cannot write yet is an error, never a trainer that computes something else.
+  const unsupported = options.target === "torch" ? torchSupport(checked.model, source) : [];
+  if (unsupported.length) return { source, program: parsed.program, diagnostics: [...checked.diagnostics, ...unsupported] };
   return { source, program: parsed.program, diagnostics: checked.diagnostics, ir: checked.model, plan: schedule(checked.model) };
 }
 
@@ -64,13 +73,13 @@ export interface CompileResult {
   source: SourceText;
 }
 
-/** Source text → formatted TypeScript trainer, or diagnostics. */
+/** Source text → the trainer's source (formatted TypeScript, or Python for `target: "torch"`), or diagnostics. */
 export async function compile(text: string, options: CompileOptions = {}): Promise<CompileResult> {
   const analysis = analyze(text, options);
   if (!analysis.ir || !analysis.plan) return { program: analysis.program, diagnostics: analysis.diagnostics, source: analysis.source };
   let code: string;
   try {
-    code = await format(generate(analysis.ir, analysis.plan, analysis.source));
+    code = options.target === "torch" ? generateTorch(analysis.ir, analysis.plan, analysis.source) : await format(generate(analysis.ir, analysis.plan, analysis.source));
   } catch (e) {
     if (!isStackOverflow(e)) throw e;
     return { program: analysis.program, diagnostics: [nestedTooDeeply(text)], source: analysis.source };

@@ -45,6 +45,22 @@ export function reads(e: RExpr, out = new Set<string>()): Set<string> {
   return out;
 }
 
+/**
+ * The rule values that `expressions` read, directly or through each other, in `values`' order
+ * (dependency order): an objective recomputes them inside itself so that they are differentiated.
+ */
+export function valuesRead(expressions: RExpr[], values: RuleValue[]): RuleValue[] {
+  const needed = new Set<string>();
+  const visit = (name: string) => {
+    if (needed.has(name)) return;
+    needed.add(name);
+    const v = values.find((x) => x.name === name);
+    if (v) reads(v.value).forEach(visit);
+  };
+  for (const e of expressions) reads(e).forEach(visit);
+  return values.filter((v) => needed.has(v.name));
+}
+
 /** Whether `e` reads a gradient of the task loss, directly or through the rule values it reads. */
 export function readsTaskGradient(e: RExpr, values: RuleValue[], seen = new Set<string>()): boolean {
   if (e.op === "grad" && !e.loss) return true;

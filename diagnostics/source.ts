@@ -38,6 +38,13 @@ export class SourceText {
     return this.text.slice(start, next === undefined ? this.text.length : next - 1).replace(/\r$/, "");
   }
 
+  /** A line's text without its indentation and trailing spaces, as a span: for what the IR knows only by line. */
+  lineSpan(line: number): Span {
+    const text = this.lineText(line);
+    const start = (this.lineStarts[line - 1] ?? this.text.length) + (text.length - text.trimStart().length);
+    return { start, end: start + text.trim().length };
+  }
+
   /** The source text under a span. */
   slice(span: Span): string {
     return this.text.slice(span.start, span.end);

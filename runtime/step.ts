@@ -34,13 +34,14 @@ export class Gradients {
 
   /**
    * Adds N(mean, std²) noise (mean and std one number, or one per element); the draw depends only
-   * on the run's seed, the step and the parameter.
+   * on the run's seed, the step and the parameter, and is drawn in JavaScript as the data is: the
+   * same on every backend and in the torch trainer (runtime/torch/step.py draws the same stream).
    */
   addNoise(group: string, mean: Value | GroupGradient, std: Value | GroupGradient): void {
     this.names(group).forEach((name, i) => {
       const g = this.values.get(name)!;
-      const seed = (this.noiseSeed + hash(name)) % 2147483647;
-      this.values.set(name, tf.add(g, tf.add(tf.mul(tf.randomNormal(g.shape, 0, 1, "float32", seed), elementOf(std, i, name)), elementOf(mean, i, name))));
+      const draw = tf.tensor(new Random((this.noiseSeed + hash(name)) % 2147483647).normals(g.size), g.shape);
+      this.values.set(name, tf.add(g, tf.add(tf.mul(draw, elementOf(std, i, name)), elementOf(mean, i, name))));
     });
   }
 

@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import { readFileSync } from "node:fs";
 import { mkdir, open, stat, truncate, writeFile } from "node:fs/promises";
 import { totalmem } from "node:os";
 import { join } from "node:path";
@@ -7,10 +8,11 @@ import { webgpuError, webgpuRunStarts, webgpuStepDone } from "./webgpu.js";
 import { loadCheckpoint, saveCheckpoint, writeJsonAtomically, type Best, type CheckpointState, type Measured } from "./checkpoint.js";
 import { batchTensors, evaluationBatches } from "./batches.js";
 import { DataError, loadData, type Dataset, type Split } from "./data/index.js";
+import { parseNpy, parseNpz } from "./data/files.js";
 import { EpochContext, type EpochResult } from "./epoch.js";
 import { History } from "./history.js";
 import { exportLogs, readLogRecords, type LogFormat, type LogRecord } from "./log-export.js";
-import { estimateMemory, Forward, initialParameters, initialValues, type Params } from "./model.js";
+import { estimateMemory, Forward, initialParameters, initialValues, parameterShapes, type Params } from "./model.js";
 import { classificationMetrics, maskDice, regressionMetrics } from "./metrics.js";
 import { gradNorm } from "./ops.js";
 import { inGroup } from "./parameter-groups.js";
@@ -78,6 +80,13 @@ export interface TrainOptions {
   logFormats?: LogFormat[];
   /** Cross-validation: the fold (and the number of folds) of the spec's `files(group: ...)` data to test on. */
   fold?: { fold: number; folds: number };
+  /**
+   * A fresh run's initial weights instead of the seed's draw: a .npz of every parameter by its
+   * tfjs name in tfjs's layout (`mmb export RUN -o FILE.npz` writes one, from a tfjs or a torch
+   * run), or the arrays themselves; checked name by name and shape by shape. A resume refuses it.
+   * (`init(G)` in a rule stays the seed's draw, as in the torch trainer.)
+   */
+  init?: string | Map<string, { values: Float32Array; shape: number[] }>;
   log?: (line: string) => void;
 }
 
@@ -192,8 +201,8 @@ async function measuredInLog(path: string, epoch: number): Promise<Measured | un
   return record && { train: record.train, valid: record.valid, test: record.test, unimodal: record.unimodal };
 }
 
-/** The spec with its `files(group: ...)` data's fold replaced (`mmb train --fold`, `mmb bench --folds`). */
-function withFold(spec: ModelSpec, fold: { fold: number; folds: number }): ModelSpec {
+/** The spec with its `files(group: ...)` data's fold replaced (`mmb train --fold`, `mmb bench --folds`, `mmb data export --fold`). */
+export function withFold<S extends Pick<ModelSpec, "source" | "data">>(spec: S, fold: { fold: number; folds: number }): S {
   if (spec.data.kind !== "files" || !spec.data.options.group) {
     throw new DataError(spec.source, "data", '`files(group: "file:field", ...)`, whose groups (e.g. actors) the folds deal out', spec.data.kind === "files" ? "files() without `group`" : `${spec.data.kind}(...)`);
   }
@@ -201,6 +210,45 @@ function withFold(spec: ModelSpec, fold: { fold: number; folds: number }): Model
     throw new DataError(spec.source, "fold", `a fold in 0..folds − 1, with at least 2 folds`, `fold ${fold.fold} of ${fold.folds}`);
   }
   return { ...spec, data: { ...spec.data, options: { ...spec.data.options, ...fold } } };
+}
+
+/**
+ * `init`: the weights of every parameter of the model, read from a .npz (float32 or any numeric
+ * dtype, converted to float32) and checked against the spec's parameters: no array for another
+ * parameter, none missing, each of the parameter's shape, every value finite.
+ */
+function initialWeights(init: NonNullable<TrainOptions["init"]>, spec: ModelSpec): Map<string, { values: Float32Array; shape: number[] }> {
+  const file = typeof init === "string" ? init : "init";
+  let given = init as Map<string, { values: Float32Array; shape: number[] }>;
+  if (typeof init === "string") {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(init);
+    } catch (e) {
+      throw new DataError(init, "file", "a .npz of weights (`mmb export RUN -o FILE.npz` writes one)", (e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message);
+    }
+    given = new Map([...parseNpz(bytes, init)].map(([name, read]) => {
+      const { shape, values } = parseNpy(read(), `${init}: ${name}`);
+      return [name, { shape, values: Float32Array.from(values) }];
+    }));
+  }
+  const expected = parameterShapes(spec);
+  const known = new Set(expected.map((p) => p.name));
+  const unknown = [...given.keys()].filter((name) => !known.has(name));
+  if (unknown.length) {
+    const more = unknown.length > 1 ? ` (and ${unknown.length - 1} more)` : "";
+    throw new DataError(file, unknown[0]!, `only parameters of model ${spec.name}`, `an array for a parameter the model does not have${more}: the weights of another spec's run?`);
+  }
+  for (const { name, shape } of expected) {
+    const weights = given.get(name);
+    if (!weights) throw new DataError(file, `parameter ${name}`, `an array of shape [${shape.join(", ")}]`, "none: the weights of another spec's run?");
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (weights.shape.join() !== shape.join() || weights.values.length !== size) {
+      throw new DataError(file, `parameter ${name}`, `shape [${shape.join(", ")}]`, `[${weights.shape.join(", ")}]${weights.values.length !== weights.shape.reduce((a, b) => a * b, 1) ? ` with ${weights.values.length} values` : ""}`);
+    }
+    if (!weights.values.every(Number.isFinite)) throw new DataError(file, `parameter ${name}`, "finite values", "NaN or infinity");
+  }
+  return given;
 }
 
 /** The primary metric of a result of `evaluate`. */
@@ -234,6 +282,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const p = { ...definition.params, ...options.set };
   const data = options.data ?? loadData(spec, options.dataRoot);
   checkResources(spec, backend, datasetBytes(data));
+  if (options.init !== undefined && options.resume) throw new ResumeError("--init sets a fresh run's weights; a resumed run continues from its checkpoint's");
+  const init = options.init === undefined ? undefined : initialWeights(options.init, spec);
   const origin = runOrigin(spec, definition.sourceHash, p, seed, epochs, { ...(options.data ? { given: options.data } : {}), ...(options.dataRoot ? { root: options.dataRoot } : {}) });
   await mkdir(options.out, { recursive: true });
   const folder = options.folder ?? (await claimRunFolder(options.out, { resume: options.resume ?? false, overwrite: options.overwrite ?? false }));
@@ -297,6 +347,10 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       await log.truncate(state.logBytes ?? 0);
       say(`mmb: resumed from epoch ${state.epoch + 1}`);
     } else {
+      if (init) {
+        tf.tidy(() => init.forEach(({ values, shape }, name) => params.get(name)!.assign(tf.tensor(values, shape))));
+        if (typeof options.init === "string") say(`mmb: initial weights from ${options.init}`);
+      }
       await log.truncate(0);
       // The log's first record names what its per-modality arrays hold, in order.
       await log.append([JSON.stringify({ type: "run", model: spec.name, modalities: spec.modalities.map((m) => m.name) })]);

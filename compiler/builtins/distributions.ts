@@ -1,4 +1,4 @@
-import { runtimeCall } from "./lowering.js";
+import { runtimeCall, torchCall } from "./lowering.js";
 import type { Builtin, RefineContext, Signature } from "./types.js";
 
 /**
@@ -12,8 +12,9 @@ const classTarget = (call: RefineContext): boolean =>
 const pairs = (kinds: ("logits" | "features")[]): Signature[] =>
   kinds.map((kind) => ({ params: [{ name: "a", kinds: [kind] }, { name: "b", kinds: [kind] }], result: "batch" }));
 
-function perSample(name: string, runtime: string, usage: string, doc: string, signatures: Signature[], extra: Partial<Builtin> = {}): Builtin {
-  return { name, family: "distributions", usage, doc, signatures, lower: { tfjs: runtimeCall(runtime) }, ...extra };
+/** `torch`: the torch runtime's function, where its name differs from the builtin's. */
+function perSample(name: string, runtime: string, usage: string, doc: string, signatures: Signature[], extra: Partial<Builtin> = {}, torch = name): Builtin {
+  return { name, family: "distributions", usage, doc, signatures, lower: { tfjs: runtimeCall(runtime), torch: torchCall(torch) }, ...extra };
 }
 
 export const distributions: Builtin[] = [
@@ -37,7 +38,7 @@ export const distributions: Builtin[] = [
   perSample("kl", "kl", "kl(p, q)", "KL(softmax(p) ‖ softmax(q)) per sample; a temperature divides the logits: `kl(out / 4, head[m] / 4)`", pairs(["logits"]), { example: "kl(out, head[m])" }),
   perSample("mix", "mixture", "mix(p, q)", "the logits of the equal mixture m = (softmax(p) + softmax(q))/2 (log m): `kl(mix(p, q), p)` is KL(m ‖ softmax(p))", [
     { params: [{ name: "p", kinds: ["logits"] }, { name: "q", kinds: ["logits"] }], result: "logits" },
-  ], { example: "kl(mix(contrib[a], contrib[b]), contrib[a])" }),
+  ], { example: "kl(mix(contrib[a], contrib[b]), contrib[a])" }, "mixture"),
   perSample("js", "js", "js(p, q)", "the Jensen–Shannon divergence of softmax(p) and softmax(q), per sample", pairs(["logits"]), { example: "js(contrib[a], contrib[b])" }),
   perSample("normalize", "normalize", "normalize(x)", "each sample's features (or outputs) scaled to unit L2 norm; in a fusion too: `concat(j, normalize(z[j]))`", [
     { params: [{ name: "x", kinds: ["features"] }], result: "features" },

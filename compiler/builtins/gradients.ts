@@ -1,5 +1,5 @@
 import { outputPairs } from "./distributions.js";
-import { runtimeCall } from "./lowering.js";
+import { runtimeCall, torchCall, torchCallBy } from "./lowering.js";
 import type { Builtin, RefineContext } from "./types.js";
 
 const gradient = ["grad"] as const;
@@ -17,6 +17,9 @@ function sameShape(call: RefineContext): boolean {
   });
 }
 
+/** The torch runtime's name of a tfjs runtime function: `gradNorm` → `grad_norm`. */
+const snake = (name: string): string => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
 function statistic(name: string, runtime: string, doc: string): Builtin {
   return {
     name,
@@ -25,7 +28,7 @@ function statistic(name: string, runtime: string, doc: string): Builtin {
     example: `${name}(grad(encoder[m]))`,
     doc,
     signatures: [{ params: [{ name: "g", kinds: gradient }], result: "scalar" }],
-    lower: { tfjs: runtimeCall(runtime) },
+    lower: { tfjs: runtimeCall(runtime), torch: torchCall(snake(runtime)) },
   };
 }
 
@@ -38,7 +41,7 @@ function comparison(name: string, runtime: string, doc: string): Builtin {
     doc,
     signatures: [{ params: [{ name: "g1", kinds: gradient }, { name: "g2", kinds: gradient }], result: "scalar" }],
     refine: sameShape,
-    lower: { tfjs: runtimeCall(runtime) },
+    lower: { tfjs: runtimeCall(runtime), torch: torchCall(snake(runtime)) },
   };
 }
 
@@ -88,7 +91,10 @@ export const gradients: Builtin[] = [
   {
     ...comparison("cos", "gradCos", "cosine of the angle between two gradients of one shape; of two outputs or two features: per sample"),
     signatures: [{ params: [{ name: "g1", kinds: gradient }, { name: "g2", kinds: gradient }], result: "scalar" }, ...outputPairs.cos],
-    lower: { tfjs: { runtime: ["gradCos", "cosine"], emit: (cx) => cx.call(cx.kinds[0] === "grad" ? "gradCos" : "cosine", ...cx.args) } },
+    lower: {
+      tfjs: { runtime: ["gradCos", "cosine"], emit: (cx) => cx.call(cx.kinds[0] === "grad" ? "gradCos" : "cosine", ...cx.args) },
+      torch: torchCallBy(["grad_cos", "cosine"], (cx) => (cx.kinds[0] === "grad" ? "grad_cos" : "cosine")),
+    },
   },
   comparison("dot", "gradDot", "dot product of two gradients of one shape"),
   {

@@ -17,7 +17,10 @@ export const history: Builtin[] = [
     stateful: true,
     readsLastStep: true,
     cutsGradient: true,
-    lower: { tfjs: { runtime: [], emit: (cx) => `ctx.history.read(${cx.state.id}, ${cx.state.key}, ${cx.args.slice(1).join(", ")})` } },
+    lower: {
+      tfjs: { runtime: [], emit: (cx) => `ctx.history.read(${cx.state.id}, ${cx.state.key}, ${cx.args.slice(1).join(", ")})` },
+      torch: { runtime: [], emit: (cx) => `ctx.history.read(${cx.state.id}, ${cx.state.key}, ${cx.args.slice(1).join(", ")})` },
+    },
   },
   {
     name: "delta",
@@ -29,7 +32,10 @@ export const history: Builtin[] = [
       { params: [{ name: "x", kinds: ["grad"] }], result: "grad" },
     ],
     stateful: true,
-    lower: { tfjs: { runtime: [], emit: (cx) => `ctx.history.delta(${cx.state.id}, ${cx.state.key}, ${cx.args[0]}, 0)` } },
+    lower: {
+      tfjs: { runtime: [], emit: (cx) => `ctx.history.delta(${cx.state.id}, ${cx.state.key}, ${cx.args[0]}, 0)` },
+      torch: { runtime: [], emit: (cx) => `ctx.history.delta(${cx.state.id}, ${cx.state.key}, ${cx.args[0]}, 0)` },
+    },
   },
   {
     name: "ema",
@@ -43,7 +49,10 @@ export const history: Builtin[] = [
     ],
     stateful: true,
     cutsGradient: true,
-    lower: { tfjs: { runtime: [], emit: (cx) => `ctx.history.ema(${cx.state.id}, ${cx.state.key}, ${cx.args[0]}, ${cx.args[1]})` } },
+    lower: {
+      tfjs: { runtime: [], emit: (cx) => `ctx.history.ema(${cx.state.id}, ${cx.state.key}, ${cx.args[0]}, ${cx.args[1]})` },
+      torch: { runtime: [], emit: (cx) => `ctx.history.ema(${cx.state.id}, ${cx.state.key}, ${cx.args[0]}, ${cx.args[1]})` },
+    },
   },
   {
     name: "owm",
@@ -54,6 +63,9 @@ export const history: Builtin[] = [
     signatures: [{ params: [{ name: "g", kinds: ["grad"] }, { name: "x", kinds: ["features"] }, { name: "alpha", kinds: ["scalar"] }], result: "grad" }],
     stateful: true,
     cutsGradient: true,
-    lower: { tfjs: { runtime: [], emit: (cx) => `ctx.history.owm(${cx.state.id}, ${cx.state.key}, ${cx.args.join(", ")})` } },
+    lower: {
+      tfjs: { runtime: [], emit: (cx) => `ctx.history.owm(${cx.state.id}, ${cx.state.key}, ${cx.args.join(", ")})` },
+      torch: { runtime: [], emit: (cx) => `ctx.history.owm(${cx.state.id}, ${cx.state.key}, ${cx.args.join(", ")})` },
+    },
   },
 ];

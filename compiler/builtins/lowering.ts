@@ -22,3 +22,16 @@ export function elementwise(tensor: string, host: (x: string) => string): Loweri
     },
   };
 }
+
+/**
+ * A call of a function of the torch trainer's runtime (runtime/torch/ops.py). Its functions take
+ * plain numbers, tensors and gradient-shaped lists alike, so one lowering serves every kind.
+ */
+export function torchCall(fn: string): Lowering {
+  return { runtime: [fn], emit: (cx) => cx.call(fn, ...cx.args) };
+}
+
+/** A torch call whose function depends on the arguments' kinds (`cos` of gradients or of outputs). */
+export function torchCallBy(runtime: readonly string[], choose: (cx: LoweringContext) => string): Lowering {
+  return { runtime, emit: (cx) => cx.call(choose(cx), ...cx.args) };
+}

@@ -1,4 +1,4 @@
-import { elementwise } from "./lowering.js";
+import { elementwise, torchCall } from "./lowering.js";
 import type { Builtin, Signature } from "./types.js";
 
 /** Elementwise on a number, one number per sample, or a gradient (each of its elements). */
@@ -8,14 +8,15 @@ const sameKind: Signature[] = [
   { params: [{ name: "x", kinds: ["grad"] }], result: "grad" },
 ];
 
-function unary(name: string, doc: string, host: (x: string) => string): Builtin {
-  return { name, family: "math", usage: `${name}(x)`, doc, signatures: sameKind, fusion: "elementwise", host: true, lower: { tfjs: elementwise(name, host) } };
+/** `torch`: the torch runtime's function, where the builtin's name is Python's own (`abs`). */
+function unary(name: string, doc: string, host: (x: string) => string, torch = name): Builtin {
+  return { name, family: "math", usage: `${name}(x)`, doc, signatures: sameKind, fusion: "elementwise", host: true, lower: { tfjs: elementwise(name, host), torch: torchCall(torch) } };
 }
 
 const numeric = ["scalar", "batch"] as const;
 
 export const math: Builtin[] = [
-  unary("abs", "|x|; on a gradient, elementwise: `mean(abs(grad(G)))`", (x) => `Math.abs(${x})`),
+  unary("abs", "|x|; on a gradient, elementwise: `mean(abs(grad(G)))`", (x) => `Math.abs(${x})`, "absolute"),
   unary("exp", "the exponential eˣ", (x) => `Math.exp(${x})`),
   unary("log", "natural logarithm", (x) => `Math.log(${x})`),
   unary("sqrt", "square root; on a gradient, elementwise", (x) => `Math.sqrt(${x})`),
@@ -41,6 +42,7 @@ export const math: Builtin[] = [
         runtime: ["clamp", "clampGradient"],
         emit: (cx) => (cx.host ? `Math.min(Math.max(${cx.args[0]}, ${cx.args[1]}), ${cx.args[2]})` : cx.call(cx.result === "grad" ? "clampGradient" : "clamp", ...cx.args)),
       },
+      torch: torchCall("clamp"),
     },
   },
 ];

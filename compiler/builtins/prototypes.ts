@@ -1,4 +1,4 @@
-import { runtimeCall } from "./lowering.js";
+import { runtimeCall, torchCall } from "./lowering.js";
 import type { Builtin } from "./types.js";
 
 export const prototypes: Builtin[] = [
@@ -17,6 +17,7 @@ export const prototypes: Builtin[] = [
       call.targetKind === "class" || call.report("MMB008", "`class_mean` needs a class target", { help: "class means exist for `target y : class(N)`" }),
     lower: {
       tfjs: { runtime: [], emit: (cx) => `ctx.history.classMean(${cx.state.id}, ${cx.state.key}, ${cx.args.join(", ")}, ${cx.target.classes})` },
+      torch: { runtime: [], emit: (cx) => `ctx.history.class_mean(${cx.state.id}, ${cx.state.key}, ${cx.args.join(", ")}, ${cx.target.classes})` },
     },
   },
   {
@@ -25,6 +26,6 @@ export const prototypes: Builtin[] = [
     usage: "distance(z[m], P)",
     doc: "Euclidean distance of each sample's features to each class mean, `[batch, classes]`, to use as logits: `prob(-distance(z[m], P[m]), y)`",
     signatures: [{ params: [{ name: "z", kinds: ["features"] }, { name: "P", kinds: ["prototypes"] }], result: "logits" }],
-    lower: { tfjs: runtimeCall("distance") },
+    lower: { tfjs: runtimeCall("distance"), torch: torchCall("distance") },
   },
 ];

@@ -8,6 +8,8 @@ const draw = (method: string, args: (cx: LoweringContext) => string[]) => ({
   runtime: [],
   emit: (cx: LoweringContext) => `${cx.scope}.random.${method}(${[String(cx.state.id), ...args(cx)].join(", ")})`,
 });
+/** The torch trainer's draws come from the step's streams (`ctx`, in scope in every function of the step), drawn as the tfjs trainer's. */
+const torchDraw = (method: string) => ({ runtime: [], emit: (cx: LoweringContext) => `ctx.random.${method}(${[String(cx.state.id), ...cx.args].join(", ")})` });
 
 export const random: Builtin[] = [
   {
@@ -22,7 +24,7 @@ export const random: Builtin[] = [
     host: true,
     random: true,
     hostOnly: true,
-    lower: { tfjs: draw("uniform", (cx) => cx.args) },
+    lower: { tfjs: draw("uniform", (cx) => cx.args), torch: torchDraw("uniform") },
   },
   {
     name: "bernoulli",
@@ -33,7 +35,7 @@ export const random: Builtin[] = [
     host: true,
     random: true,
     cutsGradient: true,
-    lower: { tfjs: draw("bernoulli", (cx) => cx.args) },
+    lower: { tfjs: draw("bernoulli", (cx) => cx.args), torch: torchDraw("bernoulli") },
   },
   {
     name: "dropout",
@@ -42,6 +44,6 @@ export const random: Builtin[] = [
     doc: "a head's outputs or features with each element zeroed with probability p, without rescaling",
     signatures: (["logits", "features"] as const).map((kind) => ({ params: [{ name: "x", kinds: [kind] }, { name: "p", kinds: ["scalar"] }], result: kind })),
     random: true,
-    lower: { tfjs: draw("dropout", (cx) => cx.args) },
+    lower: { tfjs: draw("dropout", (cx) => cx.args), torch: torchDraw("dropout") },
   },
 ];

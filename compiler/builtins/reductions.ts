@@ -1,4 +1,4 @@
-import { runtimeCall } from "./lowering.js";
+import { runtimeCall, torchCall } from "./lowering.js";
 import type { Builtin, Signature } from "./types.js";
 
 /**
@@ -8,8 +8,8 @@ import type { Builtin, Signature } from "./types.js";
  */
 export interface Reduction extends Builtin {
   form: "reduction";
-  /** `host`: the JavaScript of a reduction over the modalities of plain numbers (`sum(k, 1)`), from the list's code. */
-  reduce: { modalities: string; batch?: string; host?: (list: string) => string };
+  /** `host`: the JavaScript of a reduction over the modalities of plain numbers (`sum(k, 1)`), from the list's code; `torch`: the torch runtime's functions (which take numbers too). */
+  reduce: { modalities: string; batch?: string; host?: (list: string) => string; torch: { modalities: string; batch?: string } };
 }
 
 const numeric = ["scalar", "batch"] as const;
@@ -23,7 +23,7 @@ export const reductions: Reduction[] = [
     doc: "sum over the modalities (`sum(k != m, x[k])`: the others) or over the batch (`sum(batch, x)`)",
     form: "reduction",
     fusion: "reduction",
-    reduce: { modalities: "sumOf", batch: "sumBatch", host: (list) => `${list}.reduce((a, b) => a + b, 0)` },
+    reduce: { modalities: "sumOf", batch: "sumBatch", host: (list) => `${list}.reduce((a, b) => a + b, 0)`, torch: { modalities: "sum_of", batch: "sum_batch" } },
     signatures: [],
   },
   {
@@ -33,9 +33,9 @@ export const reductions: Reduction[] = [
     doc: "mean over the modalities or the batch, as `sum`; `mean(g)` of a gradient: the mean of its elements (`mean(abs(g))`)",
     form: "reduction",
     fusion: "reduction",
-    reduce: { modalities: "meanOf", batch: "meanBatch", host: (list) => `${list}.reduce((a, b, _, all) => a + b / all.length, 0)` },
+    reduce: { modalities: "meanOf", batch: "meanBatch", host: (list) => `${list}.reduce((a, b, _, all) => a + b / all.length, 0)`, torch: { modalities: "mean_of", batch: "mean_batch" } },
     signatures: [{ params: [{ name: "g", kinds: ["grad"] }], result: "scalar" }],
-    lower: { tfjs: runtimeCall("gradMean") },
+    lower: { tfjs: runtimeCall("gradMean"), torch: torchCall("grad_mean") },
   },
   {
     name: "max",
@@ -43,10 +43,10 @@ export const reductions: Reduction[] = [
     usage: "max(k, x[k])",
     doc: "largest over the modalities; `max(a, b)`: the larger of two values",
     form: "reduction",
-    reduce: { modalities: "maxOf", host: (list) => `Math.max(...${list})` },
+    reduce: { modalities: "maxOf", host: (list) => `Math.max(...${list})`, torch: { modalities: "max_of" } },
     signatures: pairwise,
     host: true,
-    lower: { tfjs: runtimeCall("maximum", ([a, b]) => `Math.max(${a}, ${b})`) },
+    lower: { tfjs: runtimeCall("maximum", ([a, b]) => `Math.max(${a}, ${b})`), torch: torchCall("maximum") },
   },
   {
     name: "min",
@@ -54,10 +54,10 @@ export const reductions: Reduction[] = [
     usage: "min(k, x[k])",
     doc: "smallest over the modalities; `min(a, b)`: the smaller of two values",
     form: "reduction",
-    reduce: { modalities: "minOf", host: (list) => `Math.min(...${list})` },
+    reduce: { modalities: "minOf", host: (list) => `Math.min(...${list})`, torch: { modalities: "min_of" } },
     signatures: pairwise,
     host: true,
-    lower: { tfjs: runtimeCall("minimum", ([a, b]) => `Math.min(${a}, ${b})`) },
+    lower: { tfjs: runtimeCall("minimum", ([a, b]) => `Math.min(${a}, ${b})`), torch: torchCall("minimum") },
   },
 ];
 
@@ -69,7 +69,7 @@ export const concat: Reduction = {
   doc: "in a fusion expression, the features `e` of every modality side by side: `concat(j, w[j] * z[j])`",
   form: "reduction",
   fusion: "reduction",
-  reduce: { modalities: "concatOf" },
+  reduce: { modalities: "concatOf", torch: { modalities: "concat_of" } },
   signatures: [],
   misuse: { code: "MMB006", message: "`concat` joins features in a fusion expression, not in a rule", help: "reduce over modalities with `sum(k, ...)` or `mean(k, ...)`" },
 };
@@ -83,5 +83,5 @@ export const detach: Builtin = {
   signatures: (["scalar", "batch", "logits", "features", "grad", "prototypes", "bool", "batchBool"] as const).map((kind) => ({ params: [{ name: "e", kinds: [kind] }], result: kind })),
   host: true,
   cutsGradient: true,
-  lower: { tfjs: runtimeCall("detach", ([x]) => x!) },
+  lower: { tfjs: runtimeCall("detach", ([x]) => x!), torch: torchCall("detach") },
 };

@@ -31,6 +31,8 @@ export interface Builtin {
     method: string;
     /** The method reads the split's values to the host and returns a promise (a GPU's tensors cannot be read synchronously): the epoch rule awaits it. */
     awaited?: boolean;
+    /** The torch trainer's epoch context's method (runtime/torch/epoch.py). */
+    torchMethod: string;
   };
   /** Runtime functions a special form's code calls (a lowering names its own). */
   formRuntime?: readonly string[];
@@ -52,8 +54,12 @@ export interface Builtin {
   cutsGradient?: boolean;
   /** A check the signature cannot express (shapes, the target's kind); reports and returns false on failure. */
   refine?: (call: RefineContext) => boolean;
-  /** How a call is emitted, per target; special forms and misused names have their own IR nodes or none. */
-  lower?: { tfjs: Lowering };
+  /**
+   * How a call is emitted, per target; special forms and misused names have their own IR nodes or
+   * none. An entry without a `torch` lowering is not yet in the PyTorch target: a spec that calls
+   * it compiles for tfjs only (MMB037 for `--target torch`).
+   */
+  lower?: { tfjs: Lowering; torch?: Lowering };
 }
 
 export type Family = "math" | "random" | "distributions" | "gradients" | "metrics" | "history" | "prototypes" | "reductions" | "epochs" | "places";
@@ -78,7 +84,7 @@ export interface RefineContext {
   report(code: "MMB008" | "MMB016", message: string, extra: { help: string; related?: { span: { start: number; end: number }; message: string }[] }): false;
 }
 
-/** How a call becomes TypeScript in the tfjs trainer. */
+/** How a call becomes code: TypeScript in the tfjs trainer, Python in the torch one. */
 export interface Lowering {
   /** Runtime functions the code may call: the trainer imports them, and spec names avoid them. */
   runtime: readonly string[];
@@ -90,7 +96,7 @@ export interface LoweringContext {
   args: string[];
   kinds: ValueKind[];
   result: ValueKind;
-  /** Every argument is a plain number known without tensors: emit JavaScript arithmetic. */
+  /** Every argument is a plain number known without tensors: emit JavaScript arithmetic (the torch runtime's functions take numbers too). */
   host: boolean;
   /** A call of a runtime function (recorded for the trainer's import). */
   call(fn: string, ...args: string[]): string;

@@ -1,51 +1,15 @@
-import { createHash } from "node:crypto";
 import { Project, StructureKind, VariableDeclarationKind, type CodeBlockWriter, type StatementStructures, type WriterFunction } from "ts-morph";
-import { groupNames, type StepPlan } from "../../2-schedule/index.js";
+import type { StepPlan } from "../../2-schedule/index.js";
 import type { SourceText } from "../../../diagnostics/index.js";
 import type { ModelIR, RuleValue } from "../../ir.js";
 import { awaits } from "../../walks.js";
 import { expression, fusionCode, historyKey, type Env } from "./expression.js";
 import { commentText, memberAccess, numberLiteral, objectLiteral, safeName } from "./names.js";
 import { actionStatement, addedLossBody, lossDependencies, valueStatement } from "./statements.js";
-
-export const generatorVersion = "0.1.0";
-
-/** The spec text's SHA-256: checkpoints record it, so that `--resume` continues only this spec's run. */
-function sourceHash(text: string): string {
-  return `sha256:${createHash("sha256").update(text).digest("hex")}`;
-}
+import { generatorVersion, sourceHash, specData } from "../spec-data.js";
 
 function specLiteral(model: ModelIR, sourceName: string): string {
-  const component = (c: { kind: string; options: Record<string, unknown> }) => ({ kind: c.kind, options: c.options });
-  const spec = {
-    name: model.name,
-    source: sourceName,
-    data: component(model.data),
-    modalities: model.modalities.map((m) => ({ name: m.name, shape: m.shape, ...(m.source ? { source: m.source } : {}) })),
-    target: {
-      name: model.target.name,
-      kind: model.target.kind,
-      classes: model.target.classes,
-      ...(model.target.names ? { names: model.target.names } : {}),
-      ...(model.target.shape ? { shape: model.target.shape } : {}),
-      ...(model.target.source ? { source: model.target.source } : {}),
-    },
-    encoders: model.encoders.map(component),
-    fusion: component(model.fusion),
-    ...(model.fuse ? { fusionParts: model.fuse.parts.map(component) } : {}),
-    head: component(model.head),
-    ...(model.auxHead ? { auxHead: component(model.auxHead) } : {}),
-    learnables: model.learnables.map((l) => ({ name: l.name, perModality: l.perModality, init: l.init })),
-    ...(model.unread.length ? { unreadModalities: model.unread } : {}),
-    optimizer: component(model.optimizer),
-    schedule: component(model.schedule),
-    train: model.train,
-    // Each stage's optimiser, schedule, settings and the parameter groups it leaves untrained.
-    ...(model.stages
-      ? { stages: model.stages.map((s) => ({ name: s.name, optimizer: component(s.optimizer), schedule: component(s.schedule), train: s.train, frozen: s.frozen.flatMap((g) => groupNames(g, model)) })) }
-      : {}),
-  };
-  const literal = JSON.stringify(spec, null, 2);
+  const literal = JSON.stringify(specData(model, sourceName), null, 2);
   // The fusion expression is code, not data: the spec refers to the generated `fuse`.
   return model.fuse ? `${literal.slice(0, -2)},\n  fuse,\n}` : literal;
 }

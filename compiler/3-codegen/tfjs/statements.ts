@@ -1,7 +1,7 @@
 import { action, conditional } from "../../builtins/index.js";
 import type { ActionIR, RExpr, RuleValue } from "../../ir.js";
 import type { StepPlan } from "../../2-schedule/index.js";
-import { awaits, reads, readsTaskGradient } from "../../walks.js";
+import { awaits, readsTaskGradient, valuesRead } from "../../walks.js";
 import { emitCall, expression, groupCode, indexCode, type Env } from "./expression.js";
 import { commentText, safeName } from "./names.js";
 
@@ -19,22 +19,10 @@ export function valueStatement(v: RuleValue, env: Env): string {
   return `${comment}\nconst ${safeName(v.name)} = ctx.perModality((${index}) => ${value});`;
 }
 
-/** Rule values an objective needs, recomputed inside it so that they are differentiated. */
-function dependencies(expressions: RExpr[], plan: Pick<StepPlan, "values">): RuleValue[] {
-  const needed = new Set<string>();
-  const visit = (name: string) => {
-    if (needed.has(name)) return;
-    needed.add(name);
-    const v = plan.values.find((x) => x.name === name);
-    if (v) reads(v.value).forEach(visit);
-  };
-  for (const e of expressions) reads(e).forEach(visit);
-  return plan.values.filter((v) => needed.has(v.name));
-}
 
 /** The rule values the task loss reads, in dependency order. */
 export function lossDependencies(loss: RExpr, plan: StepPlan): RuleValue[] {
-  return dependencies([loss], plan);
+  return valuesRead([loss], plan.values);
 }
 
 /** `when` conditions split into plain `if`s (host values) and tensor masks. */
@@ -54,7 +42,7 @@ export function masked(value: string, masks: string[], otherwise: string, env: E
 
 /** The body of an objective (`add loss`, `minimize`): the rule values it reads, then its value. */
 export function objectiveBody(plan: Pick<StepPlan, "values">, expressions: RExpr[], env: Env, finalExpression: (env: Env) => string): string {
-  const lines = dependencies(expressions, plan).map((v) => valueStatement(v, env));
+  const lines = valuesRead(expressions, plan.values).map((v) => valueStatement(v, env));
   return [...lines, `return ${finalExpression(env)};`].join("\n");
 }
 
@@ -82,7 +70,7 @@ export function actionStatement(a: Exclude<ActionIR, { kind: "addLoss" }>, plan:
       const body = (e: Env) => objectiveBody(plan, [a.probability], e, (x) => expression(a.probability, x));
       const probability = a.probe
         ? `ctx.probe((f) => {\n${body(inner)}\n})`
-        : dependencies([a.probability], plan).length
+        : valuesRead([a.probability], plan.values).length
           ? `ctx.beforeForward(() => {\n${body({ ...inner, learnablesFromStep: true })}\n})`
           : expression(a.probability, inner);
       operands = { modality: indexCode(a.modality, inner), probability, ...(a.rescale ? { rescale: "true" } : {}) };

@@ -1,0 +1,73 @@
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { findTorchPython } from "../cli/python.js";
+import { mmb, root } from "./helpers.js";
+
+/** `mmb compile|train|bench --target torch` as a user runs them. */
+const { python } = findTorchPython();
+
+/** `mmb` with extra environment variables. */
+function mmbWith(env: Record<string, string>, ...args: string[]) {
+  const result = spawnSync(process.execPath, ["--import", "tsx", join(root, "cli", "main.ts"), ...args], { cwd: root, encoding: "utf8", env: { ...process.env, ...env } });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe("the command line's torch target", () => {
+  it("compile --target torch prints the Python trainer; a construct the target lacks is MMB037 with its span", () => {
+    const ok = mmb("compile", "specs/ogm_ge.mmb", "--target", "torch");
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toMatch(/^#!\/usr\/bin\/env python3\n/);
+    expect(ok.stdout).toContain("def train_step(ctx, p):");
+    const refused = mmb("compile", "specs/amss.mmb", "--target", "torch");
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain("error[MMB037]: `bernoulli(...)` of a gradient-shaped value is not in the torch target yet");
+    expect(refused.stderr).toMatch(/--> specs\/amss\.mmb:\d+:3/);
+  });
+
+  it("refuses a target it does not know, --device without torch and --backend with it (exit 2)", () => {
+    expect(mmb("compile", "specs/baseline.mmb", "--target", "jax").stderr).toContain('--target is tfjs or torch, got "jax"');
+    const device = mmb("train", "specs/baseline.mmb", "--device", "cuda");
+    expect(device.status).toBe(2);
+    expect(device.stderr).toContain("--device places a torch trainer's tensors: add --target torch");
+    const backend = mmb("train", "specs/baseline.mmb", "--target", "torch", "--backend", "wasm");
+    expect(backend.status).toBe(2);
+    expect(backend.stderr).toContain("--backend chooses a tfjs backend");
+  });
+
+  it("train --target torch without a Python that imports torch says what it tried and how to get one", () => {
+    const out = mkdtempSync(join(tmpdir(), "mmb-no-torch-"));
+    const run = mmbWith({ MMB_PYTHON: "/nonexistent/python3" }, "train", "specs/baseline.mmb", "--target", "torch", "--out", out);
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain("no Python with torch and numpy (tried /nonexistent/python3: not found)");
+    expect(run.stderr).toContain("apt-get install python3-torch");
+    expect(existsSync(join(out, "trainer.py"))).toBe(false);
+  });
+
+  it.skipIf(!python)("train --target torch: trainer.py and data.npz in the run folder, tfjs's log schema, csv logs; a second run is refused", () => {
+    const out = join(mkdtempSync(join(tmpdir(), "mmb-torch-cli-")), "run");
+    const run = mmb("train", "specs/baseline.mmb", "--target", "torch", "--epochs", "1", "--out", out, "--log", "csv");
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/mmb: training baseline on backend torch .* cpu, seed 1, 1 epochs/);
+    for (const file of ["trainer.py", "data.npz", "log.jsonl", "summary.json", "log-steps.csv", "log-epochs.csv"]) expect(existsSync(join(out, file)), file).toBe(true);
+    const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
+    expect(summary.backend).toBe("torch");
+    expect(summary.modalities).toEqual(["audio", "visual"]);
+    const again = mmb("train", "specs/baseline.mmb", "--target", "torch", "--epochs", "1", "--out", out);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toContain("holds another run (log.jsonl, summary.json, checkpoints, best, log-steps.csv, log-epochs.csv); choose another --out");
+    const resumed = mmb("train", "specs/baseline.mmb", "--target", "torch", "--epochs", "2", "--out", out, "--resume");
+    expect(resumed.status).toBe(0);
+    expect(resumed.stdout).toContain("mmb: resumed from epoch 1");
+    // The trained weights, exported, start another torch run: its first loss is the trained model's, not the seed's.
+    const weights = join(out, "..", "weights.npz");
+    expect(mmb("export", out, "-o", weights).status).toBe(0);
+    const started = join(out, "..", "from-weights");
+    expect(mmb("train", "specs/baseline.mmb", "--target", "torch", "--epochs", "1", "--init", weights, "--out", started).status).toBe(0);
+    const firstLoss = (dir: string) => JSON.parse(readFileSync(join(dir, "log.jsonl"), "utf8").split("\n")[1]!).loss as number;
+    expect(firstLoss(started)).toBeLessThan(firstLoss(out) - 0.1);
+  }, 120_000);
+});

@@ -1,0 +1,132 @@
+# Checks of the torch runtime's optimiser, metrics and checkpoints, for test/torch-train.test.ts.
+# The test runs this file appended to the runtime's source (torchRuntimeSource()), as a generated
+# trainer holds it: `python3 checks.py COMMAND` reads its input as JSON on stdin and prints its
+# result as JSON.
+
+import tempfile
+
+
+def _parameters(values):
+    """{name: {shape, values}} as named float32 parameters."""
+    return {name: torch.nn.Parameter(torch.tensor(v["values"], dtype=torch.float32).reshape(v["shape"])) for name, v in values.items()}
+
+
+def _listed(params):
+    return {name: p.detach().reshape(-1).tolist() for name, p in params.items()}
+
+
+def replay(case):
+    """The optimiser's steps on the given gradients and learning-rate factors (a number, or a tensor when `tensor`), and its state after each."""
+    params = _parameters(case["params"])
+    optimizer = Optimizer(case["optimizer"])
+    for step in case["steps"]:
+        grads = {name: torch.tensor(g["values"], dtype=torch.float32).reshape(g["shape"]) for name, g in step["grads"].items()}
+        factor = torch.tensor(step["factor"], dtype=torch.float32) if step["tensor"] else step["factor"]
+        optimizer.apply(params, grads, lambda name: factor)
+    return {"params": _listed(params), "steps": optimizer.steps}
+
+
+def against_torch(_):
+    """
+    The largest difference, per optimiser, from torch.optim's over six steps of random gradients,
+    where parameter b sits out step 2 (its own step count falls behind) and step 4 runs at half
+    the learning rate (a tensor factor).
+    """
+    generator = torch.Generator().manual_seed(0)
+    shapes = {"a": (3, 4), "b": (5,)}
+    cases = [
+        ("sgd", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01}, lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01)),
+        ("sgd", {"lr": 0.1}, lambda ps: torch.optim.SGD(ps, lr=0.1)),
+        ("adam", {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01}, lambda ps: torch.optim.Adam(ps, lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)),
+        ("adamw", {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01}, lambda ps: torch.optim.AdamW(ps, lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)),
+    ]
+    result = []
+    for kind, options, reference in cases:
+        start = {name: torch.randn(shape, generator=generator) for name, shape in shapes.items()}
+        ours = {name: torch.nn.Parameter(t.clone()) for name, t in start.items()}
+        theirs = {name: torch.nn.Parameter(t.clone()) for name, t in start.items()}
+        optimizer = Optimizer({"kind": kind, "options": options})
+        torch_optimizer = reference(list(theirs.values()))
+        for step in range(6):
+            grads = {name: torch.randn(shape, generator=generator) for name, shape in shapes.items()}
+            if step == 2:
+                del grads["b"]
+            half = step == 4
+            optimizer.apply(ours, grads, lambda name: torch.tensor(0.5) if half else 1)
+            for name, p in theirs.items():
+                p.grad = grads[name].clone() if name in grads else None
+            torch_optimizer.param_groups[0]["lr"] = options["lr"] * (0.5 if half else 1)
+            torch_optimizer.step()
+        moved = max(float((ours[n] - start[n]).abs().max()) for n in shapes)
+        result.append({"kind": kind, "options": options, "difference": max(float((ours[n] - theirs[n]).abs().max()) for n in shapes), "moved": moved, "steps": optimizer.steps})
+    return result
+
+
+def resumed_optimizer(_):
+    """Six steps straight, and three steps, a checkpoint written and read back into a new optimiser, then three more: equal bit for bit?"""
+    generator = torch.Generator().manual_seed(1)
+    grads = [{"w": torch.randn(4, 3, generator=generator)} for _ in range(6)]
+    start = torch.randn(4, 3, generator=generator)
+    spec = {"kind": "adam", "options": {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}}
+    straight = {"w": torch.nn.Parameter(start.clone())}
+    optimizer = Optimizer(spec)
+    for g in grads:
+        optimizer.apply(straight, g, lambda name: 1)
+    stopped = {"w": torch.nn.Parameter(start.clone())}
+    first = Optimizer(spec)
+    for g in grads[:3]:
+        first.apply(stopped, g, lambda name: 1)
+    with tempfile.TemporaryDirectory() as folder:
+        save_checkpoint(folder, {"epoch": 0, "optimizer": first.state()}, {"w": stopped["w"].detach()})
+        state, weights = load_checkpoint(folder, torch.device("cpu"))
+    resumed = {"w": torch.nn.Parameter(weights["w"].clone())}
+    second = Optimizer(spec)
+    second.restore(state["optimizer"])
+    for g in grads[3:]:
+        second.apply(resumed, g, lambda name: 1)
+    return {"equal": bool(torch.equal(straight["w"], resumed["w"])), "steps": second.steps}
+
+
+def metrics(case):
+    return {
+        "classification": classification_metrics(np.array(case["predicted"], dtype=np.float32), np.array(case["labels"], dtype=np.float32), case["classes"]),
+        "regression": regression_metrics(np.array(case["real"], dtype=np.float32), np.array(case["realLabels"], dtype=np.float32)),
+        "dice": mask_dice(np.array(case["predicted"], dtype=np.float32), np.array(case["labels"], dtype=np.float32), case["classes"]),
+    }
+
+
+def schedules(cases):
+    return [schedule_factor(c["schedule"], c["epoch"], c["epochs"]) for c in cases]
+
+
+def write_npz(case):
+    """Arrays ({name: {dtype, shape, values}}, and `meta` as JSON) written as a .npz, as `mmb data export` writes one."""
+    arrays = {name: np.array(a["values"], dtype=a["dtype"]).reshape(a["shape"]) for name, a in case["arrays"].items()}
+    if "meta" in case:
+        arrays["meta"] = np.frombuffer(json.dumps(case["meta"]).encode(), dtype=np.uint8)
+    np.savez(case["path"], **arrays)
+    return {"written": sorted(arrays)}
+
+
+def run_state(case):
+    """What two run folders' current checkpoints hold: equal weights (bit for bit), optimiser tensors and state?"""
+
+    def load(folder):
+        state, weights = load_checkpoint(os.path.join(folder, "checkpoints"), torch.device("cpu"))
+        return state, weights
+
+    (a, wa), (b, wb) = load(case["a"]), load(case["b"])
+    slots = lambda s: s["optimizer"]["slots"]
+    return {
+        "epochs": [a["epoch"], b["epoch"]],
+        "weights": list(wa) == list(wb) and all(torch.equal(wa[n], wb[n]) for n in wa),
+        "slots": list(slots(a)) == list(slots(b)) and all(torch.equal(slots(a)[n], slots(b)[n]) for n in slots(a)),
+        "steps": a["optimizer"]["steps"] == b["optimizer"]["steps"],
+        "history": a["history"] == b["history"],
+        "best": a["best"] == b["best"],
+    }
+
+
+if __name__ == "__main__":
+    command = {"replay": replay, "against-torch": against_torch, "resumed-optimizer": resumed_optimizer, "metrics": metrics, "schedules": schedules, "write-npz": write_npz, "run-state": run_state}[sys.argv[1]]
+    print(json.dumps(command(json.load(sys.stdin))))
