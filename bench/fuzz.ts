@@ -3,8 +3,7 @@
  * duplicated, swapped or inserted; bytes inserted; truncation; extreme numbers), plus rule
  * statements drawn from a small grammar. The checker must never throw; every diagnostic must
  * carry a catalogued code, a span inside the file, a message and a help line; specs that still
- * check must compile to code that TypeScript parses, and to a torch trainer or MMB037 (what that
- * target lacks), without a crash. Specs that still parse must format to a
+ * check must compile to code that TypeScript parses, and to a torch trainer without a crash. Specs that still parse must format to a
  * layout that formats to itself and parses to the same AST (`mmb fmt`), and the language
  * server's index, hovers and completion must answer every input without throwing.
  *   node dist/bench/fuzz.js [--cases 100000] [--seed 1]
@@ -14,7 +13,7 @@ import { join } from "node:path";
 import { ts } from "ts-morph";
 import { analyze, codes } from "../compiler/index.js";
 import { generate } from "../compiler/3-codegen/tfjs/index.js";
-import { generateTorch, torchSupport } from "../compiler/3-codegen/torch/index.js";
+import { generateTorch } from "../compiler/3-codegen/torch/index.js";
 import { isDeepStrictEqual } from "node:util";
 import { parse } from "../grammar/index.js";
 import { formatSpec } from "../grammar/print.js";
@@ -160,9 +159,8 @@ export interface FuzzReport {
   invalidDiagnostics: { input: string; problem: string }[];
   clean: number;
   compiled: number;
-  /** Clean specs the torch target wrote a trainer for, and those it refused with MMB037. */
+  /** Clean specs the torch target wrote a trainer for. */
   torchCompiled: number;
-  torchRefused: number;
   /** Inputs that parsed, each formatted; those whose layout broke. */
   formatted: number;
   layoutBroken: { input: string; problem: string }[];
@@ -223,8 +221,7 @@ function checkOne(text: string, report: FuzzReport): void {
     report.crashes.push({ input: text, error: `codegen: ${String((e as Error).stack ?? e)}` });
   }
   try {
-    if (torchSupport(analysis.ir, analysis.source).length > 0) report.torchRefused++;
-    else if (generateTorch(analysis.ir, analysis.plan, analysis.source).includes("def train_step")) report.torchCompiled++;
+    if (generateTorch(analysis.ir, analysis.plan, analysis.source).includes("def train_step")) report.torchCompiled++;
   } catch (e) {
     report.crashes.push({ input: text, error: `torch codegen: ${String((e as Error).stack ?? e)}` });
   }
@@ -233,7 +230,7 @@ function checkOne(text: string, report: FuzzReport): void {
 export function fuzz(cases: number, seed: number): FuzzReport {
   const random = new Random(seed);
   const inputs = corpus();
-  const report: FuzzReport = { cases, crashes: [], invalidDiagnostics: [], clean: 0, compiled: 0, torchCompiled: 0, torchRefused: 0, formatted: 0, layoutBroken: [], hovers: 0, codesHit: {} };
+  const report: FuzzReport = { cases, crashes: [], invalidDiagnostics: [], clean: 0, compiled: 0, torchCompiled: 0, formatted: 0, layoutBroken: [], hovers: 0, codesHit: {} };
   for (let n = 0; n < cases; n++) {
     let text = inputs[Math.floor(random.uniform() * inputs.length)]!;
     const rounds = 1 + Math.floor(random.uniform() * 4);
@@ -256,7 +253,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(`fuzz: ${report.cases} cases (seed ${seed}) in ${seconds.toFixed(1)} s`);
   console.log(`  crashes (checker threw, or codegen failed): ${report.crashes.length}`);
   console.log(`  diagnostics without a valid code, span, message or help: ${report.invalidDiagnostics.length}`);
-  console.log(`  specs that still checked clean: ${report.clean}, compiled to parseable TypeScript: ${report.compiled}, to a torch trainer: ${report.torchCompiled} (refused with MMB037: ${report.torchRefused})`);
+  console.log(`  specs that still checked clean: ${report.clean}, compiled to parseable TypeScript: ${report.compiled}, to a torch trainer: ${report.torchCompiled}`);
   console.log(`  specs that still parsed, formatted: ${report.formatted}, layout broken (not idempotent, AST or comments changed): ${report.layoutBroken.length}`);
   console.log(`  language-server hovers answered: ${report.hovers}`);
   console.log(`  distinct diagnostic codes hit: ${Object.keys(report.codesHit).length} (${Object.keys(report.codesHit).sort().join(", ")})`);

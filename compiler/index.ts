@@ -11,7 +11,7 @@ import { isStackOverflow, nestedTooDeeply } from "../grammar/limits.js";
 import { check } from "./1-check/index.js";
 import { schedule, type StepPlan } from "./2-schedule/index.js";
 import { generate } from "./3-codegen/tfjs/index.js";
-import { generateTorch, torchSupport } from "./3-codegen/torch/index.js";
+import { generateTorch } from "./3-codegen/torch/index.js";
 import type { ModelIR } from "./ir.js";
 
 export { codes, diagnosticToJson, diagnosticsJson, renderAll, renderDiagnostic, SourceText, type Diagnostic, type DiagnosticCode } from "../diagnostics/index.js";
@@ -58,9 +58,6 @@ function analyzeSource(source: SourceText, options: CompileOptions): Analysis {
   if (parsed.diagnostics.length > 0) return { source, program: parsed.program, diagnostics: parsed.diagnostics };
   const checked = check(parsed.program, source, options.set ? { set: options.set } : {});
   if (!checked.model) return { source, program: parsed.program, diagnostics: checked.diagnostics };
-  // What the spec says that the chosen target cannot write yet is an error, never a trainer that computes something else.
-  const unsupported = options.target === "torch" ? torchSupport(checked.model, source) : [];
-  if (unsupported.length) return { source, program: parsed.program, diagnostics: [...checked.diagnostics, ...unsupported] };
   return { source, program: parsed.program, diagnostics: checked.diagnostics, ir: checked.model, plan: schedule(checked.model) };
 }
 

@@ -40,7 +40,6 @@ export const codes = {
   MMB034: "invalid `every` block",
   MMB035: "invalid stage",
   MMB036: "invalid turns",
-  MMB037: "not in this target yet",
 } as const;
 
 export type DiagnosticCode = keyof typeof codes;

@@ -1,20 +1,14 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { analyze, codes, renderAll, type Target } from "../compiler/index.js";
+import { analyze, codes, renderAll } from "../compiler/index.js";
 import { fixturesDir, root, updateGoldens } from "./helpers.js";
 
 const cases = readdirSync(fixturesDir).filter((d) => existsSync(join(fixturesDir, d, "input.mmb"))).sort();
 
-/** A fixture's target: tfjs, unless its folder has a `target` file naming another (`torch`). */
-function targetOf(name: string): Target {
-  const file = join(fixturesDir, name, "target");
-  return existsSync(file) ? (readFileSync(file, "utf8").trim() as Target) : "tfjs";
-}
-
 function rendered(name: string) {
   const input = readFileSync(join(fixturesDir, name, "input.mmb"), "utf8");
-  const analysis = analyze(input, { fileName: `${name}/input.mmb`, target: targetOf(name) });
+  const analysis = analyze(input, { fileName: `${name}/input.mmb` });
   return { input, analysis, text: renderAll(analysis.diagnostics, analysis.source) + "\n" };
 }
 
@@ -53,8 +47,7 @@ describe("diagnostic fixtures", () => {
       const example = cases.find((name) => name !== "five-independent-errors" && rendered(name).analysis.diagnostics[0]?.code === code);
       if (!example) return `## ${code}: ${title}\n\nReported by \`mmb train --set\` for a name the spec does not declare as a \`param\`; the help line lists the declared params.\n`;
       const { input, text } = rendered(example);
-      const target = targetOf(example) === "tfjs" ? "" : ` (compiled with \`--target ${targetOf(example)}\`)`;
-      return `## ${code}: ${title}\n\nFrom \`test/fixtures/${example}/input.mmb\`${target}:\n\n\`\`\`\n${input.trimEnd()}\n\`\`\`\n\n\`\`\`\n${text.trimEnd()}\n\`\`\`\n`;
+      return `## ${code}: ${title}\n\nFrom \`test/fixtures/${example}/input.mmb\`:\n\n\`\`\`\n${input.trimEnd()}\n\`\`\`\n\n\`\`\`\n${text.trimEnd()}\n\`\`\`\n`;
     });
     const doc = `# Diagnostics\n\nEvery error mmb reports has a stable code. This page is generated from the fixtures in\n\`test/fixtures/\` (\`UPDATE_GOLDEN=1 npm test\` regenerates it); the help line of each shows the fix.\n\`mmb check --format json\` gives the same as data: code, severity, message, file, start and end\n(line, column), labels and help.\n\n${sections.join("\n")}`;
     golden(join(root, "docs", "diagnostics.md"), doc);

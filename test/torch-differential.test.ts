@@ -22,8 +22,6 @@ const { python, tried } = findTorchPython();
 const required = process.env.MMB_REQUIRE_TORCH === "1";
 if (!python && required) throw new Error(`MMB_REQUIRE_TORCH=1 but no Python imports torch and numpy (${tried.join("; ")})`);
 
-/** Specs the torch target does not compile yet: each is refused with MMB037, never compiled to something else. */
-const notYet = ["amss.mmb"];
 
 const tolerance = 1e-5;
 /**
@@ -81,19 +79,7 @@ const machine = new Set(["seconds", "step_seconds", "tensors", "tensor_mb", "rss
 describe.skipIf(!python)("the torch target agrees with the tfjs target", () => {
   const specs = specFiles();
 
-  it("refuses, with MMB037, exactly the specs it cannot write yet", async () => {
-    const refused = [];
-    for (const file of specs) {
-      const result = await compile(readSpec(file), { fileName: file, target: "torch" });
-      if (!result.code) {
-        expect(result.diagnostics.map((d) => d.code)).toContain("MMB037");
-        refused.push(file);
-      }
-    }
-    expect(refused).toEqual(notYet);
-  });
-
-  for (const file of specs.filter((f) => !notYet.includes(f))) {
+  for (const file of specs) {
     it(`${file}: every step's values, every epoch's metrics and the last weights`, async () => {
       const text = readSpec(file);
       const path = join(specsDir, file);

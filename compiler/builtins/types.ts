@@ -56,8 +56,7 @@ export interface Builtin {
   refine?: (call: RefineContext) => boolean;
   /**
    * How a call is emitted, per target; special forms and misused names have their own IR nodes or
-   * none. An entry without a `torch` lowering is not yet in the PyTorch target: a spec that calls
-   * it compiles for tfjs only (MMB037 for `--target torch`).
+   * none. Every entry with a tfjs lowering has a torch one (test/torch-catalogue.test.ts).
    */
   lower?: { tfjs: Lowering; torch?: Lowering };
 }

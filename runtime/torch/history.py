@@ -38,7 +38,7 @@ class History:
     def delta(self, slot, index, value, init):
         """x − (the previous step's x, or `init` on the first step); a gradient-shaped x tensor by tensor."""
         if isinstance(value, list):
-            return [self.delta(slot, f"{index}#{i}", t, init) for i, t in enumerate(value)]
+            return _grouped_as((value,), [self.delta(slot, f"{index}#{i}", t, init) for i, t in enumerate(value)])
         previous = self.read(slot, index, init)
         self.write(slot, index, value)
         return value - previous
@@ -46,7 +46,7 @@ class History:
     def ema(self, slot, index, value, beta):
         """β·ema + (1 − β)·x; the first step's ema is x itself; a gradient-shaped x tensor by tensor."""
         if isinstance(value, list):
-            return [self.ema(slot, f"{index}#{i}", t, beta) for i, t in enumerate(value)]
+            return _grouped_as((value,), [self.ema(slot, f"{index}#{i}", t, beta) for i, t in enumerate(value)])
         previous = self.values.get(self._key(slot, index))
         current = value if torch.is_tensor(value) else torch.tensor(float(value), device=self.device)
         following = current if previous is None else previous * beta + current * (1 - beta)
@@ -97,7 +97,7 @@ class History:
             projector = updated / torch.linalg.norm(updated)
             self.write(slot, key, projector)
             projected.append((projector @ t.T).T)
-        return projected
+        return _grouped_as((g,), projected)
 
     def advance(self):
         """Makes this step's writes what the next step reads."""

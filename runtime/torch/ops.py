@@ -43,11 +43,29 @@ def _by_sample(a, b):
     return a, b
 
 
+class Grouped(list):
+    """
+    A gradient-shaped value that knows its parameters: one tensor per parameter of a group, and
+    their names. Arithmetic keeps the names, so that a draw per element (`bernoulli(p)`) can follow
+    each parameter's tfjs layout and order, as the tfjs trainer draws it (BatchRandom, step.py).
+    """
+
+    def __init__(self, tensors, names):
+        super().__init__(tensors)
+        self.names = list(names)
+
+
+def _grouped_as(operands, tensors):
+    """`tensors` with the parameter names of the first operand that has them."""
+    named = next((o for o in operands if isinstance(o, Grouped)), None)
+    return Grouped(tensors, named.names) if named is not None else tensors
+
+
 def _elementwise(op, a, b):
     """`op` of two values: tensor by tensor for gradient-shaped ones (a number meets every tensor)."""
     if isinstance(a, list) or isinstance(b, list):
         length = len(a) if isinstance(a, list) else len(b)
-        return [op(a[i] if isinstance(a, list) else a, b[i] if isinstance(b, list) else b) for i in range(length)]
+        return _grouped_as((a, b), [op(a[i] if isinstance(a, list) else a, b[i] if isinstance(b, list) else b) for i in range(length)])
     return op(a, b)
 
 
@@ -111,7 +129,7 @@ def _unary(number_op, tensor_op):
 
     def apply(x):
         if isinstance(x, list):
-            return [tensor_op(t) for t in x]
+            return _grouped_as((x,), [tensor_op(t) for t in x])
         return number_op(x) if _is_number(x) else tensor_op(x)
 
     return apply
@@ -147,7 +165,7 @@ def minimum(a, b):
 def clamp(x, lo, hi):
     """x limited to [lo, hi]; of a gradient-shaped value, each element."""
     if isinstance(x, list):
-        return [clamp(t, lo, hi) for t in x]
+        return _grouped_as((x,), [clamp(t, lo, hi) for t in x])
     return minimum(maximum(x, lo), hi)
 
 
@@ -518,4 +536,4 @@ def grad_cos(a, b):
 
 def per_tensor(g, e):
     """`per_tensor(e)`: e of each parameter tensor alone, as a gradient-shaped value."""
-    return [torch.ones_like(t) * e(t) for t in g]
+    return _grouped_as((g,), [torch.ones_like(t) * e(t) for t in g])

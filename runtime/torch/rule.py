@@ -46,17 +46,20 @@ class RuleContext:
 
     def weights(self, group):
         """`weights(G)`: the group's parameters now, differentiable, as copies."""
-        return [self.params[n].clone() for n in members_of(self.params.keys(), group)]
+        names = members_of(self.params.keys(), group)
+        return Grouped([self.params[n].clone() for n in names], names)
 
     def initial(self, group):
         """`init(G)`: the group's parameters as training began (the run seed's draw)."""
         drawn = self._initial()
-        return [drawn[n].to(self.device) for n in members_of(self.params.keys(), group)]
+        names = members_of(self.params.keys(), group)
+        return Grouped([drawn[n].to(self.device) for n in names], names)
 
     def fresh(self, group):
         """`fresh(G)`: a new draw of the group's parameters, from the seed and the step (the same on resume)."""
         drawn = initial_values(self.spec, (self.seed * 1000003 + self.step * 7919 + 104729) % 2147483647)
-        return [drawn[n].to(self.device) for n in members_of(self.params.keys(), group)]
+        names = members_of(self.params.keys(), group)
+        return Grouped([drawn[n].to(self.device) for n in names], names)
 
     def frozen(self, stage, f):
         """`NAME.out`, `NAME.z[m]`, ...: pass f's inputs through the model stage NAME ended with, in evaluation mode, once per pass."""

@@ -18,6 +18,11 @@ def _value_and_grads(value, params, create_graph):
     return batch_gradients(grads), reached
 
 
+def _grouped(by_name, names):
+    """The gradient-shaped value of the parameters `names`, from their tensors by name."""
+    return Grouped([by_name[n] for n in names], names)
+
+
 def _name_hash(text):
     """FNV-1a of a parameter name, as runtime/step.ts seeds each parameter's noise."""
     h = 2166136261
@@ -92,10 +97,33 @@ class BatchRandom(StepRandom):
     the whole global batch, as one process draws it, and each process keeps its rows'.
     """
 
+    def __init__(self, seed, step, layouts):
+        super().__init__(seed, step)
+        # Each torch parameter's tfjs name and shape, in tfjs's order (StepContext's model.tfjs_name_of).
+        self.layouts = layouts
+
     def bernoulli(self, id, p):
         if torch.is_tensor(p) and p.dim() > 0:
             return own_rows(super().bernoulli(id, whole_batch(p)))
+        if isinstance(p, Grouped):
+            return self._bernoulli_as_tfjs(id, p)
         return super().bernoulli(id, p)
+
+    def _bernoulli_as_tfjs(self, id, p):
+        """
+        A draw per element of a gradient-shaped value as the tfjs trainer makes it: one stream,
+        parameter after parameter in tfjs's order, each element in its tfjs layout (transposed
+        to torch's afterwards).
+        """
+        order = list(self.layouts)
+        random = self._stream(id)
+        drawn = [None] * len(p)
+        for i in sorted(range(len(p)), key=lambda i: order.index(p.names[i])):
+            tfjs_name, shape = self.layouts[p.names[i]]
+            uniforms = random.uniforms(p[i].numel()).astype(np.float32).reshape(shape)
+            u = torch.from_numpy(np.ascontiguousarray(torch_layout(tfjs_name, uniforms))).to(p[i].device)
+            drawn[i] = (u < p[i]).float()
+        return Grouped(drawn, p.names)
 
     def dropout(self, id, x, p):
         return own_rows(super().dropout(id, whole_batch(x), p))
@@ -142,7 +170,7 @@ class StepContext(RuleContext):
         self.trained_separately = list(trained_separately)
         self.keep = [1 for _ in self.modalities]
         # The step's random draws (`uniform`, `bernoulli`, `dropout`), the same in every pass of the step.
-        self.random = BatchRandom(seed, step)
+        self.random = BatchRandom(seed, step, model.tfjs_name_of)
         self.total_loss = None
         self._task_loss = None
         self._probe_forward = None
@@ -205,7 +233,7 @@ class StepContext(RuleContext):
         members = members_of(self.params.keys(), group)
         with contextlib.nullcontext() if sample is None else unshared_batch():
             grads, _ = _value_and_grads(loss(self._forward(sample)), [self.params[n] for n in members], create_graph=True)
-        return grads
+        return Grouped(grads, members)
 
     def _gradient_of(self, task_loss, of_task):
         """The `grad` a rule reads: `of_task` for the task loss's; `grad(G, L)` and per-sample ones take a pass of their own."""
@@ -257,17 +285,17 @@ class StepContext(RuleContext):
             raw = dict(zip(names, grads))
             update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of)
             self.total_loss = task.detach()
-            return task.detach(), update, self._gradient_of(loss_of, lambda group: [raw[n] for n in members_of(names, group)]), forward
+            return task.detach(), update, self._gradient_of(loss_of, lambda group: _grouped(raw, members_of(names, group))), forward
         # Second order: the added loss reads the task loss's gradients, differentiated through.
         every = list(self.params)
         inner, _ = _value_and_grads(task, [self.params[n] for n in every], create_graph=True)
         by_name = dict(zip(every, inner))
-        total = task + added(forward, self._gradient_of(loss_of, lambda group: [by_name[n] for n in members_of(every, group)]))
+        total = task + added(forward, self._gradient_of(loss_of, lambda group: _grouped(by_name, members_of(every, group))))
         grads, reached = _value_and_grads(total, trainable, create_graph=False)
         raw = {n: g.detach() for n, g in by_name.items()}
         update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of)
         self.total_loss = total.detach()
-        return task.detach(), update, self._gradient_of(loss_of, lambda group: [raw[n] for n in members_of(every, group)]), forward
+        return task.detach(), update, self._gradient_of(loss_of, lambda group: _grouped(raw, members_of(every, group))), forward
 
     def minimize(self, group, optimizer, objective, reads_task_gradient=True):
         """Updates `group` with its own optimiser on `objective`, differentiated through task gradients it reads."""
@@ -279,7 +307,7 @@ class StepContext(RuleContext):
             every = list(self.params)
             inner, _ = _value_and_grads(self._task_loss(forward), [self.params[n] for n in every], create_graph=True)
             by_name = dict(zip(every, inner))
-            value = objective(forward, self._gradient_of(self._task_loss, lambda g: [by_name[n] for n in members_of(every, g)]))
+            value = objective(forward, self._gradient_of(self._task_loss, lambda g: _grouped(by_name, members_of(every, g))))
         else:
 
             def loss_gradient_only(g, loss=None, sample=None):

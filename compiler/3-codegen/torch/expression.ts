@@ -135,7 +135,8 @@ function reductionOf(fn: string) {
 
 function lowerEntry(fn: string, args: string[], kinds: ValueKind[], result: ValueKind, host: boolean, env: Env, state?: number): string {
   const lowering = builtin(fn)?.lower?.torch;
-  if (!lowering) throw new Error(`no torch lowering for ${fn} (the support check reports it)`);
+  // test/torch-catalogue.test.ts keeps every entry with a torch lowering: a missing one is mmb's bug, said as such.
+  if (!lowering) throw new Error(`no torch lowering for ${fn}`);
   const cx: LoweringContext = {
     args,
     kinds,

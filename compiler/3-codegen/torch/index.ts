@@ -7,8 +7,6 @@ import { commentLine, indent, pythonLiteral, pythonName, pythonNumber, pythonStr
 import { torchRuntime } from "./runtime-source.js";
 import { actionStatement, addedLossFunction, lossDependencies, valueStatement } from "./statements.js";
 
-export { torchSupport } from "./support.js";
-
 /** `ctx.history.write(...)` for each `prev` record, inside loops over the modalities it is keyed by. */
 function historyWrites(writes: StepPlan["prevWrites"], env: Env): string[] {
   return writes.map((w) => {
