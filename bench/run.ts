@@ -6,14 +6,19 @@
  *      optional packages find an adapter, labelled with it: software Vulkan says so), and PyTorch;
  *   3. training steps (bench/step.ts): the generated loop against a hand-written one, and each
  *      spec over the baseline, next to the same ratio for PyTorch (bench/torch/methods.py); and
- *      the same on webgpu where it starts.
- * PyTorch runs where `import torch` works (Debian: python3-torch); `--install-torch` installs it
- * with apt first. Neither the tests nor the build need it.
- *   npm run bench [-- --install-torch] [--skip-compile]
+ *      the same on webgpu where it starts;
+ *   5. a CREMA-D-shaped workload (bench/cremad.ts: OGM-GE on two ResNet-18-shaped encoders): the
+ *      `--target torch` trainer against a hand-written PyTorch loop (bench/torch/cremad.py), and
+ *      the tfjs trainer against both.
+ * PyTorch runs in the first Python that imports torch and numpy (cli/python.ts: MMB_PYTHON,
+ * python3, /usr/bin/python3; Debian: python3-torch); `--install-torch` installs it with apt first.
+ * Neither the tests nor the build need it.
+ *   npm run bench [-- --install-torch] [--skip-compile] [--skip-cremad]
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { findTorchPython } from "../cli/python.js";
 import { loadNativeBlas, openblasCoreType } from "../runtime/native-kernels.js";
 import { repositoryRoot } from "./paths.js";
 
@@ -32,12 +37,7 @@ function run(command: string, args: string[], extra: Record<string, string> = {}
 
 const jsonLines = <T>(text: string): T[] => text.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as T);
 
-function findPython(): string | undefined {
-  for (const python of ["/usr/bin/python3", "python3"]) {
-    if (spawnSync(python, ["-c", "import torch"], { stdio: "ignore" }).status === 0) return python;
-  }
-  return undefined;
-}
+const findPython = () => findTorchPython().python?.command;
 
 if (flag("--install-torch") && !findPython()) {
   const [command, ...args] = [...(process.getuid?.() === 0 ? [] : ["sudo"]), "apt-get", "install", "-y", "--no-install-recommends", "python3-torch", "libopenblas0"];
@@ -114,4 +114,10 @@ if (python) {
 if (webgpuWorkloads) {
   console.log(`\n## 4. Training steps on ${webgpuWorkloads[0]!.backend}\n`);
   run(process.execPath, [join(repositoryRoot, "dist/bench/step.js"), "--backend", "webgpu", "--json", join(out, "step-webgpu.json")]);
+}
+
+if (!flag("--skip-cremad")) {
+  console.log("\n## 5. A CREMA-D-shaped workload: OGM-GE on two ResNet-18-shaped encoders\n");
+  if (python) run(process.execPath, [join(repositoryRoot, "dist/bench/cremad.js"), "--json", join(out, "cremad.json")]);
+  else console.log("No Python with torch and numpy: skipped (`npm run bench -- --install-torch` adds it).");
 }
