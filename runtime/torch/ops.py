@@ -503,31 +503,32 @@ def distance(z, prototypes):
 # ---------------------------------------------------------------- gradient statistics
 
 
-def _flat(g):
-    """A group's elements as one vector."""
-    return g[0].reshape(-1) if len(g) == 1 else torch.cat([t.reshape(-1) for t in g])
+def _total(g, f):
+    """Σ of f over every element of a group, tensor by tensor: no copy of the group's elements into one vector."""
+    return builtins.sum(torch.sum(f(t)) for t in g)
 
 
 def grad_norm(g):
-    return torch.sqrt(torch.sum(torch.square(_flat(g))))
+    return torch.sqrt(_total(g, torch.square))
 
 
 def grad_norm1(g):
-    return torch.sum(torch.abs(_flat(g)))
+    return _total(g, torch.abs)
 
 
 def grad_mean(g):
-    return torch.sum(_flat(g)) / builtins.sum(t.numel() for t in g)
+    return _total(g, lambda t: t) / builtins.sum(t.numel() for t in g)
 
 
 def grad_std(g):
     """Sample standard deviation over every element of the group (n − 1, as torch.std)."""
     n = builtins.sum(t.numel() for t in g)
-    return torch.sqrt(torch.sum(torch.square(_flat(g) - grad_mean(g))) / builtins.max(1, n - 1))
+    mean = grad_mean(g)
+    return torch.sqrt(_total(g, lambda t: torch.square(t - mean)) / builtins.max(1, n - 1))
 
 
 def grad_dot(a, b):
-    return torch.sum(_flat(a) * _flat(b))
+    return builtins.sum(torch.sum(x * y) for x, y in zip(a, b))
 
 
 def grad_cos(a, b):

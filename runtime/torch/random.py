@@ -40,15 +40,16 @@ class Random:
         """
         The next n uniforms at once. mulberry32's state only grows by a constant, so the k-th
         state is known without the ones before: the mixing is done on all of them together, in
-        numpy's 64-bit integers masked to 32 bits (a ResNet's millions of weights in a second).
+        numpy's uint32 arithmetic, which wraps as Math.imul and >>> do (a ResNet's millions of
+        weights in a fraction of a second).
         """
-        steps = np.arange(1, n + 1, dtype=np.uint64)
-        t = (np.uint64(self._state) + steps * np.uint64(0x6D2B79F5)) & np.uint64(_MASK32)
-        self._state = int(t[-1]) if n else self._state
-        mask = np.uint64(_MASK32)
-        t = ((t ^ (t >> np.uint64(15))) * (t | np.uint64(1))) & mask
-        t ^= (t + (((t ^ (t >> np.uint64(7))) * (t | np.uint64(61))) & mask)) & mask
-        return (t ^ (t >> np.uint64(14))).astype(np.float64) / 4294967296
+        t = np.arange(1, n + 1, dtype=np.uint32)
+        t *= np.uint32(0x6D2B79F5)
+        t += np.uint32(self._state)
+        self._state = (self._state + n * 0x6D2B79F5) & _MASK32
+        t = (t ^ (t >> np.uint32(15))) * (t | np.uint32(1))
+        t ^= t + (t ^ (t >> np.uint32(7))) * (t | np.uint32(61))
+        return (t ^ (t >> np.uint32(14))) / 4294967296
 
     def normals(self, n, std=1.0):
         """n normal draws times std (Box–Muller on pairs of uniforms, as `normal`), rounded to float32 as the tfjs trainer stores them."""
