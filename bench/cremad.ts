@@ -51,7 +51,7 @@ const phases = process.argv.includes("--phases");
 class Done extends Error {}
 
 /** The tfjs trainer's step times, in this process (`--tfjs-only`): its loop, its `trainStep` wrapped to note when each step starts. */
-async function tfjsSteps_(): Promise<{ ms: number[]; backend: string }> {
+async function timeTfjsSteps(): Promise<{ ms: number[]; backend: string }> {
   const result = await compile(text, { fileName: specFile });
   if (!result.code) throw new Error(`${specFile} does not compile`);
   const out = mkdtempSync(join(tmpdir(), "mmb-cremad-tfjs-"));
@@ -79,7 +79,7 @@ async function tfjsSteps_(): Promise<{ ms: number[]; backend: string }> {
 }
 
 if (process.argv.includes("--tfjs-only")) {
-  console.log(JSON.stringify(await tfjsSteps_()));
+  console.log(JSON.stringify(await timeTfjsSteps()));
   process.exit(0);
 }
 
