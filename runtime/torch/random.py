@@ -115,5 +115,4 @@ class StepRandom:
 
 def _uniform_like(random, t):
     """One uniform per element of t, in t's row-major order, as float32 (as tfjs holds them)."""
-    values = np.array([random.uniform() for _ in range(t.numel())], dtype=np.float32)
-    return torch.from_numpy(values).reshape(t.shape).to(t.device)
+    return torch.from_numpy(random.uniforms(t.numel()).astype(np.float32)).reshape(t.shape).to(t.device)

@@ -205,7 +205,7 @@ class StepContext(RuleContext):
         """
         batch = self.inputs[m].shape[0]
         random = Random((self.seed * 1000003 + self.step * 7919 + m) % 2147483647)
-        draws = own_rows(torch.tensor([random.uniform() for _ in range(batch_size(batch))], dtype=torch.float32, device=self.target.device))
+        draws = own_rows(torch.from_numpy(random.uniforms(batch_size(batch)).astype(np.float32)).to(self.target.device))
         if isinstance(p, (int, float)):
             mask = (draws >= p).float().reshape(batch, 1)
         else:
