@@ -118,7 +118,7 @@ def _export_job(job):
         if hashlib.sha256(data).hexdigest() != job["sha256"]:
             raise ValueError(f"{job['weights']} does not match its checksum in state.json: the checkpoint is damaged")
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        expected = dict(model.named_parameters())
+        expected = model.state_dict()
         for key in expected:
             if key not in state:
                 raise ValueError(f"the checkpoint has no weights for parameter {key} (expected shape {list(expected[key].shape)})")

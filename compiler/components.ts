@@ -34,6 +34,13 @@ const positive: Range = { min: 0, minOpen: true };
 const nonNegative: Range = { min: 0 };
 const fraction: Range = { min: 0, max: 1, maxOpen: true };
 const out: OptionSpec = { type: "int", default: 64, doc: "feature size z[m]", range: atLeastOne };
+/** Batch normalisation after each hidden layer (the layer then has no bias); `none` by default, `batch` in a ResNet. */
+const norm = (byDefault: "batch" | "none"): OptionSpec => ({
+  type: "string",
+  default: byDefault,
+  doc: "`batch`: batch normalisation after each hidden layer, as PyTorch's BatchNorm (batch statistics in training, running ones in evaluation); `none`: a bias instead",
+  choices: ["batch", "none"],
+});
 
 export const encoders: Record<string, ComponentSpec> = {
   mlp: {
@@ -43,6 +50,7 @@ export const encoders: Record<string, ComponentSpec> = {
       out,
       activation,
       dropout: { type: "number", default: 0, doc: "dropout rate after each hidden layer", range: fraction },
+      norm: norm("none"),
     },
   },
   conv1d: {
@@ -53,6 +61,7 @@ export const encoders: Record<string, ComponentSpec> = {
       kernel: { type: "int", default: 3, doc: "kernel width", range: atLeastOne },
       out,
       activation,
+      norm: norm("none"),
     },
   },
   conv2d: {
@@ -63,6 +72,7 @@ export const encoders: Record<string, ComponentSpec> = {
       kernel: { type: "int", default: 3, doc: "kernel size", range: atLeastOne },
       out,
       activation,
+      norm: norm("none"),
     },
   },
   lstm: {
@@ -93,12 +103,13 @@ export const encoders: Record<string, ComponentSpec> = {
     },
   },
   resnet: {
-    doc: "a ResNet over [channels, height, width]: a 3×3 stem, then per stage `blocks` basic blocks (two 3×3 convolutions and a skip; the first of each later stage has stride 2 and a 1×1 projection), global mean pool, linear `.last`. channels [64, 128, 256, 512] with 2 blocks is ResNet-18-shaped (without batch norm)",
+    doc: "a ResNet over [channels, height, width]: a 3×3 stem, then per stage `blocks` basic blocks (two 3×3 convolutions and a skip; the first of each later stage has stride 2 and a 1×1 projection), global mean pool, linear `.last`; every convolution batch-normalised, as torchvision's. channels [64, 128, 256, 512] with 2 blocks is ResNet-18's body (with a 3×3 stem of stride 1 and no max pool)",
     inputRank: [3],
     options: {
       channels: { type: "ints", default: [16, 32, 64, 128], doc: "channels of each stage" },
       blocks: { type: "int", default: 2, doc: "basic blocks per stage", range: atLeastOne },
       out,
+      norm: norm("batch"),
     },
   },
 };

@@ -40,6 +40,8 @@ export const codes = {
   MMB034: "invalid `every` block",
   MMB035: "invalid stage",
   MMB036: "invalid turns",
+  // MMB037 ("not in this target yet") was retired when every construct compiled for torch.
+  MMB038: "batch normalisation on one sample",
 } as const;
 
 export type DiagnosticCode = keyof typeof codes;

@@ -38,6 +38,8 @@ export class EpochContext extends RuleContext {
     seed: number,
     initialValues: () => Map<string, tf.Tensor>,
     finished: ReadonlyMap<string, Params> = new Map(),
+    /** The batch norms' running statistics, with which the rule's evaluation passes normalise. */
+    private readonly running: Params = {},
   ) {
     super(spec, params, step, seed, initialValues, finished);
     // A stream of its own: the step rules' draws stay what they are without an epoch rule.
@@ -104,7 +106,7 @@ export class EpochContext extends RuleContext {
     for (const rows of evaluationBatches(samples)) {
       tf.tidy(() => {
         const { inputs, target } = batchTensors(samples, this.spec, rows);
-        visit(value(new Forward(this.spec, params, inputs, target, false, undefined, this)), target);
+        visit(value(new Forward(this.spec, params, inputs, target, false, undefined, this, this.running)), target);
       });
     }
   }

@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import { batchNorm, batchNormOf, statisticShapes, type BatchStatistics, type Normalization, type StatisticShape } from "./batch-norm.js";
 import { logSumExp, normalize, stopGradient } from "./ops.js";
 import { auxHeadGroup, encoderGroup, fusionGroup, Groups, headGroup, learnableParam, membersOf } from "./parameter-groups.js";
 import { Random } from "./random.js";
@@ -40,6 +41,20 @@ function dense(prefix: string, inputs: number, outputs: number, init: ParamShape
   ];
 }
 
+/**
+ * A layer of `inputs` → `outputs` (kernel shape `kernel`), with a bias, or, batch-normalised
+ * (`norm: "batch"`), with the norm's gain and bias instead: a bias before the norm would cancel out.
+ */
+function layer(prefix: string, kernel: number[], outputs: number, init: ParamShape["init"], normalized: boolean): ParamShape[] {
+  const weights: ParamShape = { name: `${prefix}.kernel`, shape: kernel, init };
+  if (!normalized) return [weights, { name: `${prefix}.bias`, shape: [outputs], init: "zeros" }];
+  const norm = batchNormOf(prefix);
+  return [weights, { name: `${norm}.gain`, shape: [outputs], init: 1 }, { name: `${norm}.bias`, shape: [outputs], init: "zeros" }];
+}
+
+/** Whether an encoder's hidden layers are batch-normalised. */
+const batchNormalized = (encoder: ComponentSpec): boolean => encoder.options.norm === "batch";
+
 function layerNorm(prefix: string, width: number): ParamShape[] {
   return [
     { name: `${prefix}.gain`, shape: [width], init: 1 },
@@ -65,7 +80,7 @@ function encoderShapes(prefix: string, encoder: ComponentSpec, shape: number[]):
   switch (encoder.kind) {
     case "mlp": {
       const widths = [shape.reduce((a, b) => a * b, 1), ...numbers(o.hidden)];
-      const layers = widths.slice(1).flatMap((w, i) => dense(`${prefix}.dense${i}`, widths[i]!, w));
+      const layers = widths.slice(1).flatMap((w, i) => layer(`${prefix}.dense${i}`, [widths[i]!, w], w, "he", batchNormalized(encoder)));
       return [...layers, ...dense(`${prefix}.last`, widths[widths.length - 1]!, out, "glorot")];
     }
     case "conv1d":
@@ -74,10 +89,7 @@ function encoderShapes(prefix: string, encoder: ComponentSpec, shape: number[]):
       const kernel = Number(o.kernel);
       const inChannels = encoder.kind === "conv2d" ? shape[0]! : shape[1]!;
       const window = encoder.kind === "conv2d" ? [kernel, kernel] : [kernel];
-      const convs = channels.flatMap((c, i) => [
-        { name: `${prefix}.conv${i}.kernel`, shape: [...window, i === 0 ? inChannels : channels[i - 1]!, c], init: "he" as const },
-        { name: `${prefix}.conv${i}.bias`, shape: [c], init: "zeros" as const },
-      ]);
+      const convs = channels.flatMap((c, i) => layer(`${prefix}.conv${i}`, [...window, i === 0 ? inChannels : channels[i - 1]!, c], c, "he", batchNormalized(encoder)));
       return [...convs, ...dense(`${prefix}.last`, channels[channels.length - 1]!, out, "glorot")];
     }
     case "transformer": {
@@ -97,10 +109,7 @@ function encoderShapes(prefix: string, encoder: ComponentSpec, shape: number[]):
     }
     case "resnet": {
       const channels = numbers(o.channels);
-      const conv = (name: string, k: number, from: number, to: number): ParamShape[] => [
-        { name: `${name}.kernel`, shape: [k, k, from, to], init: "he" },
-        { name: `${name}.bias`, shape: [to], init: "zeros" },
-      ];
+      const conv = (name: string, k: number, from: number, to: number): ParamShape[] => layer(name, [k, k, from, to], to, "he", batchNormalized(encoder));
       const shapes = conv(`${prefix}.stem`, 3, shape[0]!, channels[0]!);
       channels.forEach((c, i) => {
         for (let j = 0; j < Number(o.blocks); j++) {
@@ -168,6 +177,11 @@ function headShapes(prefix: string, head: ComponentSpec, inputs: number, spec: M
   if (head.kind === "cosine") return [{ name: `${prefix}.kernel`, shape: [inputs, out], init: "glorot" }];
   const widths = [inputs, ...numbers(head.options.hidden)];
   return [...widths.slice(1).flatMap((w, i) => dense(`${prefix}.dense${i}`, widths[i]!, w)), ...dense(`${prefix}.out`, widths[widths.length - 1]!, out, "glorot")];
+}
+
+/** The running statistics of the model's batch norms (batch-norm.ts), checkpointed beside its parameters. */
+export function modelStatistics(spec: ModelSpec): StatisticShape[] {
+  return statisticShapes(parameterShapes(spec));
 }
 
 export function parameterShapes(spec: ModelSpec): ParamShape[] {
@@ -245,38 +259,50 @@ function applyDense(params: Params, prefix: string, x: tf.Tensor): tf.Tensor {
   return tf.add(tf.matMul(x as tf.Tensor2D, params[`${prefix}.kernel`] as tf.Tensor2D), params[`${prefix}.bias`]!);
 }
 
-function encode(params: Params, prefix: string, encoder: ComponentSpec, x: tf.Tensor, training: boolean): tf.Tensor {
+/** Layer `name`'s kernel applied to its input (`applied`), then the layer's bias, or its batch norm. */
+function biasOrNorm(params: Params, name: string, applied: tf.Tensor, how: Normalization, normalized: boolean): tf.Tensor {
+  return normalized ? batchNorm(params, batchNormOf(name), applied, how) : tf.add(applied, params[`${name}.bias`]!);
+}
+
+function encode(params: Params, prefix: string, encoder: ComponentSpec, x: tf.Tensor, how: Normalization): tf.Tensor {
   const o = encoder.options;
   const act = activations[String(o.activation ?? "relu")] ?? activations.relu!;
   const batch = x.shape[0]!;
+  const normalized = batchNormalized(encoder);
   switch (encoder.kind) {
     case "mlp": {
       let h: tf.Tensor = tf.reshape(x, [batch, -1]);
       numbers(o.hidden).forEach((_, i) => {
-        h = act(applyDense(params, `${prefix}.dense${i}`, h));
+        const name = `${prefix}.dense${i}`;
+        h = act(biasOrNorm(params, name, tf.matMul(h as tf.Tensor2D, params[`${name}.kernel`] as tf.Tensor2D), how, normalized));
         const rate = Number(o.dropout ?? 0);
-        if (training && rate > 0) h = tf.dropout(h, rate);
+        if (how.training && rate > 0) h = tf.dropout(h, rate);
       });
       return applyDense(params, `${prefix}.last`, h);
     }
     case "conv2d": {
       let h: tf.Tensor = tf.transpose(x, [0, 2, 3, 1]);
       numbers(o.channels).forEach((_, i) => {
-        h = act(tf.add(tf.conv2d(h as tf.Tensor4D, params[`${prefix}.conv${i}.kernel`] as tf.Tensor4D, 2, "same"), params[`${prefix}.conv${i}.bias`]!));
+        const name = `${prefix}.conv${i}`;
+        h = act(biasOrNorm(params, name, tf.conv2d(h as tf.Tensor4D, params[`${name}.kernel`] as tf.Tensor4D, 2, "same"), how, normalized));
       });
       return applyDense(params, `${prefix}.last`, tf.mean(h, [1, 2]));
     }
     case "conv1d": {
       let h: tf.Tensor = x;
       numbers(o.channels).forEach((_, i) => {
-        h = act(tf.add(tf.conv1d(h as tf.Tensor3D, params[`${prefix}.conv${i}.kernel`] as tf.Tensor3D, 2, "same"), params[`${prefix}.conv${i}.bias`]!));
+        const name = `${prefix}.conv${i}`;
+        h = act(biasOrNorm(params, name, tf.conv1d(h as tf.Tensor3D, params[`${name}.kernel`] as tf.Tensor3D, 2, "same"), how, normalized));
       });
       return applyDense(params, `${prefix}.last`, tf.mean(h, 1));
     }
     case "transformer":
       return applyDense(params, `${prefix}.last`, tf.mean(transformer(params, prefix, Number(o.layers), Number(o.heads), x as tf.Tensor3D), 1));
-    case "resnet":
-      return applyDense(params, `${prefix}.last`, tf.mean(resnet(params, prefix, numbers(o.channels).length, Number(o.blocks), tf.transpose(x, [0, 2, 3, 1]) as tf.Tensor4D), [1, 2]));
+    case "resnet": {
+      const conv = (name: string, input: tf.Tensor4D, stride: number) =>
+        biasOrNorm(params, name, tf.conv2d(input, params[`${name}.kernel`] as tf.Tensor4D, stride, "same"), how, normalized) as tf.Tensor4D;
+      return applyDense(params, `${prefix}.last`, tf.mean(resnet(params, prefix, numbers(o.channels).length, Number(o.blocks), conv, tf.transpose(x, [0, 2, 3, 1]) as tf.Tensor4D), [1, 2]));
+    }
     case "lstm":
     case "gru":
       return applyDense(params, `${prefix}.last`, recurrent(params, `${prefix}.rnn`, encoder.kind, Number(o.hidden), x as tf.Tensor3D));
@@ -320,10 +346,12 @@ function transformer(params: Params, prefix: string, layers: number, heads: numb
   return h;
 }
 
-/** ResNet basic blocks on [batch, height, width, channels]. */
-function resnet(params: Params, prefix: string, stages: number, blocks: number, x: tf.Tensor4D): tf.Tensor4D {
-  const conv = (name: string, input: tf.Tensor4D, stride: number) =>
-    tf.add(tf.conv2d(input, params[`${name}.kernel`] as tf.Tensor4D, stride, "same"), params[`${name}.bias`]!) as tf.Tensor4D;
+/**
+ * ResNet basic blocks on [batch, height, width, channels], as torchvision's: conv–norm–relu,
+ * conv–norm, plus the input (through a 1×1 conv–norm where the shape changes), relu. `conv`
+ * applies a named convolution with its bias or its batch norm.
+ */
+function resnet(params: Params, prefix: string, stages: number, blocks: number, conv: (name: string, input: tf.Tensor4D, stride: number) => tf.Tensor4D, x: tf.Tensor4D): tf.Tensor4D {
   let h = tf.relu(conv(`${prefix}.stem`, x, 1)) as tf.Tensor4D;
   for (let i = 0; i < stages; i++) {
     for (let j = 0; j < blocks; j++) {
@@ -406,7 +434,7 @@ export interface StepServices {
   initialOf(names: string[]): tf.Tensor[];
   /** A new random initialisation of these parameters (`fresh(G)`). */
   freshOf(names: string[]): tf.Tensor[];
-  /** The weights a finished stage ended with. */
+  /** The weights a finished stage ended with, and its batch norms' running statistics. */
   frozenParams(stage: string): Params;
 }
 
@@ -417,6 +445,8 @@ export class Forward {
   readonly z: tf.Tensor[];
   readonly fused: tf.Tensor;
   readonly out: tf.Tensor;
+  /** A training pass's batch statistics, by batch norm (batch-norm.ts): the step's update pass moves the running ones by them. */
+  readonly measured: BatchStatistics = new Map();
   private readonly cache = new Map<string, tf.Tensor>();
   private readonly frozenPasses = new Map<string, Forward>();
 
@@ -425,6 +455,7 @@ export class Forward {
     private readonly params: Params,
     readonly inputs: tf.Tensor[],
     readonly target: tf.Tensor,
+    /** Training (dropout; batch norms normalise with the batch) or evaluation (with `running`). */
     training: boolean,
     /**
      * Per-modality multipliers of z[m]: 0 evaluates without the modality, a [batch, 1] mask
@@ -440,10 +471,13 @@ export class Forward {
         throw new Error(`no stage weights in this pass (${stage})`);
       },
     },
+    /** The batch norms' running statistics, by name, for an evaluation pass. */
+    running: Params = {},
   ) {
     this.group = new Groups(spec.modalities.map((m) => m.name));
+    const how: Normalization = training ? { training, measured: this.measured } : { training, running };
     this.z = spec.modalities.map((modality, m) => {
-      const z = encode(params, encoderGroup(modality.name), spec.encoders[m]!, inputs[m]!, training);
+      const z = encode(params, encoderGroup(modality.name), spec.encoders[m]!, inputs[m]!, how);
       const factor = keep?.[m] ?? 1;
       return factor === 1 ? z : factor === 0 ? absent(z) : tf.mul(z, factor);
     });
@@ -513,7 +547,8 @@ export class Forward {
     let pass = this.frozenPasses.get(stage);
     // A pass made inside a gradient scope that has ended is made again, as a cached view is.
     if (!pass || [pass.out, ...pass.z].some((t) => t.isDisposed)) {
-      pass = new Forward(this.spec, this.step.frozenParams(stage), this.inputs, this.target, false, undefined, this.step);
+      const frozen = this.step.frozenParams(stage);
+      pass = new Forward(this.spec, frozen, this.inputs, this.target, false, undefined, this.step, frozen);
       this.frozenPasses.set(stage, pass);
     }
     return pass;

@@ -12,7 +12,10 @@
 /** Layers of an encoder a group can select: its last linear layer, or every layer of one kind. */
 export type LayerKind = "last" | "conv" | "dense" | "rnn" | "attention" | "norm";
 
-/** The layer kinds each encoder has, for `encoder[m].<kind>` (the names below follow model.ts). */
+/**
+ * The layer kinds each encoder has, for `encoder[m].<kind>` (the names below follow model.ts);
+ * a batch-normalised one (`norm: "batch"`) also has `norm` layers (encoderLayerKindsOf).
+ */
 export const encoderLayerKinds: Record<string, readonly LayerKind[]> = {
   mlp: ["last", "dense"],
   conv1d: ["last", "conv"],
@@ -22,6 +25,12 @@ export const encoderLayerKinds: Record<string, readonly LayerKind[]> = {
   transformer: ["last", "dense", "attention", "norm"],
   resnet: ["last", "conv"],
 };
+
+/** The layer kinds of an encoder as declared: its kind's, and `norm` where its layers are batch-normalised. */
+export function encoderLayerKindsOf(encoder: { kind: string; options: Record<string, unknown> }): readonly LayerKind[] {
+  const kinds = encoderLayerKinds[encoder.kind] ?? [];
+  return encoder.options.norm === "batch" && !kinds.includes("norm") ? [...kinds, "norm"] : kinds;
+}
 
 export const headGroup = "head";
 export const fusionGroup = "fusion";
@@ -42,11 +51,12 @@ export const weightsOf = (group: string): string => `${group}|weight`;
 export function layerKind(param: string): LayerKind | "other" {
   const segments = param.split(".").slice(2, -1);
   if (segments[0] === "last") return "last";
+  // A batch norm (`<conv>.norm`) is a norm layer, not part of the layer it follows.
+  if (segments.some((s) => /^norm\d*$/.test(s))) return "norm";
   if (segments.some((s) => /^(conv\d*|stem|skip)$/.test(s))) return "conv";
   if (segments.some((s) => /^(dense\d*|input|ff\d)$/.test(s))) return "dense";
   if (segments[0] === "rnn") return "rnn";
   if (segments.some((s) => /^(query|key|value|output|position)$/.test(s))) return "attention";
-  if (segments.some((s) => /^norm\d$/.test(s))) return "norm";
   return "other";
 }
 

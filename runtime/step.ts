@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import type { BatchStatistics } from "./batch-norm.js";
 import type { History } from "./history.js";
 import { Forward, type Params } from "./model.js";
 import type { EpochNumber, EpochResult } from "./epoch.js";
@@ -13,6 +14,8 @@ import type { ComponentSpec, ModelSpec } from "./spec.js";
 /** The update gradient of every parameter; actions change it in place, in spec order. */
 export class Gradients {
   readonly lrFactors = new Map<string, tf.Tensor>();
+  /** The batch statistics of the pass these gradients come from: the update moves the running statistics by them. */
+  measured: BatchStatistics = new Map();
 
   constructor(
     readonly values: Map<string, tf.Tensor>,
@@ -229,7 +232,10 @@ export class StepContext extends RuleContext {
       return new Forward(this.spec, params, this.inputs.map(one), one(this.target), true, this.keep.map((k) => (typeof k === "number" ? k : one(k))), this);
     }
     const f = new Forward(this.spec, params, this.inputs, this.target, true, this.keep, this);
-    if (keep) for (const t of [...f.z, f.fused, f.out]) this.keptTensors.push(tf.keep(t));
+    if (keep) {
+      const statistics = [...f.measured.values()].flatMap(({ mean, variance }) => [mean, variance]);
+      for (const t of [...f.z, f.fused, f.out, ...statistics]) this.keptTensors.push(tf.keep(t));
+    }
     return f;
   }
 
@@ -304,6 +310,7 @@ export class StepContext extends RuleContext {
         return taskLoss(forward, this) as tf.Scalar;
       }, names.map((n) => this.params.get(n)!));
       const gradients = updateGradients(names, grads, reached, onlyReached, noiseSeed);
+      gradients.measured = forward.measured;
       const raw = new Gradients(new Map(names.map((n, i) => [n, grads[i]!])), noiseSeed);
       const current = Object.fromEntries(this.params) as Params;
       this.totalLoss = value;
@@ -323,6 +330,7 @@ export class StepContext extends RuleContext {
       return tf.add(inner.loss, added(inner.forward, inner.grad)) as tf.Scalar;
     }, names.map((n) => this.params.get(n)!));
     const gradients = updateGradients(names, grads, reached, onlyReached, noiseSeed);
+    gradients.measured = forward.measured;
     this.totalLoss = total;
     return { loss: taskValue, grads: gradients, raw: rawGrad, forward };
   }

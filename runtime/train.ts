@@ -12,7 +12,8 @@ import { parseNpy, parseNpz } from "./data/files.js";
 import { EpochContext, type EpochResult } from "./epoch.js";
 import { History } from "./history.js";
 import { exportLogs, readLogRecords, type LogFormat, type LogRecord } from "./log-export.js";
-import { estimateMemory, Forward, initialParameters, initialValues, parameterShapes, type Params } from "./model.js";
+import { RunningStatistics } from "./batch-norm.js";
+import { estimateMemory, Forward, initialParameters, initialValues, modelStatistics, parameterShapes, type Params } from "./model.js";
 import { classificationMetrics, maskDice, regressionMetrics } from "./metrics.js";
 import { gradNorm } from "./ops.js";
 import { inGroup } from "./parameter-groups.js";
@@ -172,7 +173,7 @@ function checkResources(spec: ModelSpec, backend: BackendName, dataBytes: number
  * Metrics of the fused head on a split, or of one modality alone (its auxiliary head, or the
  * others' features zeroed). The first key is the primary metric: accuracy, MAE, or Dice.
  */
-async function evaluate(spec: ModelSpec, params: Params, split: Split, only?: number, predict?: (f: Forward) => tf.Tensor): Promise<Record<string, number>> {
+async function evaluate(spec: ModelSpec, params: Params, running: Params, split: Split, only?: number, predict?: (f: Forward) => tf.Tensor): Promise<Record<string, number>> {
   const classes = spec.target.kind !== "real";
   const width = targetWidth(spec.target);
   const predicted = new Float32Array(split.size * width);
@@ -180,7 +181,7 @@ async function evaluate(spec: ModelSpec, params: Params, split: Split, only?: nu
     const batch = tf.tidy(() => {
       const { inputs, target } = batchTensors(split, spec, rows);
       const keep = only === undefined || spec.auxHead ? undefined : spec.modalities.map((_, m) => (m === only ? 1 : 0));
-      const f = new Forward(spec, params, inputs, target, false, keep);
+      const f = new Forward(spec, params, inputs, target, false, keep, undefined, running);
       const output = only !== undefined ? (spec.auxHead ? f.aux(only) : f.out) : predict ? predict(f) : f.out;
       return classes ? tf.argMax(output, -1) : tf.reshape(output, [-1]);
     });
@@ -213,9 +214,10 @@ export function withFold<S extends Pick<ModelSpec, "source" | "data">>(spec: S, 
 }
 
 /**
- * `init`: the weights of every parameter of the model, read from a .npz (float32 or any numeric
- * dtype, converted to float32) and checked against the spec's parameters: no array for another
- * parameter, none missing, each of the parameter's shape, every value finite.
+ * `init`: the weights of every parameter of the model and the running statistics of its batch
+ * norms, read from a .npz (float32 or any numeric dtype, converted to float32) and checked against
+ * the spec's: no array for another parameter, none missing, each of the parameter's shape, every
+ * value finite.
  */
 function initialWeights(init: NonNullable<TrainOptions["init"]>, spec: ModelSpec): Map<string, { values: Float32Array; shape: number[] }> {
   const file = typeof init === "string" ? init : "init";
@@ -232,7 +234,7 @@ function initialWeights(init: NonNullable<TrainOptions["init"]>, spec: ModelSpec
       return [name, { shape, values: Float32Array.from(values) }];
     }));
   }
-  const expected = parameterShapes(spec);
+  const expected = [...parameterShapes(spec), ...modelStatistics(spec)];
   const known = new Set(expected.map((p) => p.name));
   const unknown = [...given.keys()].filter((name) => !known.has(name));
   if (unknown.length) {
@@ -292,6 +294,9 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const perSample = new Set(stages.flatMap((s) => s.code.perSampleValues ?? []));
 
   const params = initialParameters(spec, seed);
+  const statistics = new RunningStatistics(modelStatistics(spec));
+  // What a checkpoint holds of the model: its parameters, then its batch norms' running statistics.
+  const variables = new Map<string, tf.Variable>([...params, ...statistics.values]);
   // `init(G)`: the initial values, a function of the seed, made again on resume when a rule asks.
   let initial: Map<string, tf.Tensor> | undefined;
   const initialTensors = () => (initial ??= new Map([...initialValues(spec, seed)].map(([name, { values, shape }]) => [name, tf.keep(tf.tensor(values, shape))])));
@@ -320,10 +325,18 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       // More epochs may follow a run's last one, unless its last stage's schedule reads their number.
       const conflicts = resumeConflicts(state.origin as RunOrigin | undefined, origin, stages[stages.length - 1]!.settings.schedule.kind === "cosine");
       if (conflicts.length) throw new ResumeError(`cannot resume ${options.out}: ${conflicts.join("; ")}; start a new run with another --out, or --overwrite`);
+      // The model's variables, no more and no fewer: a checkpoint of an mmb whose model differs (a
+      // ResNet before batch norm) would leave some at their initial values, or name ones it lacks.
+      const saved = state.manifest.map((m) => m.name).filter((name) => !finishedName(name));
+      const lacking = [...variables.keys()].find((name) => !saved.includes(name));
+      const foreign = saved.find((name) => !variables.has(name));
+      if (lacking || foreign) {
+        throw new ResumeError(`cannot resume ${options.out}: its checkpoint ${lacking ? `has no ${lacking}` : `holds ${foreign}, which the model does not have`} (written by an mmb whose model differs); start a new run with another --out, or --overwrite`);
+      }
       tf.tidy(() =>
         state.manifest.forEach(({ name, shape }, i) => {
           const kept = finishedName(name);
-          if (!kept) return params.get(name)!.assign(tf.tensor(weights[i]!, shape));
+          if (!kept) return variables.get(name)!.assign(tf.tensor(weights[i]!, shape));
           const stageWeights = finished.get(kept.stage) ?? {};
           stageWeights[kept.parameter] = tf.keep(tf.tensor(weights[i]!, shape));
           finished.set(kept.stage, stageWeights);
@@ -348,7 +361,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       say(`mmb: resumed from epoch ${state.epoch + 1}`);
     } else {
       if (init) {
-        tf.tidy(() => init.forEach(({ values, shape }, name) => params.get(name)!.assign(tf.tensor(values, shape))));
+        tf.tidy(() => init.forEach(({ values, shape }, name) => variables.get(name)!.assign(tf.tensor(values, shape))));
         if (typeof options.init === "string") say(`mmb: initial weights from ${options.init}`);
       }
       await log.truncate(0);
@@ -358,16 +371,17 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     const progress = (options.progress ?? (!options.log && process.stderr.isTTY)) ? progressBar(epochs) : undefined;
     say(`mmb: training ${spec.name} on backend ${describeBackend(backend)}, seed ${seed}, ${epochs} epochs`);
 
-    const names = [...params.keys()];
+    const names = [...variables.keys()];
     const predict = definition.predict && ((f: Forward) => definition.predict!(f, p));
     const measure = async () => {
       const current = Object.fromEntries(params) as Params;
+      const running = statistics.running;
       const unimodal: Record<string, number> = {};
-      for (const [i, m] of spec.modalities.entries()) if (!spec.unreadModalities?.includes(m.name)) unimodal[m.name] = primary(await evaluate(spec, current, data.test, i));
+      for (const [i, m] of spec.modalities.entries()) if (!spec.unreadModalities?.includes(m.name)) unimodal[m.name] = primary(await evaluate(spec, current, running, data.test, i));
       return {
-        train: await evaluate(spec, current, data.train, undefined, predict),
-        valid: await evaluate(spec, current, data.valid, undefined, predict),
-        test: await evaluate(spec, current, data.test, undefined, predict),
+        train: await evaluate(spec, current, running, data.train, undefined, predict),
+        valid: await evaluate(spec, current, running, data.valid, undefined, predict),
+        test: await evaluate(spec, current, running, data.test, undefined, predict),
         unimodal,
       };
     };
@@ -379,9 +393,9 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       const { index: stageIndex, epoch: stageEpoch } = plan[epoch]!;
       const { code, settings, name: stageName } = stages[stageIndex]!;
       if (stageEpoch === 0 && epoch > 0) {
-        // A stage begins: the last one's weights are kept for reading, and it trains with optimisers of its own.
+        // A stage begins: the last one's weights (and running statistics) are kept for reading, and it trains with optimisers of its own.
         const previous = stages[plan[epoch - 1]!.index]!.name;
-        finished.set(previous, Object.fromEntries([...params].map(([n, v]) => [n, tf.keep(tf.clone(v))])));
+        finished.set(previous, Object.fromEntries([...variables].map(([n, v]) => [n, tf.keep(tf.clone(v))])));
         optimizer.dispose();
         optimizer = new Optimizer(settings.optimizer);
         separate.forEach((o) => o.dispose());
@@ -398,7 +412,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       const batch = settings.train.batch;
       const lrSchedule = settings.schedule.kind === "plateau" ? plateauFactor : Optimizer.scheduleFactor(settings.schedule, stageEpoch, settings.train.epochs);
       // The epoch rule, on the weights the last epoch left: its `set`s apply before the first step.
-      const ruled = code.epochRule && (await runEpochRule(code.epochRule, new EpochContext(spec, params, data, stageEpoch, localStep(), history, stageSeed, initialTensors, finished), p));
+      const ruled = code.epochRule && (await runEpochRule(code.epochRule, new EpochContext(spec, params, data, stageEpoch, localStep(), history, stageSeed, initialTensors, finished, statistics.running), p));
       history.advance();
       const epochRecord = ruled ? await downloadValues(ruled.logged) : undefined;
       const badEpochValue = epochRecord && firstNonFinite(epochRecord);
@@ -433,6 +447,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
             const factor = grads.lrFactors.get(n);
             return factor ? tf.mul(factor, lrSchedule) : lrSchedule;
           });
+          // A batch norm's running statistics move with its gain and bias: not in a turn that leaves them, nor when frozen.
+          statistics.update(grads.measured, (layer) => grads.values.has(`${layer}.gain`));
         };
         const record = tf.tidy(() => {
           const result = code.trainStep(ctx, p);
@@ -488,7 +504,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       }
       // Training alone (steps and their logs), apart from the evaluation that follows.
       const stepSeconds = (performance.now() - epochStart) / 1000;
-            const weights = await Promise.all(names.map(async (n) => (await params.get(n)!.data()) as Float32Array));
+      const weights = await Promise.all(names.map(async (n) => (await variables.get(n)!.data()) as Float32Array));
       const optimizerState = await optimizer.state();
       const separateState = Object.fromEntries(await Promise.all([...separate].map(async ([g, o]) => [g, { kind: o.spec.kind, options: o.spec.options, state: await o.state() }])));
       // A checkpoint becomes current only when whole and finite: a weight or optimiser value that the
@@ -530,7 +546,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         next,
         step,
         ...(staged ? { stageStep } : {}),
-        manifest: [...names.map((name) => ({ name, shape: params.get(name)!.shape })), ...finishedManifest(finished)],
+        manifest: [...names.map((name) => ({ name, shape: variables.get(name)!.shape })), ...finishedManifest(finished)],
         optimizer: optimizerState,
         separateOptimizers: separateState,
         history: await history.state(),
@@ -579,6 +595,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
     return summary;
   } finally {
     params.forEach((v) => v.dispose());
+    statistics.dispose();
     initial?.forEach((v) => v.dispose());
     optimizer.dispose();
     separate.forEach((o) => o.dispose());

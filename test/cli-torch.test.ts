@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -65,5 +65,28 @@ describe("the command line's torch target", () => {
     expect(mmb("train", "specs/baseline.mmb", "--target", "torch", "--epochs", "1", "--init", weights, "--out", started).status).toBe(0);
     const firstLoss = (dir: string) => JSON.parse(readFileSync(join(dir, "log.jsonl"), "utf8").split("\n")[1]!).loss as number;
     expect(firstLoss(started)).toBeLessThan(firstLoss(out) - 0.1);
+  }, 120_000);
+
+  it.skipIf(!python)("train --target torch --resume refuses a checkpoint without the model's running statistics (an mmb's before batch norm), naming one", () => {
+    const dir = mkdtempSync(join(tmpdir(), "mmb-torch-bn-"));
+    const spec = join(dir, "bn.mmb");
+    writeFileSync(
+      spec,
+      'model bn\ndata synthetic(classes: 4, samples: 120, dominant: a, seed: 3)\nmodality a : float[8]\nmodality b : float[6]\ntarget y : class(4)\nencoder[m] = mlp(hidden: [10], out: 5, norm: "batch")\nfusion concat -> linear(4)\nloss cross_entropy(out, y)\noptimizer sgd(lr: 0.1)\ntrain epochs 2 batch 16 seed 2\n',
+    );
+    const out = join(dir, "run");
+    expect(mmb("train", spec, "--target", "torch", "--epochs", "1", "--out", out).status).toBe(0);
+    // The checkpoint rewritten without the running statistics, whole and checksummed, as an earlier mmb wrote it.
+    const rewrite = [
+      "import runpy, sys",
+      "ns = runpy.run_path(sys.argv[1])",
+      "state, weights = ns['load_checkpoint'](sys.argv[2], 'cpu')",
+      "ns['save_checkpoint'](sys.argv[2], state, {k: v for k, v in weights.items() if 'running_' not in k})",
+    ].join("\n");
+    const rewritten = spawnSync(python!.command, ["-c", rewrite, join(out, "trainer.py"), join(out, "checkpoints")], { encoding: "utf8" });
+    expect(rewritten.stderr).toBe("");
+    const resumed = mmb("train", spec, "--target", "torch", "--out", out, "--resume");
+    expect(resumed.status).toBe(1);
+    expect(resumed.stderr).toContain("its checkpoint has no encoder.a.dense0.norm.running_mean (written by an mmb whose model differs)");
   }, 120_000);
 });

@@ -4,7 +4,7 @@ import { selectBackend } from "../runtime/backend.js";
 import { Forward, initialParameters, type Params } from "../runtime/model.js";
 import { crossEntropy, gradNorm } from "../runtime/ops.js";
 import { Random } from "../runtime/random.js";
-import { encoderCases, encoderModelSpec } from "./helpers.js";
+import { encoderCaseName, encoderCases, encoderModelSpec } from "./helpers.js";
 
 /** Every encoder: its output shape, learning on a fixed batch, wasm equal to cpu, and second derivatives against finite differences. */
 const encoders = encoderCases;
@@ -20,7 +20,7 @@ function batch(shape: number[]) {
 
 describe("encoders", () => {
   for (const [kind, shape, options] of encoders) {
-    it(`${kind}: learns a fixed batch, agrees across wasm and cpu, and its second derivatives match finite differences`, async () => {
+    it(`${encoderCaseName(kind, options)}: learns a fixed batch, agrees across wasm and cpu, and its second derivatives match finite differences`, async () => {
       const spec = encoderModelSpec(kind, shape, options);
       const loss = (params: Params, x: tf.Tensor, y: tf.Tensor) => crossEntropy(new Forward(spec, params, [x], y, true).out, y);
       const outputs: number[][] = [];

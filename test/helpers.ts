@@ -205,6 +205,13 @@ export function specTrainingSuite(backend: "wasm" | "cpu" | "webgpu", shard: [nu
   });
 }
 
+/** A spec with `norm: "batch"` added to each `mlp`, `conv1d` and `conv2d` encoder declaration. */
+export function withBatchNorm(text: string): string {
+  const changed = text.replace(/^(encoder\b[^=]*=\s*(?:mlp|conv1d|conv2d)\()(.*)\)\s*$/gm, (_, call: string, args: string) => `${call}${args}, norm: "batch")`);
+  if (changed === text) throw new Error("no encoder to batch-normalise");
+  return changed;
+}
+
 /** Every encoder kind with an input shape and small options: the encoder tests' cases (cpu, wasm, webgpu). */
 export const encoderCases: [kind: string, shape: number[], options: Record<string, unknown>][] = [
   ["mlp", [12], { hidden: [16], out: 8, activation: "tanh", dropout: 0 }],
@@ -213,8 +220,15 @@ export const encoderCases: [kind: string, shape: number[], options: Record<strin
   ["lstm", [6, 3], { hidden: 8, out: 8 }],
   ["gru", [6, 3], { hidden: 8, out: 8 }],
   ["transformer", [6, 3], { layers: 2, heads: 2, dim: 8, ff: 16, out: 8 }],
-  ["resnet", [2, 8, 8], { channels: [4, 8], blocks: 2, out: 8 }],
+  ["resnet", [2, 8, 8], { channels: [4, 8], blocks: 2, out: 8, norm: "batch" }],
+  // Batch-normalised layers (a ResNet's default; an option of the others).
+  ["mlp", [12], { hidden: [16], out: 8, activation: "tanh", dropout: 0, norm: "batch" }],
+  ["conv1d", [10, 3], { channels: [4, 6], kernel: 3, out: 8, activation: "tanh", norm: "batch" }],
+  ["conv2d", [2, 8, 8], { channels: [4, 6], kernel: 3, out: 8, activation: "tanh", norm: "batch" }],
 ];
+
+/** An encoder case's name: its kind, and its normalisation where it has one. */
+export const encoderCaseName = (kind: string, options: Record<string, unknown>): string => (options.norm === "batch" ? `${kind} (norm batch)` : kind);
 
 /** Every TypeScript file under `dir`. */
 export function typescriptFiles(dir: string): string[] {

@@ -7,7 +7,7 @@ import { exportData, exportedData } from "../cli/data-export.js";
 import { findTorchPython } from "../cli/python.js";
 import { analyze, compile } from "../compiler/index.js";
 import type { Split } from "../runtime/data/index.js";
-import { logRecords, readSpec, specsDir } from "./helpers.js";
+import { logRecords, readSpec, specsDir, withBatchNorm } from "./helpers.js";
 
 /**
  * Data-parallel training under torchrun (runtime/torch/ops.py, "the batch, shared by processes"):
@@ -31,10 +31,13 @@ function head(split: Split, n: number): Split {
   return { size, inputs: split.inputs.map((x) => x.slice(0, size * widthOf(x))), labels: split.labels.slice(0, size * widthOf(split.labels)) };
 }
 
-/** The spec's trainer and a few batches of its data (`train` rows), in a new folder; `batch` replaces the spec's global batch. */
-async function prepare(file: string, train: (batch: number) => number, batch?: number): Promise<{ dir: string; trainer: string; data: string }> {
+/**
+ * The spec's trainer and a few batches of its data (`train` rows), in a new folder; `batch` replaces
+ * the spec's global batch, `change` rewrites its text.
+ */
+async function prepare(file: string, train: (batch: number) => number, batch?: number, change: (text: string) => string = (text) => text): Promise<{ dir: string; trainer: string; data: string }> {
   const path = join(specsDir, file);
-  const text = batch ? readSpec(file).replace(/\bbatch \d+/, `batch ${batch}`) : readSpec(file);
+  const text = change(batch ? readSpec(file).replace(/\bbatch \d+/, `batch ${batch}`) : readSpec(file));
   const ir = analyze(text, { fileName: path }).ir!;
   const full = exportedData(ir, path).data;
   const dir = mkdtempSync(join(tmpdir(), `mmb-distributed-${file.replace(".mmb", "")}-`));
@@ -107,8 +110,8 @@ function weights(trainer: string, out: string): Record<string, number[]> {
 }
 
 /** Trains the spec on 1 and on 2 processes; expects the same logs and last weights, and a run folder only rank 0 wrote. */
-async function agree(file: string, train: (batch: number) => number, batch?: number): Promise<{ dir: string; trainer: string; data: string; two: string }> {
-  const prepared = await prepare(file, train, batch);
+async function agree(file: string, train: (batch: number) => number, batch?: number, change?: (text: string) => string): Promise<{ dir: string; trainer: string; data: string; two: string }> {
+  const prepared = await prepare(file, train, batch, change);
   const { dir, trainer, data } = prepared;
   const [one, two] = [join(dir, "one"), join(dir, "two")];
   succeeded(alone(trainer, ["--data", data, "--out", one, "--epochs", String(epochs), "--quiet"]), "1 process");
@@ -131,7 +134,7 @@ async function agree(file: string, train: (batch: number) => number, batch?: num
   expect(Object.keys(actual).sort()).toEqual(Object.keys(expected).sort());
   for (const [name, values] of Object.entries(expected)) compare(values, actual[name], `weights ${name}`, worst);
   expect(worst.error, worst.where).toBeLessThanOrEqual(tolerance);
-  console.log(`${file}${batch ? ` (global batch ${batch})` : ""}: worst relative difference ${worst.error.toExponential(2)} (${worst.where || "none"})`);
+  console.log(`${file}${change ? " (changed)" : ""}${batch ? ` (global batch ${batch})` : ""}: worst relative difference ${worst.error.toExponential(2)} (${worst.where || "none"})`);
   return { ...prepared, two };
 }
 
@@ -148,6 +151,11 @@ describe.skipIf(!python)("the torch trainer on 2 processes (torchrun, gloo) comp
     ["amco.mmb", "dropout drawn per element of the global batch's outputs"],
   ];
   for (const [file, what] of specs) it(`${file}: ${what}`, async () => void (await agree(file, batches)), 300_000);
+
+  // Batch norms normalise with the global batch's statistics (as SyncBatchNorm), through the second order too.
+  for (const file of ["ogm_ge.mmb", "cggm.mmb"]) {
+    it(`${file} with batch-normalised encoders: the global batch's statistics, and the running ones`, async () => void (await agree(file, batches, undefined, withBatchNorm)), 300_000);
+  }
 
   // A global batch of 5 on 11 rows: parts of 3 and 2 rows, and the last batch's 1 and 0.
   for (const file of ["cggm.mmb", "agm_cr_per_sample.mmb", "modality_dropout.mmb", "amco.mmb"]) {

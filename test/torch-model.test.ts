@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findTorchPython } from "../cli/python.js";
 import { torchRuntimeSource } from "../compiler/3-codegen/torch/runtime-source.js";
 import { selectBackend } from "../runtime/backend.js";
-import { Forward, initialValues, type Params } from "../runtime/model.js";
+import { Forward, initialValues, modelStatistics, type Params } from "../runtime/model.js";
 import { add, crossEntropy, div, gradNorm, meanSquaredError, mul } from "../runtime/ops.js";
 import {
   auxHeadGroup,
@@ -26,7 +26,7 @@ import {
 import { Random } from "../runtime/random.js";
 import { StepRandom } from "../runtime/step-random.js";
 import type { FusionInputs, ModelSpec } from "../runtime/spec.js";
-import { encoderCases, encoderModelSpec, fusionModelSpec, root, weightedConcat } from "./helpers.js";
+import { encoderCaseName, encoderCases, encoderModelSpec, fusionModelSpec, root, weightedConcat } from "./helpers.js";
 
 /**
  * The torch model (runtime/torch/model.py, with random.py and groups.py) against the tfjs model
@@ -103,7 +103,7 @@ const cases: Case[] = [
     ["conv2d", [1, 7, 5], { channels: [3, 4], kernel: 4, out: 6, activation: "gelu" }] as const,
     ["conv1d", [9, 2], { channels: [3, 4, 5], kernel: 4, out: 6, activation: "sigmoid" }] as const,
   ].map(([kind, shape, options], i): Case => ({
-    name: `encoder ${kind} ${JSON.stringify(shape)}${i >= encoderCases.length ? " (odd sizes, even kernel)" : ""}`,
+    name: `encoder ${encoderCaseName(kind, options)} ${JSON.stringify(shape)}${i >= encoderCases.length ? " (odd sizes, even kernel)" : ""}`,
     spec: encoderModelSpec(kind, [...shape], options),
     seed: 1,
     inputs: [hostInput([...shape], 3)],
@@ -162,10 +162,24 @@ function groupsOf(spec: ModelSpec): string[] {
   return [...groups, ...groups.map(weightsOf)];
 }
 
+/**
+ * Running statistics unlike the initial ones (means 0, variances 1), for an evaluation pass: the
+ * i-th statistic's channel k is sin(i + k) as a mean, 1 + cos(i + k)² / 2 as a variance.
+ */
+function runningStatistics(spec: ModelSpec): Map<string, { values: Float32Array; shape: number[] }> {
+  return new Map(
+    modelStatistics(spec).map(({ name, shape }, i) => {
+      const values = Float32Array.from({ length: shape[0]! }, (_, k) => (name.endsWith("_var") ? 1 + Math.cos(i + k) ** 2 / 2 : Math.sin(i + k)));
+      return [name, { values, shape }];
+    }),
+  );
+}
+
 /** What the tfjs model computes for a case: every quantity the harness computes in torch. */
 function expected(c: Case) {
   const initial = initialValues(c.spec, c.seed);
   const names = [...initial.keys()];
+  const statistics = runningStatistics(c.spec);
   const computed = tf.tidy(() => {
     const values = names.map((n) => tf.tensor(initial.get(n)!.values, initial.get(n)!.shape));
     const xs = c.inputs.map((x) => tf.tensor(x.values, x.shape));
@@ -185,8 +199,10 @@ function expected(c: Case) {
       return tf.square(gradNorm(gradientsOf((g) => lossOf(forward(own(g))), inner.map((n) => vs[names.indexOf(n)]!))));
     }, values);
     const keep = c.keep?.map((k) => (typeof k === "number" ? k : tf.tensor(k.values, k.shape)));
+    const running = Object.fromEntries([...statistics].map(([n, { values, shape }]) => [n, tf.tensor(values, shape)]));
     return {
       out: read(f.out),
+      evaluated: read(new Forward(c.spec, paramsOf(values), xs, y, false, undefined, undefined, running).out),
       fused: read(f.fused),
       z: f.z.map(read),
       alone: modalities.map((m) => read(f.alone(m))),
@@ -207,7 +223,14 @@ function expected(c: Case) {
       }
     }),
   );
-  return { ...computed, initial: Object.fromEntries(names.map((n) => [n, Array.from(initial.get(n)!.values)])), shapes: Object.fromEntries(names.map((n) => [n, initial.get(n)!.shape])), groups };
+  const every = new Map([...initial, ...modelStatistics(c.spec).map(({ name, shape, init }) => [name, { values: new Float32Array(shape[0]!).fill(init), shape }] as const)]);
+  return {
+    ...computed,
+    initial: Object.fromEntries([...every].map(([n, { values }]) => [n, Array.from(values)])),
+    running: Object.fromEntries([...statistics].map(([n, { values }]) => [n, Array.from(values)])),
+    shapes: Object.fromEntries([...every].map(([n, { shape }]) => [n, shape])),
+    groups,
+  };
 }
 
 /** The Python side: runs every case (and the random draws) in torch, float32 on the CPU, and writes what it computed. */
@@ -275,7 +298,9 @@ for case in job["cases"]:
     model = Model(spec, seed, fuse)
     names = tfjs_names(model)
     params = dict(model.named_parameters())
-    ordered = [params[key] for _, _, key in names]
+    # The parameters, without the batch norms' running statistics (buffers, not differentiated).
+    trained = [(name, shape, key) for name, shape, key in names if key in params]
+    ordered = [params[key] for _, _, key in trained]
     initial = {name: np.array(case["initial"][name], np.float32).reshape(shape) for name, shape, _ in names}
     drawn = tfjs_weights(model)
     differing = sum(int((drawn[name] != initial[name]).sum()) for name in initial)
@@ -292,7 +317,7 @@ for case in job["cases"]:
 
     f = Forward(model, xs, y, training=True)
     first = gradients(loss_of(f), ordered)
-    inner = [params[key] for key in members_of([key for _, _, key in names], case["secondOrder"])]
+    inner = [params[key] for key in members_of([key for _, _, key in trained], case["secondOrder"])]
     group = gradients(loss_of(Forward(model, xs, y)), inner, create_graph=True)
     second = gradients(sum((g ** 2).sum() for g in group), ordered)
     keep = [k if isinstance(k, (int, float)) else tensor(k) for k in case["keep"]] if case.get("keep") else None
@@ -300,6 +325,10 @@ for case in job["cases"]:
     copy = Model(spec, seed + 1, fuse)
     load_tfjs_weights(copy, initial)
     back = tfjs_weights(copy)
+    # An evaluation pass normalises with running statistics: set unlike the initial ones.
+    running = {name: np.array(values, np.float32) for name, values in case["running"].items()}
+    evaluated = Model(spec, seed, fuse)
+    load_tfjs_weights(evaluated, {**initial, **running})
     first_name, first_shape, _ = names[0]
     last_name = names[-1][0]
     groups = {}
@@ -313,6 +342,7 @@ for case in job["cases"]:
         "names": names,
         "differing": differing,
         "out": host(f.out),
+        "evaluated": host(Forward(evaluated, xs, y, training=False).out),
         "fused": host(f.fused),
         "z": [host(z) for z in f.z],
         "alone": [host(f.alone(m)) for m in f.modalities],
@@ -320,8 +350,8 @@ for case in job["cases"]:
         "contrib": [host(f.contrib(m)) for m in f.modalities] if case["contrib"] else None,
         "aux": [host(f.aux(m)) for m in f.modalities] if spec.get("auxHead") else None,
         "keep": host(Forward(model, xs, y, keep=keep).out) if keep else None,
-        "first": {name: host(torch.from_numpy(tfjs_layout(name, g.detach().numpy()).copy())) for (name, _, _), g in zip(names, first)},
-        "second": {name: host(torch.from_numpy(tfjs_layout(name, g.detach().numpy()).copy())) for (name, _, _), g in zip(names, second)},
+        "first": {name: host(torch.from_numpy(tfjs_layout(name, g.detach().numpy()).copy())) for (name, _, _), g in zip(trained, first)},
+        "second": {name: host(torch.from_numpy(tfjs_layout(name, g.detach().numpy()).copy())) for (name, _, _), g in zip(trained, second)},
         "groups": groups,
         "in_group": {g: sorted(n for n in params if in_group(n, g)) for g in case["groups"]},
         "round_trip": all(np.array_equal(back[name], initial[name]) for name in initial) and torch.equal(copy(xs), model(xs)),
@@ -353,6 +383,10 @@ for seed, theirs in zip(draws["bulk_seeds"], draws["bulk"]):
         "doubles": int((ours != theirs).sum()),
         "float32": {str(std): int((np.float32(ours * std) != np.float32(theirs * std)).sum()) for std in draws["stds"]},
     })
+# The draw on an accelerator (_normals_torch: mulberry32 in int64 tensors, Box–Muller in float64), run
+# on the CPU, in blocks of 1,000 pairs so that 5,003 draws cross several.
+runtime["_DEVICE_BLOCK"] = 1000
+random["device"] = {str(seed): runtime["_normals_torch"](Random(seed).snapshot, 5003, 0.3, "cpu").tolist() for seed in draws["device_seeds"]}
 step = StepRandom(7, 3)
 p = torch.tensor([[0.1, 0.5, 0.9], [0.3, 0.7, 0.2]])
 random["step"] = {
@@ -385,6 +419,7 @@ function worstError(torch: Host, tfjs: Host, what: string): number {
 
 const seeds = [0, 1, 42, 2 ** 31 + 5, -3, 4294967295];
 const bulkSeeds = [1, 2];
+const deviceSeeds = [1, 42, 4294967295];
 const stds = [1, 0.3, Math.sqrt(2 / 12), Math.sqrt(2 / (64 + 6))];
 
 describe.runIf(!!python || required)("the torch model computes what the tfjs model computes", () => {
@@ -406,8 +441,8 @@ describe.runIf(!!python || required)("the torch model computes what the tfjs mod
       return Array.from({ length: 100_000 }, () => random.normal());
     });
     const job = {
-      cases: cases.map((c, i) => ({ ...c, groups: groupsOf(c.spec), initial: tfjs[i]!.initial })),
-      random: { seeds, bulk_seeds: bulkSeeds, bulk, stds },
+      cases: cases.map((c, i) => ({ ...c, groups: groupsOf(c.spec), initial: tfjs[i]!.initial, running: tfjs[i]!.running })),
+      random: { seeds, bulk_seeds: bulkSeeds, bulk, stds, device_seeds: deviceSeeds },
     };
     const out = join(dir, "out.json");
     const run = spawnSync(python!.command, [file("harness.py", harness), file("runtime.py", torchRuntimeSource()), join(root, "runtime", "torch"), file("job.json", JSON.stringify(job)), out], {
@@ -436,6 +471,7 @@ describe.runIf(!!python || required)("the torch model computes what the tfjs mod
         if (e >= error.error) error = { quantity, error: e };
       };
       compare(theirs.out, ours.out, "out");
+      compare(theirs.evaluated, ours.evaluated, "out in evaluation (running statistics)");
       compare(theirs.fused, ours.fused, "fused");
       for (const view of ["z", "alone", "without", "contrib", "aux"] as const) {
         expect(theirs[view] === null, `${view} computed on both sides`).toBe(ours[view] === undefined);
@@ -452,7 +488,9 @@ describe.runIf(!!python || required)("the torch model computes what the tfjs mod
 
   it("every parameter's torch name is in the groups its tfjs name is in (parameter-groups.ts), for every group", () => {
     cases.forEach((c, i) => {
-      const torchNames = new Map<string, string>(torch.cases[i].names.map(([name, , key]: [string, number[], string]) => [name, key]));
+      // The parameters: the running statistics of batch norms belong to no group.
+      const parameters = new Set(Object.keys(tfjs[i]!.first));
+      const torchNames = new Map<string, string>(torch.cases[i].names.filter(([name]: [string]) => parameters.has(name)).map(([name, , key]: [string, number[], string]) => [name, key]));
       for (const [group, members] of Object.entries(tfjs[i]!.groups)) {
         const expected = members && members.map((n) => torchNames.get(n)!).sort();
         expect(torch.cases[i].groups[group], `${c.name}: members_of(${group})`).toEqual(expected);
@@ -493,6 +531,8 @@ describe.runIf(!!python || required)("the torch model computes what the tfjs mod
       expect(bulk.float32).toEqual(Object.fromEntries(stds.map((s) => [String(s), 0])));
       if (bulk.doubles) console.log(`torch-model.test.ts: ${bulk.doubles} of 100,000 normal draws differ from JavaScript's in the last bit of the double`);
     }
+    // The draw a GPU run makes on its device: the same float32 numbers.
+    for (const seed of deviceSeeds) expect(torch.random.device[String(seed)], `seed ${seed} on the device path`).toEqual(Array.from(new Random(seed).normals(5003, 0.3)));
     const step = new StepRandom(7, 3);
     const p = tf.tensor([
       [0.1, 0.5, 0.9],

@@ -77,24 +77,29 @@ def report(ms):
 
 
 class BasicBlock(nn.Module):
-    """ResNet's basic block without batch norm (as mmb's resnet): two 3×3 convolutions and a skip."""
+    """torchvision's basic block: conv–BN–relu, conv–BN, plus the input (through a 1×1 conv–BN where the shape changes), relu."""
 
     def __init__(self, inputs, channels, stride):
         super().__init__()
-        self.conv1 = nn.Conv2d(inputs, channels, 3, stride, padding=1)
-        self.conv2 = nn.Conv2d(channels, channels, 3, 1, padding=1)
-        self.skip = nn.Conv2d(inputs, channels, 1, stride) if stride != 1 or inputs != channels else nn.Identity()
+        self.conv1 = nn.Conv2d(inputs, channels, 3, stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        if stride != 1 or inputs != channels:
+            self.skip = nn.Sequential(nn.Conv2d(inputs, channels, 1, stride, bias=False), nn.BatchNorm2d(channels))
+        else:
+            self.skip = nn.Identity()
 
     def forward(self, x):
-        return F.relu(self.conv2(F.relu(self.conv1(x))) + self.skip(x))
+        return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))) + self.skip(x))
 
 
 class ResNet(nn.Module):
-    """ResNet-18's stages with mmb's 3×3 stride-1 stem, global mean pool, and a linear to 512 features."""
+    """ResNet-18's stages with mmb's 3×3 stride-1 stem (conv–BN–relu), global mean pool, and a linear to 512 features."""
 
     def __init__(self, inputs):
         super().__init__()
-        self.stem = nn.Conv2d(inputs, CHANNELS[0], 3, 1, padding=1)
+        self.stem = nn.Sequential(nn.Conv2d(inputs, CHANNELS[0], 3, 1, padding=1, bias=False), nn.BatchNorm2d(CHANNELS[0]))
         layers, previous = [], CHANNELS[0]
         for i, channels in enumerate(CHANNELS):
             for j in range(BLOCKS):
@@ -184,7 +189,7 @@ def target():
     if args.phases:
         # The trainer's own globals (run_path returns a copy of them), and its classes.
         module = trainer["train"].__globals__
-        for name in ["_value_and_grads", "grad_std", "grad_norm", "_train_step_record", "_pad_same"]:
+        for name in ["_value_and_grads", "grad_std", "grad_norm", "_train_step_record", "_same_padding"]:
             module[name] = timing(name, module[name])
         # ctx.update: the optimiser step and the update's gradient norms.
         make_update = module["_train_update"]

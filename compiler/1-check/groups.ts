@@ -1,12 +1,12 @@
 import type { Expr } from "../../grammar/ast.js";
 import { error } from "../../diagnostics/index.js";
-import { encoderLayerKinds, type LayerKind } from "../../runtime/parameter-groups.js";
+import { encoderLayerKinds, encoderLayerKindsOf, type LayerKind } from "../../runtime/parameter-groups.js";
 import type { GroupRef, IndexRef, RExpr } from "../ir.js";
 import { children } from "../walks.js";
 import type { CheckContext, Env } from "./context.js";
 import { index } from "./names.js";
 
-const layerKinds = new Set(Object.values(encoderLayerKinds).flat());
+const layerKinds = new Set<LayerKind>([...Object.values(encoderLayerKinds).flat(), "norm"]);
 
 /** A parameter group: `encoder[m]`, `encoder[m].last`, `encoder[m].conv`, `fusion`, `head`, `head[m]`, a learnable, `G.weight`. */
 export function group(cx: CheckContext, e: Expr, env: Env): GroupRef | undefined {
@@ -34,7 +34,7 @@ export function group(cx: CheckContext, e: Expr, env: Env): GroupRef | undefined
       const lacking = encodersLacking(cx, base.modality, part);
       if (lacking) {
         return cx.report(error("MMB025", `the ${lacking.kind} encoder of \`${lacking.modality}\` has no ${part} layers`, e.property.span, {
-          help: `layers of each encoder: ${Object.entries(encoderLayerKinds).map(([k, v]) => `${k}: ${v.join(", ")}`).join("; ")}`,
+          help: `layers of each encoder: ${Object.entries(encoderLayerKinds).map(([k, v]) => `${k}: ${v.join(", ")}`).join("; ")}; and norm with \`norm: "batch"\``,
         }));
       }
       return { ...base, part };
@@ -64,8 +64,8 @@ export function group(cx: CheckContext, e: Expr, env: Env): GroupRef | undefined
 function encodersLacking(cx: CheckContext, ref: IndexRef, part: LayerKind): { kind: string; modality: string } | undefined {
   const indices = ref.kind === "fixed" ? [ref.modality] : cx.encoders.map((_, i) => i);
   for (const i of indices) {
-    const kind = cx.encoders[i]?.kind;
-    if (kind && !encoderLayerKinds[kind]?.includes(part)) return { kind, modality: cx.modalities[i]!.name };
+    const encoder = cx.encoders[i];
+    if (encoder && !encoderLayerKindsOf(encoder).includes(part)) return { kind: encoder.kind, modality: cx.modalities[i]!.name };
   }
   return undefined;
 }

@@ -58,6 +58,14 @@ export function perSample(cx: CheckContext, e: CallExpr, env: Env): RExpr | unde
       help: "e.g. `per_sample(norm(grad(encoder[m].last)))`; per-sample metrics need no wrapper: `prob(out, y)`",
     }));
   }
+  // Each sample's pass is a batch of one: a batch norm would normalise it by its own statistics, not the batch's.
+  const normalized = cx.encoders.findIndex((encoder) => encoder?.options.norm === "batch");
+  if (normalized >= 0) {
+    const encoder = cx.encoders[normalized]!;
+    return cx.report(error("MMB038", `\`per_sample\` passes each sample through the model alone, but the ${encoder.kind} encoder of \`${cx.modalities[normalized]!.name}\` normalises over the batch`, e.span, {
+      help: `give that encoder \`norm: "none"\`${encoder.kind === "resnet" ? " (a resnet's default is `batch`)" : ""}, or read a statistic of the batch's gradient instead`,
+    }));
+  }
   return make({ op: "perSample", arg }, "batch", [arg]);
 }
 

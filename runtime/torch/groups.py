@@ -8,7 +8,8 @@ import re
 # `weight_hh`. A group is a name prefix, then optional filters after `|`: a layer kind
 # (`encoder.audio|conv`) or `weight` (no biases, no norm gains).
 
-# The layer kinds each encoder has, for `encoder[m].<kind>`.
+# The layer kinds each encoder has, for `encoder[m].<kind>`; a batch-normalised one (`norm: "batch"`)
+# also has `norm` layers.
 ENCODER_LAYER_KINDS = {
     "mlp": ("last", "dense"),
     "conv1d": ("last", "conv"),
@@ -56,7 +57,7 @@ def weights_of(group):
 _CONV = re.compile(r"conv\d*|stem|skip", re.ASCII)
 _DENSE = re.compile(r"dense\d*|input|ff\d", re.ASCII)
 _ATTENTION = re.compile(r"query|key|value|output|position")
-_NORM = re.compile(r"norm\d", re.ASCII)
+_NORM = re.compile(r"norm\d*", re.ASCII)
 
 
 def layer_kind(name):
@@ -64,19 +65,21 @@ def layer_kind(name):
     segments = name.split(".")[2:-1]
     if segments[:1] == ["last"]:
         return "last"
+    # A batch norm (`<conv>.norm`) is a norm layer, not part of the layer it follows.
+    if any(_NORM.fullmatch(s) for s in segments):
+        return "norm"
     for kind, pattern in (("conv", _CONV), ("dense", _DENSE)):
         if any(pattern.fullmatch(s) for s in segments):
             return kind
     if segments[:1] == ["rnn"]:
         return "rnn"
-    for kind, pattern in (("attention", _ATTENTION), ("norm", _NORM)):
-        if any(pattern.fullmatch(s) for s in segments):
-            return kind
+    if any(_ATTENTION.fullmatch(s) for s in segments):
+        return "attention"
     return "other"
 
 
 def _is_weight(name):
-    """Not a bias and not a norm gain (a transformer's layer norm, whose gain torch calls `weight`)."""
+    """Not a bias and not a norm gain (a layer or batch norm's, which torch calls `weight`)."""
     gain = name.startswith("encoder.") and name.endswith(".weight") and layer_kind(name) == "norm"
     return not gain and not name.endswith((".bias", ".gain"))
 

@@ -33,23 +33,35 @@ def _dense_shapes(prefix, inputs, outputs, init="he"):
     return [(f"{prefix}.kernel", [inputs, outputs], init), (f"{prefix}.bias", [outputs], "zeros")]
 
 
-def _conv_shapes(prefix, window, inputs, outputs):
-    return [(f"{prefix}.kernel", [*window, inputs, outputs], "he"), (f"{prefix}.bias", [outputs], "zeros")]
+def _layer_shapes(prefix, kernel, outputs, normalized):
+    """
+    A convolution's or hidden dense layer's parameters: its kernel and a bias, or, batch-normalised
+    (`norm: "batch"`), its kernel and the norm's gain and bias (a bias before the norm would cancel).
+    """
+    if not normalized:
+        return [(f"{prefix}.kernel", kernel, "he"), (f"{prefix}.bias", [outputs], "zeros")]
+    return [(f"{prefix}.kernel", kernel, "he"), (f"{prefix}.norm.gain", [outputs], 1), (f"{prefix}.norm.bias", [outputs], "zeros")]
+
+
+def _normalized_layers(encoder):
+    """Whether an encoder's hidden layers are batch-normalised."""
+    return encoder["options"].get("norm") == "batch"
 
 
 def _encoder_shapes(prefix, encoder, shape):
     o = encoder["options"]
     kind = encoder["kind"]
     out = feature_width(encoder)
+    normalized = _normalized_layers(encoder)
     if kind == "mlp":
         widths = [math.prod(shape), *_sizes(o["hidden"])]
-        layers = [s for i in range(len(widths) - 1) for s in _dense_shapes(f"{prefix}.dense{i}", widths[i], widths[i + 1])]
+        layers = [s for i in range(len(widths) - 1) for s in _layer_shapes(f"{prefix}.dense{i}", [widths[i], widths[i + 1]], widths[i + 1], normalized)]
         return layers + _dense_shapes(f"{prefix}.last", widths[-1], out, "glorot")
     if kind in ("conv1d", "conv2d"):
         channels = _sizes(o["channels"])
         window = [int(o["kernel"])] * (2 if kind == "conv2d" else 1)
         inputs = [shape[0] if kind == "conv2d" else shape[1], *channels]
-        convs = [s for i, c in enumerate(channels) for s in _conv_shapes(f"{prefix}.conv{i}", window, inputs[i], c)]
+        convs = [s for i, c in enumerate(channels) for s in _layer_shapes(f"{prefix}.conv{i}", [*window, inputs[i], c], c, normalized)]
         return convs + _dense_shapes(f"{prefix}.last", channels[-1], out, "glorot")
     if kind == "transformer":
         dim, ff = int(o["dim"]), int(o["ff"])
@@ -64,14 +76,14 @@ def _encoder_shapes(prefix, encoder, shape):
         return shapes + _dense_shapes(f"{prefix}.last", dim, out, "glorot")
     if kind == "resnet":
         channels = _sizes(o["channels"])
-        shapes = _conv_shapes(f"{prefix}.stem", [3, 3], shape[0], channels[0])
+        shapes = _layer_shapes(f"{prefix}.stem", [3, 3, shape[0], channels[0]], channels[0], normalized)
         for i, c in enumerate(channels):
             for j in range(int(o["blocks"])):
                 source = channels[i - 1] if j == 0 and i > 0 else c
                 b = f"{prefix}.stage{i}.block{j}"
-                shapes += _conv_shapes(f"{b}.conv1", [3, 3], source, c) + _conv_shapes(f"{b}.conv2", [3, 3], c, c)
+                shapes += _layer_shapes(f"{b}.conv1", [3, 3, source, c], c, normalized) + _layer_shapes(f"{b}.conv2", [3, 3, c, c], c, normalized)
                 if source != c or (j == 0 and i > 0):
-                    shapes += _conv_shapes(f"{b}.skip", [1, 1], source, c)
+                    shapes += _layer_shapes(f"{b}.skip", [1, 1, source, c], c, normalized)
         return shapes + _dense_shapes(f"{prefix}.last", channels[-1], out, "glorot")
     if kind in ("lstm", "gru"):
         hidden = int(o["hidden"])
@@ -140,6 +152,20 @@ def parameter_shapes(spec):
     return shapes
 
 
+def statistic_shapes(spec):
+    """
+    The running statistics of the model's batch norms as the tfjs trainer declares them
+    (runtime/batch-norm.ts): (name, shape, initial value), a mean of 0 and a variance of 1 per
+    norm, in the norms' order. Their names are torch's `state_dict` names.
+    """
+    shapes = []
+    for name, shape, _ in parameter_shapes(spec):
+        if name.endswith(".norm.gain"):
+            layer = name[: -len(".gain")]
+            shapes += [(f"{layer}.running_mean", shape, 0), (f"{layer}.running_var", shape, 1)]
+    return shapes
+
+
 # ---- Names and layouts: tfjs's and torch's
 
 # A kernel's tfjs axes in torch's order, by rank: dense [in, out], conv1d [k, in, out], conv2d HWIO.
@@ -161,8 +187,11 @@ def torch_name(tfjs_name):
 
 
 def torch_layout(tfjs_name, value):
-    """A parameter's value (numpy) from tfjs's layout to torch's."""
-    return value.transpose(_TORCH_AXES[value.ndim]) if _is_kernel(tfjs_name) else value
+    """A parameter's value (a numpy array, or a tensor: a view) from tfjs's layout to torch's."""
+    if not _is_kernel(tfjs_name):
+        return value
+    axes = _TORCH_AXES[value.ndim]
+    return value.permute(axes) if torch.is_tensor(value) else value.transpose(axes)
 
 
 def tfjs_layout(tfjs_name, value):
@@ -172,7 +201,8 @@ def tfjs_layout(tfjs_name, value):
 
 def initial_values(spec, seed):
     """
-    Every parameter's initial value by torch name, in torch's layout: drawn exactly as the tfjs
+    Every parameter's initial value by torch name, in torch's layout, and the initial running
+    statistics of its batch norms: drawn exactly as the tfjs
     trainer draws them (runtime/model.ts initialValues), from one Random(seed), parameter after
     parameter in tfjs's order, each in tfjs's layout; he: std sqrt(2 / fan_in), glorot:
     sqrt(2 / (fan_in + fan_out)), with fan_in all dimensions but the last and fan_out the last.
@@ -190,25 +220,28 @@ def initial_values(spec, seed):
         else:
             drawn = np.full(size, init, np.float32)
         values[torch_name(name)] = torch.tensor(torch_layout(name, drawn.reshape(shape)))
+    for name, shape, init in statistic_shapes(spec):
+        values[name] = torch.full(shape, float(init))
     return values
 
 
 def tfjs_names(model):
-    """(tfjs name, tfjs shape, torch name) of every parameter, in tfjs's order."""
-    return [(name, shape, torch_name(name)) for name, shape, _ in parameter_shapes(model.spec)]
+    """(tfjs name, tfjs shape, torch name) of every parameter, then of every running statistic, in tfjs's order."""
+    parameters = [(name, shape, torch_name(name)) for name, shape, _ in parameter_shapes(model.spec)]
+    return parameters + [(name, shape, name) for name, shape, _ in statistic_shapes(model.spec)]
 
 
 def tfjs_weights(model):
-    """The model's weights by tfjs name, in tfjs's layout, as float32 numpy arrays (for a tfjs checkpoint)."""
-    params = dict(model.named_parameters())
+    """The model's weights and running statistics by tfjs name, in tfjs's layout, as float32 numpy arrays (for a tfjs checkpoint)."""
+    state = model.state_dict()
     return {
-        name: np.array(tfjs_layout(name, params[key].detach().cpu().numpy()), dtype=np.float32, order="C")
+        name: np.array(tfjs_layout(name, state[key].detach().cpu().numpy()), dtype=np.float32, order="C")
         for name, _, key in tfjs_names(model)
     }
 
 
 def load_tfjs_weights(model, arrays):
-    """Sets the model's weights from tfjs-named arrays in tfjs's layout; every parameter must be given, in its shape."""
+    """Sets the model's weights (and running statistics) from tfjs-named arrays in tfjs's layout; every one must be given, in its shape."""
     expected = tfjs_names(model)
     unknown = sorted(set(arrays) - {name for name, _, _ in expected})
     if unknown:
@@ -244,30 +277,126 @@ def _layers(module, kind):
     return [child for name, child in module.named_children() if name.startswith(kind) and name[len(kind):].isdigit()]
 
 
-def _pad_same(x, kernel_size, stride):
+def _same_padding(x, kernel_size, stride):
     """
-    Pads x's spatial axes as TensorFlow's 'same' padding does: ceil(size / stride) outputs, and an
-    odd unit of padding after, not before (torch's `padding="same"` is symmetric, stride 1 only).
+    TensorFlow's 'same' padding of x's spatial axes: ceil(size / stride) outputs, and an odd unit
+    of padding after, not before (torch's `padding="same"` is symmetric, stride 1 only). As
+    (symmetric padding per axis, None), which the convolution applies without a copy, or, where
+    it is not symmetric, (0, F.pad's list).
     """
-    pads = []
-    for size, k, s in zip(reversed(x.shape[2:]), reversed(kernel_size), reversed(stride)):
+    before, pads = [], []
+    for size, k, s in zip(x.shape[2:], kernel_size, stride):
         total = max((-(-size // s) - 1) * s + k - size, 0)
-        pads += [total // 2, total - total // 2]
-    return F.pad(x, pads)
+        before.append(total // 2)
+        pads = [total // 2, total - total // 2] + pads
+    return (tuple(before), None) if pads[::2] == pads[1::2] else (0, pads)
+
+
+# Batch normalisation as PyTorch's BatchNorm (what runtime/batch-norm.ts computes): the share of a
+# new batch in the running statistics, and the variance's epsilon.
+STATISTICS_MOMENTUM = 0.1
+VARIANCE_EPSILON = 1e-5
+
+
+class BatchNorm(nn.Module):
+    """
+    A batch norm over [batch, channels, ...]. A training pass normalises each channel with its
+    batch's mean and biased variance (over the global batch when processes share it, as
+    SyncBatchNorm) and keeps, in `measured`, the running statistics this batch would make
+    (running · 0.9 + batch · 0.1, the variance unbiased); only the step's update commits them
+    (commit_statistics), once per update that moves the norm's weights, as the tfjs trainer does.
+    The step's other passes (`grad(G, L)`, `probe`, second order) change nothing. An evaluation
+    pass normalises with the running statistics.
+    """
+
+    def __init__(self, channels):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+        self.measured = None
+
+    def forward(self, x):
+        if not self.training:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, VARIANCE_EPSILON)
+        if not batch_is_shared():
+            # F.batch_norm moves the statistics it is given: copies, committed by the update alone.
+            mean, variance = self.running_mean.clone(), self.running_var.clone()
+            y = F.batch_norm(x, mean, variance, self.weight, self.bias, True, STATISTICS_MOMENTUM, VARIANCE_EPSILON)
+            self.measured = (mean, variance)
+            return y
+        axes = [0, *range(2, x.dim())]
+        count = batch_size(x.shape[0]) * math.prod(x.shape[2:])
+        if count < 2:
+            raise ValueError(f"Expected more than 1 value per channel when training, got {count} over the global batch")
+        per_channel = lambda t: t.reshape(1, -1, *([1] * (x.dim() - 2)))
+        mean = batch_total(x.sum(axes)) / count
+        variance = batch_total((x - per_channel(mean)).square().sum(axes)) / count
+        with torch.no_grad():
+            self.measured = (
+                self.running_mean * (1 - STATISTICS_MOMENTUM) + mean * STATISTICS_MOMENTUM,
+                self.running_var * (1 - STATISTICS_MOMENTUM) + variance * (count / (count - 1)) * STATISTICS_MOMENTUM,
+            )
+        return (x - per_channel(mean)) / per_channel((variance + VARIANCE_EPSILON).sqrt()) * per_channel(self.weight) + per_channel(self.bias)
+
+
+def measured_statistics(model):
+    """What the model's batch norms measured in the pass just made, by norm (and cleared for the next pass)."""
+    measured = {}
+    for name, module in model.named_modules():
+        if isinstance(module, BatchNorm) and module.measured is not None:
+            measured[name] = module.measured
+            module.measured = None
+    return measured
+
+
+@torch.no_grad()
+def commit_statistics(model, measured, moves):
+    """Sets the running statistics of the norms `moves(norm name)` selects to what a pass `measured`."""
+    modules = dict(model.named_modules())
+    for name, (mean, variance) in measured.items():
+        if moves(name):
+            modules[name].running_mean.copy_(mean)
+            modules[name].running_var.copy_(variance)
 
 
 class Conv1dSame(nn.Conv1d):
-    """A Conv1d padded as TensorFlow's 'same'."""
+    """A Conv1d padded as TensorFlow's 'same', then its bias or, with `norm`, a batch norm (`.norm`)."""
+
+    def __init__(self, inputs, outputs, kernel_size, stride=1, norm=False):
+        super().__init__(inputs, outputs, kernel_size, stride=stride, bias=not norm)
+        self.norm = BatchNorm(outputs) if norm else None
 
     def forward(self, x):
-        return super().forward(_pad_same(x, self.kernel_size, self.stride))
+        padding, pads = _same_padding(x, self.kernel_size, self.stride)
+        y = F.conv1d(x if pads is None else F.pad(x, pads), self.weight, self.bias, self.stride, padding)
+        return y if self.norm is None else self.norm(y)
 
 
 class Conv2dSame(nn.Conv2d):
-    """A Conv2d padded as TensorFlow's 'same'."""
+    """A Conv2d padded as TensorFlow's 'same', then its bias or, with `norm`, a batch norm (`.norm`)."""
+
+    def __init__(self, inputs, outputs, kernel_size, stride=1, norm=False):
+        super().__init__(inputs, outputs, kernel_size, stride=stride, bias=not norm)
+        self.norm = BatchNorm(outputs) if norm else None
 
     def forward(self, x):
-        return super().forward(_pad_same(x, self.kernel_size, self.stride))
+        padding, pads = _same_padding(x, self.kernel_size, self.stride)
+        y = F.conv2d(x if pads is None else F.pad(x, pads), self.weight, self.bias, self.stride, padding)
+        return y if self.norm is None else self.norm(y)
+
+
+class Dense(nn.Linear):
+    """A hidden dense layer: its bias or, with `norm`, a batch norm (`.norm`)."""
+
+    def __init__(self, inputs, outputs, norm=False):
+        super().__init__(inputs, outputs, bias=not norm)
+        self.norm = BatchNorm(outputs) if norm else None
+
+    def forward(self, x):
+        y = super().forward(x)
+        return y if self.norm is None else self.norm(y)
 
 
 def _normalized(x, dim):
@@ -288,7 +417,7 @@ class MLPEncoder(nn.Module):
         super().__init__()
         widths = [math.prod(shape), *_sizes(options["hidden"])]
         for i in range(len(widths) - 1):
-            self.add_module(f"dense{i}", nn.Linear(widths[i], widths[i + 1]))
+            self.add_module(f"dense{i}", Dense(widths[i], widths[i + 1], norm=options.get("norm") == "batch"))
         self.last = nn.Linear(widths[-1], int(options["out"]))
         self.activation = _activation(options)
         self.dropout = float(options.get("dropout", 0))
@@ -315,7 +444,7 @@ class ConvEncoder(nn.Module):
         channels = _sizes(options["channels"])
         inputs = [shape[1] if self.steps_first else shape[0], *channels]
         for i, c in enumerate(channels):
-            self.add_module(f"conv{i}", conv(inputs[i], c, int(options["kernel"]), stride=2))
+            self.add_module(f"conv{i}", conv(inputs[i], c, int(options["kernel"]), stride=2, norm=options.get("norm") == "batch"))
         self.last = nn.Linear(channels[-1], int(options["out"]))
         self.activation = _activation(options)
 
@@ -375,13 +504,16 @@ class TransformerEncoder(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """Two 3×3 convolutions added to the input, through a 1×1 projection where the shape changes."""
+    """
+    Two 3×3 convolutions added to the input, through a 1×1 projection where the shape changes, as
+    torchvision's BasicBlock: conv–norm–relu, conv–norm, + skip, relu (each norm a bias without `norm`).
+    """
 
-    def __init__(self, inputs, channels, stride):
+    def __init__(self, inputs, channels, stride, norm):
         super().__init__()
-        self.conv1 = Conv2dSame(inputs, channels, 3, stride=stride)
-        self.conv2 = Conv2dSame(channels, channels, 3)
-        self.skip = Conv2dSame(inputs, channels, 1, stride=stride) if inputs != channels or stride != 1 else None
+        self.conv1 = Conv2dSame(inputs, channels, 3, stride=stride, norm=norm)
+        self.conv2 = Conv2dSame(channels, channels, 3, norm=norm)
+        self.skip = Conv2dSame(inputs, channels, 1, stride=stride, norm=norm) if inputs != channels or stride != 1 else None
 
     def forward(self, x):
         inner = self.conv2(torch.relu(self.conv1(x)))
@@ -394,12 +526,13 @@ class ResNetEncoder(nn.Module):
     def __init__(self, shape, options):
         super().__init__()
         channels = _sizes(options["channels"])
-        self.stem = Conv2dSame(shape[0], channels[0], 3)
+        norm = options.get("norm") == "batch"
+        self.stem = Conv2dSame(shape[0], channels[0], 3, norm=norm)
         for i, c in enumerate(channels):
             blocks = OrderedDict()
             for j in range(int(options["blocks"])):
                 first = j == 0 and i > 0
-                blocks[f"block{j}"] = ResidualBlock(channels[i - 1] if first else c, c, 2 if first else 1)
+                blocks[f"block{j}"] = ResidualBlock(channels[i - 1] if first else c, c, 2 if first else 1, norm)
             self.add_module(f"stage{i}", nn.Sequential(blocks))
         self.last = nn.Linear(channels[-1], int(options["out"]))
 
@@ -653,6 +786,14 @@ class Model(nn.Module):
             self.aux = nn.ModuleDict({m: _head(spec["auxHead"], w, spec, [w]) for m, w in zip(self.modality_names, self.widths)})
         self.learnable = Learnables(spec["learnables"], self.modality_names)
         self.load_state_dict(initial_values(spec, seed))
+        # The parameters' torch names in the tfjs trainer's order (torch lists a module's own
+        # parameters before its children's: a transformer's `position`, scalar learnables).
+        self.parameter_order = [torch_name(name) for name, _, _ in parameter_shapes(spec)]
+
+    def parameters_by_name(self):
+        """The parameters by torch name, in the tfjs trainer's order: a group's statistics sum them in the same order in both targets."""
+        params = dict(self.named_parameters())
+        return OrderedDict((key, params[key]) for key in self.parameter_order)
 
     def features(self, inputs):
         """z[m] of every modality."""
@@ -679,8 +820,9 @@ class Forward:
     """
     The values of one forward pass and the per-modality views a rule reads, as runtime/model.ts's
     Forward; a view is computed when first read, once per pass. The pass sets the model's mode
-    (`training`: dropout). `keep`: per-modality multipliers of z[m], 0 to evaluate without the
-    modality, a [batch, 1] mask to drop it for some samples; absent, every modality as it is.
+    (`training`: dropout, and batch norms normalise with the batch; else with running statistics).
+    `keep`: per-modality multipliers of z[m], 0 to evaluate without the modality, a [batch, 1]
+    mask to drop it for some samples; absent, every modality as it is.
     """
 
     def __init__(self, model, inputs, target, training=True, keep=None):
@@ -690,6 +832,8 @@ class Forward:
         self.target = target
         self.group = Groups(model.modality_names)
         self.z = [_scaled(z, 1 if keep is None else keep[m]) for m, z in enumerate(model.features(inputs))]
+        # A training pass's batch statistics, by batch norm: the step's update pass commits them.
+        self.measured = measured_statistics(model)
         self.fused = model.fuse(self.z)
         self.out = model.head(self.fused)
         self._views = {}
@@ -725,12 +869,12 @@ class Forward:
 
     def weights(self, group):
         """`weights(G)`: the group's parameters, as copies that keep this step's values and are differentiable."""
-        params = dict(self.model.named_parameters())
+        params = self.model.parameters_by_name()
         return [params[n].clone() for n in members_of(params, group)]
 
     def param(self, name):
         """A parameter's value in this pass (a learnable read by a rule), a copy as `weights`."""
-        params = dict(self.model.named_parameters())
+        params = self.model.parameters_by_name()
         if name not in params:
             raise KeyError(f"no parameter {name}")
         return params[name].clone()

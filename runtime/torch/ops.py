@@ -265,6 +265,11 @@ def batch_total(x):
     return x if _batch_part is None else _Total.apply(x)
 
 
+def batch_is_shared():
+    """Whether this step's batch is shared by processes (a reduction over it must all-reduce)."""
+    return _batch_part is not None
+
+
 def batch_size(rows):
     """The global batch's rows, for a process that holds `rows` of them."""
     return rows if _batch_part is None else _batch_part[2]

@@ -6,6 +6,11 @@ import torch
 # operation, so that a torch run and a tfjs run of one spec take the same steps (torch.optim's
 # Adam groups its terms differently: equal in exact arithmetic, not in float32).
 
+# Elements `Optimizer.apply` updates per batch of _foreach calls: few calls for a model's many small
+# tensors, while a batch's temporaries (an Adam step holds three sets at once) stay a few tens of MB
+# rather than several copies of the model.
+_BATCH = 1 << 22
+
 
 class Optimizer:
     """
@@ -44,40 +49,85 @@ class Optimizer:
         One step for every parameter in `grads` (name → gradient); `params` maps names to the
         model's parameters, updated in place. `lr_factor(name)` multiplies the learning rate: a
         number, or a scalar tensor (a rule's `scale lr`).
+
+        Parameters whose rate is the same number (all of them, unless a rule scales some) are
+        updated together, _BATCH elements at a time, by torch's _foreach ops (one call per
+        operation for many tensors), in place where the tensor is the optimiser's; torch 1.13's
+        _foreach ops take no tensor operand, so a tensor rate updates its parameter alone. Either
+        way the float32 operations are the ones runtime/optimizer.ts makes, in its order:
+        `param - g * rate` stays a product, then a difference (`add_(g, alpha=-rate)` would fuse
+        them: other bits).
         """
         for name in grads:
             self.steps[name] = self.steps.get(name, 0) + 1
         lr = self.option("lr")
+        # Names by their rate's bits (0.0 and -0.0 differ in a product's sign).
+        by_rate = {}
+        for name in grads:
+            factor = lr_factor(name)
+            if torch.is_tensor(factor):
+                self._update([name], params, grads, factor * lr)
+            else:
+                rate = lr * factor
+                by_rate.setdefault(float(rate).hex(), (rate, []))[1].append(name)
+        for rate, names in by_rate.values():
+            for batch in _batches(names, params):
+                self._update(batch, params, grads, rate)
+
+    def _update(self, names, params, grads, rate):
+        """One step for the parameters `names` (at least one), whose learning rate is `rate`: one number, or one parameter's scalar tensor."""
+        ps = [params[name] for name in names]
+        gs = [grads[name] for name in names]
         decay = self.option("weight_decay")
         kind = self.spec["kind"]
-        for name, gradient in grads.items():
-            param = params[name]
-            factor = lr_factor(name)
-            rate = factor * lr if torch.is_tensor(factor) else lr * factor
-            if kind == "sgd":
-                g = gradient + param * decay if decay else gradient
-                momentum = self.option("momentum")
-                if momentum:
-                    key = f"{name}/momentum"
-                    first = key not in self.slots
-                    buffer = self.slot(key, param)
-                    buffer.copy_(g if first else buffer * momentum + g)
-                    g = buffer
-                param.copy_(param - g * rate)
-            else:
-                beta1, beta2, eps = self.option("beta1"), self.option("beta2"), self.option("eps")
-                g = gradient + param * decay if kind == "adam" and decay else gradient
-                m = self.slot(f"{name}/m", param)
-                v = self.slot(f"{name}/v", param)
-                m.copy_(m * beta1 + g * (1 - beta1))
-                v.copy_(v * beta2 + g.square() * (1 - beta2))
-                t = self.steps[name]
-                m_hat = m / (1 - beta1**t)
-                v_hat = v / (1 - beta2**t)
-                update = param - m_hat / (v_hat.sqrt() + eps) * rate
-                if kind == "adamw" and decay:
-                    update = update - param * rate * decay
-                param.copy_(update)
+        if decay and kind in ("sgd", "adam"):
+            # gradient + param * decay, as new tensors: the gradients are not the optimiser's to change.
+            decayed = torch._foreach_mul(ps, decay)
+            torch._foreach_add_(decayed, gs)
+            gs = decayed
+        if kind == "sgd":
+            momentum = self.option("momentum")
+            if momentum:
+                # The first step's buffer is the gradient itself; later steps' are buffer * momentum + g.
+                keys = [f"{name}/momentum" for name in names]
+                first = [key not in self.slots for key in keys]
+                buffers = [self.slot(key, p) for key, p in zip(keys, ps)]
+                for buffer, g, new in zip(buffers, gs, first):
+                    if new:
+                        buffer.copy_(g)
+                later = [i for i, new in enumerate(first) if not new]
+                if later:
+                    torch._foreach_mul_([buffers[i] for i in later], momentum)
+                    torch._foreach_add_([buffers[i] for i in later], [gs[i] for i in later])
+                gs = buffers
+            torch._foreach_sub_(ps, _times(gs, rate))
+            return
+        beta1, beta2, eps = self.option("beta1"), self.option("beta2"), self.option("eps")
+        ms = [self.slot(f"{name}/m", p) for name, p in zip(names, ps)]
+        vs = [self.slot(f"{name}/v", p) for name, p in zip(names, ps)]
+        # m = m * beta1 + g * (1 - beta1); v = v * beta2 + g² * (1 - beta2) (g * g: the bits of g.square()).
+        torch._foreach_mul_(ms, beta1)
+        torch._foreach_add_(ms, torch._foreach_mul(gs, 1 - beta1))
+        squares = torch._foreach_mul(gs, gs)
+        torch._foreach_mul_(squares, 1 - beta2)
+        torch._foreach_mul_(vs, beta2)
+        torch._foreach_add_(vs, squares)
+        # The bias corrections follow each parameter's own count, so they divide one tensor at a time
+        # (and torch on CUDA divides by a number as a product with its reciprocal; _foreach_div does not).
+        m_hats = [m / (1 - beta1 ** self.steps[name]) for m, name in zip(ms, names)]
+        v_hats = [v / (1 - beta2 ** self.steps[name]) for v, name in zip(vs, names)]
+        # param - m_hat / (sqrt(v_hat) + eps) * rate, and for AdamW then - param * rate * decay (of the parameter before this step).
+        torch._foreach_sqrt_(v_hats)
+        torch._foreach_add_(v_hats, eps)
+        torch._foreach_div_(m_hats, v_hats)
+        _times_(m_hats, rate)
+        decays = None
+        if kind == "adamw" and decay:
+            decays = _times(ps, rate)
+            torch._foreach_mul_(decays, decay)
+        torch._foreach_sub_(ps, m_hats)
+        if decays is not None:
+            torch._foreach_sub_(ps, decays)
 
     def state(self):
         """What a checkpoint keeps: each parameter's step count, and copies of the slots."""
@@ -87,6 +137,33 @@ class Optimizer:
         """The state `state()` returned; its slot tensors must already be on the parameters' device."""
         self.steps = dict(state["steps"])
         self.slots = {name: slot.detach().clone() for name, slot in state["slots"].items()}
+
+
+def _batches(names, params):
+    """`names` in runs of up to _BATCH elements (a parameter larger than that alone)."""
+    batch, size = [], 0
+    for name in names:
+        if batch and size + params[name].numel() > _BATCH:
+            yield batch
+            batch, size = [], 0
+        batch.append(name)
+        size += params[name].numel()
+    if batch:
+        yield batch
+
+
+def _times(tensors, rate):
+    """Each tensor times the learning rate, as new tensors: by one _foreach call, or one by one for a scalar tensor (which _foreach_mul does not take)."""
+    return [t * rate for t in tensors] if torch.is_tensor(rate) else torch._foreach_mul(tensors, rate)
+
+
+def _times_(tensors, rate):
+    """`_times` in place."""
+    if torch.is_tensor(rate):
+        for t in tensors:
+            t.mul_(rate)
+    else:
+        torch._foreach_mul_(tensors, rate)
 
 
 def schedule_factor(schedule, epoch, epochs):

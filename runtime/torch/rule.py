@@ -14,7 +14,7 @@ class RuleContext:
         self.spec = model.spec
         self.step = step
         self.seed = seed
-        self.params = dict(model.named_parameters())
+        self.params = model.parameters_by_name()
         self.group = Groups([m["name"] for m in self.spec["modalities"]])
         self.modalities = list(range(len(self.spec["modalities"])))
         # The models each finished stage ended with (`NAME.out`, `NAME.z[m]`), in evaluation mode.

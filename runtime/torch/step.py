@@ -34,9 +34,11 @@ def _name_hash(text):
 class Gradients:
     """The update gradient of every parameter; actions change it, in spec order."""
 
-    def __init__(self, values, noise_seed, tfjs_names):
+    def __init__(self, values, noise_seed, tfjs_names, measured=None):
         self.values = values
         self.lr_factors = {}
+        # What the batch norms of the pass these gradients come from measured: the update commits it (model.py BatchNorm).
+        self.measured = measured or {}
         self.noise_seed = noise_seed
         # Each parameter's noise is drawn as the tfjs trainer draws it: seeded by its tfjs name, in its tfjs layout.
         self.tfjs_names = tfjs_names
@@ -60,9 +62,14 @@ class Gradients:
         for i, name in enumerate(self.names(group)):
             g = self.values[name]
             tfjs_name, tfjs_shape = self.tfjs_names[name]
-            drawn = Random((self.noise_seed + _name_hash(tfjs_name)) % 2147483647).normals(g.numel()).reshape(tfjs_shape)
-            draw = torch.from_numpy(np.ascontiguousarray(torch_layout(tfjs_name, drawn))).to(g.device)
-            self.values[name] = add(g, add(mul(draw, _element_of(std, i, name)), _element_of(mean, i, name)))
+            # Drawn on the gradient's device (a GPU run's noise does not cross from the host), in tfjs's layout.
+            drawn = Random((self.noise_seed + _name_hash(tfjs_name)) % 2147483647).normals_on(g.numel(), g.device).reshape(tfjs_shape)
+            draw = torch_layout(tfjs_name, drawn).contiguous()
+            # draw × std + mean in place on the fresh draw (the bits of the products and sums the tfjs
+            # trainer makes): a step's noise allocates no tensor of a ResNet's size but the draw and the sum.
+            with torch.no_grad():
+                noise = draw.mul_(_element_of(std, i, name)).add_(_element_of(mean, i, name))
+            self.values[name] = add(g, noise)
 
     def scale_learning_rate(self, group, factor):
         for name in self.names(group):
@@ -283,7 +290,7 @@ class StepContext(RuleContext):
         if added is None:
             grads, reached = _value_and_grads(task, trainable, create_graph=False)
             raw = dict(zip(names, grads))
-            update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of)
+            update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of, forward.measured)
             self.total_loss = task.detach()
             return task.detach(), update, self._gradient_of(loss_of, lambda group: _grouped(raw, members_of(names, group))), forward
         # Second order: the added loss reads the task loss's gradients, differentiated through.
@@ -293,7 +300,7 @@ class StepContext(RuleContext):
         total = task + added(forward, self._gradient_of(loss_of, lambda group: _grouped(by_name, members_of(every, group))))
         grads, reached = _value_and_grads(total, trainable, create_graph=False)
         raw = {n: g.detach() for n, g in by_name.items()}
-        update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of)
+        update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of, forward.measured)
         self.total_loss = total.detach()
         return task.detach(), update, self._gradient_of(loss_of, lambda group: _grouped(raw, members_of(every, group))), forward
 

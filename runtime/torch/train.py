@@ -108,7 +108,7 @@ def train(trainer, options):
         except (OSError, ValueError) as e:
             raise RunError(f"--init {options.init}: {e}") from e
     model.to(device)
-    params = dict(model.named_parameters())
+    params = model.parameters_by_name()
     # `init(G)`: the run seed's draw, made when a rule first asks.
     initial = functools.lru_cache(maxsize=None)(lambda: {name: t.to(device) for name, t in initial_values(spec, seed).items()})
     optimizer = Optimizer(stages[0]["settings"]["optimizer"])
@@ -136,7 +136,15 @@ def train(trainer, options):
             conflicts = resume_conflicts(state["origin"], origin, stages[-1]["settings"]["schedule"]["kind"] == "cosine")
             if conflicts:
                 raise ResumeError(f"cannot resume {options.out}: {'; '.join(conflicts)}; start a new run with another --out, or --overwrite")
-            model.load_state_dict({name: w for name, w in weights.items() if not name.startswith("stage:")})
+            # The model's variables, no more and no fewer: a checkpoint of an mmb whose model differs
+            # (a ResNet before batch norm) names ones it lacks, or lacks some.
+            saved = [name for name in weights if not name.startswith("stage:")]
+            lacking = next((name for name in model.state_dict() if name not in weights), None)
+            foreign = next((name for name in saved if name not in model.state_dict()), None)
+            if lacking or foreign:
+                what = f"has no {lacking}" if lacking else f"holds {foreign}, which the model does not have"
+                raise ResumeError(f"cannot resume {options.out}: its checkpoint {what} (written by an mmb whose model differs); start a new run with another --out, or --overwrite")
+            model.load_state_dict({name: weights[name] for name in saved})
             for stage_name, stage_weights in _train_finished_weights(weights).items():
                 finished[stage_name] = _train_frozen_copy(model, stage_weights)
             optimizer = Optimizer(stages[plan[state["epoch"]][0] if state["epoch"] < len(plan) else -1]["settings"]["optimizer"])
@@ -222,7 +230,7 @@ def train(trainer, options):
                     )
                     # What balancing changed: each encoder's update gradient after the actions (before clipping).
                     update_norms = [None] * len(modalities)
-                    ctx.update = _train_update(ctx, optimizer, params, settings["train"]["clip"], lr_schedule, update_norms)
+                    ctx.update = _train_update(ctx, model, optimizer, params, settings["train"]["clip"], lr_schedule, update_norms)
                     result = code["train_step"](ctx, p)
                     # `set` statements assign together, from the values after the optimiser step.
                     ctx.apply_assignments()
@@ -255,7 +263,7 @@ def train(trainer, options):
 
             # A checkpoint becomes current only when whole and finite: a weight or optimiser value
             # that the epoch's last step made non-finite stops the run with the previous one current.
-            broken = _train_non_finite(params, [optimizer, *separate.values()])
+            broken = _train_non_finite(model.state_dict(), [optimizer, *separate.values()])
             if broken:
                 if first:
                     log.append(lines)
@@ -412,12 +420,13 @@ def _train_measure(model, spec, data, predict, device):
     }
 
 
-def _train_update(ctx, optimizer, params, clip, lr_schedule, update_norms):
+def _train_update(ctx, model, optimizer, params, clip, lr_schedule, update_norms):
     """
     The step's `ctx.update(grads)`: records each encoder's update-gradient norm (into
     `update_norms`, where the update holds the encoder), clips the update to a global norm of
-    `clip` (when > 0), and takes the optimiser step with the rule's learning-rate factors times
-    the schedule's.
+    `clip` (when > 0), takes the optimiser step with the rule's learning-rate factors times the
+    schedule's, and commits the update pass's batch statistics of the norms it moves (not in a
+    turn that leaves them, nor when frozen).
     """
 
     def update(grads):
@@ -439,6 +448,7 @@ def _train_update(ctx, optimizer, params, clip, lr_schedule, update_norms):
             return lr_schedule if factor is None else factor * lr_schedule
 
         optimizer.apply(params, gradients, lr_factor)
+        commit_statistics(model, grads.measured, lambda norm: f"{norm}.weight" in grads.values)
 
     return update
 
@@ -494,10 +504,10 @@ def _train_first_non_finite(record):
     return None
 
 
-def _train_non_finite(params, optimizers):
-    """What a checkpoint must not keep: the first non-finite parameter, or non-finite optimiser state."""
-    for name, param in params.items():
-        if not torch.isfinite(param).all():
+def _train_non_finite(state, optimizers):
+    """What a checkpoint must not keep: the first non-finite parameter or running statistic (a state_dict), or non-finite optimiser state."""
+    for name, value in state.items():
+        if not torch.isfinite(value).all():
             return f"parameter {name}"
     if not all(torch.isfinite(slot).all() for optimizer in optimizers for slot in optimizer.slots.values()):
         return "optimiser state"

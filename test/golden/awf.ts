@@ -79,6 +79,7 @@ export const spec: ModelSpec = {
         out: 32,
         activation: "relu",
         dropout: 0,
+        norm: "none",
       },
     },
     {
@@ -88,6 +89,7 @@ export const spec: ModelSpec = {
         out: 32,
         activation: "relu",
         dropout: 0,
+        norm: "none",
       },
     },
     {
@@ -97,6 +99,7 @@ export const spec: ModelSpec = {
         kernel: 3,
         out: 32,
         activation: "relu",
+        norm: "none",
       },
     },
   ],

@@ -54,6 +54,7 @@ export const spec: ModelSpec = {
         out: 64,
         activation: "relu",
         dropout: 0,
+        norm: "none",
       },
     },
     {
@@ -63,6 +64,7 @@ export const spec: ModelSpec = {
         kernel: 3,
         out: 64,
         activation: "relu",
+        norm: "none",
       },
     },
   ],

@@ -53,6 +53,7 @@ export const spec: ModelSpec = {
         kernel: 3,
         out: 64,
         activation: "relu",
+        norm: "none",
       },
     },
     {
@@ -62,6 +63,7 @@ export const spec: ModelSpec = {
         kernel: 3,
         out: 64,
         activation: "relu",
+        norm: "none",
       },
     },
   ],

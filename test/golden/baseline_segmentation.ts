@@ -55,6 +55,7 @@ export const spec: ModelSpec = {
         out: 64,
         activation: "relu",
         dropout: 0,
+        norm: "none",
       },
     },
     {
@@ -64,6 +65,7 @@ export const spec: ModelSpec = {
         out: 64,
         activation: "relu",
         dropout: 0,
+        norm: "none",
       },
     },
   ],

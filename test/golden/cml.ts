@@ -58,6 +58,7 @@ export const spec: ModelSpec = {
         out: 64,
         activation: "relu",
         dropout: 0,
+        norm: "none",
       },
     },
     {
@@ -67,6 +68,7 @@ export const spec: ModelSpec = {
         kernel: 3,
         out: 64,
         activation: "relu",
+        norm: "none",
       },
     },
   ],

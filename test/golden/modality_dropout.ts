@@ -51,6 +51,7 @@ export const spec: ModelSpec = {
         out: 64,
         activation: "relu",
         dropout: 0,
+        norm: "none",
       },
     },
     {
@@ -60,6 +61,7 @@ export const spec: ModelSpec = {
         kernel: 3,
         out: 64,
         activation: "relu",
+        norm: "none",
       },
     },
   ],

@@ -60,6 +60,7 @@ export const spec: ModelSpec = {
         out: 64,
         activation: "relu",
         dropout: 0,
+        norm: "none",
       },
     },
     {
@@ -69,6 +70,7 @@ export const spec: ModelSpec = {
         kernel: 3,
         out: 64,
         activation: "relu",
+        norm: "none",
       },
     },
   ],

@@ -54,11 +54,17 @@ SPEC = {
     ],
     "target": {"name": "y", "kind": "class", "classes": 6},
     "encoders": [
-        {"kind": "mlp", "options": {"hidden": [64], "out": 32, "activation": "relu", "dropout": 0}},
-        {"kind": "mlp", "options": {"hidden": [128], "out": 32, "activation": "relu", "dropout": 0}},
+        {
+            "kind": "mlp",
+            "options": {"hidden": [64], "out": 32, "activation": "relu", "dropout": 0, "norm": "none"},
+        },
+        {
+            "kind": "mlp",
+            "options": {"hidden": [128], "out": 32, "activation": "relu", "dropout": 0, "norm": "none"},
+        },
         {
             "kind": "conv2d",
-            "options": {"channels": [8, 16], "kernel": 3, "out": 32, "activation": "relu"},
+            "options": {"channels": [8, 16], "kernel": 3, "out": 32, "activation": "relu", "norm": "none"},
         },
     ],
     "fusion": {"kind": "expression", "options": {"width": 96}},

@@ -54,12 +54,18 @@ SPEC = {
     ],
     "target": {"name": "y", "kind": "real", "classes": 1},
     "encoders": [
-        {"kind": "mlp", "options": {"hidden": [128], "out": 64, "activation": "relu", "dropout": 0}},
+        {
+            "kind": "mlp",
+            "options": {"hidden": [128], "out": 64, "activation": "relu", "dropout": 0, "norm": "none"},
+        },
         {
             "kind": "conv2d",
-            "options": {"channels": [8, 16], "kernel": 3, "out": 64, "activation": "relu"},
+            "options": {"channels": [8, 16], "kernel": 3, "out": 64, "activation": "relu", "norm": "none"},
         },
-        {"kind": "mlp", "options": {"hidden": [64], "out": 64, "activation": "relu", "dropout": 0}},
+        {
+            "kind": "mlp",
+            "options": {"hidden": [64], "out": 64, "activation": "relu", "dropout": 0, "norm": "none"},
+        },
     ],
     "fusion": {"kind": "sum", "options": {}},
     "head": {"kind": "linear", "options": {"out": 1}},

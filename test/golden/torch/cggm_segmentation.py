@@ -50,8 +50,14 @@ SPEC = {
     "modalities": [{"name": "audio", "shape": [64]}, {"name": "visual", "shape": [1, 16, 16]}],
     "target": {"name": "y", "kind": "mask", "classes": 4, "shape": [8, 8]},
     "encoders": [
-        {"kind": "mlp", "options": {"hidden": [128], "out": 64, "activation": "relu", "dropout": 0}},
-        {"kind": "mlp", "options": {"hidden": [256], "out": 64, "activation": "relu", "dropout": 0}},
+        {
+            "kind": "mlp",
+            "options": {"hidden": [128], "out": 64, "activation": "relu", "dropout": 0, "norm": "none"},
+        },
+        {
+            "kind": "mlp",
+            "options": {"hidden": [256], "out": 64, "activation": "relu", "dropout": 0, "norm": "none"},
+        },
     ],
     "fusion": {"kind": "sum", "options": {}},
     "head": {"kind": "linear", "options": {"out": 4}},

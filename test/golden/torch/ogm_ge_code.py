@@ -52,11 +52,11 @@ SPEC = {
     "encoders": [
         {
             "kind": "conv2d",
-            "options": {"channels": [8, 16], "kernel": 3, "out": 64, "activation": "relu"},
+            "options": {"channels": [8, 16], "kernel": 3, "out": 64, "activation": "relu", "norm": "none"},
         },
         {
             "kind": "conv2d",
-            "options": {"channels": [8, 16], "kernel": 3, "out": 64, "activation": "relu"},
+            "options": {"channels": [8, 16], "kernel": 3, "out": 64, "activation": "relu", "norm": "none"},
         },
     ],
     "fusion": {"kind": "concat", "options": {}},

@@ -50,10 +50,13 @@ SPEC = {
     "modalities": [{"name": "audio", "shape": [64]}, {"name": "visual", "shape": [3, 16, 16]}],
     "target": {"name": "y", "kind": "class", "classes": 6},
     "encoders": [
-        {"kind": "mlp", "options": {"hidden": [128], "out": 64, "activation": "relu", "dropout": 0}},
+        {
+            "kind": "mlp",
+            "options": {"hidden": [128], "out": 64, "activation": "relu", "dropout": 0, "norm": "none"},
+        },
         {
             "kind": "conv2d",
-            "options": {"channels": [8, 16], "kernel": 3, "out": 64, "activation": "relu"},
+            "options": {"channels": [8, 16], "kernel": 3, "out": 64, "activation": "relu", "norm": "none"},
         },
     ],
     "fusion": {"kind": "concat", "options": {}},
