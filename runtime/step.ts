@@ -14,12 +14,12 @@ import type { ComponentSpec, ModelSpec } from "./spec.js";
 /** The update gradient of every parameter; actions change it in place, in spec order. */
 export class Gradients {
   readonly lrFactors = new Map<string, tf.Tensor>();
-  /** The batch statistics of the pass these gradients come from: the update moves the running statistics by them. */
-  measured: BatchStatistics = new Map();
 
   constructor(
     readonly values: Map<string, tf.Tensor>,
     private readonly noiseSeed: number,
+    /** The batch statistics of the pass these gradients come from: the update moves the running statistics by them. */
+    readonly measured: BatchStatistics = new Map(),
   ) {}
 
   names(group: string): string[] {
@@ -83,8 +83,8 @@ function valueAndGrads(f: (xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[]): { va
  * as they are (no weight decay, no momentum), as PyTorch's optimisers skip a parameter without a
  * gradient.
  */
-function updateGradients(names: string[], grads: tf.Tensor[], reached: boolean[], onlyReached: boolean, noiseSeed: number): Gradients {
-  return new Gradients(new Map(names.flatMap((n, i) => (onlyReached && !reached[i] ? [] : [[n, grads[i]!] as const]))), noiseSeed);
+function updateGradients(names: string[], grads: tf.Tensor[], reached: boolean[], onlyReached: boolean, noiseSeed: number, measured: BatchStatistics): Gradients {
+  return new Gradients(new Map(names.flatMap((n, i) => (onlyReached && !reached[i] ? [] : [[n, grads[i]!] as const]))), noiseSeed, measured);
 }
 
 /** The `i`-th parameter's part of an operand: the number itself, or its tensor of a gradient-shaped value. */
@@ -309,8 +309,7 @@ export class StepContext extends RuleContext {
         forward = this.forward({ ...Object.fromEntries(this.params), ...Object.fromEntries(names.map((n, i) => [n, ts[i]!])) }, true);
         return taskLoss(forward, this) as tf.Scalar;
       }, names.map((n) => this.params.get(n)!));
-      const gradients = updateGradients(names, grads, reached, onlyReached, noiseSeed);
-      gradients.measured = forward.measured;
+      const gradients = updateGradients(names, grads, reached, onlyReached, noiseSeed, forward.measured);
       const raw = new Gradients(new Map(names.map((n, i) => [n, grads[i]!])), noiseSeed);
       const current = Object.fromEntries(this.params) as Params;
       this.totalLoss = value;
@@ -329,8 +328,7 @@ export class StepContext extends RuleContext {
       rawGrad = this.gradients(current, taskLoss, (group) => membersOf(all, group).map((n) => detached.get(n)!));
       return tf.add(inner.loss, added(inner.forward, inner.grad)) as tf.Scalar;
     }, names.map((n) => this.params.get(n)!));
-    const gradients = updateGradients(names, grads, reached, onlyReached, noiseSeed);
-    gradients.measured = forward.measured;
+    const gradients = updateGradients(names, grads, reached, onlyReached, noiseSeed, forward.measured);
     this.totalLoss = total;
     return { loss: taskValue, grads: gradients, raw: rawGrad, forward };
   }

@@ -344,38 +344,27 @@ class BatchNorm(nn.Module):
 def measured_statistics(model):
     """What the model's batch norms measured in the pass just made, by norm (and cleared for the next pass)."""
     measured = {}
-    for name, module in model.named_modules():
-        if isinstance(module, BatchNorm) and module.measured is not None:
-            measured[name] = module.measured
-            module.measured = None
+    for name, norm in model.batch_norms.items():
+        if norm.measured is not None:
+            measured[name] = norm.measured
+            norm.measured = None
     return measured
 
 
 @torch.no_grad()
 def commit_statistics(model, measured, moves):
     """Sets the running statistics of the norms `moves(norm name)` selects to what a pass `measured`."""
-    modules = dict(model.named_modules())
     for name, (mean, variance) in measured.items():
         if moves(name):
-            modules[name].running_mean.copy_(mean)
-            modules[name].running_var.copy_(variance)
+            model.batch_norms[name].running_mean.copy_(mean)
+            model.batch_norms[name].running_var.copy_(variance)
 
 
-class Conv1dSame(nn.Conv1d):
-    """A Conv1d padded as TensorFlow's 'same', then its bias or, with `norm`, a batch norm (`.norm`)."""
-
-    def __init__(self, inputs, outputs, kernel_size, stride=1, norm=False):
-        super().__init__(inputs, outputs, kernel_size, stride=stride, bias=not norm)
-        self.norm = BatchNorm(outputs) if norm else None
-
-    def forward(self, x):
-        padding, pads = _same_padding(x, self.kernel_size, self.stride)
-        y = F.conv1d(x if pads is None else F.pad(x, pads), self.weight, self.bias, self.stride, padding)
-        return y if self.norm is None else self.norm(y)
-
-
-class Conv2dSame(nn.Conv2d):
-    """A Conv2d padded as TensorFlow's 'same', then its bias or, with `norm`, a batch norm (`.norm`)."""
+class _SamePadded:
+    """
+    A convolution (mixed into nn.Conv1d or nn.Conv2d, whose `convolve` it calls) padded as
+    TensorFlow's 'same', then its bias or, with `norm`, a batch norm (`.norm`).
+    """
 
     def __init__(self, inputs, outputs, kernel_size, stride=1, norm=False):
         super().__init__(inputs, outputs, kernel_size, stride=stride, bias=not norm)
@@ -383,8 +372,16 @@ class Conv2dSame(nn.Conv2d):
 
     def forward(self, x):
         padding, pads = _same_padding(x, self.kernel_size, self.stride)
-        y = F.conv2d(x if pads is None else F.pad(x, pads), self.weight, self.bias, self.stride, padding)
+        y = self.convolve(x if pads is None else F.pad(x, pads), self.weight, self.bias, self.stride, padding)
         return y if self.norm is None else self.norm(y)
+
+
+class Conv1dSame(_SamePadded, nn.Conv1d):
+    convolve = staticmethod(F.conv1d)
+
+
+class Conv2dSame(_SamePadded, nn.Conv2d):
+    convolve = staticmethod(F.conv2d)
 
 
 class Dense(nn.Linear):
@@ -789,6 +786,8 @@ class Model(nn.Module):
         # The parameters' torch names in the tfjs trainer's order (torch lists a module's own
         # parameters before its children's: a transformer's `position`, scalar learnables).
         self.parameter_order = [torch_name(name) for name, _, _ in parameter_shapes(spec)]
+        # The batch norms by name, found once: every training pass reads what they measured.
+        self.batch_norms = {name: module for name, module in self.named_modules() if isinstance(module, BatchNorm)}
 
     def parameters_by_name(self):
         """The parameters by torch name, in the tfjs trainer's order: a group's statistics sum them in the same order in both targets."""
