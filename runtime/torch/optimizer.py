@@ -33,6 +33,10 @@ class Optimizer:
         self.slots = {}
         # Updates so far, by parameter name.
         self.steps = {}
+        # One working tensor per parameter, kept from step to step (not state: a checkpoint leaves it
+        # out): the decayed gradient and the step `g * rate` are made in it rather than in fresh
+        # memory, whose page faults cost a CPU step more than the arithmetic.
+        self.scratch = {}
 
     def option(self, name):
         """An option's value; an option the spec leaves out is 0 (no momentum, no weight decay)."""
@@ -42,6 +46,13 @@ class Optimizer:
         if name not in self.slots:
             self.slots[name] = torch.zeros_like(like)
         return self.slots[name]
+
+    def _scratch(self, names, ps):
+        """The working tensors of the parameters `names` (values `ps`)."""
+        for name, p in zip(names, ps):
+            if name not in self.scratch or self.scratch[name].device != p.device:
+                self.scratch[name] = torch.empty_like(p)
+        return [self.scratch[name] for name in names]
 
     @torch.no_grad()
     def apply(self, params, grads, lr_factor):
@@ -81,10 +92,12 @@ class Optimizer:
         decay = self.option("weight_decay")
         kind = self.spec["kind"]
         if decay and kind in ("sgd", "adam"):
-            # gradient + param * decay, as new tensors: the gradients are not the optimiser's to change.
-            decayed = torch._foreach_mul(ps, decay)
-            torch._foreach_add_(decayed, gs)
-            gs = decayed
+            # gradient + param * decay, in the working tensors: the gradients are not the optimiser's to change.
+            work = self._scratch(names, ps)
+            for w, p in zip(work, ps):
+                torch.mul(p, decay, out=w)
+            torch._foreach_add_(work, gs)
+            gs = work
         if kind == "sgd":
             momentum = self.option("momentum")
             if momentum:
@@ -100,7 +113,11 @@ class Optimizer:
                     torch._foreach_mul_([buffers[i] for i in later], momentum)
                     torch._foreach_add_([buffers[i] for i in later], [gs[i] for i in later])
                 gs = buffers
-            torch._foreach_sub_(ps, _times(gs, rate))
+            # g * rate in the working tensors (g may be them already: the decayed gradient, without momentum).
+            work = self._scratch(names, ps)
+            for w, g in zip(work, gs):
+                torch.mul(g, rate, out=w)
+            torch._foreach_sub_(ps, work)
             return
         beta1, beta2, eps = self.option("beta1"), self.option("beta2"), self.option("eps")
         ms = [self.slot(f"{name}/m", p) for name, p in zip(names, ps)]
@@ -123,7 +140,10 @@ class Optimizer:
         _times_(m_hats, rate)
         decays = None
         if kind == "adamw" and decay:
-            decays = _times(ps, rate)
+            # In the working tensors, which AdamW's gradient leaves unused.
+            decays = self._scratch(names, ps)
+            for d, p in zip(decays, ps):
+                torch.mul(p, rate, out=d)
             torch._foreach_mul_(decays, decay)
         torch._foreach_sub_(ps, m_hats)
         if decays is not None:
@@ -152,13 +172,8 @@ def _batches(names, params):
         yield batch
 
 
-def _times(tensors, rate):
-    """Each tensor times the learning rate, as new tensors: by one _foreach call, or one by one for a scalar tensor (which _foreach_mul does not take)."""
-    return [t * rate for t in tensors] if torch.is_tensor(rate) else torch._foreach_mul(tensors, rate)
-
-
 def _times_(tensors, rate):
-    """`_times` in place."""
+    """Each tensor times the learning rate, in place: by one _foreach call, or one by one for a scalar tensor (which _foreach_mul does not take)."""
     if torch.is_tensor(rate):
         for t in tensors:
             t.mul_(rate)
