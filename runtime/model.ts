@@ -3,7 +3,7 @@ import { batchNorm, batchNormOf, statisticShapes, type BatchStatistics, type Nor
 import { logSumExp, normalize, stopGradient } from "./ops.js";
 import { auxHeadGroup, encoderGroup, fusionGroup, Groups, headGroup, learnableParam, membersOf } from "./parameter-groups.js";
 import { Random } from "./random.js";
-import { StepRandom } from "./step-random.js";
+import { type BatchRows, StepRandom } from "./step-random.js";
 import type { ComponentSpec, FusionInputs, ModelSpec } from "./spec.js";
 
 /**
@@ -264,7 +264,10 @@ function biasOrNorm(params: Params, name: string, applied: tf.Tensor, how: Norma
   return normalized ? batchNorm(params, batchNormOf(name), applied, how) : tf.add(applied, params[`${name}.bias`]!);
 }
 
-function encode(params: Params, prefix: string, encoder: ComponentSpec, x: tf.Tensor, how: Normalization): tf.Tensor {
+/** A training pass's dropout of one layer's output (StepRandom.layerDropout). */
+type LayerDropout = (layer: string, h: tf.Tensor, rate: number) => tf.Tensor;
+
+function encode(params: Params, prefix: string, encoder: ComponentSpec, x: tf.Tensor, how: Normalization, dropout?: LayerDropout): tf.Tensor {
   const o = encoder.options;
   const act = activations[String(o.activation ?? "relu")] ?? activations.relu!;
   const batch = x.shape[0]!;
@@ -276,7 +279,7 @@ function encode(params: Params, prefix: string, encoder: ComponentSpec, x: tf.Te
         const name = `${prefix}.dense${i}`;
         h = act(biasOrNorm(params, name, tf.matMul(h as tf.Tensor2D, params[`${name}.kernel`] as tf.Tensor2D), how, normalized));
         const rate = Number(o.dropout ?? 0);
-        if (how.training && rate > 0) h = tf.dropout(h, rate);
+        if (dropout && rate > 0) h = dropout(name, h, rate);
       });
       return applyDense(params, `${prefix}.last`, h);
     }
@@ -473,11 +476,14 @@ export class Forward {
     },
     /** The batch norms' running statistics, by name, for an evaluation pass. */
     running: Params = {},
+    /** Where this pass's rows lie in the step's batch (a per-sample pass: one row of it), for the layers' dropout. */
+    rows: BatchRows = { first: 0, total: target.shape[0]! },
   ) {
     this.group = new Groups(spec.modalities.map((m) => m.name));
     const how: Normalization = training ? { training, measured: this.measured } : { training, running };
+    const dropout: LayerDropout | undefined = training ? (layer, h, rate) => step.random.layerDropout(layer, h, rate, rows) : undefined;
     this.z = spec.modalities.map((modality, m) => {
-      const z = encode(params, encoderGroup(modality.name), spec.encoders[m]!, inputs[m]!, how);
+      const z = encode(params, encoderGroup(modality.name), spec.encoders[m]!, inputs[m]!, how, dropout);
       const factor = keep?.[m] ?? 1;
       return factor === 1 ? z : factor === 0 ? absent(z) : tf.mul(z, factor);
     });

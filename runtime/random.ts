@@ -2,6 +2,13 @@
  * Seeded randomness computed in JavaScript, so that data, initial weights and shuffles are the
  * same on every backend (tfjs's own random ops differ between backends).
  */
+/** FNV-1a of a name: the seed of a stream that belongs to a named thing (a parameter's noise, a layer's dropout). */
+export function nameHash(text: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619) >>> 0;
+  return h;
+}
+
 export class Random {
   private state: number;
 

@@ -1,6 +1,15 @@
 import * as tf from "@tensorflow/tfjs";
 import type { GroupGradient, Value } from "./ops.js";
-import { Random } from "./random.js";
+import { nameHash, Random } from "./random.js";
+
+/** Where a forward pass's rows lie in the step's batch: from row `first`, of `total` (a per-sample pass computes one). */
+export interface BatchRows {
+  first: number;
+  total: number;
+}
+
+/** A layer's stream id: its name's hash with the top bit set, apart from the spec's calls (numbered from 0). */
+const layerStream = (layer: string): number => (nameHash(layer) | 0x80000000) >>> 0;
 
 /**
  * The random draws a rule makes in one step (`uniform()`, `bernoulli(p)`, `dropout(x, p)`): each
@@ -31,6 +40,22 @@ export class StepRandom {
     if (typeof p === "number") return random.uniform() < p ? 1 : 0;
     const draw = (t: tf.Tensor) => tf.cast(tf.less(tf.tensor(Float32Array.from({ length: t.size }, () => random.uniform()), t.shape), t), "float32");
     return Array.isArray(p) ? p.map(draw) : draw(p);
+  }
+
+  /**
+   * An encoder layer's `dropout` option on its output x ([rows, ...]): each element zeroed with
+   * probability `rate`, the others scaled by 1/(1 − rate) (inverted dropout, as tf.dropout and
+   * torch's F.dropout). Drawn from the layer's own stream for the step's whole batch, `rows` being
+   * x's rows of it, so every pass of the step drops the same units of a sample (a per-sample pass
+   * its row's), a resumed run continues the draws, and the torch trainer draws the same.
+   */
+  layerDropout(layer: string, x: tf.Tensor, rate: number, rows: BatchRows): tf.Tensor {
+    const width = x.shape.slice(1).reduce((a, b) => a * b, 1);
+    const random = this.stream(layerStream(layer));
+    const kept = Math.fround(1 / (1 - rate));
+    const mask = new Float32Array(rows.total * width);
+    for (let i = 0; i < mask.length; i++) mask[i] = random.uniform() >= rate ? kept : 0;
+    return tf.mul(x, tf.tensor(mask.subarray(rows.first * width, (rows.first + x.shape[0]!) * width), x.shape));
   }
 
   /** x with each element zeroed with probability p (no rescaling). */

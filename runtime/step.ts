@@ -7,7 +7,7 @@ import { inGroup, membersOf } from "./parameter-groups.js";
 import { RuleContext } from "./rule-context.js";
 import { insideGradient, stopGradient, type GroupGradient, type Value } from "./ops.js";
 import { Optimizer } from "./optimizer.js";
-import { Random } from "./random.js";
+import { nameHash, Random } from "./random.js";
 import { StepRandom } from "./step-random.js";
 import type { ComponentSpec, ModelSpec } from "./spec.js";
 
@@ -43,7 +43,7 @@ export class Gradients {
   addNoise(group: string, mean: Value | GroupGradient, std: Value | GroupGradient): void {
     this.names(group).forEach((name, i) => {
       const g = this.values.get(name)!;
-      const draw = tf.tensor(new Random((this.noiseSeed + hash(name)) % 2147483647).normals(g.size), g.shape);
+      const draw = tf.tensor(new Random((this.noiseSeed + nameHash(name)) % 2147483647).normals(g.size), g.shape);
       this.values.set(name, tf.add(g, tf.add(tf.mul(draw, elementOf(std, i, name)), elementOf(mean, i, name))));
     });
   }
@@ -93,12 +93,6 @@ function elementOf(operand: Value | GroupGradient, i: number, name: string): Val
   const part = operand[i];
   if (!part) throw new Error(`a gradient-shaped operand of ${operand.length} tensors for parameter ${i + 1} (${name}) of its group`);
   return part;
-}
-
-function hash(text: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619) >>> 0;
-  return h;
 }
 
 /** The task loss of a forward pass; it reads the step (`ctx`: history, time, params) where it reads rule values. */
@@ -229,7 +223,8 @@ export class StepContext extends RuleContext {
   private forward(params: Params, keep: boolean, sample?: number): Forward {
     if (sample !== undefined) {
       const one = (t: tf.Tensor) => tf.slice(t, [sample], [1]);
-      return new Forward(this.spec, params, this.inputs.map(one), one(this.target), true, this.keep.map((k) => (typeof k === "number" ? k : one(k))), this);
+      const rows = { first: sample, total: this.target.shape[0]! };
+      return new Forward(this.spec, params, this.inputs.map(one), one(this.target), true, this.keep.map((k) => (typeof k === "number" ? k : one(k))), this, undefined, rows);
     }
     const f = new Forward(this.spec, params, this.inputs, this.target, true, this.keep, this);
     if (keep) {

@@ -212,6 +212,13 @@ export function withBatchNorm(text: string): string {
   return changed;
 }
 
+/** `text` with every mlp encoder's hidden layers dropping out at `rate` (the `dropout` option). */
+export function withDropout(text: string, rate: number): string {
+  const changed = text.replace(/^(encoder\b[^=]*=\s*mlp\()(.*)\)\s*$/gm, (_, call: string, args: string) => `${call}${args}, dropout: ${rate})`);
+  if (changed === text) throw new Error("no mlp encoder to give dropout");
+  return changed;
+}
+
 /** Every encoder kind with an input shape and small options: the encoder tests' cases (cpu, wasm, webgpu). */
 export const encoderCases: [kind: string, shape: number[], options: Record<string, unknown>][] = [
   ["mlp", [12], { hidden: [16], out: 8, activation: "tanh", dropout: 0 }],

@@ -10,7 +10,7 @@ import { analyze, compile, type ModelIR } from "../compiler/index.js";
 import { loadCheckpoint } from "../runtime/checkpoint.js";
 import type { Dataset, Split } from "../runtime/data/index.js";
 import { train } from "../runtime/train.js";
-import { logRecords, readSpec, specFiles, specsDir, withBatchNorm } from "./helpers.js";
+import { logRecords, readSpec, specFiles, specsDir, withBatchNorm, withDropout } from "./helpers.js";
 
 /**
  * The two targets against each other, spec by spec: from the same initial weights (both draw them
@@ -37,6 +37,12 @@ const amplified: Record<string, { tolerance: number; why: string }> = {
  * with its stage's running statistics.
  */
 const batchNormalized = ["ogm_ge.mmb", "agm_cr.mmb", "mla.mmb", "linear_probe.mmb", "umt.mmb"];
+/**
+ * Specs run again with their mlp encoders' hidden layers dropping out (`dropout: 0.3`), which both
+ * targets draw from the step's streams: a first-order rule, a second-order one (several passes of a
+ * step drop the same units), per-sample passes (each its own row of the batch's draw), and turns.
+ */
+const droppingOut = ["ogm_ge.mmb", "agm_cr.mmb", "agm_cr_per_sample.mmb", "mla.mmb"];
 
 /** Steps per epoch and epochs: every spec takes several steps, across an epoch boundary. */
 const steps = 2;
@@ -87,6 +93,7 @@ describe.skipIf(!python)("the torch target agrees with the tfjs target", () => {
   const cases = [
     ...specFiles().map((file) => ({ file, name: file, text: readSpec(file) })),
     ...batchNormalized.map((file) => ({ file, name: `${file} with batch-normalised encoders`, text: withBatchNorm(readSpec(file)) })),
+    ...droppingOut.map((file) => ({ file, name: `${file} with dropout in its mlp encoders`, text: withDropout(readSpec(file), 0.3) })),
   ];
 
   for (const { file, name, text } of cases) {

@@ -7,7 +7,7 @@ import { exportData, exportedData } from "../cli/data-export.js";
 import { findTorchPython } from "../cli/python.js";
 import { analyze, compile } from "../compiler/index.js";
 import type { Split } from "../runtime/data/index.js";
-import { logRecords, readSpec, specsDir, withBatchNorm } from "./helpers.js";
+import { logRecords, readSpec, specsDir, withBatchNorm, withDropout } from "./helpers.js";
 
 /**
  * Data-parallel training under torchrun (runtime/torch/ops.py, "the batch, shared by processes"):
@@ -155,6 +155,11 @@ describe.skipIf(!python)("the torch trainer on 2 processes (torchrun, gloo) comp
   // Batch norms normalise with the global batch's statistics (as SyncBatchNorm), through the second order too.
   for (const file of ["ogm_ge.mmb", "cggm.mmb"]) {
     it(`${file} with batch-normalised encoders: the global batch's statistics, and the running ones`, async () => void (await agree(file, batches, undefined, withBatchNorm)), 300_000);
+  }
+
+  // An encoder's dropout is drawn for the global batch, each process keeping its rows' (per-sample passes their one row).
+  for (const file of ["ogm_ge.mmb", "agm_cr_per_sample.mmb"]) {
+    it(`${file} with dropout in its mlp encoders: the global batch's draws`, async () => void (await agree(file, batches, undefined, (text) => withDropout(text, 0.3))), 300_000);
   }
 
   // A global batch of 5 on 11 rows: parts of 3 and 2 rows, and the last batch's 1 and 0.

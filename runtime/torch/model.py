@@ -410,7 +410,7 @@ def _cosine_logits(weight, x, slices, scale):
 # ---- Encoders: [batch, *modality shape] to z [batch, out]
 
 class MLPEncoder(nn.Module):
-    def __init__(self, shape, options):
+    def __init__(self, shape, options, prefix):
         super().__init__()
         widths = [math.prod(shape), *_sizes(options["hidden"])]
         for i in range(len(widths) - 1):
@@ -418,13 +418,20 @@ class MLPEncoder(nn.Module):
         self.last = nn.Linear(widths[-1], int(options["out"]))
         self.activation = _activation(options)
         self.dropout = float(options.get("dropout", 0))
+        # The tfjs names of the layers start with it (`encoder.<m>`): each layer's dropout has its own stream.
+        self.prefix = prefix
+        # Each training pass's draws (Forward's `draws`): the step's StepRandom, and where the pass's rows lie in its batch.
+        self.draws = None
 
     def forward(self, x):
         h = x.flatten(1)
-        for dense in _layers(self, "dense"):
+        for i, dense in enumerate(_layers(self, "dense")):
             h = self.activation(dense(h))
             if self.training and self.dropout > 0:
-                h = F.dropout(h, self.dropout)
+                if self.draws is None:
+                    raise RuntimeError(f"a training pass through {self.prefix}, whose layers drop out, needs the step's draws (Forward's `draws`)")
+                random, first, total = self.draws
+                h = random.layer_dropout(f"{self.prefix}.dense{i}", h, self.dropout, first, total)
         return self.last(h)
 
 
@@ -583,10 +590,10 @@ class RecurrentEncoder(nn.Module):
         return self.last(self.rnn(x))
 
 
-def _encoder(encoder, shape):
+def _encoder(encoder, shape, prefix):
     kind, options = encoder["kind"], encoder["options"]
     if kind == "mlp":
-        return MLPEncoder(shape, options)
+        return MLPEncoder(shape, options, prefix)
     if kind in ("conv1d", "conv2d"):
         return ConvEncoder(kind, shape, options)
     if kind == "transformer":
@@ -772,7 +779,7 @@ class Model(nn.Module):
         self.modality_names = [m["name"] for m in spec["modalities"]]
         self.widths = [feature_width(e) for e in spec["encoders"]]
         self.expression = fuse
-        self.encoder = nn.ModuleDict({m["name"]: _encoder(e, m["shape"]) for m, e in zip(spec["modalities"], spec["encoders"])})
+        self.encoder = nn.ModuleDict({m["name"]: _encoder(e, m["shape"], f"encoder.{m['name']}") for m, e in zip(spec["modalities"], spec["encoders"])})
         if spec.get("fusionParts") is not None:
             self.fusion = nn.ModuleList([_fusion(part, spec) for part in spec["fusionParts"]])
         else:
@@ -788,6 +795,8 @@ class Model(nn.Module):
         self.parameter_order = [torch_name(name) for name, _, _ in parameter_shapes(spec)]
         # The batch norms by name, found once: every training pass reads what they measured.
         self.batch_norms = {name: module for name, module in self.named_modules() if isinstance(module, BatchNorm)}
+        # The encoders whose layers drop out in training: every training pass gives them its draws.
+        self.dropouts = [module for module in self.modules() if isinstance(module, MLPEncoder) and module.dropout > 0]
 
     def parameters_by_name(self):
         """The parameters by torch name, in the tfjs trainer's order: a group's statistics sum them in the same order in both targets."""
@@ -821,11 +830,14 @@ class Forward:
     Forward; a view is computed when first read, once per pass. The pass sets the model's mode
     (`training`: dropout, and batch norms normalise with the batch; else with running statistics).
     `keep`: per-modality multipliers of z[m], 0 to evaluate without the modality, a [batch, 1]
-    mask to drop it for some samples; absent, every modality as it is.
+    mask to drop it for some samples; absent, every modality as it is. `draws`: a training pass's
+    (StepRandom, first row, rows of the step's batch) for the encoders' dropout (layer_dropout).
     """
 
-    def __init__(self, model, inputs, target, training=True, keep=None):
+    def __init__(self, model, inputs, target, training=True, keep=None, draws=None):
         model.train(training)
+        for encoder in model.dropouts:
+            encoder.draws = draws
         self.model = model
         self.inputs = inputs
         self.target = target

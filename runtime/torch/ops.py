@@ -275,6 +275,11 @@ def batch_size(rows):
     return rows if _batch_part is None else _batch_part[2]
 
 
+def batch_rows(rows):
+    """Where this process's `rows` lie in the global batch: (first row, the global batch's rows)."""
+    return (0, rows) if _batch_part is None else (_batch_part[0], _batch_part[2])
+
+
 def rows_per_process(rows):
     """The most rows any process holds of this step's batch (`rows`: this process's)."""
     return rows if _batch_part is None else _batch_part[3]

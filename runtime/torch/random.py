@@ -44,6 +44,14 @@ def _box_muller(u, std):
     return (radius * np.cos(2 * np.pi * u[1]) * std).astype(np.float32)
 
 
+def name_hash(text):
+    """FNV-1a of a name, as runtime/random.ts's nameHash: the seed of a stream that belongs to a named thing (a parameter's noise, a layer's dropout)."""
+    h = 2166136261
+    for c in text:
+        h = ((h ^ ord(c)) * 16777619) & _MASK32
+    return h
+
+
 class Random:
     """mulberry32, seeded as runtime/random.ts seeds it."""
 
@@ -158,6 +166,19 @@ class StepRandom:
         if isinstance(p, (list, tuple)):
             return [(_uniform_like(random, t) < t).float() for t in p]
         return (_uniform_like(random, p) < p).float()
+
+    def layer_dropout(self, layer, x, rate, first, total):
+        """
+        An encoder layer's `dropout` option on its output x ([rows, ...]), as runtime/step-random.ts's
+        layerDropout: each element zeroed with probability `rate`, the others scaled by 1/(1 − rate),
+        drawn from the layer's own stream for the step's whole batch of `total` rows, of which x's
+        start at row `first` (a per-sample pass's one row; a process's rows of a shared batch).
+        """
+        width = math.prod(x.shape[1:])
+        # The layer's stream id: its name's hash with the top bit set, apart from the spec's calls (numbered from 0).
+        u = self._stream(name_hash(layer) | 0x80000000).uniforms(total * width)[first * width : (first + x.shape[0]) * width]
+        mask = np.where(u >= rate, np.float32(1 / (1 - rate)), np.float32(0)).astype(np.float32).reshape(x.shape)
+        return x * torch.from_numpy(mask).to(x.device)
 
     def dropout(self, id, x, p):
         """x with each element zeroed with probability p (no rescaling)."""

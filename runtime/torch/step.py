@@ -23,14 +23,6 @@ def _grouped(by_name, names):
     return Grouped([by_name[n] for n in names], names)
 
 
-def _name_hash(text):
-    """FNV-1a of a parameter name, as runtime/step.ts seeds each parameter's noise."""
-    h = 2166136261
-    for c in text:
-        h = ((h ^ ord(c)) * 16777619) & 0xFFFFFFFF
-    return h
-
-
 class Gradients:
     """The update gradient of every parameter; actions change it, in spec order."""
 
@@ -63,7 +55,7 @@ class Gradients:
             g = self.values[name]
             tfjs_name, tfjs_shape = self.tfjs_names[name]
             # Drawn on the gradient's device (a GPU run's noise does not cross from the host), in tfjs's layout.
-            drawn = Random((self.noise_seed + _name_hash(tfjs_name)) % 2147483647).normals_on(g.numel(), g.device).reshape(tfjs_shape)
+            drawn = Random((self.noise_seed + name_hash(tfjs_name)) % 2147483647).normals_on(g.numel(), g.device).reshape(tfjs_shape)
             draw = torch_layout(tfjs_name, drawn).contiguous()
             # draw × std + mean in place on the fresh draw (the bits of the products and sums the tfjs
             # trainer makes): a step's noise allocates no tensor of a ResNet's size but the draw and the sum.
@@ -178,6 +170,9 @@ class StepContext(RuleContext):
         self.keep = [1 for _ in self.modalities]
         # The step's random draws (`uniform`, `bernoulli`, `dropout`), the same in every pass of the step.
         self.random = BatchRandom(seed, step, model.tfjs_name_of)
+        # Where this process's rows lie in the step's global batch (first row, rows in all), for the
+        # encoders' dropout: kept from here, since a per-sample pass runs with the batch unshared.
+        self.rows = batch_rows(target.shape[0])
         self.total_loss = None
         self._task_loss = None
         self._probe_forward = None
@@ -198,11 +193,12 @@ class StepContext(RuleContext):
     # ------------------------------------------------------------ forward passes
 
     def _forward(self, sample=None):
+        first, total = self.rows
         if sample is None:
-            return Forward(self.model, self.inputs, self.target, training=True, keep=self.keep)
+            return Forward(self.model, self.inputs, self.target, training=True, keep=self.keep, draws=(self.random, first, total))
         one = lambda t: t[sample : sample + 1]
         keep = [k if isinstance(k, (int, float)) else one(k) for k in self.keep]
-        return Forward(self.model, [one(x) for x in self.inputs], one(self.target), training=True, keep=keep)
+        return Forward(self.model, [one(x) for x in self.inputs], one(self.target), training=True, keep=keep, draws=(self.random, first + sample, total))
 
     def drop(self, m, p, rescale=False):
         """
@@ -226,7 +222,7 @@ class StepContext(RuleContext):
     def probe(self, value):
         """A drop probability that reads this step's outputs: on a pass without any drop, as a constant."""
         if self._probe_forward is None:
-            self._probe_forward = Forward(self.model, self.inputs, self.target, training=True)
+            self._probe_forward = Forward(self.model, self.inputs, self.target, training=True, draws=(self.random, *self.rows))
         v = value(self._probe_forward)
         return v.detach() if torch.is_tensor(v) else v
 
