@@ -177,7 +177,7 @@ class StepRandom:
         width = math.prod(x.shape[1:])
         # The layer's stream id: its name's hash with the top bit set, apart from the spec's calls (numbered from 0).
         u = self._stream(name_hash(layer) | 0x80000000).uniforms(total * width)[first * width : (first + x.shape[0]) * width]
-        mask = np.where(u >= rate, np.float32(1 / (1 - rate)), np.float32(0)).astype(np.float32).reshape(x.shape)
+        mask = np.where(u >= rate, np.float32(1 / (1 - rate)), np.float32(0)).reshape(x.shape)
         return x * torch.from_numpy(mask).to(x.device)
 
     def dropout(self, id, x, p):
