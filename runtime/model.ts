@@ -476,12 +476,13 @@ export class Forward {
     },
     /** The batch norms' running statistics, by name, for an evaluation pass. */
     running: Params = {},
-    /** Where this pass's rows lie in the step's batch (a per-sample pass: one row of it), for the layers' dropout. */
-    rows: BatchRows = { first: 0, total: target.shape[0]! },
+    /** Where a per-sample pass's row lies in the step's batch: its draws are that row of the batch's. Absent: the whole batch. */
+    private readonly rows?: BatchRows,
   ) {
     this.group = new Groups(spec.modalities.map((m) => m.name));
     const how: Normalization = training ? { training, measured: this.measured } : { training, running };
-    const dropout: LayerDropout | undefined = training ? (layer, h, rate) => step.random.layerDropout(layer, h, rate, rows) : undefined;
+    const whole = { first: 0, total: target.shape[0]! };
+    const dropout: LayerDropout | undefined = training ? (layer, h, rate) => step.random.layerDropout(layer, h, rate, rows ?? whole) : undefined;
     this.z = spec.modalities.map((modality, m) => {
       const z = encode(params, encoderGroup(modality.name), spec.encoders[m]!, inputs[m]!, how, dropout);
       const factor = keep?.[m] ?? 1;
@@ -530,9 +531,9 @@ export class Forward {
     return 1 - m;
   }
 
-  /** The step's random draws (`uniform`, `bernoulli`, `dropout`). */
+  /** The step's random draws (`uniform`, `bernoulli`, `dropout`); a per-sample pass's are its row's of the batch's. */
   get random(): StepRandom {
-    return this.step.random;
+    return this.rows ? this.step.random.forRows(this.rows) : this.step.random;
   }
 
   /** `weights(G)`: the group's parameters in this pass (copies, as `param`), differentiable in an objective. */

@@ -21,7 +21,14 @@ export class StepRandom {
   constructor(
     private readonly seed: number,
     private readonly step: number,
+    /** The rows of the batch a per-sample pass computes: its draws per sample or element are those rows of the batch's. */
+    private readonly rows?: BatchRows,
   ) {}
+
+  /** These draws for a pass over some rows of the step's batch (a per-sample pass: one). */
+  forRows(rows: BatchRows): StepRandom {
+    return new StepRandom(this.seed, this.step, rows);
+  }
 
   private stream(id: number, key = this.step): Random {
     let h = 2166136261;
@@ -38,8 +45,22 @@ export class StepRandom {
   bernoulli(id: number, p: Value | GroupGradient): Value | GroupGradient {
     const random = this.stream(id);
     if (typeof p === "number") return random.uniform() < p ? 1 : 0;
-    const draw = (t: tf.Tensor) => tf.cast(tf.less(tf.tensor(Float32Array.from({ length: t.size }, () => random.uniform()), t.shape), t), "float32");
-    return Array.isArray(p) ? p.map(draw) : draw(p);
+    // A gradient-shaped p is drawn per element of its parameters, which have no rows.
+    if (Array.isArray(p)) return p.map((t) => tf.cast(tf.less(tf.tensor(Float32Array.from({ length: t.size }, () => random.uniform()), t.shape), t), "float32"));
+    return tf.cast(tf.less(this.perRow(p, () => random.uniform()), p), "float32");
+  }
+
+  /**
+   * One draw per element of t ([rows, ...], or a scalar tensor): for a pass over some of the step's
+   * rows (`rows`), the draws of the whole batch, t's rows of them, so that a sample's draw is the
+   * same in a per-sample pass as in the batch's.
+   */
+  private perRow(t: tf.Tensor, draw: () => number, rows = this.rows): tf.Tensor {
+    if (t.rank === 0) return tf.scalar(draw());
+    const width = t.shape.slice(1).reduce((a, b) => a * b, 1);
+    const { first, total } = rows ?? { first: 0, total: t.shape[0]! };
+    const drawn = Float32Array.from({ length: total * width }, draw);
+    return tf.tensor(drawn.subarray(first * width, (first + t.shape[0]!) * width), t.shape);
   }
 
   /**
@@ -50,18 +71,14 @@ export class StepRandom {
    * its row's), a resumed run continues the draws, and the torch trainer draws the same.
    */
   layerDropout(layer: string, x: tf.Tensor, rate: number, rows: BatchRows): tf.Tensor {
-    const width = x.shape.slice(1).reduce((a, b) => a * b, 1);
     const random = this.stream(layerStream(layer));
     const kept = Math.fround(1 / (1 - rate));
-    const mask = new Float32Array(rows.total * width);
-    for (let i = 0; i < mask.length; i++) mask[i] = random.uniform() >= rate ? kept : 0;
-    return tf.mul(x, tf.tensor(mask.subarray(rows.first * width, (rows.first + x.shape[0]!) * width), x.shape));
+    return tf.mul(x, this.perRow(x, () => (random.uniform() >= rate ? kept : 0), rows));
   }
 
   /** x with each element zeroed with probability p (no rescaling). */
   dropout(id: number, x: tf.Tensor, p: Value): tf.Tensor {
     const random = this.stream(id);
-    const u = tf.tensor(Float32Array.from({ length: x.size }, () => random.uniform()), x.shape);
-    return tf.mul(x, tf.cast(tf.greaterEqual(u, p), "float32"));
+    return tf.mul(x, tf.cast(tf.greaterEqual(this.perRow(x, () => random.uniform()), p), "float32"));
   }
 }

@@ -219,6 +219,13 @@ export function withDropout(text: string, rate: number): string {
   return changed;
 }
 
+/** `text` with its task loss `cross_entropy(out, y)` replaced by one that draws: the mean nll of `dropout(out, rate)`. */
+export function withDrawnLoss(text: string, rate: number): string {
+  const changed = text.replace(/^loss cross_entropy\(out, y\)\s*$/m, `loss mean(batch, nll(dropout(out, ${rate}), y))`);
+  if (changed === text) throw new Error("no `loss cross_entropy(out, y)` to replace");
+  return changed;
+}
+
 /** Every encoder kind with an input shape and small options: the encoder tests' cases (cpu, wasm, webgpu). */
 export const encoderCases: [kind: string, shape: number[], options: Record<string, unknown>][] = [
   ["mlp", [12], { hidden: [16], out: 8, activation: "tanh", dropout: 0 }],

@@ -10,7 +10,7 @@ import { analyze, compile, type ModelIR } from "../compiler/index.js";
 import { loadCheckpoint } from "../runtime/checkpoint.js";
 import type { Dataset, Split } from "../runtime/data/index.js";
 import { train } from "../runtime/train.js";
-import { logRecords, readSpec, specFiles, specsDir, withBatchNorm, withDropout } from "./helpers.js";
+import { logRecords, readSpec, specFiles, specsDir, withBatchNorm, withDrawnLoss, withDropout } from "./helpers.js";
 
 /**
  * The two targets against each other, spec by spec: from the same initial weights (both draw them
@@ -94,6 +94,8 @@ describe.skipIf(!python)("the torch target agrees with the tfjs target", () => {
     ...specFiles().map((file) => ({ file, name: file, text: readSpec(file) })),
     ...batchNormalized.map((file) => ({ file, name: `${file} with batch-normalised encoders`, text: withBatchNorm(readSpec(file)) })),
     ...droppingOut.map((file) => ({ file, name: `${file} with dropout in its mlp encoders`, text: withDropout(readSpec(file), 0.3) })),
+    // Per-sample passes of a task loss that draws: each sample's pass draws its row of the batch's.
+    { file: "agm_cr_per_sample.mmb", name: "agm_cr_per_sample.mmb with dropout(out, 0.3) in its task loss", text: withDrawnLoss(readSpec("agm_cr_per_sample.mmb"), 0.3) },
   ];
 
   for (const { file, name, text } of cases) {

@@ -7,7 +7,7 @@ import { exportData, exportedData } from "../cli/data-export.js";
 import { findTorchPython } from "../cli/python.js";
 import { analyze, compile } from "../compiler/index.js";
 import type { Split } from "../runtime/data/index.js";
-import { logRecords, readSpec, specsDir, withBatchNorm, withDropout } from "./helpers.js";
+import { logRecords, readSpec, specsDir, withBatchNorm, withDrawnLoss, withDropout } from "./helpers.js";
 
 /**
  * Data-parallel training under torchrun (runtime/torch/ops.py, "the batch, shared by processes"):
@@ -161,6 +161,8 @@ describe.skipIf(!python)("the torch trainer on 2 processes (torchrun, gloo) comp
   for (const file of ["ogm_ge.mmb", "agm_cr_per_sample.mmb"]) {
     it(`${file} with dropout in its mlp encoders: the global batch's draws`, async () => void (await agree(file, batches, undefined, (text) => withDropout(text, 0.3))), 300_000);
   }
+
+  it("agm_cr_per_sample.mmb with dropout(out, 0.3) in its task loss: each process's per-sample passes draw their rows of the global batch's", async () => void (await agree("agm_cr_per_sample.mmb", batches, undefined, (text) => withDrawnLoss(text, 0.3))), 300_000);
 
   // A global batch of 5 on 11 rows: parts of 3 and 2 rows, and the last batch's 1 and 0.
   for (const file of ["cggm.mmb", "agm_cr_per_sample.mmb", "modality_dropout.mmb", "amco.mmb"]) {

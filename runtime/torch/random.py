@@ -1,3 +1,4 @@
+import contextlib
 import math
 
 import numpy as np
@@ -147,6 +148,18 @@ class StepRandom:
     def __init__(self, seed, step):
         self.seed = seed
         self.step = step
+        # (first row, rows of the step's batch) while a per-sample pass runs (`sample_pass`): its draws
+        # per sample or element are that row's of the batch's.
+        self.rows = None
+
+    @contextlib.contextmanager
+    def sample_pass(self, first, total):
+        """Inside the block, draws are those of the pass over row `first` of the step's `total`."""
+        saved, self.rows = self.rows, (first, total)
+        try:
+            yield
+        finally:
+            self.rows = saved
 
     def _stream(self, id, key=None):
         h = 2166136261
@@ -165,7 +178,7 @@ class StepRandom:
             return 1 if random.uniform() < p else 0
         if isinstance(p, (list, tuple)):
             return [(_uniform_like(random, t) < t).float() for t in p]
-        return (_uniform_like(random, p) < p).float()
+        return (_uniform_rows(random, p, self.rows) < p).float()
 
     def layer_dropout(self, layer, x, rate, first, total):
         """
@@ -174,15 +187,14 @@ class StepRandom:
         drawn from the layer's own stream for the step's whole batch of `total` rows, of which x's
         start at row `first` (a per-sample pass's one row; a process's rows of a shared batch).
         """
-        width = math.prod(x.shape[1:])
         # The layer's stream id: its name's hash with the top bit set, apart from the spec's calls (numbered from 0).
-        u = self._stream(name_hash(layer) | 0x80000000).uniforms(total * width)[first * width : (first + x.shape[0]) * width]
-        mask = np.where(u >= rate, np.float32(1 / (1 - rate)), np.float32(0)).reshape(x.shape)
+        u = _row_draws(self._stream(name_hash(layer) | 0x80000000), x, (first, total))
+        mask = np.where(u >= rate, np.float32(1 / (1 - rate)), np.float32(0))
         return x * torch.from_numpy(mask).to(x.device)
 
     def dropout(self, id, x, p):
         """x with each element zeroed with probability p (no rescaling)."""
-        return x * (_uniform_like(self._stream(id), x) >= p).float()
+        return x * (_uniform_rows(self._stream(id), x, self.rows) >= p).float()
 
 
 def _imul_torch(a, b):
@@ -230,3 +242,21 @@ def _box_muller_torch(u, std):
 def _uniform_like(random, t):
     """One uniform per element of t, in t's row-major order, as float32 (as tfjs holds them)."""
     return torch.from_numpy(random.uniforms(t.numel()).astype(np.float32)).reshape(t.shape).to(t.device)
+
+
+def _row_draws(random, t, rows):
+    """
+    Uniforms (float64, t's shape) for t ([rows, ...]): with `rows` (first row, rows in all), the
+    whole batch's, t's rows of them, so that a sample's draw is the same in a pass over some rows
+    (one sample's; a process's) as in the batch's.
+    """
+    first, total = rows
+    width = math.prod(t.shape[1:])
+    return random.uniforms(total * width)[first * width : (first + t.shape[0]) * width].reshape(tuple(t.shape))
+
+
+def _uniform_rows(random, t, rows):
+    """`_uniform_like`, for a pass over the rows `rows` of the batch (None: t's rows are all of it)."""
+    if rows is None or t.dim() == 0:
+        return _uniform_like(random, t)
+    return torch.from_numpy(_row_draws(random, t, rows).astype(np.float32)).to(t.device)

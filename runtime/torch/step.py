@@ -1,5 +1,3 @@
-import contextlib
-
 import numpy as np
 import torch
 
@@ -234,8 +232,12 @@ class StepContext(RuleContext):
     def _loss_gradient(self, group, loss, sample=None):
         """∂loss/∂(group) through a forward pass of its own, differentiable again; of one sample, if given, that sample's loss alone."""
         members = members_of(self.params.keys(), group)
-        with contextlib.nullcontext() if sample is None else unshared_batch():
-            grads, _ = _value_and_grads(loss(self._forward(sample)), [self.params[n] for n in members], create_graph=True)
+        if sample is None:
+            grads, _ = _value_and_grads(loss(self._forward()), [self.params[n] for n in members], create_graph=True)
+        else:
+            first, total = self.rows
+            with unshared_batch(), self.random.sample_pass(first + sample, total):
+                grads, _ = _value_and_grads(loss(self._forward(sample)), [self.params[n] for n in members], create_graph=True)
         return Grouped(grads, members)
 
     def _gradient_of(self, task_loss, of_task):
