@@ -387,6 +387,14 @@ for seed, theirs in zip(draws["bulk_seeds"], draws["bulk"]):
 # on the CPU, in blocks of 1,000 pairs so that 5,003 draws cross several.
 runtime["_DEVICE_BLOCK"] = 1000
 random["device"] = {str(seed): runtime["_normals_torch"](Random(seed).snapshot, 5003, 0.3, "cpu").tolist() for seed in draws["device_seeds"]}
+# The host's draw (numpy, a block of pairs at a time in arrays reused from block to block), in blocks
+# of 1,000 pairs and into a given array, as a run's gradient noise draws it; then the next draw.
+runtime["_BLOCK"] = 1000
+def host_draw(seed):
+    r = Random(seed)
+    drawn = r.normals(5003, 0.3, out=np.full(5003, np.nan, np.float32)).tolist()
+    return drawn + r.normals(3).tolist()
+random["host"] = {str(seed): host_draw(seed) for seed in draws["device_seeds"]}
 step = StepRandom(7, 3)
 p = torch.tensor([[0.1, 0.5, 0.9], [0.3, 0.7, 0.2]])
 random["step"] = {
@@ -533,6 +541,11 @@ describe.runIf(!!python || required)("the torch model computes what the tfjs mod
     }
     // The draw a GPU run makes on its device: the same float32 numbers.
     for (const seed of deviceSeeds) expect(torch.random.device[String(seed)], `seed ${seed} on the device path`).toEqual(Array.from(new Random(seed).normals(5003, 0.3)));
+    // The host's draw across blocks: the same numbers, and the generator where JavaScript's is after them.
+    for (const seed of deviceSeeds) {
+      const r = new Random(seed);
+      expect(torch.random.host[String(seed)], `seed ${seed} on the host path`).toEqual([...Array.from(r.normals(5003, 0.3)), ...Array.from(r.normals(3))]);
+    }
     const step = new StepRandom(7, 3);
     const p = tf.tensor([
       [0.1, 0.5, 0.9],

@@ -14,6 +14,7 @@ import { classificationMetrics, maskDice, regressionMetrics } from "../runtime/m
 import { initialValues } from "../runtime/model.js";
 import { Optimizer } from "../runtime/optimizer.js";
 import { Random } from "../runtime/random.js";
+import { Gradients } from "../runtime/step.js";
 import { train, type StageDefinition, type Summary, type TrainerDefinition } from "../runtime/train.js";
 import { compileOrThrow, logRecords, smallSpec } from "./helpers.js";
 
@@ -84,6 +85,32 @@ describe.runIf(python || torchRequired)("the torch runtime's optimiser and metri
       params.forEach((v) => v.dispose());
       optimizer.dispose();
     }
+  });
+
+  it("applies a rule's actions as runtime/step.ts does, bit for bit: a later action in the tensor an earlier one made, the raw gradients and a replacement left as they are", async () => {
+    await selectBackend("cpu");
+    const shapes: Record<string, number[]> = { "encoder.a.dense0.kernel": [3, 4], "encoder.a.dense0.bias": [4], "encoder.b.dense0.kernel": [4, 2], "encoder.b.dense0.bias": [2] };
+    const host = (shape: number[], salt: number, scale: number) => ({ shape, values: wave(shape.reduce((a, b) => a * b), salt, scale) });
+    const named = (salt: number, scale: number, only?: string) =>
+      Object.fromEntries(Object.entries(shapes).filter(([name]) => !only || name.startsWith(only)).map(([name, shape], i) => [name, host(shape, salt + i, scale)]));
+    // Two steps through one run's noise buffers: the second draws in what the first left there.
+    const steps = [
+      { noise_seed: 1234, k: 0.7, mean: 0.001, std: 0.02, grads: named(1, 0.5), replacement: named(20, 0.1, "encoder.b") },
+      { noise_seed: 98765, k: 1.3, mean: 0, std: 0.05, grads: named(40, 2), replacement: named(60, 0.3, "encoder.b") },
+    ];
+    const ours = check<{ values: Record<string, number[]>; raw_unchanged: boolean; replacement_unchanged: boolean; in_place: boolean; recorded: boolean }[]>("gradient-actions", { grads: named(0, 1), steps });
+    steps.forEach((step, s) => {
+      const tensors = (values: Record<string, { shape: number[]; values: number[] }>) => Object.entries(values).map(([name, g]) => [name, tf.tensor(g.values, g.shape)] as const);
+      const grads = new Gradients(new Map(tensors(step.grads)), step.noise_seed);
+      grads.scale("encoder.a", tf.scalar(step.k));
+      grads.addNoise("encoder.a", step.mean, step.std);
+      grads.scale("encoder.a", 2);
+      grads.replace("encoder.b", tensors(step.replacement).map(([, t]) => t));
+      grads.addNoise("encoder.b", 0, step.std);
+      const expected = Object.fromEntries([...grads.values].map(([name, t]) => [name, Array.from(t.dataSync())]));
+      expect(ours[s]!.values, `step ${s + 1}`).toEqual(expected);
+      expect(ours[s], `step ${s + 1}`).toMatchObject({ raw_unchanged: true, replacement_unchanged: true, in_place: true, recorded: false });
+    });
   });
 
   it("continues exactly from its state in a checkpoint", () => {

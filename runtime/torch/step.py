@@ -24,7 +24,7 @@ def _grouped(by_name, names):
 class Gradients:
     """The update gradient of every parameter; actions change it, in spec order."""
 
-    def __init__(self, values, noise_seed, tfjs_names, measured=None):
+    def __init__(self, values, noise_seed, tfjs_names, measured=None, noise_buffers=None):
         self.values = values
         self.lr_factors = {}
         # What the batch norms of the pass these gradients come from measured: the update commits it (model.py BatchNorm).
@@ -32,6 +32,10 @@ class Gradients:
         self.noise_seed = noise_seed
         # Each parameter's noise is drawn as the tfjs trainer draws it: seeded by its tfjs name, in its tfjs layout.
         self.tfjs_names = tfjs_names
+        self.noise_buffers = noise_buffers or NoiseBuffers()
+        # The tensors this step's actions made, by name: no one else holds them, so a later action may
+        # change them in place (the raw gradients a rule reads, and what `replace` puts, it may not).
+        self._made = {}
 
     def names(self, group):
         return members_of(self.values.keys(), group)
@@ -39,10 +43,27 @@ class Gradients:
     def of(self, group):
         return [self.values[n] for n in self.names(group)]
 
+    def _combine(self, name, op, op_in_place, operand):
+        """
+        values[name] `op` operand (ops.py's mul or add): in place by `op_in_place` (the same bits)
+        where an earlier action of this step made the tensor and the result keeps its shape and type,
+        else as a new tensor. A ResNet's gradients are tens of MB: fresh memory for each action costs
+        a CPU step more in page faults than the arithmetic.
+        """
+        g = self.values[name]
+        a, b = _by_sample(*_pair(g, operand))
+        # Not recorded for autograd, though the operand may be (a rule value from the outputs): the
+        # optimiser reads an update gradient, nothing differentiates it.
+        with torch.no_grad():
+            if self._made.get(name) is g and a is g and _keeps_shape_and_type(g, b):
+                op_in_place(g, b)
+            else:
+                self.values[name] = self._made[name] = op(g, operand)
+
     def scale(self, group, factor):
         """Multiplies by one number, or tensor by tensor by a gradient-shaped value of this group."""
         for i, name in enumerate(self.names(group)):
-            self.values[name] = mul(self.values[name], _element_of(factor, i, name))
+            self._combine(name, mul, torch.Tensor.mul_, _element_of(factor, i, name))
 
     def add_noise(self, group, mean, std):
         """
@@ -50,16 +71,13 @@ class Gradients:
         parameter that the tfjs trainer draws from: the same noise in both targets.
         """
         for i, name in enumerate(self.names(group)):
-            g = self.values[name]
             tfjs_name, tfjs_shape = self.tfjs_names[name]
-            # Drawn on the gradient's device (a GPU run's noise does not cross from the host), in tfjs's layout.
-            drawn = Random((self.noise_seed + name_hash(tfjs_name)) % 2147483647).normals_on(g.numel(), g.device).reshape(tfjs_shape)
-            draw = torch_layout(tfjs_name, drawn).contiguous()
-            # draw × std + mean in place on the fresh draw (the bits of the products and sums the tfjs
-            # trainer makes): a step's noise allocates no tensor of a ResNet's size but the draw and the sum.
+            random = Random((self.noise_seed + name_hash(tfjs_name)) % 2147483647)
+            # draw × std + mean (the bits of the products and sums the tfjs trainer makes), in the run's buffer.
             with torch.no_grad():
-                noise = draw.mul_(_element_of(std, i, name)).add_(_element_of(mean, i, name))
-            self.values[name] = add(g, noise)
+                noise = self.noise_buffers.normals(random, tfjs_name, tfjs_shape, self.values[name])
+                noise.mul_(_element_of(std, i, name)).add_(_element_of(mean, i, name))
+            self._combine(name, add, torch.Tensor.add_, noise)
 
     def scale_learning_rate(self, group, factor):
         for name in self.names(group):
@@ -76,6 +94,39 @@ class Gradients:
             if replacement.shape != old.shape:
                 raise ValueError(f"replace: gradient of shape {list(replacement.shape)} for {name} of shape {list(old.shape)}")
             self.values[name] = replacement if mask is None else torch.where(torch.as_tensor(mask, device=old.device).bool().expand(old.shape), replacement, old)
+
+
+def _keeps_shape_and_type(g, operand):
+    """Whether g op operand has g's shape and dtype: then `g op= operand` makes it, in g."""
+    return torch.result_type(g, operand) == g.dtype and torch.broadcast_shapes(g.shape, operand.shape) == g.shape
+
+
+class NoiseBuffers:
+    """
+    Where a run draws its gradient noise (`noise grad(G) ~ normal(...)`), kept from step to step:
+    one host array for the draws in tfjs's layout, one tensor per device for them in torch's, each
+    as large as the largest parameter drawn. A step's noise thus takes no fresh memory of the
+    model's size (on a CPU its page faults cost more than the draw's arithmetic).
+    """
+
+    def __init__(self):
+        self._host = np.empty(0, np.float32)
+        self._tensors = {}
+
+    def normals(self, random, tfjs_name, tfjs_shape, like):
+        """`random`'s next normal draws for the parameter `tfjs_name` (tfjs shape `tfjs_shape`), in torch's layout: a float32 tensor of `like`'s shape and device, this object's until its next call."""
+        n = like.numel()
+        host = None
+        if like.device.type == "cpu":
+            if self._host.size < n:
+                self._host = np.empty(n, np.float32)
+            host = self._host[:n]
+        # Drawn on the gradient's device (a GPU run's noise does not cross from the host), in tfjs's layout.
+        drawn = random.normals_on(n, like.device, host=host).reshape(tfjs_shape)
+        key = str(like.device)
+        if key not in self._tensors or self._tensors[key].numel() < n:
+            self._tensors[key] = torch.empty(n, dtype=torch.float32, device=like.device)
+        return self._tensors[key][:n].view(like.shape).copy_(torch_layout(tfjs_name, drawn))
 
 
 def _element_of(operand, i, name):
@@ -150,7 +201,7 @@ class StepContext(RuleContext):
 
     def __init__(
         self, model, inputs, target, step, epoch, history, seed, trained_separately=(), spec_params=None, progress=0.0,
-        separate_optimizers=None, epoch_values=None, finished=None, initial=None,
+        separate_optimizers=None, epoch_values=None, finished=None, initial=None, noise_buffers=None,
     ):
         super().__init__(model, step, seed, finished, initial)
         self.inputs = inputs
@@ -162,6 +213,8 @@ class StepContext(RuleContext):
         self.separate_optimizers = separate_optimizers if separate_optimizers is not None else {}
         # What the epoch rule computed at this epoch's start (`every epoch`): logged numbers, kept snapshots.
         self.epoch_values = epoch_values or {"logged": {}, "kept": {}}
+        # Where gradient noise is drawn: the run's, kept from step to step.
+        self.noise_buffers = noise_buffers
         if getattr(model, "tfjs_name_of", None) is None:
             model.tfjs_name_of = {key: (name, shape) for name, shape, key in tfjs_names(model)}
         self.trained_separately = list(trained_separately)
@@ -288,7 +341,7 @@ class StepContext(RuleContext):
         if added is None:
             grads, reached = _value_and_grads(task, trainable, create_graph=False)
             raw = dict(zip(names, grads))
-            update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of, forward.measured)
+            update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of, forward.measured, self.noise_buffers)
             self.total_loss = task.detach()
             return task.detach(), update, self._gradient_of(loss_of, lambda group: _grouped(raw, members_of(names, group))), forward
         # Second order: the added loss reads the task loss's gradients, differentiated through.
@@ -298,7 +351,7 @@ class StepContext(RuleContext):
         total = task + added(forward, self._gradient_of(loss_of, lambda group: _grouped(by_name, members_of(every, group))))
         grads, reached = _value_and_grads(total, trainable, create_graph=False)
         raw = {n: g.detach() for n, g in by_name.items()}
-        update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of, forward.measured)
+        update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of, forward.measured, self.noise_buffers)
         self.total_loss = total.detach()
         return task.detach(), update, self._gradient_of(loss_of, lambda group: _grouped(raw, members_of(every, group))), forward
 

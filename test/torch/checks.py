@@ -127,6 +127,41 @@ def run_state(case):
     }
 
 
+def gradient_actions(case):
+    """
+    A rule's actions on update gradients (step.py's Gradients), two steps with one run's noise
+    buffers: each step scales encoder.a by k (a tensor autograd records, as a rule value from the
+    outputs is), adds noise to it, scales it again; replaces encoder.b's gradient and adds noise to
+    that. The values after each step in tfjs's names and layouts, and what must hold of them: the
+    raw gradients and the replacement unchanged, the later actions in the first one's tensor, none
+    recorded for autograd.
+    """
+    layouts = {torch_name(name): (name, g["shape"]) for name, g in case["grads"].items()}
+    buffers = NoiseBuffers()
+    steps = []
+    for step in case["steps"]:
+        raw = {torch_name(name): torch_layout(name, torch.tensor(g["values"], dtype=torch.float32).reshape(g["shape"])).contiguous() for name, g in step["grads"].items()}
+        kept = {name: t.clone() for name, t in raw.items()}
+        replacement = [torch_layout(name, torch.tensor(v["values"], dtype=torch.float32).reshape(v["shape"])).contiguous() for name, v in step["replacement"].items()]
+        replacement_kept = [t.clone() for t in replacement]
+        grads = Gradients(dict(raw), step["noise_seed"], layouts, noise_buffers=buffers)
+        k = torch.tensor(step["k"], requires_grad=True)
+        grads.scale("encoder.a", k * 1)
+        scaled = {name: grads.values[name] for name in grads.names("encoder.a")}
+        grads.add_noise("encoder.a", step["mean"], step["std"])
+        grads.scale("encoder.a", 2)
+        grads.replace("encoder.b", Grouped(replacement, grads.names("encoder.b")))
+        grads.add_noise("encoder.b", 0, step["std"])
+        steps.append({
+            "values": {layouts[name][0]: tfjs_layout(layouts[name][0], t.numpy()).reshape(-1).tolist() for name, t in grads.values.items()},
+            "raw_unchanged": all(torch.equal(raw[name], kept[name]) for name in raw),
+            "replacement_unchanged": all(torch.equal(a, b) for a, b in zip(replacement, replacement_kept)),
+            "in_place": all(grads.values[name] is t for name, t in scaled.items()),
+            "recorded": any(t.requires_grad for t in grads.values.values()),
+        })
+    return steps
+
+
 if __name__ == "__main__":
-    command = {"replay": replay, "against-torch": against_torch, "resumed-optimizer": resumed_optimizer, "metrics": metrics, "schedules": schedules, "write-npz": write_npz, "run-state": run_state}[sys.argv[1]]
+    command = {"replay": replay, "against-torch": against_torch, "resumed-optimizer": resumed_optimizer, "metrics": metrics, "schedules": schedules, "write-npz": write_npz, "run-state": run_state, "gradient-actions": gradient_actions}[sys.argv[1]]
     print(json.dumps(command(json.load(sys.stdin))))
