@@ -113,6 +113,24 @@ describe.runIf(python || torchRequired)("the torch runtime's optimiser and metri
     });
   });
 
+  it("takes a gradient's std and norm as the equations give them, as a step reads them and through autograd", () => {
+    // Three tensors far from zero mean (a spread of 1e-3 about 0.05), where a one-pass Σt² − n·mean² would lose the spread.
+    const shapes = [[64, 3, 3], [64], [7, 5]];
+    const tensors = shapes.map((shape, i) => ({ shape, values: wave(shape.reduce((a, b) => a * b), i, 1e-3).map((v) => Math.fround(v + 0.05 * (i + 1))) }));
+    const all = tensors.flatMap((t) => t.values);
+    const n = all.length;
+    const mean = all.reduce((a, b) => a + b, 0) / n;
+    const std = Math.sqrt(all.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1));
+    const norm = Math.sqrt(all.reduce((a, v) => a + v * v, 0));
+    const ours = check<{ std: number; norm: number; std_tracked: number; norm_tracked: number; derivative: number[] }>("gradient-statistics", { tensors });
+    const relative = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
+    for (const [name, value, expected] of [["std", ours.std, std], ["std, tracked", ours.std_tracked, std], ["norm", ours.norm, norm], ["norm, tracked", ours.norm_tracked, norm]] as const) {
+      expect(relative(value, expected), `${name}: ${value} against ${expected}`).toBeLessThan(1e-6);
+    }
+    // ∂std/∂t_i = (t_i − mean) / ((n − 1) · std), for the first tensor's elements.
+    ours.derivative.forEach((d, i) => expect(d, `element ${i}`).toBeCloseTo((tensors[0]!.values[i]! - mean) / ((n - 1) * std), 6));
+  });
+
   it("continues exactly from its state in a checkpoint", () => {
     expect(check("resumed-optimizer")).toEqual({ equal: true, steps: { w: 6 } });
   });

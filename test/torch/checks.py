@@ -162,6 +162,21 @@ def gradient_actions(case):
     return steps
 
 
+def gradient_statistics(case):
+    """std and norm (ops.py) of gradient-shaped values: as a step reads them, and differentiable (a loss that reads them), with the derivative of std."""
+    values = [torch.tensor(t["values"], dtype=torch.float32).reshape(t["shape"]) for t in case["tensors"]]
+    tracked = [t.clone().requires_grad_() for t in values]
+    std = grad_std(tracked)
+    (derivative,) = torch.autograd.grad(std, tracked[:1])
+    return {
+        "std": grad_std(values).item(),
+        "norm": grad_norm(values).item(),
+        "std_tracked": std.item(),
+        "norm_tracked": grad_norm(tracked).item(),
+        "derivative": derivative.reshape(-1).tolist(),
+    }
+
+
 if __name__ == "__main__":
-    command = {"replay": replay, "against-torch": against_torch, "resumed-optimizer": resumed_optimizer, "metrics": metrics, "schedules": schedules, "write-npz": write_npz, "run-state": run_state, "gradient-actions": gradient_actions}[sys.argv[1]]
+    command = {"replay": replay, "against-torch": against_torch, "resumed-optimizer": resumed_optimizer, "metrics": metrics, "schedules": schedules, "write-npz": write_npz, "run-state": run_state, "gradient-actions": gradient_actions, "gradient-statistics": gradient_statistics}[sys.argv[1]]
     print(json.dumps(command(json.load(sys.stdin))))
