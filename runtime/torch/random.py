@@ -36,8 +36,8 @@ def _mulberry32_(t, work):
     """
     mulberry32's output for the states t (a numpy uint32 array, whose arithmetic wraps as Math.imul
     and >>> do), made in t itself; `work`, two arrays of t's shape, holds the intermediate terms.
-    In place rather than in fresh arrays: a fresh array of a block's size is fresh memory from the
-    allocator, and its page faults took 20× the time of the arithmetic (a ResNet's noise each step).
+    In place rather than in fresh arrays: a fresh array of a block's size can be fresh memory from
+    the allocator, whose page faults took 20× the time of the arithmetic in a fresh process.
     """
     a, b = work
     np.right_shift(t, _U15, out=a)

@@ -47,8 +47,8 @@ class Gradients:
         """
         values[name] `op` operand (ops.py's mul or add): in place by `op_in_place` (the same bits)
         where an earlier action of this step made the tensor and the result keeps its shape and type,
-        else as a new tensor. A ResNet's gradients are tens of MB: fresh memory for each action costs
-        a CPU step more in page faults than the arithmetic.
+        else as a new tensor. A ResNet's gradients are tens of MB: in place, an action takes no fresh
+        memory of that size.
         """
         g = self.values[name]
         a, b = _by_sample(*_pair(g, operand))
@@ -106,7 +106,7 @@ class NoiseBuffers:
     Where a run draws its gradient noise (`noise grad(G) ~ normal(...)`), kept from step to step:
     one host array for the draws in tfjs's layout, one tensor per device for them in torch's, each
     as large as the largest parameter drawn. A step's noise thus takes no fresh memory of the
-    model's size (on a CPU its page faults cost more than the draw's arithmetic).
+    model's size.
     """
 
     def __init__(self):

@@ -145,8 +145,9 @@ def gradient_actions(case):
         replacement = [torch_layout(name, torch.tensor(v["values"], dtype=torch.float32).reshape(v["shape"])).contiguous() for name, v in step["replacement"].items()]
         replacement_kept = [t.clone() for t in replacement]
         grads = Gradients(dict(raw), step["noise_seed"], layouts, noise_buffers=buffers)
-        k = torch.tensor(step["k"], requires_grad=True)
-        grads.scale("encoder.a", k * 1)
+        # A product of a tracked tensor: a value autograd records, as a rule value from the outputs.
+        k = torch.tensor(step["k"], requires_grad=True) * 1
+        grads.scale("encoder.a", k)
         scaled = {name: grads.values[name] for name in grads.names("encoder.a")}
         grads.add_noise("encoder.a", step["mean"], step["std"])
         grads.scale("encoder.a", 2)
