@@ -536,11 +536,11 @@ def grad_std(g):
     if any(t.requires_grad for t in g):
         mean = grad_mean(g)
         return torch.sqrt(_total(g, lambda t: torch.square(t - mean)) / builtins.max(1, n - 1))
-    # Where nothing differentiates it (OGM-GE's noise, each step): each tensor's mean and spread in
-    # one pass without temporaries (var_mean, which sums in float64 on a CPU), combined as Chan et
-    # al.'s parallel variance, Σ squared deviations about its mean + count · (its mean − the
-    # group's)². The two temporaries of (t − mean)² per tensor are fresh memory of the model's size
-    # each step: on a ResNet's 11.4 M weights 2.5× slower, and thousands of page faults a step.
+    # Where nothing differentiates it (a `noise` action's std, each step): each tensor's mean and
+    # spread in one pass without temporaries (var_mean, which sums in float64 on a CPU), combined as
+    # Chan et al.'s parallel variance, Σ squared deviations about its mean + count · (its mean −
+    # the group's)². The two temporaries of (t − mean)² per tensor are fresh memory of the model's
+    # size each step: on a ResNet's 11.4 M weights 2.5× slower, and thousands of page faults a step.
     moments = [(t.numel(), *torch.var_mean(t.reshape(-1), 0, correction=0)) for t in g if t.numel()]
     mean = builtins.sum(count * m for count, _, m in moments) / n
     squares = builtins.sum(count * v + count * torch.square(m - mean) for count, v, m in moments)
