@@ -3,12 +3,13 @@
  * (bench/cremad_ogm_ge.mmb, whose header says how the workload is sized for a 2-core CPU), trained
  * for a few steps by
  *   1. the trainer `mmb compile --target torch` generates from the spec (on the samples `mmb data
- *      export` writes for it), run by its own loop;
+ *      export` writes for it), run by its own loop, its step's draws the tfjs trainer's (the
+ *      default) and, as `--rng torch` runs it, torch's own;
  *   2. the same model and rule written by hand in PyTorch (bench/torch/cremad.py), the same
  *      samples, batch and thread count (target: the generated trainer ≤ 1.05× this);
  *   3. the tfjs trainer `mmb compile` generates from the same spec (wasm, with the OpenBLAS kernels
  *      where they are built), on the same samples.
- * Every loop runs in a process of its own; the two PyTorch loops alternate, `--rounds` processes
+ * Every loop runs in a process of its own; the three PyTorch loops alternate, `--rounds` processes
  * each. A step is timed from its start to the next one's: the batch's tensors, forward, backward,
  * the rule, the optimiser update and the loop's own per-step work (the generated loops' step
  * record), the first `--warmup` steps of each process left out. Each figure is the median of every
@@ -126,20 +127,25 @@ function child(command: string, args: string[]): string {
   if (before && after) contention.push(Math.max(0, after.machine - before.machine - (after.children - before.children)) / ((performance.now() - started) / 1000));
   return result.stdout.trim().split("\n").pop()!;
 }
-const torchLoop = (loop: "hand" | "target") => {
-  const extra = loop === "target" ? ["--trainer", join(work, "trainer.py")] : [];
-  const args = ["bench/torch/cremad.py", loop, "--data", join(work, "data.npz"), ...extra, "--threads", threads, "--warmup", String(warmup), "--steps", String(steps)];
+/** The PyTorch loops: the hand-written one, and the torch target with the shared draws and with torch's (`--rng torch`). */
+const loops = {
+  hand: ["hand"],
+  target: ["target", "--trainer", join(work, "trainer.py")],
+  torchDraws: ["target", "--trainer", join(work, "trainer.py"), "--rng", "torch"],
+};
+type Loop = keyof typeof loops;
+const torchLoop = (loop: Loop) => {
+  const args = ["bench/torch/cremad.py", ...loops[loop], "--data", join(work, "data.npz"), "--threads", threads, "--warmup", String(warmup), "--steps", String(steps)];
   const line = JSON.parse(child(python.command, [...args, ...(phases ? ["--phases"] : [])])) as { ms: number[]; phases?: Record<string, number> };
   if (line.phases) phaseRuns[loop].push(line.phases);
   return line.ms;
 };
 
-const times = { hand: [] as number[], target: [] as number[] };
-const phaseRuns = { hand: [] as Record<string, number>[], target: [] as Record<string, number>[] };
+const times: Record<Loop, number[]> = { hand: [], target: [], torchDraws: [] };
+const phaseRuns: Record<Loop, Record<string, number>[]> = { hand: [], target: [], torchDraws: [] };
 try {
   for (let round = 0; round < rounds; round++) {
-    times.hand.push(...torchLoop("hand"));
-    times.target.push(...torchLoop("target"));
+    for (const loop of Object.keys(loops) as Loop[]) times[loop].push(...torchLoop(loop));
   }
 } finally {
   rmSync(work, { recursive: true, force: true });
@@ -148,6 +154,7 @@ const tfjsRun = JSON.parse(child(process.execPath, [...process.execArgv, fileURL
 
 const hand = median(times.hand);
 const target = median(times.target);
+const torchDraws = median(times.torchDraws);
 const tfjs = median(tfjsRun.ms);
 const fmt = (x: number, digits = 2) => x.toFixed(digits);
 const ok = (ratio: number) => (ratio <= 1.05 ? "✓" : "✗");
@@ -157,14 +164,16 @@ console.log("| trainer | ms per step | steps timed | × hand-written PyTorch | �
 console.log("|---|---|---|---|---|");
 console.log(`| hand-written PyTorch loop | ${fmt(hand, 0)} | ${times.hand.length} | 1.00 | ${fmt(hand / target)} |`);
 console.log(`| mmb --target torch | ${fmt(target, 0)} | ${times.target.length} | **${fmt(target / hand)}** ${ok(target / hand)} (goal ≤ 1.05) | 1.00 |`);
+console.log(`| mmb --target torch --rng torch | ${fmt(torchDraws, 0)} | ${times.torchDraws.length} | **${fmt(torchDraws / hand)}** ${ok(torchDraws / hand)} | ${fmt(torchDraws / target)} |`);
 console.log(`| mmb tfjs (${tfjsRun.backend}) | ${fmt(tfjs, 0)} | ${tfjsRun.ms.length} | ${fmt(tfjs / hand)} | ${fmt(tfjs / target)} |`);
-for (const loop of ["hand", "target"] as const) {
+const loopNames: Record<Loop, string> = { hand: "hand-written loop", target: "torch target", torchDraws: "torch target, --rng torch" };
+for (const loop of Object.keys(loops) as Loop[]) {
   if (!phaseRuns[loop].length) continue;
   const names = Object.keys(phaseRuns[loop][0]!);
   const each = names.map((n) => `${n} ${fmt(median(phaseRuns[loop].map((r) => r[n] ?? 0)) * 1000, 0)}`);
-  console.log(`\n${loop === "hand" ? "hand-written loop" : "torch target"}, ms per step in each phase (inclusive; median over its processes): ${each.join(", ")}`);
+  console.log(`\n${loopNames[loop]}, ms per step in each phase (inclusive; median over its processes): ${each.join(", ")}`);
 }
 const busiest = Math.max(0, ...contention);
 if (busiest > 0.1) console.log(`\nOther processes used up to ${fmt(busiest * 100, 0)}% of a core during these runs (PyTorch's threads wait for each other when one is descheduled): run again on a quiet machine before keeping these figures.`);
 const json = arg("--json", "");
-if (json) writeFileSync(json, JSON.stringify({ spec: specFile, threads: Number(threads), torch: python.torch, tfjsBackend: tfjsRun.backend, ms: { hand, target, tfjs }, contention, phases: phaseRuns, steps: { hand: times.hand, target: times.target, tfjs: tfjsRun.ms } }, null, 2));
+if (json) writeFileSync(json, JSON.stringify({ spec: specFile, threads: Number(threads), torch: python.torch, tfjsBackend: tfjsRun.backend, ms: { hand, target, torchDraws, tfjs }, contention, phases: phaseRuns, steps: { ...times, tfjs: tfjsRun.ms } }, null, 2));

@@ -94,7 +94,8 @@ export function aggregate(runs: RunResult[], select: Selection = "best"): Method
       test: stat(figures.map((f) => f.test)),
       unimodal: Object.fromEntries(modalities.map((m) => [m, stat(figures.map((f) => f.unimodal[m]!))])),
       secondsPerEpoch: stat(ok.map((s) => s.secondsPerEpoch)),
-      backends: [...new Set(ok.map((s) => s.backend))],
+      // A torch run with torch's own draws says so: its figures are not those of the shared draws.
+      backends: [...new Set(ok.map((s) => (s.rng ? `${s.backend} (draws: ${s.rng})` : s.backend)))],
     };
   });
 }

@@ -66,12 +66,14 @@ function parseSets(sets: string[] | undefined): Record<string, number> {
   );
 }
 
-/** `--target`: tfjs (the default) or torch; `--device` is torch's and `--backend` tfjs's. */
+/** `--target`: tfjs (the default) or torch; `--device` and `--rng` are torch's, `--backend` tfjs's. */
 function targetOf(values: FlagValues): Target {
   const target = (values.target ?? "tfjs") as Target;
   if (!targets.includes(target)) throw new UsageError(`--target is ${targets.join(" or ")}, got "${values.target}"`);
   if (values.device !== undefined && target !== "torch") throw new UsageError("--device places a torch trainer's tensors: add --target torch (tfjs picks its device with --backend)");
   if (values.device !== undefined && !["cpu", "cuda"].includes(values.device)) throw new UsageError(`--device is cpu or cuda, got "${values.device}"`);
+  if (values.rng !== undefined && target !== "torch") throw new UsageError("--rng chooses a torch trainer's generator: add --target torch (a tfjs trainer's draws are always the shared ones)");
+  if (values.rng !== undefined && !["shared", "torch"].includes(values.rng)) throw new UsageError(`--rng is shared or torch, got "${values.rng}"`);
   if (values.backend !== undefined && target === "torch") throw new UsageError("--backend chooses a tfjs backend; a torch trainer takes --device cpu|cuda");
   return target;
 }
@@ -212,6 +214,7 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
       const trainArgs = [
         ...(target !== "tfjs" ? ["--target", target] : []),
         ...(values.device ? ["--device", values.device] : []),
+        ...(values.rng ? ["--rng", values.rng] : []),
         ...(values.epochs !== undefined ? ["--epochs", String(wholeNumber(values.epochs, "--epochs"))] : []),
         ...(values.backend ? ["--backend", values.backend] : []),
         ...(values.data ? ["--data", values.data] : []),
@@ -365,6 +368,7 @@ async function trainWithTorch(result: CompileResult, path: string, text: string,
     overwrite: values.overwrite ?? false,
     logFormats: logFormatsOf(values.log),
     ...(values.device ? { device: values.device } : {}),
+    ...(values.rng ? { rng: values.rng } : {}),
     ...settings,
   });
 }

@@ -17,6 +17,8 @@ export interface TorchRun {
   text: string;
   out: string;
   device?: string;
+  /** The generator of a step's draws: shared (the tfjs trainer's) or torch (`--rng`). */
+  rng?: string;
   /** A fresh run's initial weights: a .npz by tfjs names and layouts (`mmb export`). */
   init?: string;
   seed?: number;
@@ -59,6 +61,7 @@ export async function trainTorch(run: TorchRun): Promise<number> {
     "--out",
     run.out,
     ...(run.device ? ["--device", run.device] : []),
+    ...(run.rng ? ["--rng", run.rng] : []),
     ...(run.init ? ["--init", run.init] : []),
     ...(run.seed !== undefined ? ["--seed", String(run.seed)] : []),
     ...(run.epochs !== undefined ? ["--epochs", String(run.epochs)] : []),

@@ -109,6 +109,8 @@ export interface Summary {
   classes?: string[];
   /** With `files(group: ...)`: the test fold, and which groups fell into each split. */
   folds?: Dataset["folds"];
+  /** A torch run whose step draws were torch's own (`--rng torch`): `torch on cpu|cuda`. Absent where they are the shared ones, every tfjs run's. */
+  rng?: string;
   /** The epoch with the best validation metric (of the last stage), whose weights `best/` keeps. */
   bestEpoch: number;
   /** The figures at that epoch; `test`, `valid`, `metrics` and `unimodal` above are the last epoch's. */

@@ -23,11 +23,17 @@ describe("the command line's torch target", () => {
     expect(ok.stdout).toContain("def train_step(ctx, p):");
   });
 
-  it("refuses a target it does not know, --device without torch and --backend with it (exit 2)", () => {
+  it("refuses a target it does not know, --device or --rng without torch, a generator it does not know, and --backend with torch (exit 2)", () => {
     expect(mmb("compile", "specs/baseline.mmb", "--target", "jax").stderr).toContain('--target is tfjs or torch, got "jax"');
     const device = mmb("train", "specs/baseline.mmb", "--device", "cuda");
     expect(device.status).toBe(2);
     expect(device.stderr).toContain("--device places a torch trainer's tensors: add --target torch");
+    const rng = mmb("train", "specs/baseline.mmb", "--rng", "torch");
+    expect(rng.status).toBe(2);
+    expect(rng.stderr).toContain("--rng chooses a torch trainer's generator: add --target torch");
+    const unknown = mmb("bench", "specs/baseline.mmb", "--target", "torch", "--rng", "philox");
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toContain('--rng is shared or torch, got "philox"');
     const backend = mmb("train", "specs/baseline.mmb", "--target", "torch", "--backend", "wasm");
     expect(backend.status).toBe(2);
     expect(backend.stderr).toContain("--backend chooses a tfjs backend");
@@ -65,6 +71,14 @@ describe("the command line's torch target", () => {
     expect(mmb("train", "specs/baseline.mmb", "--target", "torch", "--epochs", "1", "--init", weights, "--out", started).status).toBe(0);
     const firstLoss = (dir: string) => JSON.parse(readFileSync(join(dir, "log.jsonl"), "utf8").split("\n")[1]!).loss as number;
     expect(firstLoss(started)).toBeLessThan(firstLoss(out) - 0.1);
+  }, 120_000);
+
+  it.skipIf(!python)("bench --target torch --rng torch: every run draws from torch, and the table says so", () => {
+    const out = join(mkdtempSync(join(tmpdir(), "mmb-torch-bench-")), "bench");
+    const run = mmb("bench", "specs/ogm_ge.mmb", "--target", "torch", "--rng", "torch", "--seeds", "2", "--epochs", "1", "--jobs", "1", "--out", out);
+    expect(run.status, run.stderr).toBe(0);
+    for (const seed of [1, 2]) expect(JSON.parse(readFileSync(join(out, "ogm_ge", `seed-${seed}`, "summary.json"), "utf8")).rng, `seed ${seed}`).toBe("torch on cpu");
+    expect(readFileSync(join(out, "results.md"), "utf8")).toContain("| torch (draws: torch on cpu) |");
   }, 120_000);
 
   it.skipIf(!python)("train --target torch --resume refuses a checkpoint without the model's running statistics (an mmb's before batch norm), naming one", () => {

@@ -109,15 +109,15 @@ function weights(trainer: string, out: string): Record<string, number[]> {
   return JSON.parse(read.stdout) as Record<string, number[]>;
 }
 
-/** Trains the spec on 1 and on 2 processes; expects the same logs and last weights, and a run folder only rank 0 wrote. */
-async function agree(file: string, train: (batch: number) => number, batch?: number, change?: (text: string) => string): Promise<{ dir: string; trainer: string; data: string; two: string }> {
+/** Trains the spec on 1 and on 2 processes (each with `args`); expects the same logs and last weights, and a run folder only rank 0 wrote. */
+async function agree(file: string, train: (batch: number) => number, batch?: number, change?: (text: string) => string, args: string[] = []): Promise<{ dir: string; trainer: string; data: string; two: string }> {
   const prepared = await prepare(file, train, batch, change);
   const { dir, trainer, data } = prepared;
   const [one, two] = [join(dir, "one"), join(dir, "two")];
-  succeeded(alone(trainer, ["--data", data, "--out", one, "--epochs", String(epochs), "--quiet"]), "1 process");
-  const stdout = succeeded(torchrun(trainer, ["--data", data, "--out", two, "--epochs", String(epochs)]), "2 processes");
+  succeeded(alone(trainer, ["--data", data, "--out", one, "--epochs", String(epochs), "--quiet", ...args]), "1 process");
+  const stdout = succeeded(torchrun(trainer, ["--data", data, "--out", two, "--epochs", String(epochs), ...args]), "2 processes");
   // Rank 0 speaks for both, and names them.
-  expect(stdout.match(/^mmb: training .* on backend torch \S+ cpu × 2 processes, seed \d+, 2 epochs$/gm)).toHaveLength(1);
+  expect(stdout.match(/^mmb: training .* on backend torch \S+ cpu × 2 processes, seed \d+, 2 epochs(, draws from torch)?$/gm)).toHaveLength(1);
   expect(stdout.match(/^epoch 2\/2 /gm)).toHaveLength(1);
   expect(readdirSync(two).sort()).toEqual(["best", "checkpoints", "log.jsonl", "summary.json"]);
   const summary = (out: string) => JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
@@ -134,7 +134,7 @@ async function agree(file: string, train: (batch: number) => number, batch?: num
   expect(Object.keys(actual).sort()).toEqual(Object.keys(expected).sort());
   for (const [name, values] of Object.entries(expected)) compare(values, actual[name], `weights ${name}`, worst);
   expect(worst.error, worst.where).toBeLessThanOrEqual(tolerance);
-  console.log(`${file}${change ? " (changed)" : ""}${batch ? ` (global batch ${batch})` : ""}: worst relative difference ${worst.error.toExponential(2)} (${worst.where || "none"})`);
+  console.log(`${file}${change ? " (changed)" : ""}${batch ? ` (global batch ${batch})` : ""}${args.length ? ` (${args.join(" ")})` : ""}: worst relative difference ${worst.error.toExponential(2)} (${worst.where || "none"})`);
   return { ...prepared, two };
 }
 
@@ -161,6 +161,25 @@ describe.skipIf(!python)("the torch trainer on 2 processes (torchrun, gloo) comp
   for (const file of ["ogm_ge.mmb", "agm_cr_per_sample.mmb"]) {
     it(`${file} with dropout in its mlp encoders: the global batch's draws`, async () => void (await agree(file, batches, undefined, (text) => withDropout(text, 0.3))), 300_000);
   }
+
+  // torch's generator: every process draws what one process draws, each keeping its rows of the global batch's.
+  it("ogm_ge.mmb with dropout in its mlp encoders, --rng torch: torch's draws of the noise and the dropout, the global batch's", async () => void (await agree("ogm_ge.mmb", batches, undefined, (text) => withDropout(text, 0.3), ["--rng", "torch"])), 300_000);
+  it("modality_dropout.mmb, --rng torch: torch's draws per sample of the global batch", async () => void (await agree("modality_dropout.mmb", batches, undefined, undefined, ["--rng", "torch"])), 300_000);
+
+  it("--rng torch: refuses to train, before any step, where torch's generator draws differently in the processes (GPUs of different kinds)", async () => {
+    const { dir, trainer, data } = await prepare("ogm_ge.mmb", batches);
+    // The trainer, with process 1's torch drawing other numbers, as a GPU of another kind would.
+    const wrapper = join(dir, "other_draws.py");
+    writeFileSync(
+      wrapper,
+      ["import os, runpy, sys, torch", "if os.environ['RANK'] == '1':", "    rand = torch.rand", "    torch.rand = lambda *a, **k: rand(*a, **k) * 0.5", "runpy.run_path(sys.argv.pop(1), run_name='__main__')"].join("\n"),
+    );
+    const out = join(dir, "refused");
+    const run = torchrun(wrapper, [trainer, "--data", data, "--out", out, "--rng", "torch"]);
+    expect(run.status).not.toBe(0);
+    expect(run.stderr.match(/^mmb: .*$/gm)).toEqual(["mmb: --rng torch: torch's generator draws differently in these processes (on cpu); train with --rng shared, whose draws are the same everywhere"]);
+    expect(readdirSync(out)).toEqual([]);
+  }, 300_000);
 
   it("agm_cr_per_sample.mmb with dropout(out, 0.3) in its task loss: each process's per-sample passes draw their rows of the global batch's", async () => void (await agree("agm_cr_per_sample.mmb", batches, undefined, (text) => withDrawnLoss(text, 0.3))), 300_000);
 

@@ -131,6 +131,36 @@ describe.runIf(python || torchRequired)("the torch runtime's optimiser and metri
     ours.derivative.forEach((d, i) => expect(d, `element ${i}`).toBeCloseTo((tensors[0]!.values[i]! - mean) / ((n - 1) * std), 6));
   });
 
+  it("draws from torch's generator with --rng torch: each draw's distribution, repeatable, not the shared draws, a pass over some rows drawing the batch's", () => {
+    const [n, mean, std, p, rate] = [1 << 20, 0.25, 0.5, 0.3, 0.2];
+    const ours = check<{
+      noise: { mean: number; std: number };
+      noise_repeats: boolean;
+      noise_is_not_shared: boolean;
+      bernoulli_ones: number;
+      dropout_zeros: number;
+      layer_zeros: number;
+      layer_kept: number[];
+      rows_as_in_batch: boolean;
+      uniforms: number[];
+    }>("torch-draws", { n, seed: 4242, mean, std, p, rate });
+    // Five standard errors of each estimate: a correct generator fails one in millions of runs; a wrong mean, scale or rate fails always.
+    expect(Math.abs(ours.noise.mean - mean), "the noise's mean").toBeLessThan((5 * std) / Math.sqrt(n));
+    expect(Math.abs(ours.noise.std / std - 1), "the noise's std").toBeLessThan(5 / Math.sqrt(2 * n));
+    const fraction = (value: number, expected: number, what: string) => expect(Math.abs(value - expected), what).toBeLessThan(5 * Math.sqrt((expected * (1 - expected)) / n));
+    fraction(ours.bernoulli_ones, p, "bernoulli(p): the share of ones");
+    fraction(ours.dropout_zeros, p, "dropout(x, p): the share of zeros");
+    fraction(ours.layer_zeros, rate, "an encoder's dropout: the share of zeros");
+    // The kept elements scaled by 1/(1 − rate) in float32, exactly.
+    expect(ours.layer_kept).toEqual([Math.fround(1 / (1 - rate))]);
+    expect(ours).toMatchObject({ noise_repeats: true, noise_is_not_shared: true, rows_as_in_batch: true });
+    // uniform(): one draw per call and key, the same for the same call; another call's is another.
+    const [first, again, other] = ours.uniforms;
+    expect(first).toBe(again);
+    expect(other).not.toBe(first);
+    for (const u of ours.uniforms) expect(u >= 0 && u < 1, `uniform ${u}`).toBe(true);
+  });
+
   it("continues exactly from its state in a checkpoint", () => {
     expect(check("resumed-optimizer")).toEqual({ equal: true, steps: { w: 6 } });
   });
@@ -218,10 +248,10 @@ function writeData(data: Dataset, spec: ModelSpec, shift = 0): string {
 /**
  * The trainer the torch code generator would write for specText: its SPEC (the tfjs trainer's
  * spec, as JSON), and a train_step by hand that calls the runtime as generated code does.
- * `broken`: a value that is −∞ from epoch 1 on, or an update that makes the head's weights
- * infinite at step 2 (the first epoch's last).
+ * `variant`: a value that is −∞ from epoch 1 on, or an update that makes the head's weights
+ * infinite at step 2 (the first epoch's last); or `noise` added to the encoders' gradients.
  */
-function trainerSource(tfjs: { spec: ModelSpec; valueLines: Record<string, number>; perSampleValues?: string[] }, broken?: "value" | "weights"): string {
+function trainerSource(tfjs: { spec: ModelSpec; valueLines: Record<string, number>; perSampleValues?: string[] }, variant?: "value" | "weights" | "noise"): string {
   const json = (value: unknown) => `json.loads(${JSON.stringify(JSON.stringify(value))})`;
   return `
 SPEC = ${json(tfjs.spec)}
@@ -237,21 +267,22 @@ def train_step(ctx, p):
     gnorm = ctx.per_modality(lambda m: grad_norm(grad(ctx.group.encoder(m))))
     avg = ctx.per_modality(lambda m: div(add(mul(ctx.history.read(0, f"{m}", 0), ctx.step), gnorm[m]), ctx.step + 1))
     conf = true_class_prob(f.out, f.target)
-    ${broken === "value" ? "bad = torch.log(torch.tensor(1.0 - ctx.epoch))" : ""}
+    ${variant === "value" ? "bad = torch.log(torch.tensor(1.0 - ctx.epoch))" : ""}
     for m in ctx.modalities:
         grads.scale(ctx.group.encoder(m), div(p["alpha"], add(p["alpha"], avg[m])))
-    ${broken === "weights" ? 'grads.scale(ctx.group.head, float("inf") if ctx.step == 2 else 1.0)' : ""}
+    ${variant === "weights" ? 'grads.scale(ctx.group.head, float("inf") if ctx.step == 2 else 1.0)' : ""}
+    ${variant === "noise" ? "for m in ctx.modalities:\n        grads.add_noise(ctx.group.encoder(m), 0, 0.01)" : ""}
     for m in ctx.modalities:
         ctx.history.write(0, f"{m}", avg[m])
     ctx.update(grads)
-    return dict(loss=loss, values={"gnorm": gnorm, "avg": avg, "conf": conf${broken === "value" ? ', "bad": bad' : ""}}, raw=grad)
+    return dict(loss=loss, values={"gnorm": gnorm, "avg": avg, "conf": conf${variant === "value" ? ', "bad": bad' : ""}}, raw=grad)
 
 
 TRAINER = dict(
     spec=SPEC,
     params=PARAMS,
     train_step=train_step,
-    value_lines=${json({ ...tfjs.valueLines, ...(broken === "value" ? { bad: 16 } : {}) })},
+    value_lines=${json({ ...tfjs.valueLines, ...(variant === "value" ? { bad: 16 } : {}) })},
     per_sample_values=${json(tfjs.perSampleValues ?? [])},
     trained_separately=[],
     source_hash="sha256:test",
@@ -291,6 +322,9 @@ describe.runIf(python || torchRequired)("the torch training loop", () => {
 
   const folder = (name: string) => mkdtempSync(join(tmpdir(), `mmb-torch-${name}-`));
   const summaryOf = (out: string) => JSON.parse(readFileSync(join(out, "summary.json"), "utf8")) as Summary;
+
+  /** A run's log records but for the times and the memory the process held. */
+  const timeless = (records: Record<string, any>[]) => records.map(({ seconds: _s, step_seconds: _t, tensors: _n, tensor_mb: _b, rss_mb: _r, ...rest }) => rest);
 
   /** Every object's keys in order, and every list's length: what two runs' records share when their numbers differ. */
   const structure = (value: unknown): unknown =>
@@ -335,9 +369,29 @@ describe.runIf(python || torchRequired)("the torch training loop", () => {
     expect(stdout).toMatch(/^mmb: resumed from epoch 1$/m);
     expect(check("run-state", { a: straight, b: resumed })).toEqual({ epochs: [1, 1], weights: true, slots: true, steps: true, history: true, best: true });
     // The same log, but for the times and the memory the process held.
-    const timeless = (records: Record<string, any>[]) => records.map(({ seconds: _s, step_seconds: _t, tensors: _n, tensor_mb: _b, rss_mb: _r, ...rest }) => rest);
     expect(timeless(logRecords(resumed))).toEqual(timeless(logRecords(straight)));
     expect(summaryOf(resumed).metrics).toEqual(summaryOf(straight).metrics);
+  });
+
+  it("draws a step's noise from torch's generator with --rng torch: the same in every run and after a resume, named in the summary; a resume with the shared draws is refused", () => {
+    const file = withRuntime(trainerSource(tfjs, "noise"), "trainer.py");
+    const [first, again, shared, resumed] = ["rng-first", "rng-again", "rng-shared", "rng-resumed"].map(folder);
+    const { stdout } = trained(first!, ["--rng", "torch"], { file, loud: true });
+    expect(stdout).toMatch(/^mmb: training small on backend torch \S+ cpu, seed 2, 2 epochs, draws from torch$/m);
+    trained(again!, ["--rng", "torch"], { file });
+    trained(shared!, [], { file });
+    expect(timeless(logRecords(again!))).toEqual(timeless(logRecords(first!)));
+    // Other noise: other weights after the first step.
+    expect(check("run-state", { a: first, b: shared }).weights).toBe(false);
+    expect(summaryOf(first!).rng).toBe("torch on cpu");
+    expect(summaryOf(shared!)).not.toHaveProperty("rng");
+
+    trained(resumed!, ["--rng", "torch", "--epochs", "1"], { file });
+    const refused = torchRun(resumed!, ["--resume"], { file });
+    expect([refused.status, refused.stderr.trim()]).toEqual([1, `mmb: cannot resume ${resumed}: the step's draws changed: torch on cpu → shared (--rng); start a new run with another --out, or --overwrite`]);
+    trained(resumed!, ["--rng", "torch", "--resume"], { file });
+    expect(check("run-state", { a: first, b: resumed })).toEqual({ epochs: [1, 1], weights: true, slots: true, steps: true, history: true, best: true });
+    expect(timeless(logRecords(resumed!))).toEqual(timeless(logRecords(first!)));
   });
 
   it("starts from given weights in tfjs names and layouts (--init): the tfjs trainer's initial weights give the same run", () => {
@@ -360,7 +414,7 @@ describe.runIf(python || torchRequired)("the torch training loop", () => {
 
   it("lowers the learning rate on a plateau and stops early as runtime/train.ts does; a resume after the stop trains no more", async () => {
     const plateau = specText.replace(/^train epochs 2 (.*)$/m, "schedule plateau(patience: 1, gamma: 0.5)\ntrain epochs 8 $1 patience 2");
-    const file = withRuntime(trainerSource(await loadTrainer(await compileOrThrow(plateau), folder("plateau-code"))), "trainer.py");
+    const file = withRuntime(trainerSource((await loadTrainer(await compileOrThrow(plateau), folder("plateau-code"))) as typeof tfjs), "trainer.py");
     const out = folder("plateau");
     const { stdout } = trained(out, [], { file, loud: true });
     // What the tfjs loop does with these validation accuracies: the factor halves after each epoch
@@ -385,8 +439,8 @@ describe.runIf(python || torchRequired)("the torch training loop", () => {
     expect(summary.best.valid).toBe(best);
     trained(out, ["--resume"], { file });
     expect(logRecords(out).filter((r) => r.type === "epoch").length).toBe(epochs.length);
-    const timeless = (s: Summary) => ({ ...s, wallSeconds: 0, secondsPerEpoch: 0 });
-    expect(timeless(summaryOf(out))).toEqual(timeless(summary));
+    const untimed = (s: Summary) => ({ ...s, wallSeconds: 0, secondsPerEpoch: 0 });
+    expect(untimed(summaryOf(out))).toEqual(untimed(summary));
   });
 
   it("never mixes two runs in one folder: another run, params, seed or data is refused; --overwrite replaces the run", () => {

@@ -1,12 +1,13 @@
 """The CREMA-D-shaped step-time benchmark of issue 15, PyTorch side (bench/cremad.ts runs it).
 
     python3 bench/torch/cremad.py hand   --data data.npz [--threads 2] [--warmup 2] [--steps 9]
-    python3 bench/torch/cremad.py target --data data.npz --trainer trainer.py [--threads 2] ...
+    python3 bench/torch/cremad.py target --data data.npz --trainer trainer.py [--rng torch] [--threads 2] ...
 
 `hand`: OGM-GE on two ResNet-18-shaped encoders written as a researcher would write it (nn.Module,
 autograd, torch.optim.SGD), the model and rule of bench/cremad_ogm_ge.mmb. `target`: the trainer
 mmb generated from that spec (`--target torch`), imported with runpy and trained by its own loop
-(runtime/torch/train.py's `train`).
+(runtime/torch/train.py's `train`), with the step's draws the tfjs trainer's or, with `--rng torch`,
+torch's own (the hand-written loop's `torch.randn_like`).
 
 Both time the same thing, one full training step as the loop runs it: the batch's tensors, forward,
 backward, the rule, the optimiser update, and what the loop does per step besides (the generated
@@ -35,6 +36,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("loop", choices=["hand", "target"])
 parser.add_argument("--data", required=True)
 parser.add_argument("--trainer")
+parser.add_argument("--rng", choices=["shared", "torch"], default="shared", help="target: the generator of the step's draws (the trainer's --rng)")
 parser.add_argument("--threads", type=int, default=2)
 parser.add_argument("--warmup", type=int, default=2)
 parser.add_argument("--steps", type=int, default=9)
@@ -208,7 +210,7 @@ def target():
         return step(ctx, p)
 
     with tempfile.TemporaryDirectory(prefix="mmb-cremad-") as out:
-        options = trainer["TrainOptions"](data=args.data, out=out, epochs=1, log=lambda line: None)
+        options = trainer["TrainOptions"](data=args.data, out=out, epochs=1, log=lambda line: None, rng=args.rng)
         try:
             trainer["train"]({**trainer["TRAINER"], "train_step": timed}, options)
         except _Done:

@@ -8,7 +8,7 @@ const draw = (method: string, args: (cx: LoweringContext) => string[]) => ({
   runtime: [],
   emit: (cx: LoweringContext) => `${cx.scope}.random.${method}(${[String(cx.state.id), ...args(cx)].join(", ")})`,
 });
-/** The torch trainer's draws come from the step's streams (`ctx`, in scope in every function of the step), drawn as the tfjs trainer's. */
+/** The torch trainer's draws come from the step's streams (`ctx`, in scope in every function of the step), drawn as the tfjs trainer's (with `--rng torch`, by torch's generator). */
 const torchDraw = (method: string) => ({ runtime: [], emit: (cx: LoweringContext) => `ctx.random.${method}(${[String(cx.state.id), ...cx.args].join(", ")})` });
 
 export const random: Builtin[] = [

@@ -11,13 +11,13 @@ class EpochContext(RuleContext):
     the rule under torch.no_grad(): its values are constants for the epoch's steps.
     """
 
-    def __init__(self, model, data, epoch, step, history, seed, finished=None, initial=None):
+    def __init__(self, model, data, epoch, step, history, seed, finished=None, initial=None, streams=Random):
         super().__init__(model, step, seed, finished, initial)
         self.data = data
         self.epoch = epoch
         self.history = history
         # A stream of its own: the step rules' draws stay what they are without an epoch rule.
-        self.random = StepRandom(seed + 7777777, epoch)
+        self.random = StepRandom(seed + 7777777, epoch, streams)
 
     def _batches(self, split, fn, value):
         """e computed on each evaluation batch of the split, the model in evaluation mode, with the batch's target."""

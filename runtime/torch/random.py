@@ -83,7 +83,10 @@ def name_hash(text):
 
 
 class Random:
-    """mulberry32, seeded as runtime/random.ts seeds it."""
+    """mulberry32, seeded as runtime/random.ts seeds it: the tfjs trainer's draws, bit for bit."""
+
+    # Draws with the bits of the tfjs trainer's: in its layout, its order of parameters (`--rng shared`).
+    native = False
 
     def __init__(self, seed):
         self._state = (int(seed) & _MASK32) ^ 0x9E3779B9
@@ -114,6 +117,11 @@ class Random:
         t += np.uint32(self._state)
         self._state = (self._state + n * 0x6D2B79F5) & _MASK32
         return _mulberry32_(t, (np.empty_like(t), np.empty_like(t))) / _TWO_32
+
+    def uniforms_on(self, n, device, part=None):
+        """`uniforms(n)` as a float64 tensor on `device`; with `part` (start, stop), those of them alone."""
+        drawn = self.uniforms(n)
+        return torch.from_numpy(drawn if part is None else drawn[part[0] : part[1]]).to(device)
 
     def normals(self, n, std=1.0, out=None):
         """
@@ -175,6 +183,42 @@ class Random:
         return random
 
 
+class TorchRandom:
+    """
+    A stream of torch's own generator, seeded as a Random is (`--rng torch`): torch's kernels make
+    the draws on the device of the tensor they are for, several times faster than Random's, which
+    reproduce the tfjs trainer's bits in float64 arithmetic; a GPU run's draws never leave it. One
+    seed gives the same draws on one kind of device with one build of torch, not the tfjs trainer's.
+    """
+
+    # Drawn in torch's layout: no tfjs layout or order to follow.
+    native = True
+
+    def __init__(self, seed):
+        self._seed = int(seed) & _MASK32
+        # One generator per device, made at its first draw there.
+        self._generators = {}
+
+    def _on(self, device):
+        device = torch.device(device)
+        if str(device) not in self._generators:
+            self._generators[str(device)] = torch.Generator(device=device).manual_seed(self._seed)
+        return self._generators[str(device)]
+
+    def uniform(self):
+        """Uniform on [0, 1)."""
+        return float(torch.rand((), dtype=torch.float64, generator=self._on("cpu")))
+
+    def uniforms_on(self, n, device, part=None):
+        """n uniforms as a float64 tensor on `device`; with `part` (start, stop), those of them alone (all n are drawn, as every process draws them)."""
+        drawn = torch.rand(n, dtype=torch.float64, generator=self._on(device), device=device)
+        return drawn if part is None else drawn[part[0] : part[1]]
+
+    def normals_into(self, out):
+        """Standard normal draws in the float32 tensor `out`, which is returned."""
+        return out.normal_(generator=self._on(out.device))
+
+
 class StepRandom:
     """
     The random draws a rule makes in one step (`uniform()`, `bernoulli(p)`, `dropout(x, p)`), as
@@ -183,9 +227,11 @@ class StepRandom:
     step evaluates it, in a resumed run, and in the tfjs trainer.
     """
 
-    def __init__(self, seed, step):
+    def __init__(self, seed, step, streams=Random):
         self.seed = seed
         self.step = step
+        # The generator of the run's draws: Random (the tfjs trainer's bits) or TorchRandom (`--rng torch`).
+        self.streams = streams
         # (first row, rows of the step's batch) while a per-sample pass runs (`sample_pass`): its draws
         # per sample or element are that row's of the batch's.
         self.rows = None
@@ -203,7 +249,7 @@ class StepRandom:
         h = 2166136261
         for part in (self.seed, self.step if key is None else key, id):
             h = _imul(h ^ (int(part) & _MASK32), 16777619)
-        return Random(h)
+        return self.streams(h)
 
     def uniform(self, id, key=None):
         """Uniform on [0, 1): one number per step, or per `key` (`uniform(epoch)`: one per epoch)."""
@@ -227,8 +273,8 @@ class StepRandom:
         """
         # The layer's stream id: its name's hash with the top bit set, apart from the spec's calls (numbered from 0).
         u = _row_draws(self._stream(name_hash(layer) | 0x80000000), x, (first, total))
-        mask = np.where(u >= rate, np.float32(1 / (1 - rate)), np.float32(0))
-        return x * torch.from_numpy(mask).to(x.device)
+        # Kept elements × the float32 1/(1 − rate), the others 0 (float64 u against the rate, as the tfjs trainer compares).
+        return x * (u >= rate).float().mul_(float(np.float32(1 / (1 - rate))))
 
     def dropout(self, id, x, p):
         """x with each element zeroed with probability p (no rescaling)."""
@@ -278,23 +324,23 @@ def _box_muller_torch(u, std):
 
 
 def _uniform_like(random, t):
-    """One uniform per element of t, in t's row-major order, as float32 (as tfjs holds them)."""
-    return torch.from_numpy(random.uniforms(t.numel()).astype(np.float32)).reshape(t.shape).to(t.device)
+    """One uniform per element of t, in t's row-major order, as float32 (as tfjs holds them), on t's device."""
+    return random.uniforms_on(t.numel(), t.device).float().reshape(t.shape)
 
 
 def _row_draws(random, t, rows):
     """
-    Uniforms (float64, t's shape) for t ([rows, ...]): with `rows` (first row, rows in all), the
-    whole batch's, t's rows of them, so that a sample's draw is the same in a pass over some rows
-    (one sample's; a process's) as in the batch's.
+    Uniforms (float64, t's shape and device) for t ([rows, ...]): with `rows` (first row, rows in
+    all), the whole batch's, t's rows of them, so that a sample's draw is the same in a pass over
+    some rows (one sample's; a process's) as in the batch's.
     """
     first, total = rows
     width = math.prod(t.shape[1:])
-    return random.uniforms(total * width)[first * width : (first + t.shape[0]) * width].reshape(tuple(t.shape))
+    return random.uniforms_on(total * width, t.device, part=(first * width, (first + t.shape[0]) * width)).reshape(tuple(t.shape))
 
 
 def _uniform_rows(random, t, rows):
     """`_uniform_like`, for a pass over the rows `rows` of the batch (None: t's rows are all of it)."""
     if rows is None or t.dim() == 0:
         return _uniform_like(random, t)
-    return torch.from_numpy(_row_draws(random, t, rows).astype(np.float32)).to(t.device)
+    return _row_draws(random, t, rows).float()

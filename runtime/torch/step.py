@@ -24,7 +24,7 @@ def _grouped(by_name, names):
 class Gradients:
     """The update gradient of every parameter; actions change it, in spec order."""
 
-    def __init__(self, values, noise_seed, tfjs_names, measured=None, noise_buffers=None):
+    def __init__(self, values, noise_seed, tfjs_names, measured=None, noise_buffers=None, streams=Random):
         self.values = values
         self.lr_factors = {}
         # What the batch norms of the pass these gradients come from measured: the update commits it (model.py BatchNorm).
@@ -33,6 +33,8 @@ class Gradients:
         # Each parameter's noise is drawn as the tfjs trainer draws it: seeded by its tfjs name, in its tfjs layout.
         self.tfjs_names = tfjs_names
         self.noise_buffers = noise_buffers or NoiseBuffers()
+        # The generator noise is drawn from: Random (the tfjs trainer's draws) or TorchRandom (`--rng torch`).
+        self.streams = streams
         # The tensors this step's actions made, by name: no one else holds them, so a later action may
         # change them in place (the raw gradients a rule reads, and what `replace` puts, it may not).
         self._made = {}
@@ -68,11 +70,12 @@ class Gradients:
     def add_noise(self, group, mean, std):
         """
         Adds N(mean, std²) noise, drawn from the stream of the run's seed, the step and the
-        parameter that the tfjs trainer draws from: the same noise in both targets.
+        parameter that the tfjs trainer draws from: the same noise in both targets (with
+        `--rng torch`, torch's draws from that seed).
         """
         for i, name in enumerate(self.names(group)):
             tfjs_name, tfjs_shape = self.tfjs_names[name]
-            random = Random((self.noise_seed + name_hash(tfjs_name)) % 2147483647)
+            random = self.streams((self.noise_seed + name_hash(tfjs_name)) % 2147483647)
             # draw × std + mean (the bits of the products and sums the tfjs trainer makes), in the run's buffer.
             with torch.no_grad():
                 noise = self.noise_buffers.normals(random, tfjs_name, tfjs_shape, self.values[name])
@@ -116,6 +119,12 @@ class NoiseBuffers:
     def normals(self, random, tfjs_name, tfjs_shape, like):
         """`random`'s next normal draws for the parameter `tfjs_name` (tfjs shape `tfjs_shape`), in torch's layout: a float32 tensor of `like`'s shape and device, this object's until its next call."""
         n = like.numel()
+        key = str(like.device)
+        if key not in self._tensors or self._tensors[key].numel() < n:
+            self._tensors[key] = torch.empty(n, dtype=torch.float32, device=like.device)
+        tensor = self._tensors[key][:n].view(like.shape)
+        if random.native:
+            return random.normals_into(tensor)
         host = None
         if like.device.type == "cpu":
             if self._host.size < n:
@@ -123,10 +132,7 @@ class NoiseBuffers:
             host = self._host[:n]
         # Drawn on the gradient's device (a GPU run's noise does not cross from the host), in tfjs's layout.
         drawn = random.normals_on(n, like.device, host=host).reshape(tfjs_shape)
-        key = str(like.device)
-        if key not in self._tensors or self._tensors[key].numel() < n:
-            self._tensors[key] = torch.empty(n, dtype=torch.float32, device=like.device)
-        return self._tensors[key][:n].view(like.shape).copy_(torch_layout(tfjs_name, drawn))
+        return tensor.copy_(torch_layout(tfjs_name, drawn))
 
 
 def _element_of(operand, i, name):
@@ -145,15 +151,15 @@ class BatchRandom(StepRandom):
     the whole global batch, as one process draws it, and each process keeps its rows'.
     """
 
-    def __init__(self, seed, step, layouts):
-        super().__init__(seed, step)
+    def __init__(self, seed, step, layouts, streams=Random):
+        super().__init__(seed, step, streams)
         # Each torch parameter's tfjs name and shape, in tfjs's order (StepContext's model.tfjs_name_of).
         self.layouts = layouts
 
     def bernoulli(self, id, p):
         if torch.is_tensor(p) and p.dim() > 0:
             return own_rows(super().bernoulli(id, whole_batch(p)))
-        if isinstance(p, Grouped):
+        if isinstance(p, Grouped) and not self.streams.native:
             return self._bernoulli_as_tfjs(id, p)
         return super().bernoulli(id, p)
 
@@ -201,7 +207,7 @@ class StepContext(RuleContext):
 
     def __init__(
         self, model, inputs, target, step, epoch, history, seed, trained_separately=(), spec_params=None, progress=0.0,
-        separate_optimizers=None, epoch_values=None, finished=None, initial=None, noise_buffers=None,
+        separate_optimizers=None, epoch_values=None, finished=None, initial=None, noise_buffers=None, streams=Random,
     ):
         super().__init__(model, step, seed, finished, initial)
         self.inputs = inputs
@@ -219,8 +225,9 @@ class StepContext(RuleContext):
             model.tfjs_name_of = {key: (name, shape) for name, shape, key in tfjs_names(model)}
         self.trained_separately = list(trained_separately)
         self.keep = [1 for _ in self.modalities]
-        # The step's random draws (`uniform`, `bernoulli`, `dropout`), the same in every pass of the step.
-        self.random = BatchRandom(seed, step, model.tfjs_name_of)
+        # The step's random draws (`uniform`, `bernoulli`, `dropout`, `drop`, noise), the same in every
+        # pass of the step: Random's, the tfjs trainer's bits, or with `--rng torch` TorchRandom's.
+        self.random = BatchRandom(seed, step, model.tfjs_name_of, streams)
         # Where this process's rows lie in the step's global batch (first row, rows in all), for the
         # encoders' dropout: kept from here, since a per-sample pass runs with the batch unshared.
         self.rows = batch_rows(target.shape[0])
@@ -258,8 +265,8 @@ class StepContext(RuleContext):
         (this process's rows keep theirs); `rescale`: the kept ones × 1/(1 − p).
         """
         batch = self.inputs[m].shape[0]
-        random = Random((self.seed * 1000003 + self.step * 7919 + m) % 2147483647)
-        draws = own_rows(torch.from_numpy(random.uniforms(batch_size(batch)).astype(np.float32)).to(self.target.device))
+        random = self.random.streams((self.seed * 1000003 + self.step * 7919 + m) % 2147483647)
+        draws = own_rows(random.uniforms_on(batch_size(batch), self.target.device).float())
         if isinstance(p, (int, float)):
             mask = (draws >= p).float().reshape(batch, 1)
         else:
@@ -341,7 +348,7 @@ class StepContext(RuleContext):
         if added is None:
             grads, reached = _value_and_grads(task, trainable, create_graph=False)
             raw = dict(zip(names, grads))
-            update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of, forward.measured, self.noise_buffers)
+            update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of, forward.measured, self.noise_buffers, self.random.streams)
             self.total_loss = task.detach()
             return task.detach(), update, self._gradient_of(loss_of, lambda group: _grouped(raw, members_of(names, group))), forward
         # Second order: the added loss reads the task loss's gradients, differentiated through.
@@ -351,7 +358,7 @@ class StepContext(RuleContext):
         total = task + added(forward, self._gradient_of(loss_of, lambda group: _grouped(by_name, members_of(every, group))))
         grads, reached = _value_and_grads(total, trainable, create_graph=False)
         raw = {n: g.detach() for n, g in by_name.items()}
-        update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of, forward.measured, self.noise_buffers)
+        update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of, forward.measured, self.noise_buffers, self.random.streams)
         self.total_loss = total.detach()
         return task.detach(), update, self._gradient_of(loss_of, lambda group: _grouped(raw, members_of(every, group))), forward
 

@@ -20,6 +20,8 @@ import torch
 # same run folder: log.jsonl (the same records, keys and order), summary.json (the same schema),
 # checkpoints/ and best/. Shuffles and initial weights come from Random (random.py), never from
 # torch's generators, so a run is the same on every device and continues exactly after --resume.
+# So do a step's draws (noise, `bernoulli`, `dropout`, ...), unless `--rng torch` asks for torch's
+# generator: faster, the same from run to run on one kind of device, not the tfjs trainer's draws.
 #
 # Under torchrun (`torchrun --nproc_per_node N trainer.py ...`: WORLD_SIZE > 1) training is data
 # parallel. Every process reads the same data, shuffles it alike, and runs each step on its rows of
@@ -62,6 +64,8 @@ class TrainOptions:
     overwrite: bool = False
     # A .npz of initial weights by their tfjs names and layouts (`--init`).
     init: "str | None" = None
+    # The generator of a step's draws: "shared" (the tfjs trainer's, bit for bit) or "torch" (torch's own, on the device).
+    rng: str = "shared"
     # A progress bar with the epoch's time left, on stderr.
     progress: bool = False
     log: "Callable[[str], None]" = print
@@ -93,7 +97,12 @@ def train(trainer, options):
             raise RunError(f"--set {name}: the spec has no `param {name}` (params: {', '.join(trainer['params']) or 'none'})")
     p = {**trainer["params"], **options.overrides}
     data = load_dataset(options.data, spec)
-    origin = run_origin(trainer, p, seed, epochs, _train_file_sha256(options.data))
+    # The step's draws (random.py): the tfjs trainer's, the same on every device, or torch's, which differ between kinds of device.
+    streams = {"shared": Random, "torch": TorchRandom}.get(options.rng)
+    if streams is None:
+        raise RunError(f'unknown --rng "{options.rng}": choose shared or torch')
+    rng = "shared" if streams is Random else f"torch on {device.type}"
+    origin = run_origin(trainer, p, seed, epochs, _train_file_sha256(options.data), rng)
     os.makedirs(options.out, exist_ok=True)
     checkpoints = os.path.join(options.out, "checkpoints")
     log = RunLog(os.path.join(options.out, "log.jsonl"))
@@ -131,6 +140,8 @@ def train(trainer, options):
     sign = -1 if spec["target"]["kind"] == "real" else 1
 
     with _train_process_group(device, rank, world), contextlib.ExitStack() as folder:
+        if streams.native and world > 1:
+            _train_same_draws(device)
         _train_by_first(first, world, lambda: folder.enter_context(run_folder(options.out, resume=options.resume, overwrite=options.overwrite)))
         resumed = load_checkpoint(checkpoints, device) if options.resume else None
         if resumed:
@@ -169,7 +180,7 @@ def train(trainer, options):
             log.append([_train_json({"type": "run", "model": spec["name"], "modalities": modalities})])
         kernels = _train_kernels(device, world)
         progress = _train_progress_bar(epochs) if options.progress else None
-        say(f"mmb: training {spec['name']} on backend {kernels}, seed {seed}, {epochs} epochs")
+        say(f"mmb: training {spec['name']} on backend {kernels}, seed {seed}, {epochs} epochs{', draws from torch' if streams.native else ''}")
 
         # `predict`: what the fused metrics score instead of `out`.
         predict = trainer.get("predict")
@@ -204,7 +215,7 @@ def train(trainer, options):
             ruled = None
             if code.get("epoch_rule"):
                 with torch.no_grad():
-                    rule_context = EpochContext(model, data, stage_epoch, step - stage_step, history, stage_seed, finished, initial)
+                    rule_context = EpochContext(model, data, stage_epoch, step - stage_step, history, stage_seed, finished, initial, streams)
                     ruled = code["epoch_rule"](rule_context, p)
                     rule_context.apply_assignments()
             # The epoch rule's history writes commit here, before the epoch's first step.
@@ -228,7 +239,7 @@ def train(trainer, options):
                     ctx = StepContext(
                         model, inputs, target, step - stage_step, stage_epoch, history, stage_seed,
                         trained_separately=untrained, spec_params=p, progress=start / len(order), separate_optimizers=separate,
-                        epoch_values=ruled, finished=finished, initial=initial, noise_buffers=noise_buffers,
+                        epoch_values=ruled, finished=finished, initial=initial, noise_buffers=noise_buffers, streams=streams,
                     )
                     # What balancing changed: each encoder's update gradient after the actions (before clipping).
                     update_norms = [None] * len(modalities)
@@ -341,6 +352,8 @@ def train(trainer, options):
             "metrics": {"valid": final["valid"], "test": final["test"]},
             **({"classes": data.classes} if data.classes else {}),
             **({"folds": folds} if folds else {}),
+            # Only where the draws are not the tfjs trainer's: then a tfjs run of the spec draws otherwise.
+            **({"rng": rng} if streams.native else {}),
             "bestEpoch": best["epoch"],
             "best": {
                 "epoch": best["epoch"],
@@ -547,6 +560,22 @@ def _train_device(name, local_rank=0, world=1):
             torch.cuda.set_device(local_rank)
             return torch.device("cuda", local_rank)
     return torch.device(name)
+
+
+def _train_same_draws(device):
+    """
+    Under torchrun with `--rng torch`: stops every process unless torch's generator gives them all
+    the same draws. Each process draws a step's noise for the gradients they all share; draws that
+    differ (GPUs of other kinds, other builds of torch) would move the replicas apart without a word.
+    """
+    drawn = TorchRandom(2166136261).uniforms_on(4096, device)
+    # Each process's draws as one float64 number, and the smallest and largest over the processes.
+    mine = (drawn * torch.arange(1, 4097, dtype=torch.float64, device=device)).sum().reshape(1)
+    low, high = mine.clone(), mine.clone()
+    torch.distributed.all_reduce(low, torch.distributed.ReduceOp.MIN)
+    torch.distributed.all_reduce(high, torch.distributed.ReduceOp.MAX)
+    if low.item() != high.item():
+        raise RunError(f"--rng torch: torch's generator draws differently in these processes (on {device.type}); train with --rng shared, whose draws are the same everywhere")
 
 
 def _train_kernels(device, world=1):
@@ -770,14 +799,15 @@ class RunLog:
 # ---------------------------------------------------------------- what made a run (runtime/run-origin.ts)
 
 
-def run_origin(trainer, params, seed, epochs, data_sha256):
+def run_origin(trainer, params, seed, epochs, data_sha256, rng="shared"):
     """
     What made a run, recorded in every checkpoint so that `--resume` continues only the run that
     wrote it: the spec (its file, the SHA-256 of its text, and the model it describes), the
-    params, the seed, the epochs, and the data file's SHA-256.
+    params, the seed, the epochs, the data file's SHA-256, and the generator of the step's draws
+    (`shared`, or `torch on cpu|cuda`: torch's draws differ between kinds of device).
     """
     spec = trainer["spec"]
-    return {"source": spec["source"], "source_hash": trainer.get("source_hash"), "spec": spec, "params": params, "seed": seed, "epochs": epochs, "data": f"sha256:{data_sha256}"}
+    return {"source": spec["source"], "source_hash": trainer.get("source_hash"), "spec": spec, "params": params, "seed": seed, "epochs": epochs, "data": f"sha256:{data_sha256}", "rng": rng}
 
 
 def resume_conflicts(saved, now, schedule_reads_epochs):
@@ -799,6 +829,9 @@ def resume_conflicts(saved, now, schedule_reads_epochs):
         conflicts.append(f"the seed changed: {saved['seed']} → {now['seed']}")
     if saved["data"] != now["data"]:
         conflicts.append(f"the data changed: {saved['data']} → {now['data']}")
+    # A checkpoint from before --rng drew as `shared` does.
+    if saved.get("rng", "shared") != now["rng"]:
+        conflicts.append(f"the step's draws changed: {saved.get('rng', 'shared')} → {now['rng']} (--rng)")
     if saved["epochs"] != now["epochs"] and schedule_reads_epochs:
         conflicts.append(f"the epochs changed ({saved['epochs']} → {now['epochs']}) and the learning-rate schedule depends on them")
     return conflicts
@@ -948,6 +981,7 @@ def main(trainer, argv=None):
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace another run's state in --out")
     parser.add_argument("--init", metavar="FILE.npz", help="initial weights by their tfjs names and layouts, e.g. to start where a tfjs run starts")
+    parser.add_argument("--rng", choices=["shared", "torch"], default="shared", help="the generator of a step's draws (noise, bernoulli, dropout, drop, uniform): shared (default), the tfjs trainer's, bit for bit; torch, torch's own on the device, faster, not the tfjs trainer's")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     args = parser.parse_args(argv)
     if args.init and args.resume:
@@ -965,6 +999,7 @@ def main(trainer, argv=None):
         resume=args.resume,
         overwrite=args.overwrite,
         init=args.init,
+        rng=args.rng,
         progress=not quiet and sys.stderr.isatty(),
         log=(lambda line: None) if quiet else print,
     )

@@ -178,6 +178,44 @@ def gradient_statistics(case):
     }
 
 
+def torch_draws(case):
+    """
+    A step's draws from torch's generator (`--rng torch`, TorchRandom): gradient noise, per-element
+    bernoulli, `dropout` and an encoder's dropout, each over `n` elements, as their statistics; and
+    what must hold beyond them: the same seed draws the same, Random's draws are other ones, a pass
+    over some rows of the batch draws the batch's draws of those rows.
+    """
+    n, rate = case["n"], case["rate"]
+    shape = [n // 64, 64]
+    layouts = {"encoder.a.w": ("encoder.a.w", shape)}
+
+    def noise(streams):
+        grads = Gradients({"encoder.a.w": torch.zeros(shape)}, case["seed"], layouts, streams=streams)
+        grads.add_noise("encoder.a", case["mean"], case["std"])
+        return grads.values["encoder.a.w"]
+
+    drawn = noise(TorchRandom)
+    random = StepRandom(case["seed"], 3, TorchRandom)
+    ones = torch.ones(shape)
+    kept = random.bernoulli(0, torch.full(shape, case["p"]))
+    dropped = random.dropout(1, ones, case["p"])
+    layer = random.layer_dropout("encoder.a.dense0", ones, rate, 0, shape[0])
+    # Rows 2 to 4 of the batch, in a pass over them alone (a per-sample pass; a process's rows).
+    with random.sample_pass(2, shape[0]):
+        some_rows = random.dropout(1, ones[2:5], case["p"])
+    return {
+        "noise": {"mean": drawn.double().mean().item(), "std": drawn.double().std().item()},
+        "noise_repeats": torch.equal(drawn, noise(TorchRandom)),
+        "noise_is_not_shared": not torch.equal(drawn, noise(Random)),
+        "bernoulli_ones": kept.mean().item(),
+        "dropout_zeros": (dropped == 0).double().mean().item(),
+        "layer_zeros": (layer == 0).double().mean().item(),
+        "layer_kept": sorted(set(layer[layer != 0].tolist())),
+        "rows_as_in_batch": torch.equal(some_rows, dropped[2:5]),
+        "uniforms": [random.uniform(5), random.uniform(5), random.uniform(6)],
+    }
+
+
 if __name__ == "__main__":
-    command = {"replay": replay, "against-torch": against_torch, "resumed-optimizer": resumed_optimizer, "metrics": metrics, "schedules": schedules, "write-npz": write_npz, "run-state": run_state, "gradient-actions": gradient_actions, "gradient-statistics": gradient_statistics}[sys.argv[1]]
+    command = {"replay": replay, "against-torch": against_torch, "resumed-optimizer": resumed_optimizer, "metrics": metrics, "schedules": schedules, "write-npz": write_npz, "run-state": run_state, "gradient-actions": gradient_actions, "gradient-statistics": gradient_statistics, "torch-draws": torch_draws}[sys.argv[1]]
     print(json.dumps(command(json.load(sys.stdin))))
