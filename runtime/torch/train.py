@@ -48,6 +48,10 @@ class RunFolderError(RunError):
     """The run folder holds another run, or another process is training in it."""
 
 
+# The generators of a step's draws, by `--rng`: the tfjs trainer's (random.py's Random), or torch's own.
+_RNG_STREAMS = {"shared": Random, "torch": TorchRandom}
+
+
 @dataclasses.dataclass
 class TrainOptions:
     """How to run a trainer: what `main` reads from the command line (the flags' help says more)."""
@@ -98,9 +102,9 @@ def train(trainer, options):
     p = {**trainer["params"], **options.overrides}
     data = load_dataset(options.data, spec)
     # The step's draws (random.py): the tfjs trainer's, the same on every device, or torch's, which differ between kinds of device.
-    streams = {"shared": Random, "torch": TorchRandom}.get(options.rng)
+    streams = _RNG_STREAMS.get(options.rng)
     if streams is None:
-        raise RunError(f'unknown --rng "{options.rng}": choose shared or torch')
+        raise RunError(f'unknown --rng "{options.rng}": choose {" or ".join(_RNG_STREAMS)}')
     rng = "shared" if streams is Random else f"torch on {device.type}"
     origin = run_origin(trainer, p, seed, epochs, _train_file_sha256(options.data), rng)
     os.makedirs(options.out, exist_ok=True)
@@ -981,7 +985,7 @@ def main(trainer, argv=None):
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace another run's state in --out")
     parser.add_argument("--init", metavar="FILE.npz", help="initial weights by their tfjs names and layouts, e.g. to start where a tfjs run starts")
-    parser.add_argument("--rng", choices=["shared", "torch"], default="shared", help="the generator of a step's draws (noise, bernoulli, dropout, drop, uniform): shared (default), the tfjs trainer's, bit for bit; torch, torch's own on the device, faster, not the tfjs trainer's")
+    parser.add_argument("--rng", choices=list(_RNG_STREAMS), default="shared", help="the generator of a step's draws (noise, bernoulli, dropout, drop, uniform): shared (default), the tfjs trainer's, bit for bit; torch, torch's own on the device, faster, not the tfjs trainer's")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     args = parser.parse_args(argv)
     if args.init and args.resume:
