@@ -79,9 +79,12 @@ describe.runIf(python || torchRequired)("the torch runtime's optimiser and metri
         optimizer.apply(params, grads, () => (step.tensor ? tf.scalar(step.factor) : step.factor));
       }
       const expected = Object.fromEntries([...params].map(([name, v]) => [name, Array.from(v.dataSync())]));
-      const ours = check<{ params: Record<string, number[]>; steps: Record<string, number> }>("replay", { params: start, optimizer: { kind, options }, steps });
-      expect(ours.params, kind).toEqual(expected);
-      expect(ours.steps).toEqual({ w: 5, b: 4 });
+      // Updated whole, and 5 elements at a time: w's rows then go in parts, some in a batch with b.
+      for (const batch of [undefined, 5]) {
+        const ours = check<{ params: Record<string, number[]>; steps: Record<string, number> }>("replay", { params: start, optimizer: { kind, options }, steps, batch });
+        expect(ours.params, `${kind}, batch ${batch}`).toEqual(expected);
+        expect(ours.steps).toEqual({ w: 5, b: 4 });
+      }
       params.forEach((v) => v.dispose());
       optimizer.dispose();
     }
@@ -93,12 +96,12 @@ describe.runIf(python || torchRequired)("the torch runtime's optimiser and metri
     const host = (shape: number[], salt: number, scale: number) => ({ shape, values: wave(shape.reduce((a, b) => a * b), salt, scale) });
     const named = (salt: number, scale: number, only?: string) =>
       Object.fromEntries(Object.entries(shapes).filter(([name]) => !only || name.startsWith(only)).map(([name, shape], i) => [name, host(shape, salt + i, scale)]));
-    // Two steps through one run's noise buffers: the second draws in what the first left there.
+    // Two steps through one run's memory: the second draws in what the first left there, and works in the tensors the first gave back.
     const steps = [
       { noise_seed: 1234, k: 0.7, mean: 0.001, std: 0.02, grads: named(1, 0.5), replacement: named(20, 0.1, "encoder.b") },
       { noise_seed: 98765, k: 1.3, mean: 0, std: 0.05, grads: named(40, 2), replacement: named(60, 0.3, "encoder.b") },
     ];
-    const ours = check<{ values: Record<string, number[]>; raw_unchanged: boolean; replacement_unchanged: boolean; in_place: boolean; recorded: boolean }[]>("gradient-actions", { grads: named(0, 1), steps });
+    const ours = check<{ values: Record<string, number[]>; raw_unchanged: boolean; replacement_unchanged: boolean; in_place: boolean; recorded: boolean; reused: boolean }[]>("gradient-actions", { grads: named(0, 1), steps });
     steps.forEach((step, s) => {
       const tensors = (values: Record<string, { shape: number[]; values: number[] }>) => Object.entries(values).map(([name, g]) => [name, tf.tensor(g.values, g.shape)] as const);
       const grads = new Gradients(new Map(tensors(step.grads)), step.noise_seed);
@@ -109,13 +112,26 @@ describe.runIf(python || torchRequired)("the torch runtime's optimiser and metri
       grads.addNoise("encoder.b", 0, step.std);
       const expected = Object.fromEntries([...grads.values].map(([name, t]) => [name, Array.from(t.dataSync())]));
       expect(ours[s]!.values, `step ${s + 1}`).toEqual(expected);
-      expect(ours[s], `step ${s + 1}`).toMatchObject({ raw_unchanged: true, replacement_unchanged: true, in_place: true, recorded: false });
+      expect(ours[s], `step ${s + 1}`).toMatchObject({ raw_unchanged: true, replacement_unchanged: true, in_place: true, recorded: false, reused: s > 0 });
+    });
+  });
+
+  it("lends an action's tensor to one step's gradients at a time: not again until the optimiser has applied them, and no action after that", () => {
+    // 1 × 2 in the first gradients, 1 × 3 in the second, 5 × 7 in the third: each must keep its own.
+    expect(check("step-memory")).toEqual({
+      first_kept: [[2, 2, 2], [2, 2, 2]],
+      second_apart: true,
+      third: [[35, 35, 35], [35, 35, 35]],
+      third_reuses_first: true,
+      second_kept: [[3, 3, 3], [3, 3, 3]],
+      refused: "an action on gradients the optimiser has already applied",
     });
   });
 
   it("takes a gradient's std and norm as the equations give them, as a step reads them and through autograd", () => {
-    // Three tensors far from zero mean (a spread of 1e-3 about 0.05), where a one-pass Σt² − n·mean² would lose the spread.
-    const shapes = [[64, 3, 3], [64], [7, 5]];
+    // Tensors far from zero mean (a spread of 1e-3 about 0.05), where a one-pass Σt² − n·mean² would lose the spread;
+    // the last one larger than the parts of 65,536 elements a CPU sums it in.
+    const shapes = [[64, 3, 3], [64], [7, 5], [3, 170, 300]];
     const tensors = shapes.map((shape, i) => ({ shape, values: wave(shape.reduce((a, b) => a * b), i, 1e-3).map((v) => Math.fround(v + 0.05 * (i + 1))) }));
     const all = tensors.flatMap((t) => t.values);
     const n = all.length;

@@ -518,33 +518,64 @@ def _total(g, f):
     return builtins.sum(torch.sum(f(t)) for t in g)
 
 
+# Elements of a tensor a statistic reads at a time on a CPU, where nothing differentiates it (a
+# `noise` action's std, the log's gradient norms, each step): a part's temporaries stay in the
+# cache and in memory the allocator keeps, where a whole ResNet kernel's (9 MB) would be fresh pages
+# every step. Each part's float32 sum is added to the others' in float64: over one encoder's 11.4 M
+# weights the norm and std then equal a float64 sum's, rounded to float32.
+_PART = 1 << 16
+
+
+def _parts(g):
+    """A group's elements as flat views: of _PART elements each on a CPU, one per tensor elsewhere (a GPU's allocator keeps its memory)."""
+    for t in g:
+        flat = t.reshape(-1)
+        yield from flat.split(_PART) if flat.device.type == "cpu" else (flat,)
+
+
+def _exact_total(g, f):
+    """Σ of f over every element of a group, part by part (f: a part → its float32 sum), the parts' sums added in float64."""
+    sums = [f(part) for part in _parts(g)]
+    return torch.stack(sums).double().sum() if sums else torch.zeros((), dtype=torch.float64)
+
+
+def _sum_squares(part):
+    return torch.dot(part, part)
+
+
+def _tracked(g):
+    """Whether a derivative of a statistic of `g` is taken (a loss that reads gradients): then its formula is autograd's to follow."""
+    return any(t.requires_grad for t in g)
+
+
 def grad_norm(g):
-    return torch.sqrt(_total(g, torch.square))
+    if _tracked(g):
+        return torch.sqrt(_total(g, torch.square))
+    return torch.sqrt(_exact_total(g, _sum_squares)).float()
 
 
 def grad_norm1(g):
-    return _total(g, torch.abs)
+    if _tracked(g):
+        return _total(g, torch.abs)
+    return _exact_total(g, lambda part: torch.sum(torch.abs(part))).float()
 
 
 def grad_mean(g):
-    return _total(g, lambda t: t) / builtins.sum(t.numel() for t in g)
+    n = builtins.sum(t.numel() for t in g)
+    if _tracked(g):
+        return _total(g, lambda t: t) / n
+    return (_exact_total(g, torch.sum) / n).float()
 
 
 def grad_std(g):
     """Sample standard deviation over every element of the group (n − 1, as torch.std)."""
     n = builtins.sum(t.numel() for t in g)
-    if any(t.requires_grad for t in g):
-        mean = grad_mean(g)
+    mean = grad_mean(g)
+    if _tracked(g):
         return torch.sqrt(_total(g, lambda t: torch.square(t - mean)) / builtins.max(1, n - 1))
-    # Where nothing differentiates it (a `noise` action's std, each step): each tensor's mean and
-    # spread in one pass without temporaries (var_mean, which sums in float64 on a CPU), combined as
-    # Chan et al.'s parallel variance, Σ squared deviations about its mean + count · (its mean −
-    # the group's)². The two temporaries of (t − mean)² per tensor are fresh memory of the model's
-    # size each step: on a ResNet's 11.4 M weights 2.5× slower, and thousands of page faults a step.
-    moments = [(t.numel(), *torch.var_mean(t.reshape(-1), 0, correction=0)) for t in g if t.numel()]
-    mean = builtins.sum(count * m for count, _, m in moments) / n
-    squares = builtins.sum(count * v + count * torch.square(m - mean) for count, v, m in moments)
-    return torch.sqrt(squares / builtins.max(1, n - 1))
+    # Two passes, as the equation reads (Σ t² − n·mean² would lose a spread small against the mean),
+    # each part's deviations in a temporary of the part's size.
+    return torch.sqrt(_exact_total(g, lambda part: _sum_squares(part - mean)) / builtins.max(1, n - 1)).float()
 
 
 def grad_dot(a, b):

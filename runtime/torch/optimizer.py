@@ -6,9 +6,14 @@ import torch
 # operation, so that a torch run and a tfjs run of one spec take the same steps (torch.optim's
 # Adam groups its terms differently: equal in exact arithmetic, not in float32).
 
-# Elements `Optimizer.apply` updates per batch of _foreach calls: few calls for a model's many small
-# tensors, while a batch's temporaries (an Adam step holds three sets at once) stay a few tens of MB
-# rather than several copies of the model.
+# Elements `Optimizer.apply` updates per batch of _foreach calls. On a CPU the batch's every
+# operation reads what the one before it wrote while that is still in the cache, and its working
+# tensors are one small scratch tensor, always in the cache: the update reads each parameter, its
+# gradient and its momentum from memory once, where whole-model passes (six for SGD with momentum and
+# weight decay) would each read them again and write a working tensor of the model's size. Elsewhere
+# a batch bounds the temporaries' memory (an Adam step holds three sets at once) at a few tens of MB,
+# and few calls cover a model's many small tensors.
+_CPU_BATCH = 1 << 18
 _BATCH = 1 << 22
 
 
@@ -33,9 +38,9 @@ class Optimizer:
         self.slots = {}
         # Updates so far, by parameter name.
         self.steps = {}
-        # One working tensor per parameter, kept from step to step (not state: a checkpoint leaves it
-        # out): the decayed gradient and the step `g * rate` are made in it rather than in fresh
-        # memory, whose page faults cost a CPU step more than the arithmetic.
+        # Working memory per device and type, kept from step to step (not state: a checkpoint leaves
+        # it out): a batch's decayed gradients and steps `g * rate` are made in it rather than in
+        # fresh memory, whose page faults cost a CPU step more than the arithmetic.
         self.scratch = {}
 
     def option(self, name):
@@ -47,12 +52,17 @@ class Optimizer:
             self.slots[name] = torch.zeros_like(like)
         return self.slots[name]
 
-    def _scratch(self, names, ps):
-        """The working tensors of the parameters `names` (values `ps`)."""
-        for name, p in zip(names, ps):
-            if name not in self.scratch or self.scratch[name].device != p.device:
-                self.scratch[name] = torch.empty_like(p)
-        return [self.scratch[name] for name in names]
+    def _scratch(self, ps):
+        """Working tensors shaped as `ps`, one after another in the scratch tensor of their device and type."""
+        total = sum(p.numel() for p in ps)
+        key = (ps[0].device, ps[0].dtype)
+        if key not in self.scratch or self.scratch[key].numel() < total:
+            self.scratch[key] = torch.empty(total, dtype=ps[0].dtype, device=ps[0].device)
+        work, at = [], 0
+        for p in ps:
+            work.append(self.scratch[key][at : at + p.numel()].view(p.shape))
+            at += p.numel()
+        return work
 
     @torch.no_grad()
     def apply(self, params, grads, lr_factor):
@@ -62,38 +72,46 @@ class Optimizer:
         number, or a scalar tensor (a rule's `scale lr`).
 
         Parameters whose rate is the same number (all of them, unless a rule scales some) are
-        updated together, _BATCH elements at a time, by torch's _foreach ops (one call per
-        operation for many tensors), in place where the tensor is the optimiser's; torch 1.13's
-        _foreach ops take no tensor operand, so a tensor rate updates its parameter alone. Either
-        way the float32 operations are the ones runtime/optimizer.ts makes, in its order:
-        `param - g * rate` stays a product, then a difference (`add_(g, alpha=-rate)` would fuse
-        them: other bits).
+        updated together, a batch of elements at a time (_CPU_BATCH, _BATCH; a large parameter
+        split by rows across batches), by torch's _foreach ops (one call per operation for many
+        tensors), in place where the tensor is the optimiser's; torch 1.13's _foreach ops take no
+        tensor operand, so a tensor rate updates its parameter alone. Either way the float32
+        operations are the ones runtime/optimizer.ts makes, in its order: `param - g * rate`
+        stays a product, then a difference (`add_(g, alpha=-rate)` would fuse them: other bits).
         """
         for name in grads:
             self.steps[name] = self.steps.get(name, 0) + 1
+        # The parameters SGD steps for the first time: their momentum buffer is the gradient itself.
+        first = {name for name in grads if f"{name}/momentum" not in self.slots}
         lr = self.option("lr")
         # Names by their rate's bits (0.0 and -0.0 differ in a product's sign).
         by_rate = {}
         for name in grads:
             factor = lr_factor(name)
             if torch.is_tensor(factor):
-                self._update([name], params, grads, factor * lr)
+                self._update([(name, None)], params, grads, factor * lr, first)
             else:
                 rate = lr * factor
                 by_rate.setdefault(float(rate).hex(), (rate, []))[1].append(name)
         for rate, names in by_rate.values():
             for batch in _batches(names, params):
-                self._update(batch, params, grads, rate)
+                self._update(batch, params, grads, rate, first)
 
-    def _update(self, names, params, grads, rate):
-        """One step for the parameters `names` (at least one), whose learning rate is `rate`: one number, or one parameter's scalar tensor."""
-        ps = [params[name] for name in names]
-        gs = [grads[name] for name in names]
+    def _update(self, parts, params, grads, rate, first):
+        """
+        One step for `parts` (at least one): (parameter name, its rows, or None for all of it).
+        `rate`: the learning rate, one number, or one parameter's scalar tensor. `first`: the
+        names of the parameters SGD steps for the first time.
+        """
+        names = [name for name, _ in parts]
+        cut = lambda tensor, rows: tensor if rows is None else tensor[rows]
+        ps = [cut(params[name], rows) for name, rows in parts]
+        gs = [cut(grads[name], rows) for name, rows in parts]
         decay = self.option("weight_decay")
         kind = self.spec["kind"]
         if decay and kind in ("sgd", "adam"):
             # gradient + param * decay, in the working tensors: the gradients are not the optimiser's to change.
-            work = self._scratch(names, ps)
+            work = self._scratch(ps)
             for w, p in zip(work, ps):
                 torch.mul(p, decay, out=w)
             torch._foreach_add_(work, gs)
@@ -102,26 +120,24 @@ class Optimizer:
             momentum = self.option("momentum")
             if momentum:
                 # The first step's buffer is the gradient itself; later steps' are buffer * momentum + g.
-                keys = [f"{name}/momentum" for name in names]
-                first = [key not in self.slots for key in keys]
-                buffers = [self.slot(key, p) for key, p in zip(keys, ps)]
-                for buffer, g, new in zip(buffers, gs, first):
-                    if new:
+                buffers = [cut(self.slot(f"{name}/momentum", params[name]), rows) for name, rows in parts]
+                for buffer, g, name in zip(buffers, gs, names):
+                    if name in first:
                         buffer.copy_(g)
-                later = [i for i, new in enumerate(first) if not new]
+                later = [i for i, name in enumerate(names) if name not in first]
                 if later:
                     torch._foreach_mul_([buffers[i] for i in later], momentum)
                     torch._foreach_add_([buffers[i] for i in later], [gs[i] for i in later])
                 gs = buffers
             # g * rate in the working tensors (g may be them already: the decayed gradient, without momentum).
-            work = self._scratch(names, ps)
+            work = self._scratch(ps)
             for w, g in zip(work, gs):
                 torch.mul(g, rate, out=w)
             torch._foreach_sub_(ps, work)
             return
         beta1, beta2, eps = self.option("beta1"), self.option("beta2"), self.option("eps")
-        ms = [self.slot(f"{name}/m", p) for name, p in zip(names, ps)]
-        vs = [self.slot(f"{name}/v", p) for name, p in zip(names, ps)]
+        ms = [cut(self.slot(f"{name}/m", params[name]), rows) for name, rows in parts]
+        vs = [cut(self.slot(f"{name}/v", params[name]), rows) for name, rows in parts]
         # m = m * beta1 + g * (1 - beta1); v = v * beta2 + g² * (1 - beta2) (g * g: the bits of g.square()).
         torch._foreach_mul_(ms, beta1)
         torch._foreach_add_(ms, torch._foreach_mul(gs, 1 - beta1))
@@ -141,7 +157,7 @@ class Optimizer:
         decays = None
         if kind == "adamw" and decay:
             # In the working tensors, which AdamW's gradient leaves unused.
-            decays = self._scratch(names, ps)
+            decays = self._scratch(ps)
             for d, p in zip(decays, ps):
                 torch.mul(p, rate, out=d)
             torch._foreach_mul_(decays, decay)
@@ -160,14 +176,28 @@ class Optimizer:
 
 
 def _batches(names, params):
-    """`names` in runs of up to _BATCH elements (a parameter larger than that alone)."""
+    """
+    `names`' parameters in batches of (name, rows) parts, up to _CPU_BATCH elements each on a CPU
+    (_BATCH elsewhere): a parameter larger than that is split by its first axis (rows: a slice,
+    a view of any tensor of its shape), one smaller goes whole (rows None) with others.
+    """
     batch, size = [], 0
     for name in names:
-        if batch and size + params[name].numel() > _BATCH:
-            yield batch
-            batch, size = [], 0
-        batch.append(name)
-        size += params[name].numel()
+        p = params[name]
+        limit = _CPU_BATCH if p.device.type == "cpu" else _BATCH
+        if p.dim() == 0 or p.numel() <= limit:
+            parts = [(name, None)]
+        else:
+            # Rows per part: at least one, however large a row.
+            step = max(1, limit // (p.numel() // p.shape[0]))
+            parts = [(name, slice(start, start + step)) for start in range(0, p.shape[0], step)]
+        for part in parts:
+            n = p.numel() if part[1] is None else p[part[1]].numel()
+            if batch and size + n > limit:
+                yield batch
+                batch, size = [], 0
+            batch.append(part)
+            size += n
     if batch:
         yield batch
 

@@ -24,7 +24,7 @@ def _grouped(by_name, names):
 class Gradients:
     """The update gradient of every parameter; actions change it, in spec order."""
 
-    def __init__(self, values, noise_seed, tfjs_names, measured=None, noise_buffers=None, streams=Random):
+    def __init__(self, values, noise_seed, tfjs_names, measured=None, memory=None, streams=Random):
         self.values = values
         self.lr_factors = {}
         # What the batch norms of the pass these gradients come from measured: the update commits it (model.py BatchNorm).
@@ -32,40 +32,63 @@ class Gradients:
         self.noise_seed = noise_seed
         # Each parameter's noise is drawn as the tfjs trainer draws it: seeded by its tfjs name, in its tfjs layout.
         self.tfjs_names = tfjs_names
-        self.noise_buffers = noise_buffers or NoiseBuffers()
+        # The run's memory for the noise and for what actions make (StepMemory).
+        self.memory = memory or StepMemory()
         # The generator noise is drawn from: Random (the tfjs trainer's draws) or TorchRandom (`--rng torch`).
         self.streams = streams
         # The tensors this step's actions made, by name: no one else holds them, so a later action may
         # change them in place (the raw gradients a rule reads, and what `replace` puts, it may not).
         self._made = {}
+        # Those of them lent by the run's memory, which `applied` gives back.
+        self._lent = {}
+        self._applied = False
 
     def names(self, group):
+        if self._applied:
+            raise RuntimeError("an action on gradients the optimiser has already applied")
         return members_of(self.values.keys(), group)
+
+    def applied(self):
+        """The optimiser has read these gradients: the memory their actions took goes back to the run, for a later step's."""
+        self._applied = True
+        for name, tensor in self._lent.items():
+            self.memory.give_back(name, tensor)
+        self._lent = {}
 
     def of(self, group):
         return [self.values[n] for n in self.names(group)]
 
-    def _combine(self, name, op, op_in_place, operand):
+    def _combine(self, name, op, torch_op, operand):
         """
-        values[name] `op` operand (ops.py's mul or add): in place by `op_in_place` (the same bits)
-        where an earlier action of this step made the tensor and the result keeps its shape and type,
-        else as a new tensor. A ResNet's gradients are tens of MB: in place, an action takes no fresh
-        memory of that size.
+        values[name] `op` operand (ops.py's mul or add) where the result keeps the gradient's shape
+        and type, by `torch_op` (torch.mul or torch.add: the same bits) into the tensor an earlier
+        action of this step made, or else into one the run's memory lends; otherwise as a new
+        tensor. A ResNet's gradients are tens of MB, and fresh memory of that size costs a CPU
+        step more in page faults than the arithmetic in it.
         """
         g = self.values[name]
         a, b = _by_sample(*_pair(g, operand))
         # Not recorded for autograd, though the operand may be (a rule value from the outputs): the
         # optimiser reads an update gradient, nothing differentiates it.
         with torch.no_grad():
-            if self._made.get(name) is g and a is g and _keeps_shape_and_type(g, b):
-                op_in_place(g, b)
+            if a is g and _keeps_shape_and_type(g, b):
+                out = g if self._made.get(name) is g else self._lend(name, g)
+                torch_op(g, b, out=out)
             else:
-                self.values[name] = self._made[name] = op(g, operand)
+                out = op(g, operand)
+            self.values[name] = self._made[name] = out
+
+    def _lend(self, name, like):
+        if name in self._lent:
+            # A tensor lent earlier in the step, since replaced (`replace`): back to the run's memory.
+            self.memory.give_back(name, self._lent[name])
+        self._lent[name] = self.memory.lend(name, like)
+        return self._lent[name]
 
     def scale(self, group, factor):
         """Multiplies by one number, or tensor by tensor by a gradient-shaped value of this group."""
         for i, name in enumerate(self.names(group)):
-            self._combine(name, mul, torch.Tensor.mul_, _element_of(factor, i, name))
+            self._combine(name, mul, torch.mul, _element_of(factor, i, name))
 
     def add_noise(self, group, mean, std):
         """
@@ -78,9 +101,9 @@ class Gradients:
             random = self.streams((self.noise_seed + name_hash(tfjs_name)) % 2147483647)
             # draw × std + mean (the bits of the products and sums the tfjs trainer makes), in the run's buffer.
             with torch.no_grad():
-                noise = self.noise_buffers.normals(random, tfjs_name, tfjs_shape, self.values[name])
+                noise = self.memory.normals(random, tfjs_name, tfjs_shape, self.values[name])
                 noise.mul_(_element_of(std, i, name)).add_(_element_of(mean, i, name))
-            self._combine(name, add, torch.Tensor.add_, noise)
+            self._combine(name, add, torch.add, noise)
 
     def scale_learning_rate(self, group, factor):
         for name in self.names(group):
@@ -104,17 +127,35 @@ def _keeps_shape_and_type(g, operand):
     return torch.result_type(g, operand) == g.dtype and torch.broadcast_shapes(g.shape, operand.shape) == g.shape
 
 
-class NoiseBuffers:
+class StepMemory:
     """
-    Where a run draws its gradient noise (`noise grad(G) ~ normal(...)`), kept from step to step:
-    one host array for the draws in tfjs's layout, one tensor per device for them in torch's, each
-    as large as the largest parameter drawn. A step's noise thus takes no fresh memory of the
-    model's size.
+    Memory of a gradient's size that a run's steps reuse rather than take fresh each step (fresh
+    memory of a ResNet's size costs a CPU step more in page faults than the arithmetic in it):
+
+    - where the noise is drawn (`noise grad(G) ~ normal(...)`): one host array for the draws in
+      tfjs's layout, one tensor per device for them in torch's, each as large as the largest
+      parameter drawn;
+    - what a step's actions make of a parameter's gradient (`scale`, `noise`): a tensor lent to
+      one Gradients until the optimiser has applied it (Gradients.applied), and never to two at
+      once. A Gradients that is never applied keeps its tensors, and they go with it.
     """
 
     def __init__(self):
         self._host = np.empty(0, np.float32)
         self._tensors = {}
+        # Tensors given back, by parameter name: free to lend again.
+        self._free = {}
+
+    def lend(self, name, like):
+        """A tensor of `like`'s shape, type and device for parameter `name`'s gradient, its borrower's until given back."""
+        free = self._free.get(name, [])
+        for i, tensor in enumerate(free):
+            if tensor.shape == like.shape and tensor.dtype == like.dtype and tensor.device == like.device:
+                return free.pop(i)
+        return torch.empty_like(like, memory_format=torch.contiguous_format)
+
+    def give_back(self, name, tensor):
+        self._free.setdefault(name, []).append(tensor)
 
     def normals(self, random, tfjs_name, tfjs_shape, like):
         """`random`'s next normal draws for the parameter `tfjs_name` (tfjs shape `tfjs_shape`), in torch's layout: a float32 tensor of `like`'s shape and device, this object's until its next call."""
@@ -207,7 +248,7 @@ class StepContext(RuleContext):
 
     def __init__(
         self, model, inputs, target, step, epoch, history, seed, trained_separately=(), spec_params=None, progress=0.0,
-        separate_optimizers=None, epoch_values=None, finished=None, initial=None, noise_buffers=None, streams=Random,
+        separate_optimizers=None, epoch_values=None, finished=None, initial=None, memory=None, streams=Random,
     ):
         super().__init__(model, step, seed, finished, initial)
         self.inputs = inputs
@@ -219,8 +260,8 @@ class StepContext(RuleContext):
         self.separate_optimizers = separate_optimizers if separate_optimizers is not None else {}
         # What the epoch rule computed at this epoch's start (`every epoch`): logged numbers, kept snapshots.
         self.epoch_values = epoch_values or {"logged": {}, "kept": {}}
-        # Where gradient noise is drawn: the run's, kept from step to step.
-        self.noise_buffers = noise_buffers
+        # Where gradient noise is drawn and actions work: the run's, kept from step to step (StepMemory).
+        self.memory = memory
         if getattr(model, "tfjs_name_of", None) is None:
             model.tfjs_name_of = {key: (name, shape) for name, shape, key in tfjs_names(model)}
         self.trained_separately = list(trained_separately)
@@ -348,7 +389,7 @@ class StepContext(RuleContext):
         if added is None:
             grads, reached = _value_and_grads(task, trainable, create_graph=False)
             raw = dict(zip(names, grads))
-            update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of, forward.measured, self.noise_buffers, self.random.streams)
+            update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of, forward.measured, self.memory, self.random.streams)
             self.total_loss = task.detach()
             return task.detach(), update, self._gradient_of(loss_of, lambda group: _grouped(raw, members_of(names, group))), forward
         # Second order: the added loss reads the task loss's gradients, differentiated through.
@@ -358,7 +399,7 @@ class StepContext(RuleContext):
         total = task + added(forward, self._gradient_of(loss_of, lambda group: _grouped(by_name, members_of(every, group))))
         grads, reached = _value_and_grads(total, trainable, create_graph=False)
         raw = {n: g.detach() for n, g in by_name.items()}
-        update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of, forward.measured, self.noise_buffers, self.random.streams)
+        update = Gradients({n: g for n, g, hit in zip(names, grads, reached) if hit or not only_reached}, noise_seed, self.model.tfjs_name_of, forward.measured, self.memory, self.random.streams)
         self.total_loss = total.detach()
         return task.detach(), update, self._gradient_of(loss_of, lambda group: _grouped(raw, members_of(every, group))), forward
 

@@ -133,8 +133,8 @@ def train(trainer, options):
     separate = {}
     # One history for every rule: reads see the last step's values, writes commit at `advance()`.
     history = BatchHistory(device)
-    # Where every step draws its gradient noise, so that no step takes fresh memory for it.
-    noise_buffers = NoiseBuffers()
+    # Where every step draws its gradient noise and its actions work, so that no step takes fresh memory for them.
+    memory = StepMemory()
     first_epoch = 0
     step = 0
     best = {"metric": -math.inf, "epoch": -1, "stale": 0}
@@ -243,7 +243,7 @@ def train(trainer, options):
                     ctx = StepContext(
                         model, inputs, target, step - stage_step, stage_epoch, history, stage_seed,
                         trained_separately=untrained, spec_params=p, progress=start / len(order), separate_optimizers=separate,
-                        epoch_values=ruled, finished=finished, initial=initial, noise_buffers=noise_buffers, streams=streams,
+                        epoch_values=ruled, finished=finished, initial=initial, memory=memory, streams=streams,
                     )
                     # What balancing changed: each encoder's update gradient after the actions (before clipping).
                     update_norms = [None] * len(modalities)
@@ -468,6 +468,7 @@ def _train_update(ctx, model, optimizer, params, clip, lr_schedule, update_norms
 
         optimizer.apply(params, gradients, lr_factor)
         commit_statistics(model, grads.measured, lambda norm: f"{norm}.weight" in grads.values)
+        grads.applied()
 
     return update
 

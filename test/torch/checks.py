@@ -16,7 +16,13 @@ def _listed(params):
 
 
 def replay(case):
-    """The optimiser's steps on the given gradients and learning-rate factors (a number, or a tensor when `tensor`), and its state after each."""
+    """
+    The optimiser's steps on the given gradients and learning-rate factors (a number, or a tensor
+    when `tensor`), and its state after each. `batch`: the elements it updates at a time, small
+    enough to split a parameter by its rows, as a ResNet's kernels are split.
+    """
+    global _CPU_BATCH
+    _CPU_BATCH = case.get("batch", _CPU_BATCH)
     params = _parameters(case["params"])
     optimizer = Optimizer(case["optimizer"])
     for step in case["steps"]:
@@ -129,22 +135,24 @@ def run_state(case):
 
 def gradient_actions(case):
     """
-    A rule's actions on update gradients (step.py's Gradients), two steps with one run's noise
-    buffers: each step scales encoder.a by k (a tensor autograd records, as a rule value from the
-    outputs is), adds noise to it, scales it again; replaces encoder.b's gradient and adds noise to
-    that. The values after each step in tfjs's names and layouts, and what must hold of them: the
-    raw gradients and the replacement unchanged, the later actions in the first one's tensor, none
-    recorded for autograd.
+    A rule's actions on update gradients (step.py's Gradients), two steps with one run's memory,
+    each applied before the next as the loop applies it: each step scales encoder.a by k (a tensor
+    autograd records, as a rule value from the outputs is), adds noise to it, scales it again;
+    replaces encoder.b's gradient and adds noise to that. The values after each step in tfjs's
+    names and layouts, and what must hold of them: the raw gradients and the replacement
+    unchanged, the later actions in the first one's tensor, none recorded for autograd, and the
+    second step's actions in the tensors the first one's gave back.
     """
     layouts = {torch_name(name): (name, g["shape"]) for name, g in case["grads"].items()}
-    buffers = NoiseBuffers()
+    memory = StepMemory()
     steps = []
+    made_before = None
     for step in case["steps"]:
         raw = {torch_name(name): torch_layout(name, torch.tensor(g["values"], dtype=torch.float32).reshape(g["shape"])).contiguous() for name, g in step["grads"].items()}
         kept = {name: t.clone() for name, t in raw.items()}
         replacement = [torch_layout(name, torch.tensor(v["values"], dtype=torch.float32).reshape(v["shape"])).contiguous() for name, v in step["replacement"].items()]
         replacement_kept = [t.clone() for t in replacement]
-        grads = Gradients(dict(raw), step["noise_seed"], layouts, noise_buffers=buffers)
+        grads = Gradients(dict(raw), step["noise_seed"], layouts, memory=memory)
         # A product of a tracked tensor: a value autograd records, as a rule value from the outputs.
         k = torch.tensor(step["k"], requires_grad=True) * 1
         grads.scale("encoder.a", k)
@@ -153,14 +161,49 @@ def gradient_actions(case):
         grads.scale("encoder.a", 2)
         grads.replace("encoder.b", Grouped(replacement, grads.names("encoder.b")))
         grads.add_noise("encoder.b", 0, step["std"])
+        made = {name: t for name, t in grads.values.items() if name not in raw or t is not raw[name]}
         steps.append({
             "values": {layouts[name][0]: tfjs_layout(layouts[name][0], t.numpy()).reshape(-1).tolist() for name, t in grads.values.items()},
             "raw_unchanged": all(torch.equal(raw[name], kept[name]) for name in raw),
             "replacement_unchanged": all(torch.equal(a, b) for a, b in zip(replacement, replacement_kept)),
             "in_place": all(grads.values[name] is t for name, t in scaled.items()),
             "recorded": any(t.requires_grad for t in grads.values.values()),
+            "reused": made_before is not None and all(made[name] is made_before[name] for name in made),
         })
+        grads.applied()
+        made_before = made
     return steps
+
+
+def step_memory(case):
+    """
+    StepMemory's lending (step.py): a tensor lent to gradients not yet applied is not lent to
+    others, whose actions would overwrite what the first still holds; once applied it is lent
+    again; an action on applied gradients is refused.
+    """
+    memory = StepMemory()
+    layouts = {"encoder.a.weight": ("encoder.a/w", [2, 3])}
+    gradients = lambda value: Gradients({"encoder.a.weight": torch.full((2, 3), float(value))}, 1, layouts, memory=memory)
+    first, second = gradients(1), gradients(1)
+    first.scale("encoder.a", 2)
+    lent = first.values["encoder.a.weight"]
+    second.scale("encoder.a", 3)
+    result = {
+        "first_kept": first.values["encoder.a.weight"].tolist(),
+        "second_apart": second.values["encoder.a.weight"] is not lent,
+    }
+    first.applied()
+    third = gradients(5)
+    third.scale("encoder.a", 7)
+    result["third"] = third.values["encoder.a.weight"].tolist()
+    result["third_reuses_first"] = third.values["encoder.a.weight"] is lent
+    result["second_kept"] = second.values["encoder.a.weight"].tolist()
+    try:
+        first.scale("encoder.a", 2)
+        result["refused"] = None
+    except RuntimeError as error:
+        result["refused"] = str(error)
+    return result
 
 
 def gradient_statistics(case):
@@ -217,5 +260,5 @@ def torch_draws(case):
 
 
 if __name__ == "__main__":
-    command = {"replay": replay, "against-torch": against_torch, "resumed-optimizer": resumed_optimizer, "metrics": metrics, "schedules": schedules, "write-npz": write_npz, "run-state": run_state, "gradient-actions": gradient_actions, "gradient-statistics": gradient_statistics, "torch-draws": torch_draws}[sys.argv[1]]
+    command = {"replay": replay, "against-torch": against_torch, "resumed-optimizer": resumed_optimizer, "metrics": metrics, "schedules": schedules, "write-npz": write_npz, "run-state": run_state, "gradient-actions": gradient_actions, "step-memory": step_memory, "gradient-statistics": gradient_statistics, "torch-draws": torch_draws}[sys.argv[1]]
     print(json.dumps(command(json.load(sys.stdin))))
