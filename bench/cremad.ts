@@ -10,7 +10,9 @@
  *   3. the tfjs trainer `mmb compile` generates from the same spec (wasm, with the OpenBLAS kernels
  *      where they are built), on the same samples.
  * Every loop runs in a process of its own; the three PyTorch loops alternate, `--rounds` processes
- * each. A step is timed from its start to the next one's: the batch's tensors, forward, backward,
+ * each. Processes of one loop differ by more than the loops do on a shared machine, so each
+ * generated loop also runs `--rounds` processes beside the hand-written one (a hand-written step
+ * before each generated step, in one process), for a ratio step by step. A step is timed from its start to the next one's: the batch's tensors, forward, backward,
  * the rule, the optimiser update and the loop's own per-step work (the generated loops' step
  * record), the first `--warmup` steps of each process left out. Each figure is the median of every
  * timed step of its loop. Prints a table; `--json FILE` writes the figures; `--phases` adds where
@@ -134,18 +136,37 @@ const loops = {
   torchDraws: ["target", "--trainer", join(work, "trainer.py"), "--rng", "torch"],
 };
 type Loop = keyof typeof loops;
-const torchLoop = (loop: Loop) => {
+/** The generated loops again, each with a hand-written step before each of its own in one process (cremad.py --beside-hand). */
+const besideLoops = ["target", "torchDraws"] as const;
+type Beside = (typeof besideLoops)[number];
+const torchLoop = (loop: Loop, beside = false) => {
   const args = ["bench/torch/cremad.py", ...loops[loop], "--data", join(work, "data.npz"), "--threads", threads, "--warmup", String(warmup), "--steps", String(steps)];
-  const line = JSON.parse(child(python.command, [...args, ...(phases ? ["--phases"] : [])])) as { ms: number[]; phases?: Record<string, number> };
+  const extra = [...(phases && !beside ? ["--phases"] : []), ...(beside ? ["--beside-hand"] : [])];
+  const line = JSON.parse(child(python.command, [...args, ...extra])) as { ms: number[]; hand_ms?: number[]; phases?: Record<string, number> };
   if (line.phases) phaseRuns[loop].push(line.phases);
-  return line.ms;
+  return line;
 };
 
 const times: Record<Loop, number[]> = { hand: [], target: [], torchDraws: [] };
+// Each process's median step: processes of one loop differ by more than the loops (docs/performance.md §7).
+const processMedians: Record<Loop, number[]> = { hand: [], target: [], torchDraws: [] };
 const phaseRuns: Record<Loop, Record<string, number>[]> = { hand: [], target: [], torchDraws: [] };
+// Beside the hand-written loop: each generated step's time over the hand-written step's just before it, and each process's median of those.
+const besideRatios: Record<Beside, number[]> = { target: [], torchDraws: [] };
+const besideMedians: Record<Beside, number[]> = { target: [], torchDraws: [] };
 try {
   for (let round = 0; round < rounds; round++) {
-    for (const loop of Object.keys(loops) as Loop[]) times[loop].push(...torchLoop(loop));
+    for (const loop of Object.keys(loops) as Loop[]) {
+      const { ms } = torchLoop(loop);
+      times[loop].push(...ms);
+      processMedians[loop].push(median(ms));
+    }
+    for (const loop of besideLoops) {
+      const { ms, hand_ms } = torchLoop(loop, true);
+      const ratios = ms.map((t, i) => t / hand_ms![i]!);
+      besideRatios[loop].push(...ratios);
+      besideMedians[loop].push(median(ratios));
+    }
   }
 } finally {
   rmSync(work, { recursive: true, force: true });
@@ -159,13 +180,16 @@ const tfjs = median(tfjsRun.ms);
 const fmt = (x: number, digits = 2) => x.toFixed(digits);
 const ok = (ratio: number) => (ratio <= 1.05 ? "✓" : "✗");
 console.log(`CREMA-D-shaped OGM-GE (${specFile}: two ResNet-18-shaped encoders, ${shapes}, batch ${String(torchTrainer.ir.train.batch)}), PyTorch ${python.torch} on ${threads} threads, ${tfjsRun.backend}.`);
-console.log(`Median ms per step from one step's start to the next; PyTorch: ${steps} steps after ${warmup} warm-up in each of ${rounds} processes per loop, alternating; tfjs: ${tfjsSteps} after ${tfjsWarmup}.\n`);
-console.log("| trainer | ms per step | steps timed | × hand-written PyTorch | × torch target |");
-console.log("|---|---|---|---|---|");
-console.log(`| hand-written PyTorch loop | ${fmt(hand, 0)} | ${times.hand.length} | 1.00 | ${fmt(hand / target)} |`);
-console.log(`| mmb --target torch | ${fmt(target, 0)} | ${times.target.length} | **${fmt(target / hand)}** ${ok(target / hand)} (goal ≤ 1.05) | 1.00 |`);
-console.log(`| mmb --target torch --rng torch | ${fmt(torchDraws, 0)} | ${times.torchDraws.length} | **${fmt(torchDraws / hand)}** ${ok(torchDraws / hand)} | ${fmt(torchDraws / target)} |`);
-console.log(`| mmb tfjs (${tfjsRun.backend}) | ${fmt(tfjs, 0)} | ${tfjsRun.ms.length} | ${fmt(tfjs / hand)} | ${fmt(tfjs / target)} |`);
+console.log(`Median ms per step from one step's start to the next; PyTorch: ${steps} steps after ${warmup} warm-up in each of ${rounds} processes per loop, alternating; tfjs: ${tfjsSteps} after ${tfjsWarmup}.`);
+console.log(`"Beside": ${rounds} more processes per generated loop, each running a hand-written step before each of its own; the median of each step's ratio to the hand-written step before it.\n`);
+const range = (xs: number[], hand = 1) => `${fmt(Math.min(...xs) / hand)}–${fmt(Math.max(...xs) / hand)}`;
+const besideColumn = (loop: Beside) => `**${fmt(median(besideRatios[loop]))}** ${ok(median(besideRatios[loop]))} (${range(besideMedians[loop])})`;
+console.log("| trainer | ms per step | steps timed | × hand-written PyTorch | its processes' medians, × | steps beside a hand-written one, × (per process) | × torch target |");
+console.log("|---|---|---|---|---|---|---|");
+console.log(`| hand-written PyTorch loop | ${fmt(hand, 0)} | ${times.hand.length} | 1.00 | ${range(processMedians.hand, hand)} | 1.00 | ${fmt(hand / target)} |`);
+console.log(`| mmb --target torch | ${fmt(target, 0)} | ${times.target.length} | **${fmt(target / hand)}** ${ok(target / hand)} (goal ≤ 1.05) | ${range(processMedians.target, hand)} | ${besideColumn("target")} | 1.00 |`);
+console.log(`| mmb --target torch --rng torch | ${fmt(torchDraws, 0)} | ${times.torchDraws.length} | **${fmt(torchDraws / hand)}** ${ok(torchDraws / hand)} | ${range(processMedians.torchDraws, hand)} | ${besideColumn("torchDraws")} | ${fmt(torchDraws / target)} |`);
+console.log(`| mmb tfjs (${tfjsRun.backend}) | ${fmt(tfjs, 0)} | ${tfjsRun.ms.length} | ${fmt(tfjs / hand)} | | | ${fmt(tfjs / target)} |`);
 const loopNames: Record<Loop, string> = { hand: "hand-written loop", target: "torch target", torchDraws: "torch target, --rng torch" };
 for (const loop of Object.keys(loops) as Loop[]) {
   if (!phaseRuns[loop].length) continue;
@@ -176,4 +200,4 @@ for (const loop of Object.keys(loops) as Loop[]) {
 const busiest = Math.max(0, ...contention);
 if (busiest > 0.1) console.log(`\nOther processes used up to ${fmt(busiest * 100, 0)}% of a core during these runs (PyTorch's threads wait for each other when one is descheduled): run again on a quiet machine before keeping these figures.`);
 const json = arg("--json", "");
-if (json) writeFileSync(json, JSON.stringify({ spec: specFile, threads: Number(threads), torch: python.torch, tfjsBackend: tfjsRun.backend, ms: { hand, target, torchDraws, tfjs }, contention, phases: phaseRuns, steps: { ...times, tfjs: tfjsRun.ms } }, null, 2));
+if (json) writeFileSync(json, JSON.stringify({ spec: specFile, threads: Number(threads), torch: python.torch, tfjsBackend: tfjsRun.backend, ms: { hand, target, torchDraws, tfjs }, processMedians, beside: { ratios: besideRatios, processMedians: besideMedians }, contention, phases: phaseRuns, steps: { ...times, tfjs: tfjsRun.ms } }, null, 2));

@@ -1,7 +1,7 @@
 """The CREMA-D-shaped step-time benchmark of issue 15, PyTorch side (bench/cremad.ts runs it).
 
     python3 bench/torch/cremad.py hand   --data data.npz [--threads 2] [--warmup 2] [--steps 9]
-    python3 bench/torch/cremad.py target --data data.npz --trainer trainer.py [--rng torch] [--threads 2] ...
+    python3 bench/torch/cremad.py target --data data.npz --trainer trainer.py [--rng torch] [--beside-hand] [--threads 2] ...
 
 `hand`: OGM-GE on two ResNet-18-shaped encoders written as a researcher would write it (nn.Module,
 autograd, torch.optim.SGD), the model and rule of bench/cremad_ogm_ge.mmb. `target`: the trainer
@@ -15,6 +15,10 @@ loop's step record). Each step is the time from its start to the next step's sta
 over the exported training samples; the first `warmup` are left out. The generated loop is timed
 by wrapping its `train_step` (which holds forward, backward, rule and update) to note when each
 step starts; after the last timed step the wrapper stops the run, before the epoch's evaluation.
+`--beside-hand` runs a hand-written step before each generated one, in the same process, and times
+each alone: processes of one loop differ by more than the loops do on a shared machine, and this
+gives a ratio step by step ("hand_ms": the hand-written steps, in order; a generated step then
+runs from its train_step call to the next one, its step record included).
 Prints one JSON line: {"loop", "threads", "batch", "ms": [each timed step]}; with `--phases`, also
 "phases": seconds per timed step spent in each part of the step (inclusive: a phase's time holds the
 phases it calls), for finding where the generated trainer's time goes.
@@ -41,6 +45,7 @@ parser.add_argument("--threads", type=int, default=2)
 parser.add_argument("--warmup", type=int, default=2)
 parser.add_argument("--steps", type=int, default=9)
 parser.add_argument("--phases", action="store_true", help="also report the seconds per step of each phase of the step")
+parser.add_argument("--beside-hand", action="store_true", help="target: a hand-written step before each generated one, in this process (their times in hand_ms)")
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
 
@@ -68,8 +73,10 @@ def timing(name, function):
     return timed
 
 
-def report(ms):
+def report(ms, hand_ms=None):
     line = {"loop": args.loop, "threads": torch.get_num_threads(), "batch": BATCH, "ms": ms}
+    if hand_ms is not None:
+        line["hand_ms"] = hand_ms
     if args.phases:
         line["phases"] = {name: round(seconds / args.steps, 4) for name, seconds in sorted(phases.items(), key=lambda kv: -kv[1])}
     print(json.dumps(line), flush=True)
@@ -131,32 +138,36 @@ class AVClassifier(nn.Module):
         return out, out_a, out_v
 
 
-def hand():
-    with np.load(args.data, allow_pickle=False) as data:
-        audio, visual, labels = (torch.from_numpy(data[f"train/{k}"]) for k in ("audio", "visual", "y"))
-    torch.manual_seed(0)
-    labels = labels.long()
-    model = AVClassifier(audio.shape[1], visual.shape[1])
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-    encoders = [list(model.audio.parameters()), list(model.visual.parameters())]
-    model.train()
-    if args.phases:
-        model.forward = timing("forward", model.forward)
-        torch.autograd.backward = timing("backward", torch.autograd.backward)
-        optimizer.step = timing("optimizer step", optimizer.step)
-    epoch = 0
-    order = torch.randperm(len(labels))
-    starts, running_loss = [], torch.zeros(())
-    for start in range(0, len(order), BATCH):
-        starts.append(time.perf_counter())
-        if len(starts) == args.warmup + 1:
-            phases.clear()
-        if len(starts) > args.warmup + args.steps:
-            break
-        rows = order[start : start + BATCH]
-        a, v, y = audio[rows], visual[rows], labels[rows]
-        optimizer.zero_grad()
-        out, out_a, out_v = model(a, v)
+class HandLoop:
+    """The hand-written loop's model, optimiser and data; `step()` trains one batch, epoch after epoch over the training samples."""
+
+    def __init__(self):
+        with np.load(args.data, allow_pickle=False) as data:
+            self.audio, self.visual, labels = (torch.from_numpy(data[f"train/{k}"]) for k in ("audio", "visual", "y"))
+        torch.manual_seed(0)
+        self.labels = labels.long()
+        self.model = AVClassifier(self.audio.shape[1], self.visual.shape[1])
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+        self.encoders = [list(self.model.audio.parameters()), list(self.model.visual.parameters())]
+        self.model.train()
+        if args.phases:
+            self.model.forward = timing("hand: forward", self.model.forward)
+            torch.autograd.backward = timing("hand: backward", torch.autograd.backward)
+            self.optimizer.step = timing("hand: optimizer step", self.optimizer.step)
+        # Every step the bench times is in the first epochs, where OGM-GE modulates.
+        self.epoch = 0
+        self.batches = iter(())
+        self.running_loss = torch.zeros(())
+
+    def step(self):
+        rows = next(self.batches, None)
+        if rows is None:
+            order = torch.randperm(len(self.labels))
+            self.batches = iter([order[start : start + BATCH] for start in range(0, len(order), BATCH)])
+            rows = next(self.batches)
+        a, v, y = self.audio[rows], self.visual[rows], self.labels[rows]
+        self.optimizer.zero_grad()
+        out, out_a, out_v = self.model(a, v)
         loss = F.cross_entropy(out, y)
         loss.backward()
         with torch.no_grad():
@@ -164,17 +175,29 @@ def hand():
             score_a = F.softmax(out_a, 1).gather(1, y[:, None]).sum()
             score_v = F.softmax(out_v, 1).gather(1, y[:, None]).sum()
             ratio = [score_a / score_v, score_v / score_a]
-            if epoch < MODULATION_END:
-                for params, rho in zip(encoders, ratio):
+            if self.epoch < MODULATION_END:
+                for params, rho in zip(self.encoders, ratio):
                     k = 1 - torch.tanh(ALPHA * F.relu(rho)) if rho > 1 else 1.0
                     # Gaussian noise with the std of the encoder's gradient, taken before the scaling.
                     std = torch.cat([p.grad.flatten() for p in params]).std()
                     for p in params:
                         p.grad.mul_(k).add_(torch.randn_like(p.grad) * (std + 1e-8))
-        optimizer.step()
-        running_loss += loss.detach()
-    if len(starts) <= args.warmup + args.steps:
-        sys.exit(f"only {len(starts)} steps in an epoch of {len(labels)} samples: export more samples")
+        self.optimizer.step()
+        self.running_loss += loss.detach()
+
+
+def hand():
+    loop = HandLoop()
+    if len(loop.labels) < BATCH * (args.warmup + args.steps):
+        sys.exit(f"only {len(loop.labels) // BATCH} steps in an epoch of {len(loop.labels)} samples: export more samples")
+    starts = []
+    for _ in range(args.warmup + args.steps + 1):
+        starts.append(time.perf_counter())
+        if len(starts) == args.warmup + 1:
+            phases.clear()
+        if len(starts) > args.warmup + args.steps:
+            break
+        loop.step()
     return starts
 
 
@@ -199,14 +222,25 @@ def target():
         for cls, method in [("Forward", "__init__"), ("Gradients", "scale"), ("Gradients", "add_noise"), ("Optimizer", "apply")]:
             setattr(module[cls], method, timing(f"{cls}.{method}", getattr(module[cls], method)))
         step = timing("train_step", step)
-    starts = []
+    # With --beside-hand, the hand-written loop's model and data, in this process too.
+    beside = HandLoop() if args.beside_hand else None
+    # Each generated step's start and end: the end is when the loop calls train_step again, so a
+    # step holds the loop's own work after train_step (its step record) and not the hand-written
+    # step run between the two.
+    starts, ends, hand_ms = [], [], []
 
     def timed(ctx, p):
-        starts.append(time.perf_counter())
-        if len(starts) == args.warmup + 1:
+        if starts:
+            ends.append(time.perf_counter())
+        if len(starts) == args.warmup:
             phases.clear()
-        if len(starts) > args.warmup + args.steps:
+        if len(starts) == args.warmup + args.steps:
             raise _Done()
+        if beside is not None:
+            started = time.perf_counter()
+            beside.step()
+            hand_ms.append((time.perf_counter() - started) * 1000)
+        starts.append(time.perf_counter())
         return step(ctx, p)
 
     with tempfile.TemporaryDirectory(prefix="mmb-cremad-") as out:
@@ -215,11 +249,14 @@ def target():
             trainer["train"]({**trainer["TRAINER"], "train_step": timed}, options)
         except _Done:
             pass
-    if len(starts) <= args.warmup + args.steps:
-        sys.exit(f"only {len(starts)} steps in an epoch: export more samples")
-    return starts
+    if len(ends) < args.warmup + args.steps:
+        sys.exit(f"only {len(ends)} steps in an epoch: export more samples")
+    ms = [(end - start) * 1000 for start, end in zip(starts, ends)]
+    return ms[args.warmup :], hand_ms[args.warmup :] if beside is not None else None
 
 
-starts = hand() if args.loop == "hand" else target()
-intervals = [(b - a) * 1000 for a, b in zip(starts, starts[1:])]
-report(intervals[args.warmup : args.warmup + args.steps])
+if args.loop == "hand":
+    starts = hand()
+    report([(b - a) * 1000 for a, b in zip(starts, starts[1:])][args.warmup :])
+else:
+    report(*target())
