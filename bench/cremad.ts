@@ -12,9 +12,10 @@
  * Every loop runs in a process of its own; the three PyTorch loops alternate, `--rounds` processes
  * each. Processes of one loop differ by more than the loops do on a shared machine, so each
  * generated loop also runs `--rounds` processes beside the hand-written one (a hand-written step
- * before each generated step, in one process), for a ratio step by step. A step is timed from its start to the next one's: the batch's tensors, forward, backward,
- * the rule, the optimiser update and the loop's own per-step work (the generated loops' step
- * record), the first `--warmup` steps of each process left out. Each figure is the median of every
+ * before each generated step, in one process), for a ratio step by step. A step is timed from its
+ * start to the next one's: the batch's tensors, forward, backward, the rule, the optimiser update
+ * and the loop's own per-step work (the generated loops' step record), the first `--warmup` steps
+ * of each process left out. Each figure is the median of every
  * timed step of its loop. Prints a table; `--json FILE` writes the figures; `--phases` adds where
  * each PyTorch loop's step time goes (the timers cost a little: for finding causes, not figures).
  *   node dist/bench/cremad.js [--rounds 2] [--steps 9] [--warmup 2] [--tfjs-steps 3] [--threads 2] [--phases] [--json FILE]

@@ -191,13 +191,13 @@ def hand():
     if len(loop.labels) < BATCH * (args.warmup + args.steps):
         sys.exit(f"only {len(loop.labels) // BATCH} steps in an epoch of {len(loop.labels)} samples: export more samples")
     starts = []
-    for _ in range(args.warmup + args.steps + 1):
-        starts.append(time.perf_counter())
-        if len(starts) == args.warmup + 1:
+    for i in range(args.warmup + args.steps):
+        if i == args.warmup:
             phases.clear()
-        if len(starts) > args.warmup + args.steps:
-            break
+        starts.append(time.perf_counter())
         loop.step()
+    # The last step's end.
+    starts.append(time.perf_counter())
     return starts
 
 
