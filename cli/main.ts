@@ -4,17 +4,17 @@ import { basename, dirname, extname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { analyze, compile, diagnosticsJson, renderAll, targets, type CompileResult, type Target } from "../compiler/index.js";
 import { SourceText } from "../diagnostics/index.js";
-import { claimRunFolder, DataError, DeviceError, logFormats, NumericError, ResourceError, ResumeError, RunFolderError, train, type LogFormat } from "../runtime/index.js";
 import { parse as parseSpec } from "../grammar/index.js";
 import { formatSpec } from "../grammar/print.js";
 import { writeAtomically } from "../runtime/checkpoint.js";
-import { bench, BenchError, specName } from "./bench.js";
+import { logFormats, type LogFormat } from "../runtime/log-export.js";
+import { bench, specName } from "./bench.js";
 import { report as writeReport } from "./report.js";
-import { loadTrainer } from "./load-trainer.js";
-import { trainTorch, TorchRunError } from "./train-torch.js";
 import { commandHelp, commands, flags, overview, type Command, type FlagValues } from "./help.js";
 import { mmbVersion } from "../runtime/version.js";
-import { packageVersion, probeBackends } from "../runtime/backend.js";
+// TensorFlow.js, its backends and ts-morph are imported by the commands that train (`train`, `run`,
+// `doctor`, `export`, `data`, `lsp`), where they are used: they are most of the start-up that
+// `mmb check`, `mmb fmt`, `mmb compile --target torch` and `--help` would otherwise wait for.
 
 /** Wrong usage: the message, and the command whose usage line follows it (the overview without one). */
 class UsageError extends Error {
@@ -287,6 +287,7 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
 
 /** `mmb doctor`: every backend probed in the order a run tries them, the versions, and whether a hardware GPU is usable. */
 async function doctor(): Promise<number> {
+  const { packageVersion, probeBackends } = await import("../runtime/backend.js");
   const probes = await probeBackends();
   const width = Math.max(...probes.map((p) => p.name.length));
   console.log(`mmb ${mmbVersion}, node ${process.version}, @tensorflow/tfjs ${packageVersion("@tensorflow/tfjs") ?? "-"}`);
@@ -357,6 +358,7 @@ function runSettings(values: FlagValues) {
 async function trainWithTorch(result: CompileResult, path: string, text: string, out: string, values: FlagValues, sets: Record<string, number>): Promise<number> {
   const settings = runSettings(values);
   await mkdir(out, { recursive: true });
+  const { trainTorch } = await import("./train-torch.js");
   return trainTorch({
     code: result.code!,
     ir: result.ir!,
@@ -381,6 +383,7 @@ async function trainInFolder(code: string, out: string, values: FlagValues, sets
   const formats = logFormatsOf(values.log);
   const settings = runSettings(values);
   await mkdir(out, { recursive: true });
+  const [{ claimRunFolder, train }, { loadTrainer }] = await Promise.all([import("../runtime/index.js"), import("./load-trainer.js")]);
   const folder = await claimRunFolder(out, { resume: values.resume ?? false, overwrite: values.overwrite ?? false });
   try {
     const definition = await loadTrainer(code, out);
@@ -417,8 +420,7 @@ main(process.argv.slice(2)).then(
       console.error(e.command ? `mmb: ${e.message}\n${commandHelp(e.command).split("\n")[0]}\n(mmb ${e.command.name} --help lists its options)` : `mmb: ${e.message}\n\n${overview}`);
       process.exit(2);
     }
-    if (e instanceof DataError || e instanceof DeviceError || e instanceof NumericError || e instanceof ResourceError || e instanceof ResumeError || e instanceof RunFolderError || e instanceof BenchError || e instanceof TorchRunError) console.error(`mmb: ${e.message}`);
-    else console.error(`mmb: ${(e as Error).message ?? String(e)}`);
+    console.error(`mmb: ${(e as Error).message ?? String(e)}`);
     process.exit(1);
   },
 );

@@ -4,13 +4,11 @@
  * the trainer's source, one folder per target). The builtin catalogue (builtins/) and the
  * components (components.ts) are the tables the phases read; diagnostics live below them all.
  */
-import * as prettier from "prettier";
 import { SourceText, type Diagnostic } from "../diagnostics/index.js";
 import { parse, type Program } from "../grammar/index.js";
 import { isStackOverflow, nestedTooDeeply } from "../grammar/limits.js";
 import { check } from "./1-check/index.js";
 import { schedule, type StepPlan } from "./2-schedule/index.js";
-import { generate } from "./3-codegen/tfjs/index.js";
 import { generateTorch } from "./3-codegen/torch/index.js";
 import type { ModelIR } from "./ir.js";
 
@@ -76,7 +74,7 @@ export async function compile(text: string, options: CompileOptions = {}): Promi
   if (!analysis.ir || !analysis.plan) return { program: analysis.program, diagnostics: analysis.diagnostics, source: analysis.source };
   let code: string;
   try {
-    code = options.target === "torch" ? generateTorch(analysis.ir, analysis.plan, analysis.source) : await format(generate(analysis.ir, analysis.plan, analysis.source));
+    code = options.target === "torch" ? generateTorch(analysis.ir, analysis.plan, analysis.source) : await generateTfjs(analysis.ir, analysis.plan, analysis.source);
   } catch (e) {
     if (!isStackOverflow(e)) throw e;
     return { program: analysis.program, diagnostics: [nestedTooDeeply(text)], source: analysis.source };
@@ -84,6 +82,17 @@ export async function compile(text: string, options: CompileOptions = {}): Promi
   return { program: analysis.program, code, diagnostics: analysis.diagnostics, ir: analysis.ir, plan: analysis.plan, source: analysis.source };
 }
 
-export function format(code: string): Promise<string> {
+/**
+ * The TypeScript trainer, formatted. ts-morph and prettier are loaded on the first call, not with
+ * the compiler: they are most of its start-up, which `mmb check`, `mmb fmt` and the language
+ * server (analysis only) would otherwise pay on every start.
+ */
+async function generateTfjs(ir: ModelIR, plan: StepPlan, source: SourceText): Promise<string> {
+  const { generate } = await import("./3-codegen/tfjs/index.js");
+  return format(generate(ir, plan, source));
+}
+
+export async function format(code: string): Promise<string> {
+  const prettier = await import("prettier");
   return prettier.format(code, { parser: "babel-ts", printWidth: 110 });
 }

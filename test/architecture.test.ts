@@ -52,3 +52,36 @@ describe("the layout shows the architecture", () => {
     expect(long).toEqual([]);
   });
 });
+
+/**
+ * The modules a file loads when it is loaded: its imports and re-exports that are not type-only
+ * (TypeScript erases those), by repository path for our own files and by name for packages.
+ * `import()` inside a function loads when it runs, so it is not one of them.
+ */
+function loadedWith(file: string): string[] {
+  const text = readFileSync(file, "utf8");
+  return [...text.matchAll(/^(?:import|export)\s+(type\s+)?[^;]*?\bfrom\s+"([^"]+)"/gms)]
+    .filter((m) => !m[1])
+    .map((m) => (m[2]!.startsWith(".") ? relative(root, resolve(dirname(file), m[2]!)).replace(/\.js$/, ".ts") : m[2]!));
+}
+
+describe("the command line starts with what the command needs", () => {
+  it("`mmb check`, `fmt`, `compile --target torch` and `--help` load neither TensorFlow.js nor ts-morph nor prettier: none is reached from cli/main.ts before a command imports it", () => {
+    const seen = new Set<string>();
+    const heavy: string[] = [];
+    const visit = (module: string, path: string[]) => {
+      if (seen.has(module)) return;
+      seen.add(module);
+      if (!module.endsWith(".ts")) {
+        if (/^(@tensorflow\/|ts-morph|prettier)/.test(module)) heavy.push([...path, module].join(" → "));
+        return;
+      }
+      for (const next of loadedWith(join(root, module))) visit(next, [...path, module]);
+    };
+    visit("cli/main.ts", []);
+    expect(heavy).toEqual([]);
+    // The walk reached the parser and the checker, which every command needs.
+    expect(seen).toContain("compiler/1-check/index.ts");
+    expect(seen).toContain("chevrotain");
+  });
+});
