@@ -8,7 +8,8 @@ import type { TrainerDefinition } from "../runtime/index.js";
 
 /**
  * Writes a generated trainer into `out` (as `trainer.ts`, and as `trainer.mjs` bound to this
- * process's runtime) and imports it, so the trainer and the loop share one tfjs instance.
+ * process's runtime) and imports it, so the trainer and the loop share one tfjs instance. The
+ * definition carries the SHA-256 of the code.
  */
 export async function loadTrainer(code: string, out: string): Promise<TrainerDefinition> {
   await mkdir(out, { recursive: true });
@@ -24,5 +25,6 @@ export async function loadTrainer(code: string, out: string): Promise<TrainerDef
   // the same millisecond share a URL, and the second import returned the first trainer.
   const version = createHash("sha256").update(bound).digest("hex").slice(0, 16);
   const module = (await import(`${pathToFileURL(file).href}?v=${version}`)) as { default: TrainerDefinition };
-  return module.default;
+  // What a checkpoint records of the code, so that a resume refuses a trainer edited since.
+  return { ...module.default, codeHash: `sha256:${createHash("sha256").update(code).digest("hex")}` };
 }

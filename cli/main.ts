@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { mkdir, readFile, realpath, writeFile } from "node:fs/promises";
+import { mkdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { analyze, compile, diagnosticsJson, renderAll, targets, type CompileResult, type Target } from "../compiler/index.js";
@@ -8,6 +8,7 @@ import { parse as parseSpec } from "../grammar/index.js";
 import { formatSpec } from "../grammar/print.js";
 import { writeAtomically } from "../runtime/checkpoint.js";
 import { logFormats, type LogFormat } from "../runtime/log-export.js";
+import { resumeStaging } from "../runtime/run-folder.js";
 import { bench, specName } from "./bench.js";
 import { report as writeReport } from "./report.js";
 import { commandHelp, commands, flags, overview, type Command, type FlagValues } from "./help.js";
@@ -197,6 +198,7 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
     case "run": {
       if (positionals.length !== 1) throw new UsageError("mmb run takes one trainer, a .ts file that `mmb compile` wrote");
       const path = positionals[0]!;
+      if (extname(path).toLowerCase() === ".py") throw new UsageError(`${path} is a Python trainer (\`mmb compile --target torch\`): run it with python3 ${path} --data DATA.npz --out DIR, or train its spec with \`mmb train SPEC --target torch\``);
       const code = await readText(path);
       if (!/^export default trainer;$/m.test(code)) throw new UsageError(`${path} is not a trainer that \`mmb compile\` wrote (it exports no \`trainer\`)`);
       await trainInFolder(code, values.out ?? join("runs", basename(path, extname(path))), values, parseSets(values.set));
@@ -385,8 +387,11 @@ async function trainInFolder(code: string, out: string, values: FlagValues, sets
   await mkdir(out, { recursive: true });
   const [{ claimRunFolder, train }, { loadTrainer }] = await Promise.all([import("../runtime/index.js"), import("./load-trainer.js")]);
   const folder = await claimRunFolder(out, { resume: values.resume ?? false, overwrite: values.overwrite ?? false });
+  // A fresh run's trainer goes into the folder (the claim refused another run's); a resume's beside
+  // the folder's own, which a refused resume must leave as it was.
+  const files = values.resume ? await resumeStaging(out) : out;
   try {
-    const definition = await loadTrainer(code, out);
+    const definition = await loadTrainer(code, files);
     const summary = await train(definition, {
       out,
       folder,
@@ -398,6 +403,7 @@ async function trainInFolder(code: string, out: string, values: FlagValues, sets
     });
     console.log(`mmb: test ${summary.metric} ${summary.test.toFixed(4)} on ${summary.backend}; log, summary and checkpoints in ${out}`);
   } finally {
+    if (files !== out) await rm(files, { recursive: true, force: true });
     await folder.release();
   }
 }

@@ -78,14 +78,15 @@ const shown = (metric: string) => (v: number | null | undefined) => (v == null ?
 const axis = (metric: string) => (isShare(metric) ? `${metric} (%)` : metric);
 
 /**
- * Each rule value's spec line, as the run's generated trainer comments it
- * (`// s[m] = sum(batch, prob(contrib[m], y))  (line 31)`), for the charts' titles.
+ * Each rule value's spec line, as the run's generated trainer comments it, for the charts' titles:
+ * `// s[m] = sum(batch, prob(contrib[m], y))  (line 31)` in a tfjs run's trainer.ts, the same
+ * after `#` in a torch run's trainer.py.
  */
 function specLines(dir: string): Map<string, string> {
   const lines = new Map<string, string>();
-  const path = join(dir, "trainer.ts");
-  if (!existsSync(path)) return lines;
-  for (const [, text, , line] of readFileSync(path, "utf8").matchAll(/^\s*\/\/ (([A-Za-z_][A-Za-z0-9_]*)(?:\[\w+\])? = .*?)  \(line (\d+)\)$/gm)) {
+  const path = ["trainer.ts", "trainer.py"].map((file) => join(dir, file)).find(existsSync);
+  if (!path) return lines;
+  for (const [, text, , line] of readFileSync(path, "utf8").matchAll(/^\s*(?:\/\/|#) (([A-Za-z_][A-Za-z0-9_]*)(?:\[\w+\])? = .*?)  \(line (\d+)\)$/gm)) {
     const name = /^[A-Za-z_][A-Za-z0-9_]*/.exec(text!)![0];
     if (!lines.has(name)) lines.set(name, `${text} (spec line ${line})`);
   }

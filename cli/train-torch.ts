@@ -1,9 +1,10 @@
 import { spawn } from "node:child_process";
-import { writeFile } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
+import { constants } from "node:os";
 import { join, resolve } from "node:path";
 import type { ModelIR } from "../compiler/index.js";
-import { claimRunFolder, type LogFormat } from "../runtime/index.js";
-import { exportLogs } from "../runtime/log-export.js";
+import { claimRunFolder, resumeStaging } from "../runtime/run-folder.js";
+import { exportLogs, type LogFormat } from "../runtime/log-export.js";
 import { exportData } from "./data-export.js";
 import { findTorchPython, torchInstallHint } from "./python.js";
 
@@ -39,25 +40,29 @@ export class TorchRunError extends Error {}
  * refused unless --overwrite), the trainer (`trainer.py`) and the spec's data (`data.npz`, as
  * `mmb data export` writes it) are written into it, and the trainer runs in a Python that imports
  * torch. Its log.jsonl and summary.json have the tfjs trainer's schema, so report and bench read them.
+ * A resume writes them beside the folder's own instead (see `resumeStaging`).
  */
 export async function trainTorch(run: TorchRun): Promise<number> {
   const { python, tried } = findTorchPython();
   if (!python) throw new TorchRunError(`no Python with torch and numpy (tried ${tried.join("; ")}); ${torchInstallHint}`);
   const folder = await claimRunFolder(run.out, { resume: run.resume, overwrite: run.overwrite });
-  const trainer = join(run.out, "trainer.py");
-  const data = join(run.out, "data.npz");
+  let files = run.out;
   try {
-    await writeFile(trainer, run.code);
+    if (run.resume) files = await resumeStaging(run.out);
+    await writeFile(join(files, "trainer.py"), run.code);
     // The same bytes for the same samples: a resumed run's data check finds the file it started with.
-    await exportData(run.ir, run.path, data, { text: run.text, ...(run.dataRoot ? { dataRoot: run.dataRoot } : {}), ...(run.fold ? { fold: run.fold } : {}) });
+    await exportData(run.ir, run.path, join(files, "data.npz"), { text: run.text, ...(run.dataRoot ? { dataRoot: run.dataRoot } : {}), ...(run.fold ? { fold: run.fold } : {}) });
+  } catch (e) {
+    if (files !== run.out) await rm(files, { recursive: true, force: true });
+    throw e;
   } finally {
     // The trainer takes the folder's lock itself.
     await folder.release();
   }
   const args = [
-    trainer,
+    join(files, "trainer.py"),
     "--data",
-    data,
+    join(files, "data.npz"),
     "--out",
     run.out,
     ...(run.device ? ["--device", run.device] : []),
@@ -68,11 +73,35 @@ export async function trainTorch(run: TorchRun): Promise<number> {
     ...Object.entries(run.sets).flatMap(([name, value]) => ["--set", `${name}=${value}`]),
     ...(run.resume ? ["--resume"] : []),
   ];
-  const status = await new Promise<number>((done, fail) => {
-    const child = spawn(python.command, args, { stdio: "inherit" });
-    child.on("error", fail);
-    child.on("close", (code, signal) => done(code ?? (signal ? 128 : 1)));
+  try {
+    const status = await runStoppably(python.command, args);
+    if (status === 0 && run.logFormats.length) await exportLogs(resolve(run.out), run.logFormats, run.ir.modalities.map((m) => m.name));
+    return status;
+  } finally {
+    if (files !== run.out) await rm(files, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs the trainer until it ends; stopping mmb stops it. SIGINT, SIGTERM and SIGHUP are passed on
+ * (a trainer left running would go on writing into the run folder), and mmb ends when the trainer
+ * has. The trainer gets a process group of its own, so that a terminal's Ctrl-C reaches it once,
+ * through mmb, not twice. The exit status is the trainer's, or 128 + the signal that ended it.
+ */
+function runStoppably(command: string, args: string[]): Promise<number> {
+  return new Promise<number>((done, fail) => {
+    const child = spawn(command, args, { stdio: "inherit", detached: true });
+    const passOn = (signal: NodeJS.Signals) => child.kill(signal);
+    const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+    for (const signal of signals) process.on(signal, passOn);
+    const finish = () => signals.forEach((signal) => process.off(signal, passOn));
+    child.on("error", (e) => {
+      finish();
+      fail(e);
+    });
+    child.on("close", (code, signal) => {
+      finish();
+      done(code ?? 128 + (signal ? constants.signals[signal] : 0));
+    });
   });
-  if (status === 0 && run.logFormats.length) await exportLogs(resolve(run.out), run.logFormats, run.ir.modalities.map((m) => m.name));
-  return status;
 }

@@ -91,10 +91,19 @@ export async function loadCheckpoint(dir: string): Promise<{ state: CheckpointSt
   } catch {
     return undefined;
   }
-  const state = JSON.parse(await readFile(join(dir, name, "state.json"), "utf8")) as CheckpointState;
-  const bytes = await readFile(join(dir, name, "weights.bin"));
+  const path = join(dir, name);
+  const present = await readdir(path).catch(() => undefined);
+  if (!present) throw new Error(`${join(dir, "latest")} names ${name}, which is missing: the run cannot be continued; choose another --out, or --overwrite to start it again`);
+  // A torch run's checkpoint (weights.pt) is whole too, but not this runtime's to continue.
+  if (!present.includes("weights.bin") && present.includes("weights.pt")) throw new Error(`checkpoint ${path} is a torch run's (weights.pt): continue it with --target torch`);
+  const state = await wholeJson<CheckpointState>(path, "state.json");
+  // model.json is what `tf.io` reads the weights by; `--resume` does not need it, but a damaged one is a damaged checkpoint.
+  await wholeJson(path, "model.json");
+  const bytes = await readFile(join(path, "weights.bin")).catch(() => {
+    throw new Error(`checkpoint ${path} is damaged (weights.bin is missing); delete it or train without --resume`);
+  });
   const sha = createHash("sha256").update(bytes).digest("hex");
-  if (sha !== state.weightsSha256) throw new Error(`checkpoint ${join(dir, name)} is damaged (weights do not match their checksum); delete it or train without --resume`);
+  if (sha !== state.weightsSha256) throw new Error(`checkpoint ${path} is damaged (weights do not match their checksum); delete it or train without --resume`);
   const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
   let offset = 0;
   const weights = state.manifest.map(({ shape }) => {
@@ -104,6 +113,16 @@ export async function loadCheckpoint(dir: string): Promise<{ state: CheckpointSt
     return w;
   });
   return { state, weights };
+}
+
+/** A checkpoint's JSON file, read whole: a missing or cut one names the checkpoint as damaged. */
+async function wholeJson<T>(checkpoint: string, file: string): Promise<T> {
+  try {
+    return JSON.parse(await readFile(join(checkpoint, file), "utf8")) as T;
+  } catch (e) {
+    const why = (e as NodeJS.ErrnoException).code === "ENOENT" ? "is missing" : `is not whole JSON: ${(e as Error).message}`;
+    throw new Error(`checkpoint ${checkpoint} is damaged (its ${file} ${why}); delete it or train without --resume`);
+  }
 }
 
 /** Replaces `path` whole: written durably beside it, then renamed over it, so a reader never sees half. */

@@ -1,4 +1,4 @@
-import { open, readdir, readFile, rm, unlink } from "node:fs/promises";
+import { mkdtemp, open, readdir, readFile, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { exportedLogs } from "./log-export.js";
 
@@ -43,6 +43,16 @@ export async function claimRunFolder(dir: string, options: { resume?: boolean; o
     throw e;
   }
   return { dir, release: () => unlink(lock).catch(() => {}) };
+}
+
+/**
+ * Where a resume writes the trainer it runs (and, for torch, the data): a folder of its own inside
+ * the run folder (on its disk: a data set's export may be large), which the caller removes when the
+ * run ends. The run folder keeps its own trainer and data: a resume the trainer accepts has the same
+ * spec, data and mmb, so the same files, and one it refuses must leave the folder as it was.
+ */
+export function resumeStaging(dir: string): Promise<string> {
+  return mkdtemp(join(dir, ".mmb-resume-"));
 }
 
 async function takeLock(lock: string, dir: string): Promise<void> {

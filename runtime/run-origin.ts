@@ -11,6 +11,8 @@ export interface RunOrigin {
   /** The spec's file and the SHA-256 of its text (as the generated trainer records it). */
   source: string;
   sourceHash?: string;
+  /** The SHA-256 of the trainer's code, where its loader gave it: a hand edit of the step changes it. */
+  codeHash?: string;
   /** The model as the trainer describes it: architecture, data clause, optimiser, schedule, training settings. */
   spec: Record<string, unknown>;
   params: Record<string, number>;
@@ -20,12 +22,13 @@ export interface RunOrigin {
   data: string;
 }
 
-export function runOrigin(spec: ModelSpec, sourceHash: string | undefined, params: Record<string, number>, seed: number, epochs: number, data: { given?: Dataset; root?: string }): RunOrigin {
+export function runOrigin(spec: ModelSpec, hashes: { source?: string | undefined; code?: string | undefined }, params: Record<string, number>, seed: number, epochs: number, data: { given?: Dataset; root?: string }): RunOrigin {
   const { fuse: _fuse, ...described } = spec;
   return {
     mmb: mmbVersion,
     source: spec.source,
-    ...(sourceHash ? { sourceHash } : {}),
+    ...(hashes.source ? { sourceHash: hashes.source } : {}),
+    ...(hashes.code ? { codeHash: hashes.code } : {}),
     spec: JSON.parse(JSON.stringify(described)) as Record<string, unknown>,
     params,
     seed,
@@ -50,5 +53,8 @@ export function resumeConflicts(saved: RunOrigin | undefined, now: RunOrigin, sc
   if (saved.seed !== now.seed) conflicts.push(`the seed changed: ${saved.seed} → ${now.seed}`);
   if (saved.data !== now.data) conflicts.push(`the data changed: ${saved.data} → ${now.data}`);
   if (saved.epochs !== now.epochs && scheduleReadsEpochs) conflicts.push(`the epochs changed (${saved.epochs} → ${now.epochs}) and the learning-rate schedule depends on them`);
+  // The same spec, params and mmb write the same trainer: a difference nothing above explains is an
+  // edit. (A checkpoint, or a loader, without the hash has nothing to compare.)
+  if (conflicts.length === 0 && saved.codeHash && now.codeHash && saved.codeHash !== now.codeHash) conflicts.push("the trainer's code changed (it was edited since the run began)");
   return conflicts;
 }

@@ -35,6 +35,11 @@ interface TrainerCommon {
   params: Record<string, number>;
   /** SHA-256 of the spec's text: a checkpoint records it, and `--resume` refuses another spec. */
   sourceHash?: string;
+  /**
+   * SHA-256 of the trainer's own code, set by whatever loaded it (cli/load-trainer.ts): a checkpoint
+   * records it, and `--resume` refuses a trainer edited since (`mmb run` trains hand-edited ones).
+   */
+  codeHash?: string;
 }
 
 /** How one stage trains: its step, its epoch rule, and what the loop needs to know of their values. */
@@ -288,7 +293,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   checkResources(spec, backend, datasetBytes(data));
   if (options.init !== undefined && options.resume) throw new ResumeError("--init sets a fresh run's weights; a resumed run continues from its checkpoint's");
   const init = options.init === undefined ? undefined : initialWeights(options.init, spec);
-  const origin = runOrigin(spec, definition.sourceHash, p, seed, epochs, { ...(options.data ? { given: options.data } : {}), ...(options.dataRoot ? { root: options.dataRoot } : {}) });
+  const origin = runOrigin(spec, { source: definition.sourceHash, code: definition.codeHash }, p, seed, epochs, { ...(options.data ? { given: options.data } : {}), ...(options.dataRoot ? { root: options.dataRoot } : {}) });
   await mkdir(options.out, { recursive: true });
   const folder = options.folder ?? (await claimRunFolder(options.out, { resume: options.resume ?? false, overwrite: options.overwrite ?? false }));
   const checkpoints = join(options.out, "checkpoints");
@@ -362,6 +367,9 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       await log.truncate(state.logBytes ?? 0);
       say(`mmb: resumed from epoch ${state.epoch + 1}`);
     } else {
+      // A job script that always passes --resume starts its first run, or one killed before its
+      // first checkpoint, this way; a mistyped --out would too, so it is said.
+      if (options.resume) say(`mmb: --resume: ${options.out} holds no checkpoint yet; the run starts from the beginning`);
       if (init) {
         tf.tidy(() => init.forEach(({ values, shape }, name) => variables.get(name)!.assign(tf.tensor(values, shape))));
         if (typeof options.init === "string") say(`mmb: initial weights from ${options.init}`);
@@ -371,7 +379,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       await log.append([JSON.stringify({ type: "run", model: spec.name, modalities: spec.modalities.map((m) => m.name) })]);
     }
     const progress = (options.progress ?? (!options.log && process.stderr.isTTY)) ? progressBar(epochs) : undefined;
-    say(`mmb: training ${spec.name} on backend ${describeBackend(backend)}, seed ${seed}, ${epochs} epochs`);
+    say(`mmb: training ${spec.name} on backend ${describeBackend(backend)}, seed ${seed}, ${epochs} epoch${epochs === 1 ? "" : "s"}`);
 
     const names = [...variables.keys()];
     const predict = definition.predict && ((f: Forward) => definition.predict!(f, p));
@@ -405,8 +413,8 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         best = { metric: -Infinity, epoch: -1, stale: 0 };
         plateauFactor = 1;
         stageStep = step;
-        say(`mmb: stage ${stageName} (${stageIndex + 1}/${stages.length}), ${settings.train.epochs} epochs`);
       }
+      if (staged && stageEpoch === 0) say(`mmb: stage ${stageName} (${stageIndex + 1}/${stages.length}), ${settings.train.epochs} epoch${settings.train.epochs === 1 ? "" : "s"}`);
       // Rules count steps and epochs within their stage; each stage draws from streams of its own.
       const stageSeed = (seed + 1000003 * stageIndex) % 2147483647;
       const localStep = () => step - stageStep;

@@ -1,5 +1,6 @@
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -53,7 +54,7 @@ describe("the command line's torch target", () => {
     const run = mmb("train", "specs/baseline.mmb", "--target", "torch", "--epochs", "1", "--out", out, "--log", "csv");
     expect(run.stderr).toBe("");
     expect(run.status).toBe(0);
-    expect(run.stdout).toMatch(/mmb: training baseline on backend torch .* cpu, seed 1, 1 epochs/);
+    expect(run.stdout).toMatch(/mmb: training baseline on backend torch .* cpu, seed 1, 1 epoch\n/);
     for (const file of ["trainer.py", "data.npz", "log.jsonl", "summary.json", "log-steps.csv", "log-epochs.csv"]) expect(existsSync(join(out, file)), file).toBe(true);
     const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
     expect(summary.backend).toBe("torch");
@@ -72,6 +73,73 @@ describe("the command line's torch target", () => {
     const firstLoss = (dir: string) => JSON.parse(readFileSync(join(dir, "log.jsonl"), "utf8").split("\n")[1]!).loss as number;
     expect(firstLoss(started)).toBeLessThan(firstLoss(out) - 0.1);
   }, 120_000);
+
+  it.skipIf(!python)("train --target torch --resume: a refused resume leaves the folder as it was; the other target's checkpoint, a damaged one, or one `latest` names that is gone, is refused naming it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "mmb-torch-refused-"));
+    const out = join(dir, "run");
+    expect(mmb("train", "specs/baseline.mmb", "--target", "torch", "--epochs", "1", "--out", out).status).toBe(0);
+    const folder = () => Object.fromEntries(readdirSync(out, { recursive: true, encoding: "utf8" }).sort().map((f) => [f, statSync(join(out, f)).isFile() ? createHash("sha256").update(readFileSync(join(out, f))).digest("hex") : "(folder)"]));
+    const before = folder();
+    // Another spec; other samples (the same spec's data clause, another seed): each refused, the folder's trainer.py and data.npz kept.
+    const spec = mmb("train", "specs/ogm_ge.mmb", "--target", "torch", "--resume", "--out", out);
+    expect(spec.status).toBe(1);
+    expect(spec.stderr).toContain(`mmb: cannot resume ${out}: the spec changed`);
+    const data = mmb("train", "specs/baseline.mmb", "--target", "torch", "--resume", "--out", out, "--data", "synthetic(classes: 6, dominant: audio, seed: 8)");
+    expect(data.status).toBe(1);
+    expect(data.stderr).toContain("the data changed");
+    expect(folder()).toEqual(before);
+    // The trainer edited since (here only a comment) is refused too: one run, one trainer.
+    writeFileSync(join(out, "trainer.py"), readFileSync(join(out, "trainer.py"), "utf8") + "# edited\n");
+    const edited = spawnSync(python!.command, [join(out, "trainer.py"), "--data", join(out, "data.npz"), "--out", out, "--resume"], { encoding: "utf8" });
+    expect(edited.status).toBe(1);
+    expect(edited.stderr).toBe(`mmb: cannot resume ${out}: the trainer's code changed (it was edited since the run began); start a new run with another --out, or --overwrite\n`);
+    // The tfjs trainer does not continue a torch run's checkpoint, and the torch trainer not a tfjs run's.
+    const checkpoints = join(out, "checkpoints");
+    const checkpoint = join(checkpoints, readFileSync(join(checkpoints, "latest"), "utf8").trim());
+    const tfjs = mmb("train", "specs/baseline.mmb", "--resume", "--out", out);
+    expect(tfjs.status).toBe(1);
+    expect(tfjs.stderr).toContain(`mmb: checkpoint ${checkpoint} is a torch run's (weights.pt): continue it with --target torch`);
+    const tfjsRun = join(dir, "tfjs");
+    expect(mmb("train", "specs/baseline.mmb", "--epochs", "1", "--out", tfjsRun).status).toBe(0);
+    const torch = mmb("train", "specs/baseline.mmb", "--target", "torch", "--resume", "--out", tfjsRun);
+    expect(torch.status).toBe(1);
+    expect(torch.stderr).toContain(`mmb: checkpoint ${join(tfjsRun, "checkpoints", "checkpoint-0")} is a tfjs run's (weights.bin): continue it with \`mmb train\` without --target torch`);
+    // A cut state.json, a checkpoint that `latest` names but is gone: one line each, no traceback.
+    const state = readFileSync(join(checkpoint, "state.json"), "utf8");
+    writeFileSync(join(checkpoint, "state.json"), state.slice(0, 200));
+    const cut = mmb("train", "specs/baseline.mmb", "--target", "torch", "--resume", "--out", out);
+    expect(cut.status).toBe(1);
+    expect(cut.stderr).toMatch(new RegExp(`^mmb: checkpoint ${checkpoint} is damaged \\(its state\\.json is not whole JSON: .*\\); delete it or train without --resume\n$`));
+    writeFileSync(join(checkpoint, "state.json"), state);
+    writeFileSync(join(checkpoints, "latest"), "checkpoint-9");
+    const gone = mmb("train", "specs/baseline.mmb", "--target", "torch", "--resume", "--out", out);
+    expect(gone.status).toBe(1);
+    expect(gone.stderr).toBe(`mmb: ${join(checkpoints, "latest")} names checkpoint-9, which is missing: the run cannot be continued; choose another --out, or --overwrite to start it again\n`);
+    expect(readdirSync(out).filter((f) => f.startsWith(".mmb-resume-"))).toEqual([]);
+  }, 180_000);
+
+  it.skipIf(!python)("stopping mmb train --target torch (SIGTERM, SIGINT) stops its trainer, which says where to resume; so does stopping mmb bench --target torch", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mmb-torch-signal-"));
+    for (const [signal, status] of [["SIGTERM", 143], ["SIGINT", 130]] as const) {
+      const out = join(dir, signal);
+      const child = spawn(process.execPath, ["--import", "tsx", join(root, "cli", "main.ts"), "train", "specs/baseline.mmb", "--target", "torch", "--epochs", "500", "--out", out], { cwd: root, stdio: ["ignore", "ignore", "pipe"] });
+      let stderr = "";
+      child.stderr.on("data", (chunk) => (stderr += chunk));
+      const trainer = await waitFor(() => trainerOf(out));
+      expect(trainer).not.toBe(child.pid);
+      const exited = new Promise<number | null>((done) => child.on("exit", (code) => done(code)));
+      child.kill(signal);
+      expect(await exited).toBe(status);
+      expect(alive(trainer)).toBe(false);
+      if (signal === "SIGINT") expect(stderr).toBe(`mmb: interrupted; --resume continues from the last checkpoint in ${out}\n`);
+    }
+    const bench = spawn(process.execPath, ["--import", "tsx", join(root, "cli", "main.ts"), "bench", "specs/baseline.mmb", "--target", "torch", "--seeds", "1", "--epochs", "500", "--out", join(dir, "bench")], { cwd: root, stdio: "ignore" });
+    const trainer = await waitFor(() => trainerOf(join(dir, "bench", "baseline", "seed-1")));
+    const exited = new Promise((done) => bench.on("exit", done));
+    bench.kill("SIGTERM");
+    await exited;
+    expect(await waitFor(() => (alive(trainer) ? undefined : true))).toBe(true);
+  }, 180_000);
 
   it.skipIf(!python)("bench --target torch --rng torch: every run draws from torch, and the table says so", () => {
     const out = join(mkdtempSync(join(tmpdir(), "mmb-torch-bench-")), "bench");
@@ -104,3 +172,30 @@ describe("the command line's torch target", () => {
     expect(resumed.stderr).toContain("its checkpoint has no encoder.a.dense0.norm.running_mean (written by an mmb whose model differs)");
   }, 120_000);
 });
+
+/**
+ * The Python trainer's process id, once it trains in `out`: it holds the folder's lock when it has
+ * begun the log (mmb's own claim of the folder, before, writes no log).
+ */
+function trainerOf(out: string): number | undefined {
+  const lock = join(out, ".mmb-lock");
+  return existsSync(join(out, "log.jsonl")) && existsSync(lock) ? Number(readFileSync(lock, "utf8")) || undefined : undefined;
+}
+
+async function waitFor<T>(probe: () => T | undefined, seconds = 60): Promise<T> {
+  for (let i = 0; i < seconds * 10; i++) {
+    const value = probe();
+    if (value !== undefined) return value;
+    await new Promise((done) => setTimeout(done, 100));
+  }
+  throw new Error("timed out");
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

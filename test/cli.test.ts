@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -90,6 +90,40 @@ describe("mmb command line", () => {
     expect(mmb("train", good, "--out", out, "--overwrite", "--resume").status).toBe(2);
   });
 
+  it("train --resume: a refused resume leaves the folder as it was; a damaged checkpoint, or one `latest` names that is gone, is refused naming it; with no checkpoint yet the run starts, and says so", () => {
+    const out = join(dir, "refused-resume");
+    expect(mmb("train", good, "--epochs", "1", "--out", out).status).toBe(0);
+    const other = join(dir, "other.mmb");
+    writeFileSync(other, smallSpec("  param alpha = 0.7\n  g[m] = norm(grad(encoder[m]))"));
+    const folder = () => Object.fromEntries(readdirSync(out, { recursive: true, encoding: "utf8" }).sort().map((f) => [f, statSync(join(out, f)).isFile() ? readFileSync(join(out, f), "utf8") : "(folder)"]));
+    const before = folder();
+    const refused = mmb("train", other, "--resume", "--out", out);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain(`mmb: cannot resume ${out}: the spec changed`);
+    // Its trainer was the other spec's: the folder's trainer.ts, which the report reads, is still the run's.
+    expect(folder()).toEqual(before);
+
+    const checkpoints = join(out, "checkpoints");
+    const checkpoint = join(checkpoints, readFileSync(join(checkpoints, "latest"), "utf8").trim());
+    const state = readFileSync(join(checkpoint, "state.json"), "utf8");
+    writeFileSync(join(checkpoint, "state.json"), state.slice(0, 200));
+    const cut = mmb("train", good, "--resume", "--out", out);
+    expect(cut.status).toBe(1);
+    expect(cut.stderr).toContain(`mmb: checkpoint ${checkpoint} is damaged (its state.json is not whole JSON: `);
+    writeFileSync(join(checkpoint, "state.json"), state);
+    writeFileSync(join(checkpoint, "model.json"), "{");
+    expect(mmb("train", good, "--resume", "--out", out).stderr).toContain(`mmb: checkpoint ${checkpoint} is damaged (its model.json is not whole JSON: `);
+    writeFileSync(join(checkpoints, "latest"), "checkpoint-9");
+    const gone = mmb("train", good, "--resume", "--out", out);
+    expect(gone.status).toBe(1);
+    expect(gone.stderr).toContain(`mmb: ${join(checkpoints, "latest")} names checkpoint-9, which is missing: the run cannot be continued`);
+
+    const fresh = mmb("train", good, "--epochs", "1", "--resume", "--out", join(dir, "not-yet"));
+    expect(fresh.status).toBe(0);
+    expect(fresh.stdout).toContain(`mmb: --resume: ${join(dir, "not-yet")} holds no checkpoint yet; the run starts from the beginning`);
+    expect(fresh.stdout).toMatch(/seed \d+, 1 epoch\n/);
+  });
+
   it("bench refuses what would merge or misplace results: one name for two specs, a name of dots, no seeds, an earlier bench", () => {
     const other = mkdtempSync(join(tmpdir(), "mmb-cli-other-"));
     writeFileSync(join(other, "good.mmb"), smallSpec());
@@ -171,7 +205,16 @@ train epochs 1 batch 8
     const run = mmb("run", trainer, "--epochs", "1", "--backend", "cpu", "--out", join(dir, "run-edited"));
     expect(run.status, run.stderr).toBe(0);
     expect(JSON.parse(readFileSync(join(dir, "run-edited", "summary.json"), "utf8"))).toMatchObject({ params: { alpha: 0.125 }, epochs: 1 });
+    // Resumed as it is, the run goes on; edited again (a step that differs, here only a comment), it is refused: one run, one trainer.
+    expect(mmb("run", trainer, "--epochs", "2", "--backend", "cpu", "--out", join(dir, "run-edited"), "--resume").status).toBe(0);
+    writeFileSync(trainer, readFileSync(trainer, "utf8") + "// edited again\n");
+    const edited = mmb("run", trainer, "--epochs", "3", "--backend", "cpu", "--out", join(dir, "run-edited"), "--resume");
+    expect(edited.status).toBe(1);
+    expect(edited.stderr).toContain(`mmb: cannot resume ${join(dir, "run-edited")}: the trainer's code changed (it was edited since the run began)`);
     expect(mmb("run", good).status).toBe(2);
+    const python = mmb("run", join(dir, "trainer.py"));
+    expect(python.status).toBe(2);
+    expect(python.stderr).toContain(`mmb: ${join(dir, "trainer.py")} is a Python trainer (\`mmb compile --target torch\`): run it with python3`);
     expect(mmb("run", trainer, "--data", "mnist()").stderr).toContain("Unknown option '--data'");
   });
 

@@ -1,11 +1,12 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { aggregate, type RunResult } from "../cli/bench.js";
 import { loadTrainer } from "../cli/load-trainer.js";
-import { report } from "../cli/report.js";
+import { report, runCharts } from "../cli/report.js";
+import { compile } from "../compiler/index.js";
 import { train, type Summary } from "../runtime/index.js";
 import { compileOrThrow, smallSpec } from "./helpers.js";
 
@@ -14,10 +15,29 @@ const browserPath = process.env.MMB_CHROMIUM ?? "/usr/bin/chromium";
 const available = existsSync(browserPath);
 if (!available && process.env.MMB_REQUIRE_BROWSER) throw new Error(`no browser at ${browserPath}: install Debian's chromium`);
 
+const smallRule = smallSpec("  s[m] = sum(batch, prob(contrib[m], y))\n  k[m] = 1 - tanh(0.5 * relu(s[m] / s[other(m)] - 1))\n  scale grad(encoder[m]) by k[m]", "every epoch {\n  v[m] = over(valid, nll(contrib[m], y))\n}");
+
 async function trainSmall(out: string, seed: number): Promise<Summary> {
-  const code = await compileOrThrow(smallSpec("  s[m] = sum(batch, prob(contrib[m], y))\n  k[m] = 1 - tanh(0.5 * relu(s[m] / s[other(m)] - 1))\n  scale grad(encoder[m]) by k[m]", "every epoch {\n  v[m] = over(valid, nll(contrib[m], y))\n}"));
-  return train(await loadTrainer(code, out), { out, backend: "wasm", seed, log: () => {} });
+  return train(await loadTrainer(await compileOrThrow(smallRule), out), { out, backend: "wasm", seed, log: () => {} });
 }
+
+describe("a report's titles", () => {
+  it("name each rule value by its spec line, read from the run's trainer: trainer.ts of a tfjs run, trainer.py of a torch run", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mmb-report-titles-"));
+    const tfjs = join(dir, "tfjs");
+    await trainSmall(tfjs, 1);
+    // A torch run's folder: the same log and summary, and the torch trainer of the same spec.
+    const torch = join(dir, "torch");
+    mkdirSync(torch);
+    for (const file of ["log.jsonl", "summary.json"]) copyFileSync(join(tfjs, file), join(torch, file));
+    writeFileSync(join(torch, "trainer.py"), (await compile(smallRule, { target: "torch" })).code!);
+    for (const run of [tfjs, torch]) {
+      const titles = (await runCharts(run, "run", () => {})).charts.map((c) => c.title);
+      expect(titles, run).toContain("s[m] = sum(batch, prob(contrib[m], y)) (spec line 15)");
+      expect(titles, run).toContain("v[m] = over(valid, nll(contrib[m], y)) (spec line 12) (at each epoch's start)");
+    }
+  });
+});
 
 describe.skipIf(!available)("mmb report in a headless browser", () => {
   let browser: Browser;

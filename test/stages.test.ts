@@ -112,10 +112,13 @@ stage after {
     ).replace(/balance \{\n\n\}\n/, "");
     const trainer = await loadTrainer(await compileOrThrow(source), mkdtempSync(join(tmpdir(), "mmb-stage-stop-code-")));
     const out = mkdtempSync(join(tmpdir(), "mmb-stage-stop-"));
-    await train(trainer, { out, backend: "cpu", log: () => {} });
+    const said: string[] = [];
+    await train(trainer, { out, backend: "cpu", log: (line) => said.push(line) });
     // lr 1e-12: the validation metric never improves after the first epoch, so the stage stops after its second.
     const epochs = () => logRecords(out).filter((r) => r.type === "epoch").map((r) => [r.stage, r.epoch]);
     expect(epochs()).toEqual([["still", 0], ["still", 1], ["after", 10]]);
+    // Each stage is announced as it begins, the first too.
+    expect(said.filter((line) => line.startsWith("mmb: stage "))).toEqual(["mmb: stage still (1/2), 10 epochs", "mmb: stage after (2/2), 1 epoch"]);
     await train(trainer, { out, backend: "cpu", resume: true, log: () => {} });
     expect(epochs()).toEqual([["still", 0], ["still", 1], ["after", 10]]);
     // Without stages too: a resume after an early stop does not train on past it (it went on before).

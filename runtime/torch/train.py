@@ -106,7 +106,7 @@ def train(trainer, options):
     if streams is None:
         raise RunError(f'unknown --rng "{options.rng}": choose {" or ".join(_RNG_STREAMS)}')
     rng = "shared" if streams is Random else f"torch on {device.type}"
-    origin = run_origin(trainer, p, seed, epochs, _train_file_sha256(options.data), rng)
+    origin = run_origin(trainer, p, seed, epochs, _train_file_sha256(options.data), rng, _train_code_sha256())
     os.makedirs(options.out, exist_ok=True)
     checkpoints = os.path.join(options.out, "checkpoints")
     log = RunLog(os.path.join(options.out, "log.jsonl"))
@@ -178,13 +178,18 @@ def train(trainer, options):
             # The log agrees with the checkpoint: what a killed run logged after it is cut off.
             _train_by_first(first, world, lambda: log.truncate(state["log_bytes"]))
             say(f"mmb: resumed from epoch {state['epoch'] + 1}")
-        elif first:
-            log.truncate(0)
-            # The log's first record names what its per-modality arrays hold, in order.
-            log.append([_train_json({"type": "run", "model": spec["name"], "modalities": modalities})])
+        else:
+            # A job script that always passes --resume starts its first run, or one killed before
+            # its first checkpoint, this way; a mistyped --out would too, so it is said.
+            if options.resume:
+                say(f"mmb: --resume: {options.out} holds no checkpoint yet; the run starts from the beginning")
+            if first:
+                log.truncate(0)
+                # The log's first record names what its per-modality arrays hold, in order.
+                log.append([_train_json({"type": "run", "model": spec["name"], "modalities": modalities})])
         kernels = _train_kernels(device, world)
         progress = _train_progress_bar(epochs) if options.progress else None
-        say(f"mmb: training {spec['name']} on backend {kernels}, seed {seed}, {epochs} epochs{', draws from torch' if streams.native else ''}")
+        say(f"mmb: training {spec['name']} on backend {kernels}, seed {seed}, {epochs} epoch{'' if epochs == 1 else 's'}{', draws from torch' if streams.native else ''}")
 
         # `predict`: what the fused metrics score instead of `out`.
         predict = trainer.get("predict")
@@ -206,7 +211,8 @@ def train(trainer, options):
                 best = {"metric": -math.inf, "epoch": -1, "stale": 0}
                 plateau_factor = 1.0
                 stage_step = step
-                say(f"mmb: stage {stage['name']} ({stage_index + 1}/{len(stages)}), {settings['train']['epochs']} epochs")
+            if stage["name"] and stage_epoch == 0:
+                say(f"mmb: stage {stage['name']} ({stage_index + 1}/{len(stages)}), {settings['train']['epochs']} epoch{'' if settings['train']['epochs'] == 1 else 's'}")
             # Rules count steps and epochs within their stage; each stage draws from streams of its own.
             stage_seed = (seed + 1000003 * stage_index) % 2147483647
             # Groups the update leaves alone: those trained by their own objective, and the stage's frozen ones.
@@ -804,15 +810,23 @@ class RunLog:
 # ---------------------------------------------------------------- what made a run (runtime/run-origin.ts)
 
 
-def run_origin(trainer, params, seed, epochs, data_sha256, rng="shared"):
+def run_origin(trainer, params, seed, epochs, data_sha256, rng="shared", code_sha256=None):
     """
     What made a run, recorded in every checkpoint so that `--resume` continues only the run that
     wrote it: the spec (its file, the SHA-256 of its text, and the model it describes), the
-    params, the seed, the epochs, the data file's SHA-256, and the generator of the step's draws
-    (`shared`, or `torch on cpu|cuda`: torch's draws differ between kinds of device).
+    params, the seed, the epochs, the data file's SHA-256, the generator of the step's draws
+    (`shared`, or `torch on cpu|cuda`: torch's draws differ between kinds of device), and the
+    SHA-256 of the trainer's own file.
     """
     spec = trainer["spec"]
-    return {"source": spec["source"], "source_hash": trainer.get("source_hash"), "spec": spec, "params": params, "seed": seed, "epochs": epochs, "data": f"sha256:{data_sha256}", "rng": rng}
+    origin = {"source": spec["source"], "source_hash": trainer.get("source_hash"), "spec": spec, "params": params, "seed": seed, "epochs": epochs, "data": f"sha256:{data_sha256}", "rng": rng}
+    return {**origin, "code": f"sha256:{code_sha256}"} if code_sha256 else origin
+
+
+def _train_code_sha256():
+    """The SHA-256 of this trainer's file (the runtime is part of it), or None where it was not run from a file."""
+    path = globals().get("__file__")
+    return _train_file_sha256(path) if path and os.path.isfile(path) else None
 
 
 def resume_conflicts(saved, now, schedule_reads_epochs):
@@ -839,6 +853,10 @@ def resume_conflicts(saved, now, schedule_reads_epochs):
         conflicts.append(f"the step's draws changed: {saved.get('rng', 'shared')} → {now['rng']} (--rng)")
     if saved["epochs"] != now["epochs"] and schedule_reads_epochs:
         conflicts.append(f"the epochs changed ({saved['epochs']} → {now['epochs']}) and the learning-rate schedule depends on them")
+    # The same spec, params and mmb write the same trainer: a difference nothing above explains is an
+    # edit. (A checkpoint without the hash has nothing to compare.)
+    if not conflicts and saved.get("code") and now.get("code") and saved["code"] != now["code"]:
+        conflicts.append("the trainer's code changed (it was edited since the run began)")
     return conflicts
 
 
@@ -892,13 +910,25 @@ def load_checkpoint(folder, device):
     except OSError:
         return None
     path = os.path.join(folder, name)
-    with open(os.path.join(path, "state.json")) as handle:
-        state = json.load(handle)
+    if not os.path.isdir(path):
+        raise ResumeError(f"{os.path.join(folder, 'latest')} names {name}, which is missing: the run cannot be continued; choose another --out, or --overwrite to start it again")
+    # A tfjs run's checkpoint (weights.bin) is whole too, but not this trainer's to continue.
+    if os.path.exists(os.path.join(path, "weights.bin")) and not os.path.exists(os.path.join(path, "weights.pt")):
+        raise ResumeError(f"checkpoint {path} is a tfjs run's (weights.bin): continue it with `mmb train` without --target torch")
+    try:
+        with open(os.path.join(path, "state.json")) as handle:
+            state = json.load(handle)
+    except (OSError, ValueError) as e:
+        why = "is missing" if isinstance(e, OSError) else f"is not whole JSON: {e}"
+        raise ResumeError(f"checkpoint {path} is damaged (its state.json {why}); delete it or train without --resume") from None
     loaded = {}
     for part in ("weights", "tensors"):
-        with open(os.path.join(path, f"{part}.pt"), "rb") as handle:
-            data = handle.read()
-        if hashlib.sha256(data).hexdigest() != state[f"{part}_sha256"]:
+        try:
+            with open(os.path.join(path, f"{part}.pt"), "rb") as handle:
+                data = handle.read()
+        except OSError:
+            raise ResumeError(f"checkpoint {path} is damaged ({part}.pt is missing); delete it or train without --resume") from None
+        if hashlib.sha256(data).hexdigest() != state.get(f"{part}_sha256"):
             raise ResumeError(f"checkpoint {path} is damaged ({part}.pt does not match its checksum); delete it or train without --resume")
         loaded[part] = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
     return _train_tensors_back(state, loaded["tensors"]), loaded["weights"]
@@ -991,6 +1021,8 @@ def main(trainer, argv=None):
     args = parser.parse_args(argv)
     if args.init and args.resume:
         parser.error("--init sets a fresh run's weights; a resumed run continues from its checkpoint's")
+    if args.init and not args.init.lower().endswith(".npz"):
+        parser.error(f'--init takes a .npz of weights by tfjs names and layouts (`mmb export RUN -o FILE.npz` writes one), got "{args.init}"; a .pt state_dict loads with Model.load_state_dict')
     rank, local_rank, _ = _train_world()
     # Under torchrun, the process of rank 0 speaks for all.
     quiet = args.quiet or rank > 0
@@ -1015,4 +1047,10 @@ def main(trainer, argv=None):
         if local_rank == 0:
             print(f"mmb: {e}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        # Ctrl-C, or `mmb train` passing on its SIGINT: one line, not a traceback. Checkpoints are made
+        # current by a rename, so the last one is whole.
+        if local_rank == 0:
+            print(f"mmb: interrupted; --resume continues from the last checkpoint in {args.out}", file=sys.stderr)
+        sys.exit(130)
     options.log(f"mmb: test {summary['metric']} {summary['test']:.4f} on {summary['kernels']}; log, summary and checkpoints in {args.out}")

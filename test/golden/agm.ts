@@ -17,7 +17,7 @@ import {
   type TrainerDefinition,
 } from "mmb/runtime";
 
-/** The model (spec lines 14-22): architecture, data, optimiser, training settings. */
+/** The model as the spec declares it outside its balance rule: architecture, data, optimiser, training settings. */
 export const spec: ModelSpec = {
   name: "agm",
   source: "specs/agm.mmb",

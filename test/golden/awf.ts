@@ -34,7 +34,7 @@ function fuse(inputs: FusionInputs): Tensor {
   );
 }
 
-/** The model (spec lines 20-31): architecture, data, optimiser, training settings. */
+/** The model as the spec declares it outside its balance rule: architecture, data, optimiser, training settings. */
 export const spec: ModelSpec = {
   name: "awf",
   source: "specs/awf.mmb",

@@ -13,7 +13,7 @@ import {
   type TrainerDefinition,
 } from "mmb/runtime";
 
-/** The model (spec lines 6-14): architecture, data, optimiser, training settings. */
+/** The model as the spec declares it outside its balance rule: architecture, data, optimiser, training settings. */
 export const spec: ModelSpec = {
   name: "baseline",
   source: "specs/baseline.mmb",

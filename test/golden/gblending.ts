@@ -21,7 +21,7 @@ import {
   type TrainerDefinition,
 } from "mmb/runtime";
 
-/** The model (spec lines 16-24): architecture, data, optimiser, training settings. */
+/** The model as the spec declares it outside its balance rule: architecture, data, optimiser, training settings. */
 export const spec: ModelSpec = {
   name: "gblending",
   source: "specs/gblending.mmb",

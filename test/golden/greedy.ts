@@ -24,7 +24,7 @@ import {
   type TrainerDefinition,
 } from "mmb/runtime";
 
-/** The model (spec lines 17-25): architecture, data, optimiser, training settings. */
+/** The model as the spec declares it outside its balance rule: architecture, data, optimiser, training settings. */
 export const spec: ModelSpec = {
   name: "greedy",
   source: "specs/greedy.mmb",

@@ -12,7 +12,7 @@ import {
   type TrainerDefinition,
 } from "mmb/runtime";
 
-/** The model (spec lines 12-20): architecture, data, optimiser, training settings. */
+/** The model as the spec declares it outside its balance rule: architecture, data, optimiser, training settings. */
 export const spec: ModelSpec = {
   name: "mmcosine",
   source: "specs/mmcosine.mmb",

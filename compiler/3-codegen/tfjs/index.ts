@@ -194,7 +194,7 @@ export function generate(model: ModelIR, plan: StepPlan, source: SourceText): st
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
     declarations: [{ name: "spec", type: "ModelSpec", initializer: specLiteral(model, sourceName) }],
-    leadingTrivia: `\n/** The model (spec lines ${model.modalities[0]?.line ?? 1}-${model.loss.line}): architecture, data, optimiser, training settings. */\n`,
+    leadingTrivia: `\n/** The model as the spec declares it outside its balance rule: architecture, data, optimiser, training settings. */\n`,
   });
   module.push({
     kind: StructureKind.VariableStatement,

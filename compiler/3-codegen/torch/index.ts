@@ -132,8 +132,7 @@ export function generateTorch(model: ModelIR, plan: StepPlan, source: SourceText
       ...runtime.imports,
     ].join("\n"),
   );
-  const lines = `${model.modalities[0]?.line ?? 1}-${model.loss.line}`;
-  sections.push(`# The model (spec lines ${lines}): architecture, data, optimiser, training settings.\nSPEC = ${pythonLiteral(specData(model, source.fileName))}`);
+  sections.push(`# The model as the spec declares it outside its balance rule: architecture, data, optimiser, training settings.\nSPEC = ${pythonLiteral(specData(model, source.fileName))}`);
   sections.push(`# The spec's \`param\` values; \`--set name=value\` overrides them.\nPARAMS = ${dictLiteral(model.rule.params.map((x) => [x.name, pythonNumber(x.value)]))}`);
   const functions: string[] = [];
   if (model.fuse) functions.push(`# ${commentLine(model.fuse.text)}  (line ${model.fuse.line})\ndef fuse(inputs):\n${indent(`return ${fusionCode(model.fuse.value, env)}`)}`);

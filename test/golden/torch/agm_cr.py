@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 
-# The model (spec lines 12-20): architecture, data, optimiser, training settings.
+# The model as the spec declares it outside its balance rule: architecture, data, optimiser, training settings.
 SPEC = {
     "name": "agm_cr",
     "source": "specs/agm_cr.mmb",

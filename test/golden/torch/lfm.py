@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 
-# The model (spec lines 15-23): architecture, data, optimiser, training settings.
+# The model as the spec declares it outside its balance rule: architecture, data, optimiser, training settings.
 SPEC = {
     "name": "lfm",
     "source": "specs/lfm.mmb",

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 
-# The model (spec lines 8-16): architecture, data, optimiser, training settings.
+# The model as the spec declares it outside its balance rule: architecture, data, optimiser, training settings.
 SPEC = {
     "name": "modality_dropout",
     "source": "specs/modality_dropout.mmb",
