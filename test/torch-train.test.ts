@@ -515,7 +515,7 @@ describe.runIf(python || torchRequired)("the torch training loop", () => {
     expect(readdirSync(out).sort()).toEqual(["log.jsonl"]);
   });
 
-  it("explains a wrong command line: an unknown param, a malformed --set, --init with --resume, a missing GPU", () => {
+  it("explains a wrong command line: an unknown param, a malformed --set, --init with --resume, --init of a .pt, a missing GPU", () => {
     const unknown = torchRun(folder("set"), ["--set", "beta=1"]);
     expect([unknown.status, unknown.stderr.trim()]).toEqual([1, "mmb: --set beta: the spec has no `param beta` (params: alpha)"]);
     const malformed = torchRun(folder("set"), ["--set", "alpha"]);
@@ -524,6 +524,10 @@ describe.runIf(python || torchRequired)("the torch training loop", () => {
     const both = torchRun(folder("init"), ["--init", "x.npz", "--resume"]);
     expect(both.status).toBe(2);
     expect(both.stderr).toMatch(/--init sets a fresh run's weights/);
+    // A state_dict is a zip too: np.load would read it and name its pickle's entries as unknown weights.
+    const pt = torchRun(folder("init-pt"), ["--init", "weights.pt"]);
+    expect(pt.status).toBe(2);
+    expect(pt.stderr).toContain('--init takes a .npz of weights by tfjs names and layouts (`mmb export RUN -o FILE.npz` writes one), got "weights.pt"');
     const gpu = spawnSync(python!.command, ["-c", "import torch; print(torch.cuda.is_available())"], { encoding: "utf8" }).stdout.trim();
     if (gpu === "False") {
       const cuda = torchRun(folder("cuda"), ["--device", "cuda"]);
