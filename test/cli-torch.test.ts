@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { findTorchPython } from "../cli/python.js";
-import { mmb, root } from "./helpers.js";
+import { alive, mmb, root, waitFor } from "./helpers.js";
 
 /** `mmb compile|train|bench --target torch` as a user runs them. */
 const { python } = findTorchPython();
@@ -180,22 +180,4 @@ describe("the command line's torch target", () => {
 function trainerOf(out: string): number | undefined {
   const lock = join(out, ".mmb-lock");
   return existsSync(join(out, "log.jsonl")) && existsSync(lock) ? Number(readFileSync(lock, "utf8")) || undefined : undefined;
-}
-
-async function waitFor<T>(probe: () => T | undefined, seconds = 60): Promise<T> {
-  for (let i = 0; i < seconds * 10; i++) {
-    const value = probe();
-    if (value !== undefined) return value;
-    await new Promise((done) => setTimeout(done, 100));
-  }
-  throw new Error("timed out");
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }

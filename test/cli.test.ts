@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { commands, flags } from "../cli/help.js";
-import { mmb, root, smallSpec } from "./helpers.js";
+import { alive, mmb, root, smallSpec, waitFor } from "./helpers.js";
 
 describe("mmb command line", () => {
   const dir = mkdtempSync(join(tmpdir(), "mmb-cli-"));
@@ -286,21 +286,3 @@ train epochs 1 batch 8
     expect(await waitFor(() => (alive(pid) ? undefined : true))).toBe(true);
   });
 });
-
-async function waitFor<T>(probe: () => T | undefined, seconds = 60): Promise<T> {
-  for (let i = 0; i < seconds * 10; i++) {
-    const value = probe();
-    if (value !== undefined) return value;
-    await new Promise((done) => setTimeout(done, 100));
-  }
-  throw new Error("timed out");
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

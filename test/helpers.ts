@@ -28,6 +28,26 @@ export function mmbWithInput(input: string | undefined, ...args: string[]) {
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
+/** The probe's first value other than undefined, polled every 100 ms. */
+export async function waitFor<T>(probe: () => T | undefined, seconds = 60): Promise<T> {
+  for (let i = 0; i < seconds * 10; i++) {
+    const value = probe();
+    if (value !== undefined) return value;
+    await new Promise((done) => setTimeout(done, 100));
+  }
+  throw new Error("timed out");
+}
+
+/** Whether a process of this id is running. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function specFiles(): string[] {
   return readdirSync(specsDir).filter((f) => f.endsWith(".mmb")).sort();
 }
@@ -161,19 +181,20 @@ export function runsWebgpu(): boolean {
 }
 
 /**
- * Two epochs of every spec on one backend, each rule value logged at every step. `shard`
- * [i, n] takes every n-th spec from the i-th, so that slow backends split over workers.
- * webgpu's suite is skipped where webgpu cannot start, unless MMB_REQUIRE_WEBGPU=1.
+ * Two epochs of every spec on one backend, each rule value logged at every step. webgpu's suite is
+ * skipped where webgpu cannot start, unless MMB_REQUIRE_WEBGPU=1. The pure-JS cpu backend has no
+ * suite of its own: test/torch-differential.test.ts trains every spec on it for two epochs and
+ * compares every value with the torch trainer's, and wasm and webgpu train each to the end here.
  */
-export function specTrainingSuite(backend: "wasm" | "cpu" | "webgpu", shard: [number, number] = [0, 1]): void {
+export function specTrainingSuite(backend: "wasm" | "webgpu"): void {
   describe.runIf(backend !== "webgpu" || runsWebgpu())(`every spec trains two epochs on the embedded data (${backend})`, () => {
     if (backend === "webgpu") {
       it("webgpu starts here", () => expect(webgpuAvailability().available, webgpuAvailability().reason).toBe(true));
     }
-    for (const file of specFiles().filter((_, i) => i % shard[1] === shard[0])) {
+    for (const file of specFiles()) {
       it(`${file} on ${backend}`, async () => {
         // Every stage one epoch, the last two (`epochs: 2` sets the last stage's): the whole sequence, quickly.
-        const code = await compileOrThrow(readSpec(file).replace(/^(\s*)train epochs \d+/gm, "$1train epochs 1"), `specs/${file}`);
+        const code = await compileOrThrow(withOneEpochStages(readSpec(file)), `specs/${file}`);
         const out = mkdtempSync(join(tmpdir(), `mmb-${file}-`));
         const trainer = await loadTrainer(code, out);
         const summary = await train(trainer, { out, backend, epochs: 2, log: () => {} });
@@ -203,6 +224,11 @@ export function specTrainingSuite(backend: "wasm" | "cpu" | "webgpu", shard: [nu
       });
     }
   });
+}
+
+/** A spec whose every `train epochs N` says 1: each stage of a staged spec trains one epoch (a run's `epochs` option still sets the last's). */
+export function withOneEpochStages(text: string): string {
+  return text.replace(/^(\s*)train epochs \d+/gm, "$1train epochs 1");
 }
 
 /** A spec with `norm: "batch"` added to each `mlp`, `conv1d` and `conv2d` encoder declaration. */

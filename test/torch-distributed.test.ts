@@ -96,17 +96,16 @@ function compare(a: unknown, b: unknown, path: string, worst: { error: number; w
   expect(b, path).toEqual(a);
 }
 
-/** The weights of a run's last checkpoint, by torch name, read back through the trainer's own runtime. */
-function weights(trainer: string, out: string): Record<string, number[]> {
+/** The weights of each run's last checkpoint, by torch name, read back through the trainer's own runtime (one Python for all). */
+function weights(trainer: string, ...outs: string[]): Record<string, number[]>[] {
   const code = [
     "import json, sys, runpy",
     "ns = runpy.run_path(sys.argv[1])",
-    "state, weights = ns['load_checkpoint'](sys.argv[2], 'cpu')",
-    "print(json.dumps({k: v.reshape(-1).tolist() for k, v in weights.items()}))",
+    "print(json.dumps([{k: v.reshape(-1).tolist() for k, v in ns['load_checkpoint'](out + '/checkpoints', 'cpu')[1].items()} for out in sys.argv[2:]]))",
   ].join("\n");
-  const read = spawnSync(python!.command, ["-c", code, trainer, join(out, "checkpoints")], { encoding: "utf8", maxBuffer: 1 << 30 });
+  const read = spawnSync(python!.command, ["-c", code, trainer, ...outs], { encoding: "utf8", maxBuffer: 1 << 30 });
   expect(read.stderr).toBe("");
-  return JSON.parse(read.stdout) as Record<string, number[]>;
+  return JSON.parse(read.stdout) as Record<string, number[]>[];
 }
 
 /** Trains the spec on 1 and on 2 processes (each with `args`); expects the same logs and last weights, and a run folder only rank 0 wrote. */
@@ -129,8 +128,7 @@ async function agree(file: string, train: (batch: number) => number, batch?: num
   a.forEach((record, i) => compare(record, b[i], `log record ${i}`, worst));
   const { kernels: _k, wallSeconds: _w, secondsPerEpoch: _s, ...rest } = summary(one);
   compare(rest, Object.fromEntries(Object.keys(rest).map((k) => [k, summary(two)[k]])), "summary", worst);
-  const expected = weights(trainer, one);
-  const actual = weights(trainer, two);
+  const [expected, actual] = weights(trainer, one, two) as [Record<string, number[]>, Record<string, number[]>];
   expect(Object.keys(actual).sort()).toEqual(Object.keys(expected).sort());
   for (const [name, values] of Object.entries(expected)) compare(values, actual[name], `weights ${name}`, worst);
   expect(worst.error, worst.where).toBeLessThanOrEqual(tolerance);
@@ -195,7 +193,8 @@ describe.skipIf(!python)("the torch trainer on 2 processes (torchrun, gloo) comp
     const stdout = succeeded(torchrun(trainer, ["--data", data, "--out", resumed, "--epochs", String(epochs), "--resume"]), "resumed");
     expect(stdout.match(/^mmb: resumed from epoch 1$/gm)).toHaveLength(1);
     expect(computed(logRecords(resumed))).toEqual(computed(logRecords(two)));
-    expect(weights(trainer, resumed)).toEqual(weights(trainer, two));
+    const [resumedWeights, straight] = weights(trainer, resumed, two);
+    expect(resumedWeights).toEqual(straight);
 
     const refused = torchrun(trainer, ["--data", data, "--out", resumed]);
     expect(refused.status).not.toBe(0);

@@ -1,4 +1,0 @@
-import { specTrainingSuite } from "./helpers.js";
-
-// Half of the specs on the pure-JS cpu backend; the other half is in specs-cpu-0.test.ts.
-specTrainingSuite("cpu", [1, 2]);
