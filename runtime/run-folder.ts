@@ -49,11 +49,15 @@ export async function claimRunFolder(dir: string, options: { resume?: boolean; o
  * Where a resume writes the trainer it runs (and, for torch, the data): a folder of its own inside
  * the run folder (on its disk: a data set's export may be large), which the caller removes when the
  * run ends. The run folder keeps its own trainer and data: a resume the trainer accepts has the same
- * spec, data and mmb, so the same files, and one it refuses must leave the folder as it was.
+ * spec, data and mmb, so the same files, and one it refuses must leave the folder as it was. The
+ * caller holds the folder's lock, so any earlier such folder is a killed resume's, and is removed.
  */
-export function resumeStaging(dir: string): Promise<string> {
-  return mkdtemp(join(dir, ".mmb-resume-"));
+export async function resumeStaging(dir: string): Promise<string> {
+  for (const entry of await readdir(dir)) if (entry.startsWith(stagingPrefix)) await rm(join(dir, entry), { recursive: true, force: true });
+  return mkdtemp(join(dir, stagingPrefix));
 }
+
+const stagingPrefix = ".mmb-resume-";
 
 async function takeLock(lock: string, dir: string): Promise<void> {
   for (let attempt = 0; attempt < 2; attempt++) {

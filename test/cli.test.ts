@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -206,7 +206,11 @@ train epochs 1 batch 8
     expect(run.status, run.stderr).toBe(0);
     expect(JSON.parse(readFileSync(join(dir, "run-edited", "summary.json"), "utf8"))).toMatchObject({ params: { alpha: 0.125 }, epochs: 1 });
     // Resumed as it is, the run goes on; edited again (a step that differs, here only a comment), it is refused: one run, one trainer.
+    // A killed resume's folder of trainer files goes with the next resume.
+    mkdirSync(join(dir, "run-edited", ".mmb-resume-killed"));
+    writeFileSync(join(dir, "run-edited", ".mmb-resume-killed", "trainer.ts"), "");
     expect(mmb("run", trainer, "--epochs", "2", "--backend", "cpu", "--out", join(dir, "run-edited"), "--resume").status).toBe(0);
+    expect(readdirSync(join(dir, "run-edited")).filter((f) => f.startsWith(".mmb-resume-"))).toEqual([]);
     writeFileSync(trainer, readFileSync(trainer, "utf8") + "// edited again\n");
     const edited = mmb("run", trainer, "--epochs", "3", "--backend", "cpu", "--out", join(dir, "run-edited"), "--resume");
     expect(edited.status).toBe(1);
