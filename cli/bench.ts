@@ -101,7 +101,8 @@ export function aggregate(runs: RunResult[], select: Selection = "best"): Method
 }
 
 const metricLabels: Record<string, string> = { accuracy: "acc", mae: "MAE", dice: "Dice" };
-const pm = (s: Stat, digits = 3) => (Number.isNaN(s.mean) ? "—" : `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`);
+/** A figure over `n` runs: mean ± sample standard deviation; one run has no spread to show, so none is printed. */
+const pm = (s: Stat, n: number, digits = 3) => (Number.isNaN(s.mean) ? "—" : n > 1 ? `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}` : s.mean.toFixed(digits));
 
 /** What the table's figures are, for its heading. */
 const selectionText: Record<Selection, string> = {
@@ -115,9 +116,10 @@ export function markdown(rows: MethodRow[], runs: RunResult[], command: string):
     "| spec | test metric | unimodal (per modality) | epoch | s/epoch | backend | runs |",
     "|---|---|---|---|---|---|---|",
     ...rows.map((r) => {
-      const unimodal = Object.entries(r.unimodal).map(([m, s]) => `${m} ${pm(s)}`).join("<br>");
-      const runs = r.failed ? `${r.runs - r.failed}/${r.runs} (${r.failed} failed)` : `${r.runs}`;
-      return `| ${r.spec} | ${metricLabels[r.metric] ?? r.metric} ${pm(r.test)} | ${unimodal || "—"} | ${pm(r.epoch, 1)} | ${pm(r.secondsPerEpoch, 2)} | ${r.backends.join(", ") || "—"} | ${runs} |`;
+      const n = r.runs - r.failed;
+      const unimodal = Object.entries(r.unimodal).map(([m, s]) => `${m} ${pm(s, n)}`).join("<br>");
+      const runs = r.failed ? `${n}/${r.runs} (${r.failed} failed)` : `${r.runs}`;
+      return `| ${r.spec} | ${metricLabels[r.metric] ?? r.metric} ${pm(r.test, n)} | ${unimodal || "—"} | ${pm(r.epoch, n, 1)} | ${pm(r.secondsPerEpoch, n, 2)} | ${r.backends.join(", ") || "—"} | ${runs} |`;
     }),
   ];
   const failures = runs.filter((r) => r.error);

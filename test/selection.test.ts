@@ -67,5 +67,9 @@ describe("model selection", () => {
     const [last] = aggregate(runs, "last");
     expect(last).toMatchObject({ select: "last", test: { mean: 0.55 }, epoch: { mean: 9 }, unimodal: { a: { mean: 0.1 } } });
     expect(markdown([last!], runs, "mmb bench")).toContain("at its last epoch");
+    // Two seeds: mean ± std. One seed has no spread: its figures alone, not "± 0.000".
+    expect(markdown([best!], runs, "mmb bench")).toContain("| s | acc 0.750 ± 0.071 | a 0.200 ± 0.000 | 3.0 ± 1.4 | 1.00 ± 0.00 | cpu | 2 |");
+    const [one] = aggregate(runs.slice(0, 1));
+    expect(markdown([one!], runs.slice(0, 1), "mmb bench")).toContain("| s | acc 0.700 | a 0.200 | 2.0 | 1.00 | cpu | 1 |");
   });
 });
