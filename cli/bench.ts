@@ -101,8 +101,11 @@ export function aggregate(runs: RunResult[], select: Selection = "best"): Method
 }
 
 const metricLabels: Record<string, string> = { accuracy: "acc", mae: "MAE", dice: "Dice" };
-/** A figure over `n` runs: mean ± sample standard deviation; one run has no spread to show, so none is printed. */
-const pm = (s: Stat, n: number, digits = 3) => (Number.isNaN(s.mean) ? "—" : n > 1 ? `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}` : s.mean.toFixed(digits));
+/**
+ * A figure over `n` runs, as the table and the report print it: mean ± sample standard deviation;
+ * one run has no spread to show, so none is printed; none (or a bench of an earlier mmb without it), "—".
+ */
+export const pm = (s: Stat | undefined, n: number, digits = 3) => (!s || !Number.isFinite(s.mean) ? "—" : n > 1 ? `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}` : s.mean.toFixed(digits));
 
 /** What the table's figures are, for its heading. */
 const selectionText: Record<Selection, string> = {

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { basename, dirname, join, relative, sep } from "node:path";
-import { stat, type MethodRow, type RunResult } from "./bench.js";
+import { pm, stat, type MethodRow, type RunResult } from "./bench.js";
 import type { Summary } from "../runtime/index.js";
 import { logFields } from "../compiler/builtins/index.js";
 
@@ -316,11 +316,11 @@ const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.char
 const scriptJson = (value: unknown) => JSON.stringify(value).replace(/</g, "\\u003c").replace(/\u2028/g, "\\u2028").replace(/\u2029/g, "\\u2029");
 
 function table(rows: MethodRow[]): string {
-  const pm = (s: { mean: number; std: number }) => (s && Number.isFinite(s.mean) ? `${s.mean.toFixed(3)} ± ${s.std.toFixed(3)}` : "—");
   const body = rows
     .map((r) => {
-      const unimodal = Object.entries(r.unimodal).map(([m, s]) => `${escapeHtml(m)} ${pm(s)}`).join("<br>");
-      return `<tr><td>${escapeHtml(r.spec)}</td><td>${escapeHtml(r.metric)} ${pm(r.test)}</td><td>${unimodal || "—"}</td><td>${r.epoch ? pm(r.epoch) : "—"}</td><td>${pm(r.secondsPerEpoch)}</td><td>${escapeHtml(r.backends.join(", "))}</td><td>${r.runs - r.failed}/${r.runs}</td></tr>`;
+      const n = r.runs - r.failed;
+      const unimodal = Object.entries(r.unimodal).map(([m, s]) => `${escapeHtml(m)} ${pm(s, n)}`).join("<br>");
+      return `<tr><td>${escapeHtml(r.spec)}</td><td>${escapeHtml(r.metric)} ${pm(r.test, n)}</td><td>${unimodal || "—"}</td><td>${pm(r.epoch, n, 1)}</td><td>${pm(r.secondsPerEpoch, n, 2)}</td><td>${escapeHtml(r.backends.join(", "))}</td><td>${n}/${r.runs}</td></tr>`;
     })
     .join("\n");
   // Which epoch the figures are of (a bench of an earlier mmb had only the last).

@@ -134,6 +134,10 @@ describe.skipIf(!available)("mmb report in a headless browser", () => {
       "bench-value-k[b]",
     ]);
     for (const chart of charts) expect(chart.points, chart.id).toBeGreaterThan(0);
+    // The table's figures as `mmb bench` prints them: mean ± std over the two seeds; none for the broken spec's no run.
+    const small = aggregate(runs)[0]!;
+    expect(html).toContain(`<td>small</td><td>accuracy ${small.test.mean.toFixed(3)} ± ${small.test.std.toFixed(3)}</td>`);
+    expect(html).toContain("<td>broken</td><td>accuracy —</td><td>—</td><td>—</td><td>—</td><td></td><td>0/1</td>");
     for (const run of runs.filter((r) => r.summary)) {
       expect(html).toContain(`href="${run.spec}/seed-${run.seed}/report.html"`);
       expect(existsSync(join(run.dir, "report.html"))).toBe(true);
