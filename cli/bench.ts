@@ -105,7 +105,7 @@ const metricLabels: Record<string, string> = { accuracy: "acc", mae: "MAE", dice
  * A figure over `n` runs, as the table and the report print it: mean ± sample standard deviation;
  * one run has no spread to show, so none is printed; none (or a bench of an earlier mmb without it), "—".
  */
-export const pm = (s: Stat | undefined, n: number, digits = 3) => (!s || !Number.isFinite(s.mean) ? "—" : n > 1 ? `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}` : s.mean.toFixed(digits));
+export const formatFigure = (s: Stat | undefined, n: number, digits = 3) => (!s || !Number.isFinite(s.mean) ? "—" : n > 1 ? `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}` : s.mean.toFixed(digits));
 
 /** What the table's figures are, for its heading. */
 const selectionText: Record<Selection, string> = {
@@ -120,9 +120,9 @@ export function markdown(rows: MethodRow[], runs: RunResult[], command: string):
     "|---|---|---|---|---|---|---|",
     ...rows.map((r) => {
       const n = r.runs - r.failed;
-      const unimodal = Object.entries(r.unimodal).map(([m, s]) => `${m} ${pm(s, n)}`).join("<br>");
+      const unimodal = Object.entries(r.unimodal).map(([m, s]) => `${m} ${formatFigure(s, n)}`).join("<br>");
       const runs = r.failed ? `${n}/${r.runs} (${r.failed} failed)` : `${r.runs}`;
-      return `| ${r.spec} | ${metricLabels[r.metric] ?? r.metric} ${pm(r.test, n)} | ${unimodal || "—"} | ${pm(r.epoch, n, 1)} | ${pm(r.secondsPerEpoch, n, 2)} | ${r.backends.join(", ") || "—"} | ${runs} |`;
+      return `| ${r.spec} | ${metricLabels[r.metric] ?? r.metric} ${formatFigure(r.test, n)} | ${unimodal || "—"} | ${formatFigure(r.epoch, n, 1)} | ${formatFigure(r.secondsPerEpoch, n, 2)} | ${r.backends.join(", ") || "—"} | ${runs} |`;
     }),
   ];
   const failures = runs.filter((r) => r.error);
