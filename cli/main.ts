@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { mkdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, realpath, writeFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { analyze, compile, diagnosticsJson, renderAll, targets, type CompileResult, type Target } from "../compiler/index.js";
@@ -8,13 +8,13 @@ import { parse as parseSpec } from "../grammar/index.js";
 import { formatSpec } from "../grammar/print.js";
 import { writeAtomically } from "../runtime/checkpoint.js";
 import { logFormats, type LogFormat } from "../runtime/log-export.js";
-import { resumeStaging } from "../runtime/run-folder.js";
+import { trainerFiles } from "../runtime/run-folder.js";
 import { bench, specName } from "./bench.js";
 import { report as writeReport } from "./report.js";
 import { commandHelp, commands, flags, overview, type Command, type FlagValues } from "./help.js";
 import { mmbVersion } from "../runtime/version.js";
-// TensorFlow.js, its backends and ts-morph are imported by the commands that train (`train`, `run`,
-// `doctor`, `export`, `data`, `lsp`), where they are used: they are most of the start-up that
+// TensorFlow.js, its backends and ts-morph are imported where a command uses them (training,
+// `doctor`, `export`, `data`, the tfjs code generator): they are most of the start-up that
 // `mmb check`, `mmb fmt`, `mmb compile --target torch` and `--help` would otherwise wait for.
 
 /** Wrong usage: the message, and the command whose usage line follows it (the overview without one). */
@@ -387,11 +387,9 @@ async function trainInFolder(code: string, out: string, values: FlagValues, sets
   await mkdir(out, { recursive: true });
   const [{ claimRunFolder, train }, { loadTrainer }] = await Promise.all([import("../runtime/index.js"), import("./load-trainer.js")]);
   const folder = await claimRunFolder(out, { resume: values.resume ?? false, overwrite: values.overwrite ?? false });
-  // A fresh run's trainer goes into the folder (the claim refused another run's); a resume's beside
-  // the folder's own, which a refused resume must leave as it was.
-  const files = values.resume ? await resumeStaging(out) : out;
+  const files = await trainerFiles(out, values.resume ?? false);
   try {
-    const definition = await loadTrainer(code, files);
+    const definition = await loadTrainer(code, files.dir);
     const summary = await train(definition, {
       out,
       folder,
@@ -403,7 +401,7 @@ async function trainInFolder(code: string, out: string, values: FlagValues, sets
     });
     console.log(`mmb: test ${summary.metric} ${summary.test.toFixed(4)} on ${summary.backend}; log, summary and checkpoints in ${out}`);
   } finally {
-    if (files !== out) await rm(files, { recursive: true, force: true });
+    await files.remove();
     await folder.release();
   }
 }

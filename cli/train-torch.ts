@@ -1,9 +1,9 @@
 import { spawn } from "node:child_process";
-import { rm, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { constants } from "node:os";
 import { join, resolve } from "node:path";
 import type { ModelIR } from "../compiler/index.js";
-import { claimRunFolder, resumeStaging } from "../runtime/run-folder.js";
+import { claimRunFolder, trainerFiles } from "../runtime/run-folder.js";
 import { exportLogs, type LogFormat } from "../runtime/log-export.js";
 import { exportData } from "./data-export.js";
 import { findTorchPython, torchInstallHint } from "./python.js";
@@ -40,45 +40,44 @@ export class TorchRunError extends Error {}
  * refused unless --overwrite), the trainer (`trainer.py`) and the spec's data (`data.npz`, as
  * `mmb data export` writes it) are written into it, and the trainer runs in a Python that imports
  * torch. Its log.jsonl and summary.json have the tfjs trainer's schema, so report and bench read them.
- * A resume writes them beside the folder's own instead (see `resumeStaging`).
+ * A resume writes them beside the folder's own instead (see `trainerFiles`).
  */
 export async function trainTorch(run: TorchRun): Promise<number> {
   const { python, tried } = findTorchPython();
   if (!python) throw new TorchRunError(`no Python with torch and numpy (tried ${tried.join("; ")}); ${torchInstallHint}`);
   const folder = await claimRunFolder(run.out, { resume: run.resume, overwrite: run.overwrite });
-  let files = run.out;
-  try {
-    if (run.resume) files = await resumeStaging(run.out);
-    await writeFile(join(files, "trainer.py"), run.code);
-    // The same bytes for the same samples: a resumed run's data check finds the file it started with.
-    await exportData(run.ir, run.path, join(files, "data.npz"), { text: run.text, ...(run.dataRoot ? { dataRoot: run.dataRoot } : {}), ...(run.fold ? { fold: run.fold } : {}) });
-  } catch (e) {
-    if (files !== run.out) await rm(files, { recursive: true, force: true });
-    throw e;
-  } finally {
-    // The trainer takes the folder's lock itself.
+  const files = await trainerFiles(run.out, run.resume).catch(async (e: unknown) => {
     await folder.release();
-  }
-  const args = [
-    join(files, "trainer.py"),
-    "--data",
-    join(files, "data.npz"),
-    "--out",
-    run.out,
-    ...(run.device ? ["--device", run.device] : []),
-    ...(run.rng ? ["--rng", run.rng] : []),
-    ...(run.init ? ["--init", run.init] : []),
-    ...(run.seed !== undefined ? ["--seed", String(run.seed)] : []),
-    ...(run.epochs !== undefined ? ["--epochs", String(run.epochs)] : []),
-    ...Object.entries(run.sets).flatMap(([name, value]) => ["--set", `${name}=${value}`]),
-    ...(run.resume ? ["--resume"] : []),
-  ];
+    throw e;
+  });
   try {
+    try {
+      await writeFile(join(files.dir, "trainer.py"), run.code);
+      // The same bytes for the same samples: a resumed run's data check finds the file it started with.
+      await exportData(run.ir, run.path, join(files.dir, "data.npz"), { text: run.text, ...(run.dataRoot ? { dataRoot: run.dataRoot } : {}), ...(run.fold ? { fold: run.fold } : {}) });
+    } finally {
+      // The trainer takes the folder's lock itself.
+      await folder.release();
+    }
+    const args = [
+      join(files.dir, "trainer.py"),
+      "--data",
+      join(files.dir, "data.npz"),
+      "--out",
+      run.out,
+      ...(run.device ? ["--device", run.device] : []),
+      ...(run.rng ? ["--rng", run.rng] : []),
+      ...(run.init ? ["--init", run.init] : []),
+      ...(run.seed !== undefined ? ["--seed", String(run.seed)] : []),
+      ...(run.epochs !== undefined ? ["--epochs", String(run.epochs)] : []),
+      ...Object.entries(run.sets).flatMap(([name, value]) => ["--set", `${name}=${value}`]),
+      ...(run.resume ? ["--resume"] : []),
+    ];
     const status = await runStoppably(python.command, args);
     if (status === 0 && run.logFormats.length) await exportLogs(resolve(run.out), run.logFormats, run.ir.modalities.map((m) => m.name));
     return status;
   } finally {
-    if (files !== run.out) await rm(files, { recursive: true, force: true });
+    await files.remove();
   }
 }
 

@@ -46,15 +46,18 @@ export async function claimRunFolder(dir: string, options: { resume?: boolean; o
 }
 
 /**
- * Where a resume writes the trainer it runs (and, for torch, the data): a folder of its own inside
- * the run folder (on its disk: a data set's export may be large), which the caller removes when the
- * run ends. The run folder keeps its own trainer and data: a resume the trainer accepts has the same
- * spec, data and mmb, so the same files, and one it refuses must leave the folder as it was. The
- * caller holds the folder's lock, so any earlier such folder is a killed resume's, and is removed.
+ * Where a run writes the trainer it runs (and, for torch, the data), while it holds the folder's
+ * lock. A fresh run: the run folder itself (the claim refused another run's state). A resume: a
+ * folder of its own inside the run folder (on its disk: a data set's export may be large), which
+ * `remove` deletes when the run ends. The run folder keeps its own trainer and data: a resume the
+ * trainer accepts has the same spec, data and mmb, so the same files, and one it refuses must leave
+ * the folder as it was. Any earlier such folder is a killed resume's (the lock is held), and goes.
  */
-export async function resumeStaging(dir: string): Promise<string> {
+export async function trainerFiles(dir: string, resume: boolean): Promise<{ dir: string; remove(): Promise<void> }> {
+  if (!resume) return { dir, remove: async () => {} };
   for (const entry of await readdir(dir)) if (entry.startsWith(stagingPrefix)) await rm(join(dir, entry), { recursive: true, force: true });
-  return mkdtemp(join(dir, stagingPrefix));
+  const staging = await mkdtemp(join(dir, stagingPrefix));
+  return { dir: staging, remove: () => rm(staging, { recursive: true, force: true }) };
 }
 
 const stagingPrefix = ".mmb-resume-";

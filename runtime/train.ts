@@ -134,6 +134,9 @@ export class NumericError extends Error {}
 export class ResourceError extends Error {}
 /** The GPU reported an error (a validation error, a lost device): what the run computed cannot be trusted. */
 export class DeviceError extends Error {}
+/** "1 epoch", "2 epochs": for the console's lines. */
+const epochCount = (n: number) => `${n} epoch${n === 1 ? "" : "s"}`;
+
 /** `--resume` of a checkpoint that another spec, params, seed, data or mmb wrote. */
 export class ResumeError extends Error {}
 
@@ -379,7 +382,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       await log.append([JSON.stringify({ type: "run", model: spec.name, modalities: spec.modalities.map((m) => m.name) })]);
     }
     const progress = (options.progress ?? (!options.log && process.stderr.isTTY)) ? progressBar(epochs) : undefined;
-    say(`mmb: training ${spec.name} on backend ${describeBackend(backend)}, seed ${seed}, ${epochs} epoch${epochs === 1 ? "" : "s"}`);
+    say(`mmb: training ${spec.name} on backend ${describeBackend(backend)}, seed ${seed}, ${epochCount(epochs)}`);
 
     const names = [...variables.keys()];
     const predict = definition.predict && ((f: Forward) => definition.predict!(f, p));
@@ -414,7 +417,7 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
         plateauFactor = 1;
         stageStep = step;
       }
-      if (staged && stageEpoch === 0) say(`mmb: stage ${stageName} (${stageIndex + 1}/${stages.length}), ${settings.train.epochs} epoch${settings.train.epochs === 1 ? "" : "s"}`);
+      if (staged && stageEpoch === 0) say(`mmb: stage ${stageName} (${stageIndex + 1}/${stages.length}), ${epochCount(settings.train.epochs)}`);
       // Rules count steps and epochs within their stage; each stage draws from streams of its own.
       const stageSeed = (seed + 1000003 * stageIndex) % 2147483647;
       const localStep = () => step - stageStep;

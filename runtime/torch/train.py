@@ -189,7 +189,7 @@ def train(trainer, options):
                 log.append([_train_json({"type": "run", "model": spec["name"], "modalities": modalities})])
         kernels = _train_kernels(device, world)
         progress = _train_progress_bar(epochs) if options.progress else None
-        say(f"mmb: training {spec['name']} on backend {kernels}, seed {seed}, {epochs} epoch{'' if epochs == 1 else 's'}{', draws from torch' if streams.native else ''}")
+        say(f"mmb: training {spec['name']} on backend {kernels}, seed {seed}, {_train_epoch_count(epochs)}{', draws from torch' if streams.native else ''}")
 
         # `predict`: what the fused metrics score instead of `out`.
         predict = trainer.get("predict")
@@ -212,7 +212,7 @@ def train(trainer, options):
                 plateau_factor = 1.0
                 stage_step = step
             if stage["name"] and stage_epoch == 0:
-                say(f"mmb: stage {stage['name']} ({stage_index + 1}/{len(stages)}), {settings['train']['epochs']} epoch{'' if settings['train']['epochs'] == 1 else 's'}")
+                say(f"mmb: stage {stage['name']} ({stage_index + 1}/{len(stages)}), {_train_epoch_count(settings['train']['epochs'])}")
             # Rules count steps and epochs within their stage; each stage draws from streams of its own.
             stage_seed = (seed + 1000003 * stage_index) % 2147483647
             # Groups the update leaves alone: those trained by their own objective, and the stage's frozen ones.
@@ -986,6 +986,11 @@ def _train_whole_number(text):
     if not (text.isascii() and text.isdigit()):
         raise argparse.ArgumentTypeError(f'needs a whole number, got "{text}"')
     return int(text)
+
+
+def _train_epoch_count(n):
+    """"1 epoch", "2 epochs": for the console's lines."""
+    return f"{n} epoch{'' if n == 1 else 's'}"
 
 
 def _train_setting(text):
