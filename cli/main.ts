@@ -399,7 +399,7 @@ async function trainInFolder(code: string, out: string, values: FlagValues, sets
       resume: values.resume ?? false,
       ...(formats.length ? { logFormats: formats } : {}),
     });
-    console.log(`mmb: test ${summary.metric} ${summary.test.toFixed(4)} on ${summary.backend}; log, summary and checkpoints in ${out}`);
+    console.log(`mmb: test ${summary.metric} ${summary.test.toFixed(4)} on ${summary.kernels}; log, summary and checkpoints in ${out}`);
   } finally {
     await files.remove();
     await folder.release();

@@ -52,11 +52,15 @@ describe("mmb command line", () => {
     expect(mmb("train", good, "--backend", "quantum").stderr).toContain('unknown backend "quantum"');
   });
 
-  it("train --data replaces the spec's data declaration", () => {
+  it("train --data replaces the spec's data declaration; the first and last lines name the same kernels", () => {
     const run = mmb("train", good, "--data", "synthetic(samples: 320, seed: 4)", "--epochs", "1", "--out", join(dir, "run2"));
     expect(run.status).toBe(0);
     const steps = readFileSync(join(dir, "run2", "log.jsonl"), "utf8").trim().split("\n").filter((l) => l.includes('"type":"step"'));
     expect(steps).toHaveLength(Math.ceil((320 - 48 - 48) / 16)); // 15% valid, 15% test, batch 16
+    // The first and the last line name the kernels alike (`wasm + OpenBLAS` where they were built), as the summary does.
+    const { kernels } = JSON.parse(readFileSync(join(dir, "run2", "summary.json"), "utf8"));
+    expect(run.stdout).toContain(`on backend ${kernels}, seed`);
+    expect(run.stdout).toContain(` on ${kernels}; log, summary and checkpoints in `);
   });
 
   it("bench: every spec × seed in its own process; mean ± std per spec; a failing run is reported, not hidden", () => {
