@@ -107,9 +107,16 @@ const metricLabels: Record<string, string> = { accuracy: "acc", mae: "MAE", dice
  */
 export const formatFigure = (s: Stat | undefined, n: number, digits = 3) => (!s || !Number.isFinite(s.mean) ? "—" : n > 1 ? `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}` : s.mean.toFixed(digits));
 
+/**
+ * The selected epoch as the tables print it: counted from 1, as the console's `epoch 3/10` and
+ * "best validation epoch 3" count; results.json, the CSV and summary.json count from 0, as log.jsonl does.
+ * No run (a mean that results.json holds as null) is "—", not epoch 1.
+ */
+export const formatEpoch = (s: Stat | undefined, n: number) => formatFigure(s && Number.isFinite(s.mean) ? { mean: s.mean + 1, std: s.std } : undefined, n, 1);
+
 /** What the table's figures are, for its heading. */
 const selectionText: Record<Selection, string> = {
-  best: "each run's figures at its best validation epoch (the `epoch` column, counted from 0; `--select last` for the last epoch's)",
+  best: "each run's figures at its best validation epoch (the `epoch` column, counted from 1; `--select last` for the last epoch's)",
   last: "each run's figures at its last epoch (`--select best` for the best validation epoch's)",
 };
 
@@ -122,7 +129,7 @@ export function markdown(rows: MethodRow[], runs: RunResult[], command: string):
       const n = r.runs - r.failed;
       const unimodal = Object.entries(r.unimodal).map(([m, s]) => `${m} ${formatFigure(s, n)}`).join("<br>");
       const runs = r.failed ? `${n}/${r.runs} (${r.failed} failed)` : `${r.runs}`;
-      return `| ${r.spec} | ${metricLabels[r.metric] ?? r.metric} ${formatFigure(r.test, n)} | ${unimodal || "—"} | ${formatFigure(r.epoch, n, 1)} | ${formatFigure(r.secondsPerEpoch, n, 2)} | ${r.backends.join(", ") || "—"} | ${runs} |`;
+      return `| ${r.spec} | ${metricLabels[r.metric] ?? r.metric} ${formatFigure(r.test, n)} | ${unimodal || "—"} | ${formatEpoch(r.epoch, n)} | ${formatFigure(r.secondsPerEpoch, n, 2)} | ${r.backends.join(", ") || "—"} | ${runs} |`;
     }),
   ];
   const failures = runs.filter((r) => r.error);

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { basename, dirname, join, relative, sep } from "node:path";
-import { formatFigure, stat, type MethodRow, type RunResult } from "./bench.js";
+import { formatEpoch, formatFigure, stat, type MethodRow, type RunResult } from "./bench.js";
 import type { Summary } from "../runtime/index.js";
 import { logFields } from "../compiler/builtins/index.js";
 
@@ -320,7 +320,7 @@ function table(rows: MethodRow[]): string {
     .map((r) => {
       const n = r.runs - r.failed;
       const unimodal = Object.entries(r.unimodal).map(([m, s]) => `${escapeHtml(m)} ${formatFigure(s, n)}`).join("<br>");
-      return `<tr><td>${escapeHtml(r.spec)}</td><td>${escapeHtml(r.metric)} ${formatFigure(r.test, n)}</td><td>${unimodal || "—"}</td><td>${formatFigure(r.epoch, n, 1)}</td><td>${formatFigure(r.secondsPerEpoch, n, 2)}</td><td>${escapeHtml(r.backends.join(", "))}</td><td>${n}/${r.runs}</td></tr>`;
+      return `<tr><td>${escapeHtml(r.spec)}</td><td>${escapeHtml(r.metric)} ${formatFigure(r.test, n)}</td><td>${unimodal || "—"}</td><td>${formatEpoch(r.epoch, n)}</td><td>${formatFigure(r.secondsPerEpoch, n, 2)}</td><td>${escapeHtml(r.backends.join(", "))}</td><td>${n}/${r.runs}</td></tr>`;
     })
     .join("\n");
   // Which epoch the figures are of (a bench of an earlier mmb had only the last).

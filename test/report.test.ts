@@ -137,6 +137,8 @@ describe.skipIf(!available)("mmb report in a headless browser", () => {
     // The table's figures as `mmb bench` prints them: mean ± std over the two seeds; none for the broken spec's no run.
     const small = aggregate(runs)[0]!;
     expect(html).toContain(`<td>small</td><td>accuracy ${small.test.mean.toFixed(3)} ± ${small.test.std.toFixed(3)}</td>`);
+    // The epoch counted from 1, as in mmb bench's table and the run's own report.
+    expect(html).toContain(`<td>${(small.epoch.mean + 1).toFixed(1)} ± ${small.epoch.std.toFixed(1)}</td><td>${small.secondsPerEpoch.mean.toFixed(2)} ± `);
     expect(html).toContain("<td>broken</td><td>accuracy —</td><td>—</td><td>—</td><td>—</td><td></td><td>0/1</td>");
     for (const run of runs.filter((r) => r.summary)) {
       expect(html).toContain(`href="${run.spec}/seed-${run.seed}/report.html"`);

@@ -67,9 +67,12 @@ describe("model selection", () => {
     const [last] = aggregate(runs, "last");
     expect(last).toMatchObject({ select: "last", test: { mean: 0.55 }, epoch: { mean: 9 }, unimodal: { a: { mean: 0.1 } } });
     expect(markdown([last!], runs, "mmb bench")).toContain("at its last epoch");
-    // Two seeds: mean ± std. One seed has no spread: its figures alone, not "± 0.000".
-    expect(markdown([best!], runs, "mmb bench")).toContain("| s | acc 0.750 ± 0.071 | a 0.200 ± 0.000 | 3.0 ± 1.4 | 1.00 ± 0.00 | cpu | 2 |");
+    // Two seeds: mean ± std. One seed has no spread: its figures alone, not "± 0.000". The table
+    // counts epochs from 1, as the console's "best validation epoch 3" does; results.json from 0, as the log.
+    expect(markdown([best!], runs, "mmb bench")).toContain("| s | acc 0.750 ± 0.071 | a 0.200 ± 0.000 | 4.0 ± 1.4 | 1.00 ± 0.00 | cpu | 2 |");
+    expect(markdown([best!], runs, "mmb bench")).toContain("the `epoch` column, counted from 1");
     const [one] = aggregate(runs.slice(0, 1));
-    expect(markdown([one!], runs.slice(0, 1), "mmb bench")).toContain("| s | acc 0.700 | a 0.200 | 2.0 | 1.00 | cpu | 1 |");
+    expect(markdown([one!], runs.slice(0, 1), "mmb bench")).toContain("| s | acc 0.700 | a 0.200 | 3.0 | 1.00 | cpu | 1 |");
+    expect(markdown([last!], runs, "mmb bench")).toContain("| s | acc 0.550 ± 0.071 | a 0.100 ± 0.000 | 10.0 ± 0.0 | 1.00 ± 0.00 | cpu | 2 |");
   });
 });
