@@ -241,7 +241,7 @@ function sinData(): Dataset {
 }
 
 /** The dataset as `mmb data export` writes it; `shift` changes its samples (another data file). */
-function writeData(data: Dataset, spec: ModelSpec, shift = 0): string {
+function writeData(data: Dataset, spec: ModelSpec, shift = 0, description = data.description): string {
   const path = join(mkdtempSync(join(tmpdir(), "mmb-torch-data-")), "data.npz");
   const arrays: Record<string, { dtype: string; shape: number[]; values: number[] }> = {};
   for (const name of ["train", "valid", "test"] as const) {
@@ -255,7 +255,7 @@ function writeData(data: Dataset, spec: ModelSpec, shift = 0): string {
     modalities: spec.modalities.map(({ name, shape }) => ({ name, shape })),
     target: { name: "y", kind: "class", classes: 4 },
     splits: { train: data.train.size, valid: data.valid.size, test: data.test.size },
-    description: data.description,
+    description,
   };
   check("write-npz", { path, arrays, meta });
   return path;
@@ -474,9 +474,13 @@ describe.runIf(python || torchRequired)("the torch training loop", () => {
     const advice = "; start a new run with another --out, or --overwrite";
     expect(refusal(["--set", "alpha=0.7"])).toBe(`${cannot} params changed: alpha 0.5 → 0.7${advice}`);
     expect(refusal(["--seed", "3"])).toBe(`${cannot} the seed changed: 2 → 3${advice}`);
-    expect(refusal([], { data: writeData(data, tfjs.spec, 0.5) })).toMatch(new RegExp(`^${cannot} the data changed: sha256:[0-9a-f]{64} → sha256:[0-9a-f]{64}${advice}$`));
+    expect(refusal([], { data: writeData(data, tfjs.spec, 0.5) })).toMatch(new RegExp(`^${cannot} the data changed: samples sha256:[0-9a-f]{64} → samples sha256:[0-9a-f]{64}${advice}$`));
     // Refused runs leave the run as it was, and no lock behind.
     expect(readdirSync(out).sort()).toEqual(["best", "checkpoints", "log.jsonl", "summary.json"]);
+    // The same samples in a file whose meta says other things (another spec exported them) are the same data.
+    const relabelled = torchRun(out, ["--resume", "--epochs", "1"], { data: writeData(data, tfjs.spec, 0, "exported by another spec") });
+    expect(relabelled.stderr).toBe("");
+    expect(relabelled.status).toBe(0);
     trained(out, ["--epochs", "1", "--overwrite"]);
     expect(logRecords(out).filter((r) => r.type === "epoch").map((r) => r.epoch)).toEqual([0]);
   });

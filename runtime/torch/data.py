@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import numpy as np
@@ -39,13 +40,15 @@ class DataSplit:
 class Dataset:
     """The train, valid and test splits, the class names (or None), and where the data came from."""
 
-    def __init__(self, train, valid, test, classes, description, meta):
+    def __init__(self, train, valid, test, classes, description, meta, sha256):
         self.train = train
         self.valid = valid
         self.test = test
         self.classes = classes
         self.description = description
         self.meta = meta
+        # What the samples are (`samples_sha256`), for a run's origin.
+        self.sha256 = sha256
 
 
 def _data_get(value, key, default=None):
@@ -218,7 +221,23 @@ def load_dataset(path, spec):
         if declared is not None and stored != declared:
             raise DataError(file, "classes", f"the spec's classes in its order: {_data_names(declared)}", _data_names(stored))
         class_names = stored
-    return Dataset(loaded["train"], loaded["valid"], loaded["test"], class_names, str(meta.get("description", file)), meta)
+    sha256 = samples_sha256(loaded, names + [target_name], class_names)
+    return Dataset(loaded["train"], loaded["valid"], loaded["test"], class_names, str(meta.get("description", file)), meta, sha256)
+
+
+def samples_sha256(splits, names, classes):
+    """
+    The SHA-256 of what training reads: each split's arrays (their entry names, shapes and float32
+    bytes) and the class names. Not the file's: its `meta` names the spec that exported it, and
+    another spec's export of the same samples is the same data.
+    """
+    digest = hashlib.sha256()
+    for split in DATA_SPLITS:
+        for name, values in zip(names, splits[split].inputs + [splits[split].labels]):
+            digest.update(f"{split}/{name} {_data_shape(values.shape)}\n".encode("utf-8"))
+            digest.update(np.ascontiguousarray(values).data)
+    digest.update(json.dumps(classes).encode("utf-8"))
+    return digest.hexdigest()
 
 
 def _data_rows(rows, size):

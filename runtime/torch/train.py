@@ -106,7 +106,7 @@ def train(trainer, options):
     if streams is None:
         raise RunError(f'unknown --rng "{options.rng}": choose {" or ".join(_RNG_STREAMS)}')
     rng = "shared" if streams is Random else f"torch on {device.type}"
-    origin = run_origin(trainer, p, seed, epochs, _train_file_sha256(options.data), rng, _train_code_sha256())
+    origin = run_origin(trainer, p, seed, epochs, data.sha256, rng, _train_code_sha256())
     os.makedirs(options.out, exist_ok=True)
     checkpoints = os.path.join(options.out, "checkpoints")
     log = RunLog(os.path.join(options.out, "log.jsonl"))
@@ -814,12 +814,12 @@ def run_origin(trainer, params, seed, epochs, data_sha256, rng="shared", code_sh
     """
     What made a run, recorded in every checkpoint so that `--resume` continues only the run that
     wrote it: the spec (its file, the SHA-256 of its text, and the model it describes), the
-    params, the seed, the epochs, the data file's SHA-256, the generator of the step's draws
+    params, the seed, the epochs, the SHA-256 of the samples (data.py), the generator of the step's draws
     (`shared`, or `torch on cpu|cuda`: torch's draws differ between kinds of device), and the
     SHA-256 of the trainer's own file.
     """
     spec = trainer["spec"]
-    origin = {"source": spec["source"], "source_hash": trainer.get("source_hash"), "spec": spec, "params": params, "seed": seed, "epochs": epochs, "data": f"sha256:{data_sha256}", "rng": rng}
+    origin = {"source": spec["source"], "source_hash": trainer.get("source_hash"), "spec": spec, "params": params, "seed": seed, "epochs": epochs, "data": f"samples sha256:{data_sha256}", "rng": rng}
     return {**origin, "code": f"sha256:{code_sha256}"} if code_sha256 else origin
 
 
