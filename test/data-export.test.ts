@@ -292,7 +292,7 @@ describe.runIf(pythons.length > 0 || requirePython)("(c) runtime/torch/data.py r
     const lines = readFileSync(dataPy, "utf8").split("\n");
     const start = lines.findIndex((l) => l.trim() !== "" && !/^(import |from \S+ import )/.test(l));
     const imports = lines.slice(0, start).filter((l) => l.trim());
-    expect(imports).toEqual(["import json", "import numpy as np", "import torch"]);
+    expect(imports).toEqual(["import hashlib", "import json", "import numpy as np", "import torch"]);
     expect(lines.slice(start).filter((l) => /^\s*(import |from \S+ import )/.test(l))).toEqual([]);
   });
 
@@ -332,6 +332,8 @@ describe.runIf(pythons.length > 0 || requirePython)("(c) runtime/torch/data.py r
       { name: "missing entry", path: damaged("missing", (key, b) => (key === "valid/visual" ? undefined : b)), spec: specJson(spec) },
       { name: "missing meta", path: damaged("nometa", (key, b) => (key === "meta" ? undefined : b)), spec: specJson(spec) },
       { name: "wrong shape", path: damaged("shape", (key, b) => (key === "train/audio" ? npy("<f4", [840, 63], f32(840 * 63)) : b)), spec: specJson(spec) },
+      { name: "fewer samples", path: damaged("fewer", (key, b) => (key === "valid/visual" ? npy("<f4", [179, 3, 16, 16], f32(179 * 3 * 16 * 16)) : b)), spec: specJson(spec) },
+      { name: "channels last", path: damaged("channels", (key, b) => (key === "valid/visual" ? npy("<f4", [180, 16, 16, 3], f32(180 * 3 * 16 * 16)) : b)), spec: specJson(spec) },
       { name: "wrong dtype", path: damaged("dtype", (key, b) => (key === "test/audio" ? npy("<f8", [180, 64], new Uint8Array(new Float64Array(180 * 64).buffer)) : b)), spec: specJson(spec) },
       { name: "label out of range", path: damaged("labels", (key, b) => (key === "test/y" ? npy("<f4", [180], f32(180, 6)) : b)), spec: specJson(spec) },
       { name: "not finite", path: damaged("nan", (key, b) => (key === "valid/audio" ? npy("<f4", [180, 64], f32(180 * 64, NaN)) : b)), spec: specJson(spec) },
@@ -374,6 +376,9 @@ describe.runIf(pythons.length > 0 || requirePython)("(c) runtime/torch/data.py r
       });
       expect(error("missing meta")).toMatchObject({ field: "meta", found: expect.stringMatching(/^no such entry; the file has: test\/audio, /) });
       expect(error("wrong shape")).toMatchObject({ field: "train/audio", expected: "840 samples of the spec's modality audio, float[64]: shape [840, 64]", found: "[840, 63]" });
+      // Axes in another order are named as the TypeScript loader names them (runtime/data/files.ts).
+      expect(error("channels last")).toMatchObject({ field: "valid/visual", found: "[180, 16, 16, 3]; the same axes in another order (channels last?): store the samples as [N, 3, 16, 16] (e.g. numpy.transpose)" });
+      expect(error("fewer samples")).toMatchObject({ field: "valid/visual", found: "[179, 3, 16, 16]" });
       expect(error("wrong dtype")).toMatchObject({ field: "test/audio", expected: "180 samples of the spec's modality audio, float[64]: float32 ('<f4')", found: "<f8" });
       expect(error("label out of range")).toMatchObject({ field: "test/y", expected: "a class in 0..5", found: "6 in sample 0" });
       expect(error("not finite")).toMatchObject({ field: "valid/audio", expected: "finite numbers", found: "NaN in sample 0" });

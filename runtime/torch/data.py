@@ -72,6 +72,18 @@ def _data_shape(shape):
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
+def _data_axes_hint(stored, declared):
+    """
+    Where a sample's axes are the declared ones in another order (frames stored as [H, W, C] for
+    float[C, H, W]), what to do about it, as the TypeScript loader says it (runtime/data/files.ts).
+    """
+    stored, declared = tuple(stored), tuple(declared)
+    if len(declared) <= 1 or stored == declared or len(stored) != len(declared) or sorted(stored) != sorted(declared):
+        return ""
+    channels = " (channels last?)" if stored[-1] == declared[0] else ""
+    return f"; the same axes in another order{channels}: store the samples as [N, {', '.join(str(d) for d in declared)}] (e.g. numpy.transpose)"
+
+
 def _data_names(names):
     names = list(names)
     return ", ".join(names) if names else "none"
@@ -179,7 +191,7 @@ def load_dataset(path, spec):
         if values.dtype != np.dtype("<f4"):
             raise DataError(file, key, f"{what}: float32 ('<f4')", f"{values.dtype.str}")
         if tuple(values.shape) != tuple(shape):
-            raise DataError(file, key, f"{what}: shape {_data_shape(shape)}", _data_shape(values.shape))
+            raise DataError(file, key, f"{what}: shape {_data_shape(shape)}", _data_shape(values.shape) + _data_axes_hint(values.shape[1:], shape[1:]))
         return values
 
     loaded = {}
