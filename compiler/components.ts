@@ -3,7 +3,7 @@
  * training settings), with their options. The checker validates calls against
  * these tables and the runtime implements each entry; nothing here knows any balancing method.
  */
-import type { Range } from "./range.js";
+import type { Range } from "../runtime/range.js";
 
 export type OptionType = "int" | "number" | "ints" | "string" | "modality" | "bool";
 

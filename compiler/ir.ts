@@ -1,4 +1,5 @@
 import type { LayerKind } from "../runtime/parameter-groups.js";
+import type { ParamRange } from "../runtime/range.js";
 import type { OptionValue } from "./components.js";
 
 /**
@@ -36,6 +37,8 @@ export interface ModelIR {
   stages?: StageIR[];
   /** `predict EXPR`: the outputs evaluation scores instead of `out` (inference-time fusion). */
   predict?: { value: RExpr; line: number; text: string };
+  /** Params that calls take as constant arguments, with their ranges: a trainer's own `--set` checks them. */
+  paramRanges?: Record<string, ParamRange[]>;
 }
 
 export interface StageIR {

@@ -1,21 +1,4 @@
-/** Bounds of a number the spec gives: a component's option, or a builtin's constant argument. */
-export interface Range {
-  min?: number;
-  max?: number;
-  /** The bound itself is excluded. */
-  minOpen?: boolean;
-  maxOpen?: boolean;
-  /** Only whole numbers (a count). */
-  integer?: boolean;
-}
-
-export function inRange(value: number, range: Range): boolean {
-  if (!Number.isFinite(value)) return false;
-  if (range.integer && !Number.isInteger(value)) return false;
-  if (range.min !== undefined && (range.minOpen ? value <= range.min : value < range.min)) return false;
-  if (range.max !== undefined && (range.maxOpen ? value >= range.max : value > range.max)) return false;
-  return true;
-}
+import type { Range } from "../runtime/range.js";
 
 /** The range in words: "at least 1", "greater than 0", "in [0, 1)". */
 export function rangeText(range: Range): string {

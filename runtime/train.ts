@@ -19,6 +19,7 @@ import { gradNorm } from "./ops.js";
 import { inGroup } from "./parameter-groups.js";
 import { Optimizer } from "./optimizer.js";
 import { Random } from "./random.js";
+import { inRange, type ParamRange } from "./range.js";
 import { targetWidth, type ModelSpec, type StageSpec } from "./spec.js";
 import { claimRunFolder, type RunFolder } from "./run-folder.js";
 import { resumeConflicts, runOrigin, type RunOrigin } from "./run-origin.js";
@@ -33,6 +34,8 @@ interface TrainerCommon {
   predict?(f: Forward, p: Record<string, number>): tf.Tensor;
   /** The spec's `param` values, overridable with `--set name=value`. */
   params: Record<string, number>;
+  /** The ranges of the calls that take a param as a constant: a `--set` outside them is refused. */
+  paramRanges?: Record<string, ParamRange[]>;
   /** SHA-256 of the spec's text: a checkpoint records it, and `--resume` refuses another spec. */
   sourceHash?: string;
   /**
@@ -288,8 +291,11 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const plan = stages.flatMap((s, index) => Array.from({ length: s.settings.train.epochs }, (_, epoch) => ({ index, epoch })));
   const epochs = plan.length;
   const staged = "stages" in definition;
-  for (const name of Object.keys(options.set ?? {})) {
+  for (const [name, value] of Object.entries(options.set ?? {})) {
     if (!Object.hasOwn(definition.params, name)) throw new Error(`--set ${name}: the spec has no \`param ${name}\` (params: ${Object.keys(definition.params).join(", ") || "none"})`);
+    // `mmb train` checked the spec with this value; a trainer run as it is (`mmb run`) checks it here.
+    const outside = definition.paramRanges?.[name]?.find((taken) => !inRange(value, taken.range));
+    if (outside) throw new Error(`--set ${name}=${value}: ${outside.use} (spec line ${outside.line}) must be ${outside.text}`);
   }
   const p = { ...definition.params, ...options.set };
   const data = options.data ?? loadData(spec, options.dataRoot);

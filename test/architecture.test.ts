@@ -32,10 +32,10 @@ describe("the layout shows the architecture", () => {
     expect(upward).toEqual([]);
   });
 
-  it("the compiler reads only the runtime's parameter naming (one module for both), never tfjs", () => {
+  it("the compiler reads only the runtime's parameter naming and number ranges (one module each for both), never tfjs", () => {
     const reached = typescriptFiles(join(root, "compiler")).flatMap((f) => imports(f).filter((i) => i.startsWith("runtime/")));
-    expect([...new Set(reached)]).toEqual(["runtime/parameter-groups.ts"]);
-    expect(readFileSync(join(root, "runtime", "parameter-groups.ts"), "utf8")).not.toMatch(/from\s+"/);
+    expect([...new Set(reached)].sort()).toEqual(["runtime/parameter-groups.ts", "runtime/range.ts"]);
+    for (const shared of ["parameter-groups.ts", "range.ts"]) expect(readFileSync(join(root, "runtime", shared), "utf8")).not.toMatch(/from\s+"/);
   });
 
   it("the language server answers from the compiler and the catalogue alone: lsp/ never loads the runtime (tfjs), and no phase imports lsp/", () => {

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { findTorchPython } from "../cli/python.js";
-import { alive, mmb, root, waitFor } from "./helpers.js";
+import { alive, mmb, root, smallSpec, waitFor } from "./helpers.js";
 
 /** `mmb compile|train|bench --target torch` as a user runs them. */
 const { python } = findTorchPython();
@@ -142,6 +142,26 @@ describe("the command line's torch target", () => {
     await exited;
     expect(await waitFor(() => (alive(trainer) ? undefined : true))).toBe(true);
   }, 180_000);
+
+  it.skipIf(!python)("trainer.py --set: a param outside the range of a call that takes it is refused, as mmb train --set refuses it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "mmb-torch-ranged-"));
+    const text = smallSpec("  param beta = 0.9\n  g[m] = ema(norm(grad(encoder[m])), beta)");
+    const spec = join(dir, "ranged.mmb");
+    writeFileSync(spec, text);
+    const line = text.split("\n").findIndex((l) => l.includes("ema(")) + 1;
+    const trainer = join(dir, "trainer.py");
+    const data = join(dir, "data.npz");
+    expect(mmb("compile", spec, "--target", "torch", "-o", trainer).status).toBe(0);
+    expect(mmb("data", "export", spec, "-o", data).status).toBe(0);
+    const run = (value: string) => spawnSync(python!.command, [trainer, "--data", data, "--out", join(dir, "run"), "--quiet", "--epochs", "1", "--set", `beta=${value}`], { encoding: "utf8" });
+    const outside = run("1.5");
+    expect(outside.status).toBe(1);
+    expect(outside.stderr).toBe(`mmb: --set beta=1.5: \`ema\`'s beta (spec line ${line}) must be in [0, 1)\n`);
+    expect(existsSync(join(dir, "run", "log.jsonl"))).toBe(false);
+    const inside = run("0");
+    expect(inside.stderr).toBe("");
+    expect(JSON.parse(readFileSync(join(dir, "run", "summary.json"), "utf8")).params).toEqual({ beta: 0 });
+  });
 
   it.skipIf(!python)("bench --target torch --rng torch: every run draws from torch, and the table says so", () => {
     const out = join(mkdtempSync(join(tmpdir(), "mmb-torch-bench-")), "bench");

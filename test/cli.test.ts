@@ -226,6 +226,26 @@ train epochs 1 batch 8
     expect(mmb("run", trainer, "--data", "mnist()").stderr).toContain("Unknown option '--data'");
   });
 
+  it("run --set: a param outside the range of a call that takes it is refused, as train --set refuses it with the spec", () => {
+    const text = smallSpec("  param beta = 0.9\n  g[m] = ema(norm(grad(encoder[m])), beta)");
+    const spec = join(dir, "ranged.mmb");
+    writeFileSync(spec, text);
+    const line = text.split("\n").findIndex((l) => l.includes("ema(")) + 1;
+    const trainer = join(dir, "ranged.ts");
+    expect(mmb("compile", spec, "-o", trainer).status).toBe(0);
+    const train = mmb("train", spec, "--set", "beta=1.5", "--out", join(dir, "ranged-train"));
+    expect(train.status).toBe(1);
+    expect(train.stderr).toContain("error[MMB019]: `ema`'s beta must be in [0, 1), found 1.5 (`--set beta=1.5`)");
+    const run = mmb("run", trainer, "--set", "beta=1.5", "--out", join(dir, "ranged-run"));
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain(`--set beta=1.5: \`ema\`'s beta (spec line ${line}) must be in [0, 1)`);
+    expect(existsSync(join(dir, "ranged-run", "log.jsonl"))).toBe(false);
+    // Inside the range, the trainer runs with the value.
+    const inside = mmb("run", trainer, "--set", "beta=0", "--epochs", "1", "--backend", "cpu", "--out", join(dir, "ranged-run"));
+    expect(inside.status).toBe(0);
+    expect(JSON.parse(readFileSync(join(dir, "ranged-run", "summary.json"), "utf8")).params).toEqual({ beta: 0 });
+  });
+
   it("the packed package installs globally and puts `mmb` on the PATH", () => {
     const prefix = mkdtempSync(join(tmpdir(), "mmb-global-"));
     // A fresh checkout (`npm ci && npm test`) is built first, as prepack would; --ignore-scripts keeps pack's output to its JSON.

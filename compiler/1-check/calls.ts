@@ -1,7 +1,8 @@
 import type { Expr } from "../../grammar/ast.js";
 import { error, nearest, type Span } from "../../diagnostics/index.js";
 import { builtin, isReduction, ruleFunctionNames, type Builtin, type ParamSpec, type RefineContext, type Signature } from "../builtins/index.js";
-import { inRange, rangeText, type Range } from "../range.js";
+import { inRange, type ParamRange, type Range } from "../../runtime/range.js";
+import { rangeText } from "../range.js";
 import type { RExpr, ValueKind } from "../ir.js";
 import { constantNumber } from "./component-options.js";
 import { make, type CheckContext, type Env } from "./context.js";
@@ -104,6 +105,7 @@ function constantArgument(cx: CheckContext, entry: Builtin, name: string, range:
     value = param.value;
     node = make({ op: "param", name: e.name }, "scalar", [], { host: true });
     origin = Object.hasOwn(cx.overrides, e.name) ? ` (\`--set ${e.name}=${value}\`)` : ` (\`param ${e.name}\`)`;
+    recordParamRange(cx, e.name, { range, text: rangeText(range), use: `\`${entry.name}\`'s ${name}`, line: cx.line(e.span) });
   } else {
     const number = constantNumber(cx, e);
     if (number === undefined) return undefined;
@@ -114,6 +116,12 @@ function constantArgument(cx: CheckContext, entry: Builtin, name: string, range:
     return cx.report(error("MMB019", `\`${entry.name}\`'s ${name} must be ${rangeText(range)}, found ${value}${origin}`, e.span, { help: `choose ${name} ${rangeText(range)}, e.g. \`${example(entry)}\`` }));
   }
   return node;
+}
+
+/** What a trainer's own `--set` checks (runtime/range.ts): each call that takes the param, once. */
+function recordParamRange(cx: CheckContext, param: string, taken: ParamRange): void {
+  const ranges = cx.paramRanges.get(param) ?? [];
+  if (!ranges.some((r) => r.use === taken.use && r.line === taken.line)) cx.paramRanges.set(param, [...ranges, taken]);
 }
 
 /** A call of the entry as the help lines show it. */

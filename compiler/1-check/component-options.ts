@@ -2,7 +2,8 @@ import type { Arg, Expr } from "../../grammar/ast.js";
 import { error, nearest } from "../../diagnostics/index.js";
 import type { ComponentSpec, OptionSpec, OptionValue } from "../components.js";
 import type { Component } from "../ir.js";
-import { inRange, rangeText } from "../range.js";
+import { inRange } from "../../runtime/range.js";
+import { rangeText } from "../range.js";
 import type { CheckContext } from "./context.js";
 
 /** A component call (`mlp(hidden: [128])`, `sgd(lr: 0.01)`) checked against its table in compiler/components.ts. */

@@ -1,5 +1,6 @@
 import type { Stmt } from "../../grammar/ast.js";
 import { nearest, type Diagnostic, type SourceText, type Span, error } from "../../diagnostics/index.js";
+import type { ParamRange } from "../../runtime/range.js";
 import type { Component, FusionIR, LearnableIR, ModalityIR, RExpr, RNode, RuleValue, ValueKind } from "../ir.js";
 
 /** Where an expression is checked: the index variables in scope and what its reads are recorded in. */
@@ -41,6 +42,8 @@ export class CheckContext {
   targetName = "";
   targetKind: "class" | "real" | "mask" = "class";
   readonly params = new Map<string, { value: number; span: Span }>();
+  /** Each param given to a call as a constant argument, with the range the call takes there. */
+  readonly paramRanges = new Map<string, ParamRange[]>();
   readonly definitions = new Map<string, Definition>();
   readonly learnables = new Map<string, LearnableIR & { span: Span }>();
   readonly encoders: Component[] = [];

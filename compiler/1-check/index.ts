@@ -64,6 +64,7 @@ export function check(program: Program, source: SourceText, options: CheckOption
         rule: last.rule,
         ...(predict ? { predict } : {}),
         ...(stageDecls.length ? { stages: stages as StageIR[] } : {}),
+        ...(cx.paramRanges.size ? { paramRanges: Object.fromEntries(cx.paramRanges) } : {}),
       }
     : undefined;
   return { ...(model ? { model } : {}), diagnostics: cx.diagnostics };

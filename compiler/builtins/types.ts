@@ -1,5 +1,5 @@
 import type { ValueKind } from "../ir.js";
-import type { Range } from "../range.js";
+import type { Range } from "../../runtime/range.js";
 
 /**
  * One entry of the builtin catalogue: everything the compiler knows about a function of the rule

@@ -96,9 +96,13 @@ def train(trainer, options):
     plan = [(index, epoch) for index, stage in enumerate(stages) for epoch in range(stage["settings"]["train"]["epochs"])]
     epochs = len(plan)
     staged = bool(trainer.get("stages"))
-    for name in options.overrides:
+    for name, value in options.overrides.items():
         if name not in trainer["params"]:
             raise RunError(f"--set {name}: the spec has no `param {name}` (params: {', '.join(trainer['params']) or 'none'})")
+        # `mmb train` checked the spec with this value; a trainer run as it is checks it here.
+        for taken in trainer.get("param_ranges", {}).get(name, []):
+            if not _train_in_range(value, taken["range"]):
+                raise RunError(f"--set {name}={_train_number(value)}: {taken['use']} (spec line {taken['line']}) must be {taken['text']}")
     p = {**trainer["params"], **options.overrides}
     data = load_dataset(options.data, spec)
     # The step's draws (random.py): the tfjs trainer's, the same on every device, or torch's, which differ between kinds of device.
@@ -1003,6 +1007,16 @@ def _train_setting(text):
     if not (name.isidentifier() and name.isascii() and math.isfinite(number)):
         raise argparse.ArgumentTypeError(f'takes name=number, got "{text}"')
     return name, number
+
+
+def _train_in_range(value, range_):
+    """Whether a number lies in a range of the spec (runtime/range.ts, `inRange`)."""
+    if not math.isfinite(value) or (range_.get("integer") and not float(value).is_integer()):
+        return False
+    low, high = range_.get("min"), range_.get("max")
+    if low is not None and (value <= low if range_.get("minOpen") else value < low):
+        return False
+    return not (high is not None and (value >= high if range_.get("maxOpen") else value > high))
 
 
 def main(trainer, argv=None):

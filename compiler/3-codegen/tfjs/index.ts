@@ -204,6 +204,18 @@ export function generate(model: ModelIR, plan: StepPlan, source: SourceText): st
     leadingTrivia: "/** The spec's `param` values; `mmb train --set name=value` overrides them. */\n",
   });
   module.push({ kind: StructureKind.TypeAlias, name: "Params", type: "Record<keyof typeof params, number>", leadingTrivia: "\n" });
+  const ranges = model.paramRanges ? Object.entries(model.paramRanges) : [];
+  if (ranges.length) {
+    module.push({
+      kind: StructureKind.VariableStatement,
+      isExported: true,
+      declarationKind: VariableDeclarationKind.Const,
+      declarations: [{ name: "paramRanges", initializer: objectLiteral(ranges.map(([name, taken]) => [name, JSON.stringify(taken)])) }],
+      leadingTrivia: "\n/** The calls that take a param as a constant, and the range each takes: `mmb run --set` checks them, as `mmb train --set` checks the spec. */\n",
+    });
+  }
+  const common = `spec, params${ranges.length ? ", paramRanges" : ""}`;
+  const hash = `sourceHash: ${JSON.stringify(sourceHash(source.text))}`;
   let definition: string;
   if (model.stages && plan.stages) {
     // One set of functions per stage, in order; the loop runs them one stage after the other.
@@ -213,11 +225,11 @@ export function generate(model: ModelIR, plan: StepPlan, source: SourceText): st
       module.push(...part.structures.map((s, j) => (j === 0 ? { ...s, leadingTrivia: `\n// ---- stage ${commentText(stage.name)} (line ${stage.line})\n${(s as { leadingTrivia?: string }).leadingTrivia ?? ""}` } : s)) as StatementStructures[]);
       return `{ name: ${JSON.stringify(stage.name)}, ${part.fields}, ${part.functions} }`;
     });
-    definition = `{ spec, params, sourceHash: ${JSON.stringify(sourceHash(source.text))}, stages: [${stages.join(", ")}] }`;
+    definition = `{ ${common}, ${hash}, stages: [${stages.join(", ")}] }`;
   } else {
     const part = stageModule(model, plan, env, "", statements);
     module.push(...part.structures);
-    definition = `{ spec, params, ${part.fields}, sourceHash: ${JSON.stringify(sourceHash(source.text))}, ${part.functions} }`;
+    definition = `{ ${common}, ${part.fields}, ${hash}, ${part.functions} }`;
   }
   if (model.predict) {
     const value = expression(model.predict.value, { ...env, scope: "f" });

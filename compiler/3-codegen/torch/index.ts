@@ -137,6 +137,10 @@ export function generateTorch(model: ModelIR, plan: StepPlan, source: SourceText
   const functions: string[] = [];
   if (model.fuse) functions.push(`# ${commentLine(model.fuse.text)}  (line ${model.fuse.line})\ndef fuse(inputs):\n${indent(`return ${fusionCode(model.fuse.value, env)}`)}`);
   const trainer = ["spec=SPEC", "params=PARAMS"];
+  if (model.paramRanges) {
+    sections.push(`# The calls that take a param as a constant, and the range each takes: \`--set\` is checked against them.\nPARAM_RANGES = ${pythonLiteral(model.paramRanges)}`);
+    trainer.push("param_ranges=PARAM_RANGES");
+  }
   if (model.stages && plan.stages) {
     // One set of functions per stage, in order; the loop runs them one stage after the other.
     const stages = model.stages.map((stage, i) => {
