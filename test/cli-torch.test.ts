@@ -163,6 +163,20 @@ describe("the command line's torch target", () => {
     expect(JSON.parse(readFileSync(join(dir, "run", "summary.json"), "utf8")).params).toEqual({ beta: 0 });
   });
 
+  it.skipIf(!python)("a training batch of one sample under an MLP's batch norm: both targets stop with one line naming the layer, not a traceback", () => {
+    const dir = mkdtempSync(join(tmpdir(), "mmb-torch-bn-one-"));
+    // 160 samples, 15% each to valid and test: 112 to train, whose last batch of 111 holds one.
+    const spec = join(dir, "bn.mmb");
+    writeFileSync(spec, smallSpec().replace("mlp(hidden: [10], out: 5)", 'mlp(hidden: [10], out: 5, norm: "batch")').replace("batch 16", "batch 111"));
+    const message = 'batch normalisation of encoder.a.dense0.norm needs more than one value per channel in training, found 1 (a training batch of one sample?); give the encoder `norm: "none"` or a larger batch';
+    const tfjs = mmb("train", spec, "--epochs", "1", "--backend", "cpu", "--out", join(dir, "tfjs"));
+    expect(tfjs.status).toBe(1);
+    expect(tfjs.stderr).toContain(`mmb: ${message}`);
+    const torch = mmb("train", spec, "--target", "torch", "--epochs", "1", "--out", join(dir, "torch"));
+    expect(torch.status).toBe(1);
+    expect(torch.stderr).toBe(`mmb: ${message}\n`);
+  });
+
   it.skipIf(!python)("bench --target torch --rng torch: every run draws from torch, and the table says so", () => {
     const out = join(mkdtempSync(join(tmpdir(), "mmb-torch-bench-")), "bench");
     const run = mmb("bench", "specs/ogm_ge.mmb", "--target", "torch", "--rng", "torch", "--seeds", "2", "--epochs", "1", "--jobs", "1", "--out", out);

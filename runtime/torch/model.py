@@ -316,10 +316,16 @@ class BatchNorm(nn.Module):
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
         self.measured = None
+        # Its name in the model (Model names every norm), for the messages.
+        self.layer = "batch norm"
 
     def forward(self, x):
         if not self.training:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, VARIANCE_EPSILON)
+        count = batch_size(x.shape[0]) * math.prod(x.shape[2:])
+        if count < 2:
+            # As the tfjs trainer says it (runtime/batch-norm.ts): an MLP's batch of one sample has no variance to normalise by.
+            raise RunError(f'batch normalisation of {self.layer} needs more than one value per channel in training, found {count} (a training batch of one sample?); give the encoder `norm: "none"` or a larger batch')
         if not batch_is_shared():
             # F.batch_norm moves the statistics it is given: copies, committed by the update alone.
             mean, variance = self.running_mean.clone(), self.running_var.clone()
@@ -327,9 +333,6 @@ class BatchNorm(nn.Module):
             self.measured = (mean, variance)
             return y
         axes = [0, *range(2, x.dim())]
-        count = batch_size(x.shape[0]) * math.prod(x.shape[2:])
-        if count < 2:
-            raise ValueError(f"Expected more than 1 value per channel when training, got {count} over the global batch")
         per_channel = lambda t: t.reshape(1, -1, *([1] * (x.dim() - 2)))
         mean = batch_total(x.sum(axes)) / count
         variance = batch_total((x - per_channel(mean)).square().sum(axes)) / count
@@ -795,6 +798,8 @@ class Model(nn.Module):
         self.parameter_order = [torch_name(name) for name, _, _ in parameter_shapes(spec)]
         # The batch norms by name, found once: every training pass reads what they measured.
         self.batch_norms = {name: module for name, module in self.named_modules() if isinstance(module, BatchNorm)}
+        for name, module in self.batch_norms.items():
+            module.layer = name
         # The encoders whose layers drop out in training: every training pass gives them its draws.
         self.dropouts = [module for module in self.modules() if isinstance(module, MLPEncoder) and module.dropout > 0]
 
