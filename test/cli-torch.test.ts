@@ -177,6 +177,16 @@ describe("the command line's torch target", () => {
     expect(torch.stderr).toBe(`mmb: ${message}\n`);
   });
 
+  it.skipIf(!python)("trainer.py run by a python3 without numpy or torch says so in one line, not a traceback", () => {
+    const dir = mkdtempSync(join(tmpdir(), "mmb-torch-no-torch-"));
+    const trainer = join(dir, "trainer.py");
+    expect(mmb("compile", "specs/baseline.mmb", "--target", "torch", "-o", trainer).status).toBe(0);
+    // -S: without site-packages, as a python3 that never had them installed.
+    const bare = spawnSync(python!.command, ["-S", trainer, "--data", "data.npz", "--out", join(dir, "run")], { encoding: "utf8" });
+    expect(bare.status).toBe(1);
+    expect(bare.stderr).toMatch(/^mmb: trainer\.py needs torch and numpy: \S+ has no module numpy \(install them, e\.g\. `pip install torch numpy`, or run it with a python3 that has them\)\n$/);
+  });
+
   it.skipIf(!python)("bench --target torch --rng torch: every run draws from torch, and the table says so", () => {
     const out = join(mkdtempSync(join(tmpdir(), "mmb-torch-bench-")), "bench");
     const run = mmb("bench", "specs/ogm_ge.mmb", "--target", "torch", "--rng", "torch", "--seeds", "2", "--epochs", "1", "--jobs", "1", "--out", out);

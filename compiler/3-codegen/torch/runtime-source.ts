@@ -38,7 +38,16 @@ export function torchRuntime(): { imports: string[]; body: string } {
   const thirdParty = (line: string) => /^(import|from) (numpy|torch)\b/.test(line);
   const module = (line: string) => line.split(" ")[1]!;
   const sorted = (lines: string[]) => [...lines].sort((a, b) => module(a).localeCompare(module(b)) || a.localeCompare(b));
-  const ordered = [...sorted(imports.filter((l) => !thirdParty(l))), "", ...sorted(imports.filter(thirdParty))];
+  // Numpy and torch may be missing from the python3 a user runs (the first on PATH need not have
+  // them): one line that says so, not a traceback.
+  const ordered = [
+    ...sorted(imports.filter((l) => !thirdParty(l))),
+    "",
+    "try:",
+    ...sorted(imports.filter(thirdParty)).map((l) => `    ${l}`),
+    "except ModuleNotFoundError as missing:",
+    '    sys.exit(f"mmb: {os.path.basename(sys.argv[0])} needs torch and numpy: {sys.executable} has no module {missing.name} (install them, e.g. `pip install torch numpy`, or run it with a python3 that has them)")',
+  ];
   cached = { imports: ordered, body: bodies.join("\n\n") };
   return cached;
 }

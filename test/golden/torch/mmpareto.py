@@ -23,10 +23,13 @@ import shutil
 import sys
 import time
 
-import numpy as np
-from torch import nn
-import torch
-import torch.nn.functional as F
+try:
+    import numpy as np
+    from torch import nn
+    import torch
+    import torch.nn.functional as F
+except ModuleNotFoundError as missing:
+    sys.exit(f"mmb: {os.path.basename(sys.argv[0])} needs torch and numpy: {sys.executable} has no module {missing.name} (install them, e.g. `pip install torch numpy`, or run it with a python3 that has them)")
 
 
 # The model as the spec declares it outside its balance rule: architecture, data, optimiser, training settings.
