@@ -94,6 +94,13 @@ async function readSpec(path: string, data?: string): Promise<string> {
 
 /** The spec with its `data` declaration replaced (or added) by `--data`. */
 function withData(text: string, data: string): string {
+  // A file name is not a clause: spliced into the spec it became a syntax error at a line of the spec that is not there.
+  if (/^[^()]*\.(npz|npy|csv|jsonl?)$/i.test(data.trim())) {
+    throw new UsageError(
+      `--data takes a data clause such as \`synthetic(seed: 4)\` or \`files(...)\`, not a file (${data}); ` +
+        `a .npz that \`mmb data export\` wrote is read by the torch trainer: \`mmb compile SPEC --target torch -o trainer.py\`, then \`python3 trainer.py --data ${data} --out DIR\``,
+    );
+  }
   const declaration = parseSpec(text).program.decls.find((d) => d.kind === "DataDecl");
   const line = `data ${data.replace(/[\r\n]+/g, " ")}`;
   if (!declaration) return `${text}\n${line}\n`;

@@ -57,6 +57,11 @@ describe("mmb command line", () => {
     expect(run.status).toBe(0);
     const steps = readFileSync(join(dir, "run2", "log.jsonl"), "utf8").trim().split("\n").filter((l) => l.includes('"type":"step"'));
     expect(steps).toHaveLength(Math.ceil((320 - 48 - 48) / 16)); // 15% valid, 15% test, batch 16
+    // A file is not a clause: a usage error that says where an exported .npz goes, not a syntax error at a line of the spec.
+    const file = mmb("train", good, "--data", "exported.npz", "--out", join(dir, "run-file"));
+    expect(file.status).toBe(2);
+    expect(file.stderr).toContain("--data takes a data clause such as `synthetic(seed: 4)` or `files(...)`, not a file (exported.npz); a .npz that `mmb data export` wrote is read by the torch trainer");
+    expect(file.stderr).not.toContain("MMB0");
     // The first and the last line name the kernels alike (`wasm + OpenBLAS` where they were built), as the summary does.
     const { kernels } = JSON.parse(readFileSync(join(dir, "run2", "summary.json"), "utf8"));
     expect(run.stdout).toContain(`on backend ${kernels}, seed`);
