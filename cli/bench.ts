@@ -133,7 +133,7 @@ export function markdown(rows: MethodRow[], runs: RunResult[], command: string):
     }),
   ];
   const failures = runs.filter((r) => r.error);
-  if (failures.length) lines.push("", "Failed runs:", "", ...failures.map((r) => `- ${r.spec}, seed ${r.seed}: ${r.error!.split("\n")[0]}`));
+  if (failures.length) lines.push("", "Failed runs:", "", ...failures.map((r) => `- ${r.spec}, seed ${r.seed}${r.fold === undefined ? "" : `, fold ${r.fold}`}: ${r.error!.split("\n")[0]}`));
   const over = runs.some((r) => r.fold !== undefined) ? "seeds and folds (each fold's test split once per seed; folds.json says which groups each held)" : "seeds";
   return `# Benchmark results\n\n\`${command}\`\n\nMean ± sample standard deviation over ${over} of ${selectionText[select]}; unimodal: each modality alone (see each run's summary.json for how).\n\n${lines.join("\n")}\n`;
 }

@@ -236,10 +236,18 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
       const seeds = wholeNumber(values.seeds, "--seeds") ?? 3;
       const folds = wholeNumber(values.folds, "--folds");
       if (folds !== undefined && folds < 2) throw new UsageError(`--folds needs at least 2, got ${folds}`);
+      // Folds deal out the groups of files(group: ...) data: a spec without them would fail every run it starts.
+      for (const spec of folds ? positionals : []) {
+        const data = analyze(await readSpec(spec, values.data), { fileName: spec }).ir?.data;
+        if (data && !(data.kind === "files" && data.options.group !== undefined)) {
+          throw new UsageError(`--folds: ${spec} reads ${data.kind === "files" ? "files() without `group`" : `${data.kind}(...)`}; folds deal out the groups of \`files(group: "file:field", ...)\` data (e.g. actors), which --data can give`);
+        }
+      }
       const select = values.select ?? "best";
       if (select !== "best" && select !== "last") throw new UsageError(`--select is best or last, got "${select}"`);
       const { rows, runs } = await bench({ specs: positionals, seeds, out, trainArgs, overwrite: values.overwrite ?? false, select, ...(jobs ? { jobs } : {}), ...(folds ? { folds } : {}) });
-      console.log(`mmb: ${rows.length} specs × ${seeds} seeds${folds ? ` × ${folds} folds` : ""}; results in ${join(out, "results.md")} (.json, .csv)`);
+      const count = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;
+      console.log(`mmb: ${count(rows.length, "spec")} × ${count(seeds, "seed")}${folds ? ` × ${count(folds, "fold")}` : ""}; results in ${join(out, "results.md")} (.json, .csv)`);
       return runs.some((r) => r.error) ? 1 : 0;
     }
     case "doctor": {

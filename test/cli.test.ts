@@ -302,6 +302,12 @@ train epochs 1 batch 8
       expect(valid).toEqual(folds[`fold-${(f + 1) % 3}`].test);
     }
     expect(readFileSync(join(out, "results.md"), "utf8")).toContain("over seeds and folds");
+    expect(run.stdout).toContain("mmb: 1 spec × 2 seeds × 3 folds; results in ");
+    // A bench of folds over a spec whose data has no groups is refused before any run starts.
+    const noGroups = mmb("bench", spec, good, "--seeds", "1", "--folds", "3", "--out", join(data, "bench-no-groups"));
+    expect(noGroups.status).toBe(2);
+    expect(noGroups.stderr).toContain(`--folds: ${good} reads synthetic(...); folds deal out the groups of \`files(group: "file:field", ...)\` data`);
+    expect(existsSync(join(data, "bench-no-groups"))).toBe(false);
     // A fold without the number of folds, and folds of data without groups, are refused.
     expect(mmb("train", spec, "--fold", "1").status).toBe(2);
     const ungrouped = mmb("train", good, "--fold", "0", "--folds", "3", "--out", join(dir, "ungrouped"));

@@ -74,5 +74,8 @@ describe("model selection", () => {
     const [one] = aggregate(runs.slice(0, 1));
     expect(markdown([one!], runs.slice(0, 1), "mmb bench")).toContain("| s | acc 0.700 | a 0.200 | 3.0 | 1.00 | cpu | 1 |");
     expect(markdown([last!], runs, "mmb bench")).toContain("| s | acc 0.550 ± 0.071 | a 0.100 ± 0.000 | 10.0 ± 0.0 | 1.00 ± 0.00 | cpu | 2 |");
+    // A failed run of a fold is listed with its fold: the seed alone names several runs.
+    const failed: RunResult[] = [...runs, { spec: "s", seed: 1, fold: 2, dir: "", error: "no such file" }];
+    expect(markdown(aggregate(failed), failed, "mmb bench")).toContain("- s, seed 1, fold 2: no such file");
   });
 });
