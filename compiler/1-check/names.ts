@@ -64,10 +64,13 @@ function valueRef(cx: CheckContext, definition: Definition, index: IndexRef | un
   }
   checkDefinition(cx, definition);
   const value = definition.checked;
-  const kind: ValueKind = value?.kind ?? "scalar";
-  const host = value?.host ?? false;
+  // A definition with an error (reported there), or one of a cycle (reported once all are checked):
+  // its readers have no kind to check, and a guess would report them too.
+  if (!value) return undefined;
+  const kind: ValueKind = value.kind;
+  const host = value.host;
   // An epoch value is a constant of the step: its gradients' second order stays in the epoch rule.
-  const secondOrder = definition.scope === "step" && !env.underHistory && (value?.secondOrder ?? false);
+  const secondOrder = definition.scope === "step" && !env.underHistory && (value.secondOrder ?? false);
   return make({ op: "value", name: definition.name, ...(index ? { index } : {}), ...epoch }, kind, [], { host, secondOrder });
 }
 
