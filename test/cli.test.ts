@@ -45,6 +45,11 @@ describe("mmb command line", () => {
     expect(rejected.status).toBe(1);
     expect(rejected.stderr).toContain("error[MMB026]");
     expect(rejected.stderr).toContain("params: alpha");
+    // The caret is under the spec's param of the nearest name, not at the file's first character.
+    const typo = mmb("train", good, "--set", "alpah=1", "--out", join(dir, "run-typo"));
+    const line = readFileSync(good, "utf8").split("\n").findIndex((l) => l.includes("param alpha")) + 1;
+    expect(typo.stderr).toContain(`--> ${good}:${line}:9`);
+    expect(typo.stderr).toContain("= help: did you mean `--set alpha=1`? params: alpha");
     const run = mmb("train", good, "--set", "alpha=0.25", "--epochs", "1", "--backend", "cpu", "--out", join(dir, "run1"));
     expect(run.status).toBe(0);
     const summary = JSON.parse(readFileSync(join(dir, "run1", "summary.json"), "utf8"));

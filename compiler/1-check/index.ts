@@ -1,5 +1,5 @@
 import type { Program } from "../../grammar/ast.js";
-import { error, type Diagnostic, type SourceText } from "../../diagnostics/index.js";
+import { error, nearest, type Diagnostic, type SourceText, type Span } from "../../diagnostics/index.js";
 import type { ModelIR, StageIR } from "../ir.js";
 import { CheckContext } from "./context.js";
 import { checkData, checkTrain, sortDeclarations } from "./declarations.js";
@@ -39,7 +39,7 @@ export function check(program: Program, source: SourceText, options: CheckOption
   const stages = stageDecls.length
     ? checkStages(cx, stageDecls, singles, { balance, every })
     : [{ name: "", line: 1, ...checkTraining(cx, { ...singles, balance, every }), frozen: [] }];
-  checkSets(cx, options.set ?? {});
+  checkSets(cx, options.set ?? {}, singles.ModelDecl?.span ?? { start: 0, end: 0 });
   const predict = checkPredict(cx, singles.PredictDecl);
   const last = stages[stages.length - 1];
 
@@ -70,12 +70,19 @@ export function check(program: Program, source: SourceText, options: CheckOption
   return { ...(model ? { model } : {}), diagnostics: cx.diagnostics };
 }
 
-/** MMB026: `--set` names a param the spec does not declare. */
-function checkSets(cx: CheckContext, set: Readonly<Record<string, number>>): void {
+/**
+ * MMB026: `--set` names a param the spec does not declare. The command line has no span in the
+ * spec: the caret goes under the param of the nearest name (a typo), else the first param, else
+ * the `model` line.
+ */
+function checkSets(cx: CheckContext, set: Readonly<Record<string, number>>, model: Span): void {
   const declared = [...cx.params.keys()];
   for (const name of Object.keys(set).filter((n) => !cx.params.has(n))) {
-    cx.report(error("MMB026", `--set ${name}: the spec declares no \`param ${name}\``, { start: 0, end: 0 }, {
-      help: declared.length ? `params: ${declared.join(", ")}` : "declare it in the balance block: `param " + name + " = ...`",
+    const near = nearest(name, declared);
+    const span = cx.params.get(near ?? declared[0] ?? "")?.span ?? model;
+    const params = `params: ${declared.join(", ")}`;
+    cx.report(error("MMB026", `--set ${name}: the spec declares no \`param ${name}\``, span, {
+      help: near ? `did you mean \`--set ${near}=${set[name]}\`? ${params}` : declared.length ? params : "declare it in the balance block: `param " + name + " = ...`",
     }));
   }
 }
