@@ -45,7 +45,7 @@ describe("diagnostic fixtures", () => {
   it("docs/diagnostics.md lists every code with its fixture", () => {
     const sections = Object.entries(codes).map(([code, title]) => {
       const example = cases.find((name) => name !== "five-independent-errors" && rendered(name).analysis.diagnostics[0]?.code === code);
-      if (!example) return `## ${code}: ${title}\n\nReported by \`mmb train --set\` for a name the spec does not declare as a \`param\`; the help line lists the declared params.\n`;
+      if (!example) return `## ${code}: ${title}\n\nReported by \`mmb train --set\` (and \`bench\`, \`compile\`, \`data export\`) for a name the spec does not declare as a \`param\`. The command line has no place in the spec, so the caret goes under the declared param of the nearest name (a typo: the help line asks "did you mean \`--set scaling=5\`?"), else under the first param, else under the \`model\` line; the help line lists the declared params.\n`;
       const { input, text } = rendered(example);
       return `## ${code}: ${title}\n\nFrom \`test/fixtures/${example}/input.mmb\`:\n\n\`\`\`\n${input.trimEnd()}\n\`\`\`\n\n\`\`\`\n${text.trimEnd()}\n\`\`\`\n`;
     });
