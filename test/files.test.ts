@@ -144,7 +144,8 @@ describe("data from files (.npy, .npz, .csv, .jsonl)", () => {
   it("every class of bad data is a DataError naming the file, the field, what was expected and what was found", async () => {
     const renamed = (audioFile: string, visualFile = "data/feats.npz:visual") => ({ audio: audioFile, visual: visualFile, y: "data/meta.csv:label" });
     const cases: [string, Record<string, string | Buffer>, string, Partial<DataError>, ReturnType<typeof renamed>?][] = [
-      ["missing file", goodFiles(), "files()", { file: "data/nope.npy", field: "file", found: "no such file" }, renamed("data/nope.npy")],
+      // Where it looked: the spec's folder, or --data-root.
+      ["missing file", goodFiles(), "files()", { file: "data/nope.npy", field: "file", found: expect.stringMatching(/^no such file: .*\/data\/nope\.npy$/) }, renamed("data/nope.npy")],
       ["wrong shape", { ...goodFiles(), "data/audio.npy": npy(audio.slice(0, n * 5), [n, 5]) }, "files()", { file: "data/audio.npy", field: "audio", expected: "6 values per sample (float[6])", found: "5" }],
       ["sample counts differ", { ...goodFiles(), "data/audio.npy": npy(audio.slice(0, 30 * 6), [30, 6]) }, "files()", { file: "data/audio.npy", field: "samples", expected: `${n}, as many as data/meta.csv:label`, found: "30" }],
       ["NaN", { ...goodFiles(), "data/audio.npy": npy(audio.map((v, i) => (i === 13 ? NaN : v)), [n, 6]) }, "files(valid: 0, test: 0)", { file: "data/audio.npy", field: "audio (train)", expected: "finite numbers" }],

@@ -64,12 +64,12 @@ function parseSource(source: string): { path: string; field: string | undefined 
   return { path: source, field: undefined };
 }
 
-/** The bytes of `file`; errors name it as the spec wrote it (`shown`). */
+/** The bytes of `file`; errors name it as the spec wrote it (`shown`), and a missing one where it was looked for. */
 function readBytes(file: string, shown: string): Buffer {
   try {
     return readFileSync(file);
   } catch (e) {
-    throw new DataError(shown, "file", "a readable file", (e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : String((e as Error).message));
+    throw new DataError(shown, "file", "a readable file", (e as NodeJS.ErrnoException).code === "ENOENT" ? `no such file: ${file}` : String((e as Error).message));
   }
 }
 
