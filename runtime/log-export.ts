@@ -26,13 +26,17 @@ export async function readLogRecords(path: string): Promise<LogRecord[]> {
     .filter((r): r is LogRecord => r.type === "step" || r.type === "epoch");
 }
 
-/** A record's numbers, flattened: nested objects and per-modality arrays become `a/b` names. */
-export function flatten(record: Record<string, unknown>, modalities: string[], prefix = ""): [string, number][] {
-  return Object.entries(record).flatMap(([key, value]): [string, number][] => {
+/**
+ * A record's numbers, flattened: nested objects and per-modality arrays become `a/b` names. A
+ * null (a figure this run cannot measure, such as the torch trainer's tensor count on a CPU) is
+ * kept as a name without a number, so that both targets' tables have the same columns.
+ */
+export function flatten(record: Record<string, unknown>, modalities: string[], prefix = ""): [string, number | null][] {
+  return Object.entries(record).flatMap(([key, value]): [string, number | null][] => {
     const name = prefix + key;
-    if (typeof value === "number") return [[name, value]];
+    if (typeof value === "number" || value === null) return [[name, value]];
     if (typeof value === "boolean") return [[name, value ? 1 : 0]];
-    if (Array.isArray(value)) return value.flatMap((v, i): [string, number][] => (typeof v === "number" ? [[`${name}/${modalities[i] ?? i}`, v]] : []));
+    if (Array.isArray(value)) return value.flatMap((v, i): [string, number | null][] => (typeof v === "number" ? [[`${name}/${modalities[i] ?? i}`, v]] : []));
     if (value && typeof value === "object") return flatten(value as Record<string, unknown>, modalities, `${name}/`);
     return [];
   });
@@ -49,7 +53,7 @@ function csvTable(records: LogRecord[], modalities: string[], key: "step" | "epo
   const quote = (v: string) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
   const header = [...(key === "step" ? ["step"] : []), "epoch", ...(staged ? ["stage"] : []), ...columns];
   const lines = rows.map(({ r, values }) =>
-    [...(key === "step" ? [String(r.step)] : []), String(r.epoch), ...(staged ? [String(r.stage ?? "")] : []), ...columns.map((c) => (values.has(c) ? String(values.get(c)) : ""))].map(quote).join(","),
+    [...(key === "step" ? [String(r.step)] : []), String(r.epoch), ...(staged ? [String(r.stage ?? "")] : []), ...columns.map((c) => String(values.get(c) ?? ""))].map(quote).join(","),
   );
   return [header.map(quote).join(","), ...lines].join("\n") + "\n";
 }
@@ -59,7 +63,8 @@ function scalars(records: LogRecord[], modalities: string[]): Scalar[] {
   let elapsed = 0;
   const out: Scalar[] = [];
   for (const r of records) {
-    const values = numbersOf(r, modalities);
+    // A name without a number has no scalar to draw.
+    const values = numbersOf(r, modalities).filter((entry): entry is [string, number] => entry[1] !== null);
     if (r.type === "epoch") {
       elapsed += typeof r.seconds === "number" ? r.seconds : 0;
       out.push(...values.map(([tag, value]) => ({ tag: `epoch/${tag}`, step: r.epoch, value, wallTime: elapsed })));

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import protobuf from "protobufjs";
@@ -7,6 +7,7 @@ import { loadTrainer } from "../cli/load-trainer.js";
 import { compile } from "../compiler/index.js";
 import { logFields } from "../compiler/builtins/index.js";
 import { claimRunFolder, train, type LogFormat } from "../runtime/index.js";
+import { exportLogs } from "../runtime/log-export.js";
 import { maskedCrc32c } from "../runtime/tensorboard.js";
 import { compileOrThrow, logRecords, smallSpec } from "./helpers.js";
 
@@ -88,6 +89,18 @@ describe("the logs researchers' tools read", () => {
     const folder = await claimRunFolder(log.out, { overwrite: true });
     await folder.release();
     for (const file of ["tensorboard", "log-steps.csv", "log-epochs.csv"]) expect(existsSync(join(log.out, file)), file).toBe(false);
+  });
+});
+
+describe("the log's exports, of either target", () => {
+  it("a field one target leaves null (the torch trainer's tensor count on a CPU) is a column of empty cells in the CSV, as the other target's numbers are a column, and no TensorBoard scalar", async () => {
+    const out = mkdtempSync(join(tmpdir(), "mmb-logs-null-"));
+    const epoch = (e: number, tensors: number | null) => ({ type: "epoch", epoch: e, loss: 1 / (e + 1), memory: { tensors, rss_mb: 100 + e } });
+    writeFileSync(join(out, "log.jsonl"), [{ type: "modalities", modalities: ["a", "b"] }, epoch(0, null), epoch(1, null)].map((r) => JSON.stringify(r)).join("\n") + "\n");
+    await exportLogs(out, ["csv", "tensorboard"], ["a", "b"]);
+    expect(readFileSync(join(out, "log-epochs.csv"), "utf8")).toBe("epoch,loss,memory/tensors,memory/rss_mb\n0,1,,100\n1,0.5,,101\n");
+    const tags = records(readFileSync(join(out, "tensorboard", "events.out.tfevents.mmb"))).slice(1).flatMap((r) => (Event.toObject(Event.decode(r)) as { summary: { value: { tag: string }[] } }).summary.value.map((v) => v.tag));
+    expect(new Set(tags)).toEqual(new Set(["epoch/loss", "epoch/memory/rss_mb"]));
   });
 });
 
