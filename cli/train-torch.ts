@@ -45,7 +45,7 @@ export class TorchRunError extends Error {}
 export async function trainTorch(run: TorchRun): Promise<number> {
   const { python, tried } = findTorchPython();
   if (!python) throw new TorchRunError(`no Python with torch and numpy (tried ${tried.join("; ")}); ${torchInstallHint}`);
-  const folder = await claimRunFolder(run.out, { resume: run.resume, overwrite: run.overwrite });
+  const folder = await claimRunFolder(run.out, { resume: run.resume, overwrite: run.overwrite, target: "torch" });
   const files = await trainerFiles(run.out, run.resume).catch(async (e: unknown) => {
     await folder.release();
     throw e;

@@ -20,11 +20,14 @@ export interface RunFolder {
   release(): Promise<void>;
 }
 
+export type Target = "tfjs" | "torch";
+
 /**
- * Claims `dir` for a run: takes its lock (a lock whose process has ended is taken over), then, for
- * a fresh run, checks that no other run's state is there, or removes it with `overwrite`.
+ * Claims `dir` for a run of `target` (tfjs by default): takes its lock (a lock whose process has
+ * ended is taken over), then, for a fresh run, checks that no other run's state is there, or
+ * removes it with `overwrite`.
  */
-export async function claimRunFolder(dir: string, options: { resume?: boolean; overwrite?: boolean }): Promise<RunFolder> {
+export async function claimRunFolder(dir: string, options: { resume?: boolean; overwrite?: boolean; target?: Target }): Promise<RunFolder> {
   const lock = join(dir, lockName);
   await takeLock(lock, dir);
   try {
@@ -32,8 +35,13 @@ export async function claimRunFolder(dir: string, options: { resume?: boolean; o
       const entries = await readdir(dir);
       const present = runState.filter((entry) => entries.includes(entry));
       if (present.length > 0 && !options.overwrite) {
+        // The other target's run is continued by that target: a bare --resume would be refused.
+        const other = await checkpointTarget(dir);
+        const target = options.target ?? "tfjs";
         throw new RunFolderError(
-          `${dir} holds another run (${present.join(", ")}); choose another --out, add --resume to continue that run, or --overwrite to replace it`,
+          other && other !== target
+            ? `${dir} holds a ${other} run (${present.join(", ")}); choose another --out, or --overwrite to replace it (${other === "torch" ? "`--target torch --resume`" : "`--resume` without `--target torch`"} continues it)`
+            : `${dir} holds another run (${present.join(", ")}); choose another --out, add --resume to continue that run, or --overwrite to replace it`,
         );
       }
       if (options.overwrite) for (const entry of runFiles) await rm(join(dir, entry), { recursive: true, force: true });
@@ -43,6 +51,17 @@ export async function claimRunFolder(dir: string, options: { resume?: boolean; o
     throw e;
   }
   return { dir, release: () => unlink(lock).catch(() => {}) };
+}
+
+/** Which target's run a folder holds, by the files of its current checkpoint; undefined before the first (or when unreadable). */
+async function checkpointTarget(dir: string): Promise<Target | undefined> {
+  try {
+    const latest = (await readFile(join(dir, "checkpoints", "latest"), "utf8")).trim();
+    const files = await readdir(join(dir, "checkpoints", latest));
+    return files.includes("weights.pt") ? "torch" : files.includes("weights.bin") ? "tfjs" : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

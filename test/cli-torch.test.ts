@@ -106,6 +106,13 @@ describe("the command line's torch target", () => {
     const torch = mmb("train", "specs/baseline.mmb", "--target", "torch", "--resume", "--out", tfjsRun);
     expect(torch.status).toBe(1);
     expect(torch.stderr).toContain(`mmb: checkpoint ${join(tfjsRun, "checkpoints", "checkpoint-0")} is a tfjs run's (weights.bin): continue it with \`mmb train\` without --target torch`);
+    // A fresh run into the other target's folder is refused with the way that continues that run, not a bare --resume.
+    const fresh = (args: string[], folder: string) => mmb("train", "specs/baseline.mmb", "--epochs", "1", ...args, "--out", folder);
+    expect(fresh([], out).stderr).toContain(`mmb: ${out} holds a torch run (log.jsonl, summary.json, checkpoints, best); choose another --out, or --overwrite to replace it (\`--target torch --resume\` continues it)`);
+    const tfjsFolder = `${tfjsRun} holds a tfjs run (log.jsonl, summary.json, checkpoints, best); choose another --out, or --overwrite to replace it (\`--resume\` without \`--target torch\` continues it)`;
+    expect(fresh(["--target", "torch"], tfjsRun).stderr).toContain(`mmb: ${tfjsFolder}`);
+    const byHand = spawnSync(python!.command, [join(out, "trainer.py"), "--data", join(out, "data.npz"), "--out", tfjsRun], { encoding: "utf8" });
+    expect(byHand.stderr).toBe(`mmb: ${tfjsFolder}\n`);
     // A cut state.json, a checkpoint that `latest` names but is gone: one line each, no traceback.
     const state = readFileSync(join(checkpoint, "state.json"), "utf8");
     writeFileSync(join(checkpoint, "state.json"), state.slice(0, 200));

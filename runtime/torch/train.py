@@ -720,6 +720,9 @@ def run_folder(folder, resume=False, overwrite=False):
             entries = set(os.listdir(folder))
             present = [entry for entry in _RUN_STATE if entry in entries]
             if present and not overwrite:
+                # A tfjs run is continued by the tfjs trainer: a bare --resume would be refused.
+                if _train_checkpoint_target(folder) == "tfjs":
+                    raise RunFolderError(f"{folder} holds a tfjs run ({', '.join(present)}); choose another --out, or --overwrite to replace it (`--resume` without `--target torch` continues it)")
                 raise RunFolderError(
                     f"{folder} holds another run ({', '.join(present)}); choose another --out, add --resume to continue that run, or --overwrite to replace it"
                 )
@@ -730,6 +733,16 @@ def run_folder(folder, resume=False, overwrite=False):
     finally:
         with contextlib.suppress(OSError):
             os.unlink(lock)
+
+
+def _train_checkpoint_target(folder):
+    """Which target's run a folder holds, by the files of its current checkpoint (runtime/run-folder.ts); None before the first."""
+    try:
+        with open(os.path.join(folder, "checkpoints", "latest")) as latest:
+            files = set(os.listdir(os.path.join(folder, "checkpoints", latest.read().strip())))
+    except OSError:
+        return None
+    return "torch" if "weights.pt" in files else "tfjs" if "weights.bin" in files else None
 
 
 def _train_take_lock(lock, folder):
