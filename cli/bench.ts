@@ -24,6 +24,12 @@ export interface BenchOptions {
   select?: Selection;
   /** Cross-validation: every spec × seed × fold 0..folds − 1 of its `files(group: ...)` data. */
   folds?: number;
+  /**
+   * Writes a spec's data (of one fold) as `mmb data export` does (`--target torch`): made once,
+   * before the spec's first run of that fold, in the spec's folder, and given to each of those runs
+   * as `--data FILE.npz` (a hard link in its folder) instead of being exported again by each.
+   */
+  exportData?: (spec: string, fold: number | undefined, file: string) => Promise<void>;
   log?: (line: string) => void;
 }
 
@@ -235,14 +241,25 @@ export async function bench(options: BenchOptions): Promise<{ runs: RunResult[];
   const tasks = options.specs.flatMap((spec) => Array.from({ length: options.seeds }, (_, i) => folds.map((fold) => ({ spec, seed: i + 1, fold }))).flat());
   const jobs = Math.max(1, Math.min(options.jobs ?? availableParallelism(), tasks.length));
   const runs: RunResult[] = new Array(tasks.length);
+  // Each spec's export of each fold, made once (runs that start together wait for the same one).
+  const exports = new Map<string, Promise<string>>();
+  const exported = (spec: string, fold: number | undefined): Promise<string> => {
+    const file = join(options.out, specName(spec), fold === undefined ? "data.npz" : `data-fold-${fold}.npz`);
+    if (!exports.has(file)) exports.set(file, options.exportData!(spec, fold, file).then(() => file));
+    return exports.get(file)!;
+  };
   let next = 0;
   const worker = async () => {
     while (next < tasks.length) {
       const index = next++;
       const { spec, seed, fold } = tasks[index]!;
       const dir = join(options.out, specName(spec), `seed-${seed}`, ...(fold === undefined ? [] : [`fold-${fold}`]));
-      const foldArgs = fold === undefined ? [] : ["--fold", String(fold), "--folds", String(options.folds)];
-      const result = { ...(await trainInProcess(spec, seed, dir, [...trainArgs, ...foldArgs])), ...(fold === undefined ? {} : { fold }) };
+      // The export holds its fold's splits (and says which groups they hold); otherwise each run chooses its fold.
+      const dataArgs = options.exportData
+        ? await exported(spec, fold).then((file) => ["--data", file], (e: unknown) => e as Error)
+        : fold === undefined ? [] : ["--fold", String(fold), "--folds", String(options.folds)];
+      const trained = dataArgs instanceof Error ? { spec: specName(spec), seed, dir, error: dataArgs.message } : await trainInProcess(spec, seed, dir, [...trainArgs, ...dataArgs]);
+      const result = { ...trained, ...(fold === undefined ? {} : { fold }) };
       runs[index] = result;
       const name = `${result.spec} seed ${seed}${fold === undefined ? "" : ` fold ${fold}`}`;
       say(result.summary ? `mmb bench: ${name}: test ${result.summary.metric} ${result.summary.test.toFixed(4)} (best validation epoch ${result.summary.best.epoch + 1}: ${result.summary.best.test.toFixed(4)})` : `mmb bench: ${name} FAILED: ${result.error}`);

@@ -92,14 +92,32 @@ async function readSpec(path: string, data?: string): Promise<string> {
   return data === undefined ? text : withData(text, data);
 }
 
+/** `--data FILE.npz`: samples that `mmb data export` wrote, which the torch trainer reads as they are. */
+function exportedFile(data: string | undefined): string | undefined {
+  return data !== undefined && /^[^()]*\.npz$/i.test(data.trim()) ? data.trim() : undefined;
+}
+
+/**
+ * `--data` of a command that trains with torch: an export (its path, which the trainer reads) or
+ * a clause (spliced into the spec). An export holds one fold's splits, from whatever root.
+ */
+function torchData(values: FlagValues): { file?: string; clause?: string } {
+  const file = exportedFile(values.data);
+  if (file === undefined) return values.data === undefined ? {} : { clause: values.data };
+  if (values.fold !== undefined || values.folds !== undefined || values["data-root"] !== undefined) {
+    throw new UsageError(`--fold, --folds and --data-root choose the spec's own data; an export already holds its splits (${file})`);
+  }
+  return { file: resolve(file) };
+}
+
 /** The spec with its `data` declaration replaced (or added) by `--data`. */
 function withData(text: string, data: string): string {
   // A file name is not a clause: spliced into the spec it became a syntax error at a line of the spec that is not there.
-  if (/^[^()]*\.(npz|npy|csv|jsonl?)$/i.test(data.trim())) {
-    throw new UsageError(
-      `--data takes a data clause such as \`synthetic(seed: 4)\` or \`files(...)\`, not a file (${data}); ` +
-        `a .npz that \`mmb data export\` wrote is read by the torch trainer: \`mmb compile SPEC --target torch -o trainer.py\`, then \`python3 trainer.py --data ${data} --out DIR\``,
-    );
+  if (exportedFile(data) !== undefined) {
+    throw new UsageError(`--data ${data}: an export is read by the torch trainer (--target torch); this command reads a data clause such as \`synthetic(seed: 4)\` or \`files(...)\``);
+  }
+  if (/^[^()]*\.(npy|csv|jsonl?)$/i.test(data.trim())) {
+    throw new UsageError(`--data takes a data clause such as \`synthetic(seed: 4)\` or \`files(...)\`, not a file (${data}): \`files(...)\` names the spec's files`);
   }
   const declaration = parseSpec(text).program.decls.find((d) => d.kind === "DataDecl");
   const line = `data ${data.replace(/[\r\n]+/g, " ")}`;
@@ -193,12 +211,13 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
       const path = positionals[0]!;
       const sets = parseSets(values.set);
       const target = targetOf(values);
-      const text = await readSpec(path, values.data);
+      const data = target === "torch" ? torchData(values) : { clause: values.data };
+      const text = await readSpec(path, data.clause);
       const result = await compile(text, { fileName: path, set: sets, target });
       report(result, format);
       if (!result.code) return 1;
       const out = values.out ?? join("runs", specName(path));
-      if (target === "torch") return trainWithTorch(result, path, text, out, values, sets);
+      if (target === "torch") return trainWithTorch(result, path, text, out, values, sets, data.file);
       await trainInFolder(result.code, out, values, sets);
       return 0;
     }
@@ -215,19 +234,23 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
       if (positionals.length === 0) throw new UsageError("mmb bench needs at least one spec");
       const sets = parseSets(values.set);
       const target = targetOf(values);
+      const data = target === "torch" ? torchData(values) : { clause: values.data };
       for (const path of positionals) {
-        const result = await compile(await readSpec(path, values.data), { fileName: path, set: sets, target });
+        const result = await compile(await readSpec(path, data.clause), { fileName: path, set: sets, target });
         report(result, format);
         if (!result.code) return 1;
       }
+      // Torch runs of a spec's data share one export of it (of each fold), not one each: `--data` and `--data-root` go into it.
+      const shareExports = target === "torch" && data.file === undefined;
+      const dataRoot = values["data-root"] ? { dataRoot: resolve(values["data-root"]) } : {};
       const trainArgs = [
         ...(target !== "tfjs" ? ["--target", target] : []),
         ...(values.device ? ["--device", values.device] : []),
         ...(values.rng ? ["--rng", values.rng] : []),
         ...(values.epochs !== undefined ? ["--epochs", String(wholeNumber(values.epochs, "--epochs"))] : []),
         ...(values.backend ? ["--backend", values.backend] : []),
-        ...(values.data ? ["--data", values.data] : []),
-        ...(values["data-root"] ? ["--data-root", resolve(values["data-root"])] : []),
+        ...(data.file ? ["--data", data.file] : data.clause && !shareExports ? ["--data", data.clause] : []),
+        ...(dataRoot.dataRoot && !shareExports ? ["--data-root", dataRoot.dataRoot] : []),
         ...(values.log ? ["--log", logFormatsOf(values.log).join(",")] : []),
         ...(values.set ?? []).flatMap((item) => ["--set", item]),
       ];
@@ -238,14 +261,19 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
       if (folds !== undefined && folds < 2) throw new UsageError(`--folds needs at least 2, got ${folds}`);
       // Folds deal out the groups of files(group: ...) data: a spec without them would fail every run it starts.
       for (const spec of folds ? positionals : []) {
-        const data = analyze(await readSpec(spec, values.data), { fileName: spec }).ir?.data;
-        if (data && !(data.kind === "files" && data.options.group !== undefined)) {
-          throw new UsageError(`--folds: ${spec} reads ${data.kind === "files" ? "files() without `group`" : `${data.kind}(...)`}; folds deal out the groups of \`files(group: "file:field", ...)\` data (e.g. actors), which --data can give`);
+        const declared = analyze(await readSpec(spec, data.clause), { fileName: spec }).ir?.data;
+        if (declared && !(declared.kind === "files" && declared.options.group !== undefined)) {
+          throw new UsageError(`--folds: ${spec} reads ${declared.kind === "files" ? "files() without `group`" : `${declared.kind}(...)`}; folds deal out the groups of \`files(group: "file:field", ...)\` data (e.g. actors), which --data can give`);
         }
       }
       const select = values.select ?? "best";
       if (select !== "best" && select !== "last") throw new UsageError(`--select is best or last, got "${select}"`);
-      const { rows, runs } = await bench({ specs: positionals, seeds, out, trainArgs, overwrite: values.overwrite ?? false, select, ...(jobs ? { jobs } : {}), ...(folds ? { folds } : {}) });
+      const exportData = async (spec: string, fold: number | undefined, file: string) => {
+        const text = await readSpec(spec, data.clause);
+        const { exportData: write } = await import("./data-export.js");
+        await write(analyze(text, { fileName: spec, set: sets }).ir!, spec, file, { text, ...dataRoot, ...(fold !== undefined && folds ? { fold: { fold, folds } } : {}) });
+      };
+      const { rows, runs } = await bench({ specs: positionals, seeds, out, trainArgs, overwrite: values.overwrite ?? false, select, ...(jobs ? { jobs } : {}), ...(folds ? { folds } : {}), ...(shareExports ? { exportData } : {}) });
       const count = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;
       console.log(`mmb: ${count(rows.length, "spec")} × ${count(seeds, "seed")}${folds ? ` × ${count(folds, "fold")}` : ""}; results in ${join(out, "results.md")} (.json, .csv)`);
       return runs.some((r) => r.error) ? 1 : 0;
@@ -372,7 +400,7 @@ function runSettings(values: FlagValues) {
 }
 
 /** `mmb train --target torch`: the Python trainer and the spec's data in `out`, run by a Python with torch. */
-async function trainWithTorch(result: CompileResult, path: string, text: string, out: string, values: FlagValues, sets: Record<string, number>): Promise<number> {
+async function trainWithTorch(result: CompileResult, path: string, text: string, out: string, values: FlagValues, sets: Record<string, number>, dataFile?: string): Promise<number> {
   const settings = runSettings(values);
   await mkdir(out, { recursive: true });
   const { trainTorch } = await import("./train-torch.js");
@@ -386,6 +414,7 @@ async function trainWithTorch(result: CompileResult, path: string, text: string,
     resume: values.resume ?? false,
     overwrite: values.overwrite ?? false,
     logFormats: logFormatsOf(values.log),
+    ...(dataFile ? { dataFile } : {}),
     ...(values.device ? { device: values.device } : {}),
     ...(values.rng ? { rng: values.rng } : {}),
     ...settings,

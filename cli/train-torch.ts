@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
-import { writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { copyFile, link, rm, writeFile } from "node:fs/promises";
 import { constants } from "node:os";
 import { join, resolve } from "node:path";
 import type { ModelIR } from "../compiler/index.js";
@@ -29,6 +30,8 @@ export interface TorchRun {
   overwrite: boolean;
   dataRoot?: string;
   fold?: { fold: number; folds: number };
+  /** An export to train on as it is (`--data FILE.npz`), instead of the spec's data exported for the run. */
+  dataFile?: string;
   logFormats: LogFormat[];
 }
 
@@ -53,8 +56,9 @@ export async function trainTorch(run: TorchRun): Promise<number> {
   try {
     try {
       await writeFile(join(files.dir, "trainer.py"), run.code);
+      if (run.dataFile) await placeExport(run.dataFile, join(files.dir, "data.npz"));
       // The same bytes for the same samples: a resumed run's data check finds the file it started with.
-      await exportData(run.ir, run.path, join(files.dir, "data.npz"), { text: run.text, ...(run.dataRoot ? { dataRoot: run.dataRoot } : {}), ...(run.fold ? { fold: run.fold } : {}) });
+      else await exportData(run.ir, run.path, join(files.dir, "data.npz"), { text: run.text, ...(run.dataRoot ? { dataRoot: run.dataRoot } : {}), ...(run.fold ? { fold: run.fold } : {}) });
     } finally {
       // The trainer takes the folder's lock itself.
       await folder.release();
@@ -79,6 +83,17 @@ export async function trainTorch(run: TorchRun): Promise<number> {
   } finally {
     await files.remove();
   }
+}
+
+/**
+ * An export given with `--data FILE.npz` becomes the run's data.npz: a hard link where the file
+ * system allows one (an export of a real data set is large), else a copy. The trainer checks it
+ * against the spec as it checks the spec's own export.
+ */
+async function placeExport(file: string, into: string): Promise<void> {
+  if (!existsSync(file)) throw new TorchRunError(`${file}: file: expected a .npz that \`mmb data export\` wrote, found no such file`);
+  await rm(into, { force: true });
+  await link(file, into).catch(() => copyFile(file, into));
 }
 
 /**

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { findTorchPython } from "../cli/python.js";
-import { alive, mmb, root, smallSpec, waitFor } from "./helpers.js";
+import { alive, groupedProject, mmb, root, smallSpec, waitFor } from "./helpers.js";
 
 /** `mmb compile|train|bench --target torch` as a user runs them. */
 const { python } = findTorchPython();
@@ -73,6 +73,31 @@ describe("the command line's torch target", () => {
     const firstLoss = (dir: string) => JSON.parse(readFileSync(join(dir, "log.jsonl"), "utf8").split("\n")[1]!).loss as number;
     expect(firstLoss(started)).toBeLessThan(firstLoss(out) - 0.1);
   }, 120_000);
+
+  it.skipIf(!python)("train --target torch --data FILE.npz trains on an export as it is, to the run the spec's own data gives; the run folder's data.npz is that file; tfjs and --fold refuse it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "mmb-torch-exported-"));
+    const exported = join(dir, "exported.npz");
+    expect(mmb("data", "export", "specs/baseline.mmb", "-o", exported).status).toBe(0);
+    const [own, given] = [join(dir, "own"), join(dir, "given")];
+    expect(mmb("train", "specs/baseline.mmb", "--target", "torch", "--epochs", "1", "--out", own).status).toBe(0);
+    const run = mmb("train", "specs/baseline.mmb", "--target", "torch", "--epochs", "1", "--data", exported, "--out", given);
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    expect(readFileSync(join(given, "data.npz"))).toEqual(readFileSync(exported));
+    const losses = (out: string) => readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => r.type === "step").map((r) => r.loss);
+    expect(losses(given)).toEqual(losses(own));
+    // --resume with the same export continues; the tfjs trainer reads the spec's data clause, not an export.
+    expect(mmb("train", "specs/baseline.mmb", "--target", "torch", "--epochs", "2", "--data", exported, "--out", given, "--resume").status).toBe(0);
+    const tfjs = mmb("train", "specs/baseline.mmb", "--data", exported, "--out", join(dir, "tfjs"));
+    expect(tfjs.status).toBe(2);
+    expect(tfjs.stderr).toContain(`--data ${exported}: an export is read by the torch trainer (--target torch)`);
+    const fold = mmb("train", "specs/baseline.mmb", "--target", "torch", "--data", exported, "--fold", "0", "--folds", "3", "--out", join(dir, "fold"));
+    expect(fold.status).toBe(2);
+    expect(fold.stderr).toContain("--fold, --folds and --data-root choose the spec's own data; an export already holds its splits");
+    const missing = mmb("train", "specs/baseline.mmb", "--target", "torch", "--data", join(dir, "nope.npz"), "--out", join(dir, "missing"));
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain(`mmb: ${join(dir, "nope.npz")}: file: expected a .npz that \`mmb data export\` wrote, found no such file`);
+  });
 
   it.skipIf(!python)("train --target torch --resume: a refused resume leaves the folder as it was; the other target's checkpoint, a damaged one, or one `latest` names that is gone, is refused naming it", () => {
     const dir = mkdtempSync(join(tmpdir(), "mmb-torch-refused-"));
@@ -194,13 +219,29 @@ describe("the command line's torch target", () => {
     expect(bare.stderr).toMatch(/^mmb: trainer\.py needs torch and numpy: \S+ has no module numpy \(install them, e\.g\. `pip install torch numpy`, or run it with a python3 that has them\)\n$/);
   });
 
-  it.skipIf(!python)("bench --target torch --rng torch: every run draws from torch, and the table says so", () => {
+  it.skipIf(!python)("bench --target torch --rng torch: every run draws from torch, and the table says so; a spec's runs share one export of its data", () => {
     const out = join(mkdtempSync(join(tmpdir(), "mmb-torch-bench-")), "bench");
     const run = mmb("bench", "specs/ogm_ge.mmb", "--target", "torch", "--rng", "torch", "--seeds", "2", "--epochs", "1", "--jobs", "1", "--out", out);
     expect(run.status, run.stderr).toBe(0);
     for (const seed of [1, 2]) expect(JSON.parse(readFileSync(join(out, "ogm_ge", `seed-${seed}`, "summary.json"), "utf8")).rng, `seed ${seed}`).toBe("torch on cpu");
     expect(readFileSync(join(out, "results.md"), "utf8")).toContain("| torch (draws: torch on cpu) |");
+    // The data is exported once per spec and linked into each run folder: one copy on disk, not one per run.
+    const shared = statSync(join(out, "ogm_ge", "data.npz"));
+    for (const seed of [1, 2]) expect(statSync(join(out, "ogm_ge", `seed-${seed}`, "data.npz")).ino, `seed ${seed}`).toBe(shared.ino);
   }, 120_000);
+
+  it.skipIf(!python)("bench --target torch --folds: one export per fold, shared by its runs, dealing the groups as the tfjs bench deals them", () => {
+    const { dir, spec } = groupedProject();
+    const [torchOut, tfjsOut] = [join(dir, "torch"), join(dir, "tfjs")];
+    const torch = mmb("bench", spec, "--target", "torch", "--seeds", "2", "--folds", "3", "--epochs", "1", "--out", torchOut);
+    expect(torch.status, torch.stderr).toBe(0);
+    expect(mmb("bench", spec, "--seeds", "1", "--folds", "3", "--epochs", "1", "--backend", "cpu", "--out", tfjsOut).status).toBe(0);
+    expect(readFileSync(join(torchOut, "folds.json"), "utf8")).toBe(readFileSync(join(tfjsOut, "folds.json"), "utf8"));
+    for (const fold of [0, 1, 2]) {
+      const shared = statSync(join(torchOut, "grouped", `data-fold-${fold}.npz`)).ino;
+      for (const seed of [1, 2]) expect(statSync(join(torchOut, "grouped", `seed-${seed}`, `fold-${fold}`, "data.npz")).ino, `seed ${seed} fold ${fold}`).toBe(shared);
+    }
+  }, 180_000);
 
   it.skipIf(!python)("train --target torch --resume refuses a checkpoint without the model's running statistics (an mmb's before batch norm), naming one", () => {
     const dir = mkdtempSync(join(tmpdir(), "mmb-torch-bn-"));

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { commands, flags } from "../cli/help.js";
-import { alive, mmb, root, smallSpec, waitFor } from "./helpers.js";
+import { alive, groupedProject, mmb, root, smallSpec, waitFor } from "./helpers.js";
 
 describe("mmb command line", () => {
   const dir = mkdtempSync(join(tmpdir(), "mmb-cli-"));
@@ -65,7 +65,7 @@ describe("mmb command line", () => {
     // A file is not a clause: a usage error that says where an exported .npz goes, not a syntax error at a line of the spec.
     const file = mmb("train", good, "--data", "exported.npz", "--out", join(dir, "run-file"));
     expect(file.status).toBe(2);
-    expect(file.stderr).toContain("--data takes a data clause such as `synthetic(seed: 4)` or `files(...)`, not a file (exported.npz); a .npz that `mmb data export` wrote is read by the torch trainer");
+    expect(file.stderr).toContain("--data exported.npz: an export is read by the torch trainer (--target torch); this command reads a data clause such as `synthetic(seed: 4)` or `files(...)`");
     expect(file.stderr).not.toContain("MMB0");
     // The first and the last line name the kernels alike (`wasm + OpenBLAS` where they were built), as the summary does.
     const { kernels } = JSON.parse(readFileSync(join(dir, "run2", "summary.json"), "utf8"));
@@ -275,21 +275,7 @@ train epochs 1 batch 8
   }, 300_000);
 
   it("bench --folds: every spec × seed × fold on grouped data; groups never cross splits; mean ± std over seeds and folds", () => {
-    const data = mkdtempSync(join(tmpdir(), "mmb-cli-folds-"));
-    const n = 48;
-    const row = (i: number, width: number, salt: number) => Array.from({ length: width }, (_, j) => Math.sin(i * 1.3 + j * 0.7 + salt).toFixed(4)).join(",");
-    writeFileSync(join(data, "a.csv"), `${Array.from({ length: 8 }, (_, j) => `a${j}`).join(",")}\n${Array.from({ length: n }, (_, i) => row(i, 8, 0)).join("\n")}\n`);
-    writeFileSync(join(data, "b.csv"), `${Array.from({ length: 6 }, (_, j) => `b${j}`).join(",")}\n${Array.from({ length: n }, (_, i) => row(i, 6, 1)).join("\n")}\n`);
-    writeFileSync(join(data, "meta.csv"), `label,actor\n${Array.from({ length: n }, (_, i) => `${i % 4},actor${i % 6}`).join("\n")}\n`);
-    const spec = join(data, "grouped.mmb");
-    writeFileSync(
-      spec,
-      smallSpec()
-        .replace(/data synthetic\([^)]*\)/, 'data files(group: "meta.csv:actor", folds: 3, fold: 0)')
-        .replace("modality a : float[8]", 'modality a : float[8] from "a.csv"')
-        .replace("modality b : float[6]", 'modality b : float[6] from "b.csv"')
-        .replace("target y : class(4)", 'target y : class(4) from "meta.csv:label"'),
-    );
+    const { dir: data, spec } = groupedProject();
     const out = join(data, "bench");
     const run = mmb("bench", spec, "--seeds", "2", "--folds", "3", "--epochs", "1", "--backend", "cpu", "--out", out);
     expect(run.status, run.stderr).toBe(0);

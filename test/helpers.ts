@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -132,6 +132,29 @@ balance {
 ${balance}
 }
 `;
+}
+
+/**
+ * smallSpec on files: 48 samples of a.csv and b.csv, labels and 6 actors in meta.csv, dealt into
+ * folds by actor (`files(group: "meta.csv:actor", ...)`), in a fresh folder.
+ */
+export function groupedProject(): { dir: string; spec: string } {
+  const dir = mkdtempSync(join(tmpdir(), "mmb-grouped-"));
+  const n = 48;
+  const row = (i: number, width: number, salt: number) => Array.from({ length: width }, (_, j) => Math.sin(i * 1.3 + j * 0.7 + salt).toFixed(4)).join(",");
+  writeFileSync(join(dir, "a.csv"), `${Array.from({ length: 8 }, (_, j) => `a${j}`).join(",")}\n${Array.from({ length: n }, (_, i) => row(i, 8, 0)).join("\n")}\n`);
+  writeFileSync(join(dir, "b.csv"), `${Array.from({ length: 6 }, (_, j) => `b${j}`).join(",")}\n${Array.from({ length: n }, (_, i) => row(i, 6, 1)).join("\n")}\n`);
+  writeFileSync(join(dir, "meta.csv"), `label,actor\n${Array.from({ length: n }, (_, i) => `${i % 4},actor${i % 6}`).join("\n")}\n`);
+  const spec = join(dir, "grouped.mmb");
+  writeFileSync(
+    spec,
+    smallSpec()
+      .replace(/data synthetic\([^)]*\)/, 'data files(group: "meta.csv:actor", folds: 3, fold: 0)')
+      .replace("modality a : float[8]", 'modality a : float[8] from "a.csv"')
+      .replace("modality b : float[6]", 'modality b : float[6] from "b.csv"')
+      .replace("target y : class(4)", 'target y : class(4) from "meta.csv:label"'),
+  );
+  return { dir, spec };
 }
 
 /** A small two-modality spec with conv2d encoders (two kernels each), for fixedData([16, 32]); `body` follows it (a balance block). */
