@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { copyFile, link, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { basename, join } from "node:path";
 import type { Summary } from "../runtime/index.js";
@@ -115,7 +115,7 @@ export const formatFigure = (s: Stat | undefined, n: number, digits = 3) => (!s 
 
 /**
  * The selected epoch as the tables print it: counted from 1, as the console's `epoch 3/10` and
- * "best validation epoch 3" count; results.json, the CSV and summary.json count from 0, as log.jsonl does.
+ * "at the best validation epoch, 3" count; results.json, the CSV and summary.json count from 0, as log.jsonl does.
  * No run (a mean that results.json holds as null) is "—", not epoch 1.
  */
 export const formatEpoch = (s: Stat | undefined, n: number) => formatFigure(s && Number.isFinite(s.mean) ? { mean: s.mean + 1, std: s.std } : undefined, n, 1);
@@ -200,6 +200,19 @@ function trainInProcess(spec: string, seed: number, dir: string, trainArgs: stri
   });
 }
 
+/**
+ * The bench's export of a spec's data, hard-linked into a run folder as its data.npz (copied where
+ * links fail), and the run's `--data` that names it there. A link is safe: mmb replaces an export
+ * whole, never writes into it, so every run folder keeps the samples it trained on.
+ */
+async function linkedInto(file: string, dir: string): Promise<string[]> {
+  const own = join(dir, "data.npz");
+  await mkdir(dir, { recursive: true });
+  await rm(own, { force: true });
+  await link(file, own).catch(() => copyFile(file, own));
+  return ["--data", own];
+}
+
 /** Checks what would make the bench's results wrong before any run starts. */
 async function checkBench(options: BenchOptions): Promise<void> {
   if (!Number.isInteger(options.seeds) || options.seeds < 1) throw new BenchError(`--seeds must be at least 1, got ${options.seeds}`);
@@ -256,13 +269,13 @@ export async function bench(options: BenchOptions): Promise<{ runs: RunResult[];
       const dir = join(options.out, specName(spec), `seed-${seed}`, ...(fold === undefined ? [] : [`fold-${fold}`]));
       // The export holds its fold's splits (and says which groups they hold); otherwise each run chooses its fold.
       const dataArgs = options.exportData
-        ? await exported(spec, fold).then((file) => ["--data", file], (e: unknown) => e as Error)
+        ? await exported(spec, fold).then((file) => linkedInto(file, dir), (e: unknown) => e as Error)
         : fold === undefined ? [] : ["--fold", String(fold), "--folds", String(options.folds)];
       const trained = dataArgs instanceof Error ? { spec: specName(spec), seed, dir, error: dataArgs.message } : await trainInProcess(spec, seed, dir, [...trainArgs, ...dataArgs]);
       const result = { ...trained, ...(fold === undefined ? {} : { fold }) };
       runs[index] = result;
       const name = `${result.spec} seed ${seed}${fold === undefined ? "" : ` fold ${fold}`}`;
-      say(result.summary ? `mmb bench: ${name}: test ${result.summary.metric} ${result.summary.test.toFixed(4)} (best validation epoch ${result.summary.best.epoch + 1}: ${result.summary.best.test.toFixed(4)})` : `mmb bench: ${name} FAILED: ${result.error}`);
+      say(result.summary ? `mmb bench: ${name}: test ${result.summary.metric} ${result.summary.test.toFixed(4)} (at the best validation epoch, ${result.summary.best.epoch + 1}: test ${result.summary.best.test.toFixed(4)})` : `mmb bench: ${name} FAILED: ${result.error}`);
     }
   };
   await Promise.all(Array.from({ length: jobs }, worker)).finally(stopOnSignal);

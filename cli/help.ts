@@ -24,7 +24,7 @@ export const flags = {
   seeds: { type: "string", value: "N", doc: "seeds 1..N per spec (default 3)" },
   epochs: { type: "string", value: "N", doc: "epochs to train (with stages: the last stage's)" },
   set: { type: "string", multiple: true, value: "name=value", doc: "a `param` of the spec, for this run (repeatable)" },
-  data: { type: "string", value: "SOURCE", doc: 'replaces the spec\'s data declaration, e.g. "synthetic(weak: 2)" or "mnist()"' },
+  data: { type: "string", value: "SOURCE", doc: 'replaces the spec\'s data declaration, e.g. "synthetic(weak: 2)" or "mnist()"; with --target torch also FILE.npz, an export (mmb data export)' },
   "data-root": { type: "string", value: "DIR", doc: "the folder `from` files are read from (default: the spec's)" },
   resume: { type: "boolean", doc: "continue the run in --out from its last checkpoint" },
   overwrite: { type: "boolean", doc: "replace another run's state in --out" },

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { copyFile, link, rm, writeFile } from "node:fs/promises";
+import { constants as fsConstants, copyFile, rm, writeFile } from "node:fs/promises";
 import { constants } from "node:os";
 import { join, resolve } from "node:path";
 import type { ModelIR } from "../compiler/index.js";
@@ -86,14 +86,17 @@ export async function trainTorch(run: TorchRun): Promise<number> {
 }
 
 /**
- * An export given with `--data FILE.npz` becomes the run's data.npz: a hard link where the file
- * system allows one (an export of a real data set is large), else a copy. The trainer checks it
- * against the spec as it checks the spec's own export.
+ * An export given with `--data FILE.npz` becomes the run's data.npz: a copy, so that the folder
+ * keeps the samples the run trained on whatever later writes into the file (numpy.savez rewrites a
+ * file in place); a clone that shares the blocks where the file system has them. An export already
+ * there (`mmb bench` links its own into each run folder) stays. The trainer checks it against the
+ * spec as it checks the spec's own export.
  */
 async function placeExport(file: string, into: string): Promise<void> {
   if (!existsSync(file)) throw new TorchRunError(`${file}: file: expected a .npz that \`mmb data export\` wrote, found no such file`);
+  if (resolve(file) === resolve(into)) return;
   await rm(into, { force: true });
-  await link(file, into).catch(() => copyFile(file, into));
+  await copyFile(file, into, fsConstants.COPYFILE_FICLONE);
 }
 
 /**

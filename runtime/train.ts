@@ -277,10 +277,24 @@ function firstNonFinite(record: Record<string, unknown>): string | undefined {
   return undefined;
 }
 
+/**
+ * `--set` names params of the spec, each inside the range of every call that takes it: `mmb train`
+ * checked the spec with these values; a trainer run as it is (`mmb run`) checks them here, before
+ * anything starts.
+ */
+function checkSets(definition: TrainerDefinition, set: Record<string, number>): void {
+  for (const [name, value] of Object.entries(set)) {
+    if (!Object.hasOwn(definition.params, name)) throw new Error(`--set ${name}: the spec has no \`param ${name}\` (params: ${Object.keys(definition.params).join(", ") || "none"})`);
+    const outside = (definition.paramRanges?.[name] ?? []).filter((taken) => !inRange(value, taken.range));
+    if (outside.length) throw new Error(`--set ${name}=${value}: ${outside.map((taken) => `${taken.use} (spec line ${taken.line}) must be ${taken.text}`).join("; ")}`);
+  }
+}
+
 export async function train(definition: TrainerDefinition, options: TrainOptions): Promise<Summary> {
   const started = Date.now();
   const say = options.log ?? ((line: string) => console.log(line));
   const spec = options.fold ? withFold(definition.spec, options.fold) : definition.spec;
+  checkSets(definition, options.set ?? {});
   const backend = await selectBackend(options.backend, say);
   // A GPU error an earlier run of this process caused is not this run's (webgpu.ts).
   if (backend === "webgpu") await webgpuRunStarts();
@@ -291,12 +305,6 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
   const plan = stages.flatMap((s, index) => Array.from({ length: s.settings.train.epochs }, (_, epoch) => ({ index, epoch })));
   const epochs = plan.length;
   const staged = "stages" in definition;
-  for (const [name, value] of Object.entries(options.set ?? {})) {
-    if (!Object.hasOwn(definition.params, name)) throw new Error(`--set ${name}: the spec has no \`param ${name}\` (params: ${Object.keys(definition.params).join(", ") || "none"})`);
-    // `mmb train` checked the spec with this value; a trainer run as it is (`mmb run`) checks it here.
-    const outside = definition.paramRanges?.[name]?.find((taken) => !inRange(value, taken.range));
-    if (outside) throw new Error(`--set ${name}=${value}: ${outside.use} (spec line ${outside.line}) must be ${outside.text}`);
-  }
   const p = { ...definition.params, ...options.set };
   const data = options.data ?? loadData(spec, options.dataRoot);
   checkResources(spec, backend, datasetBytes(data));
@@ -341,6 +349,12 @@ export async function train(definition: TrainerDefinition, options: TrainOptions
       // More epochs may follow a run's last one, unless its last stage's schedule reads their number.
       const conflicts = resumeConflicts(state.origin as RunOrigin | undefined, origin, stages[stages.length - 1]!.settings.schedule.kind === "cosine");
       if (conflicts.length) throw new ResumeError(`cannot resume ${options.out}: ${conflicts.join("; ")}; start a new run with another --out, or --overwrite`);
+      // Fewer epochs than it has trained would end the run before its checkpoint, and its summary would count them.
+      const trained = state.epoch + 1;
+      if (trained > epochs) {
+        const lastStage = stages[stages.length - 1]!.settings.train.epochs;
+        throw new ResumeError(`cannot resume ${options.out}: it has trained ${epochCount(trained)}, more than the ${epochs} this run trains; give --epochs ${trained - (epochs - lastStage)} or more, or start a new run with another --out`);
+      }
       // The model's variables, no more and no fewer: a checkpoint of an mmb whose model differs (a
       // ResNet before batch norm) would leave some at their initial values, or name ones it lacks.
       const saved = state.manifest.map((m) => m.name).filter((name) => !finishedName(name));

@@ -84,6 +84,8 @@ describe("the command line's torch target", () => {
     expect(run.stderr).toBe("");
     expect(run.status).toBe(0);
     expect(readFileSync(join(given, "data.npz"))).toEqual(readFileSync(exported));
+    // A copy, not a link: the user's file may be rewritten in place; the run folder keeps what it trained on.
+    expect(statSync(join(given, "data.npz")).ino).not.toBe(statSync(exported).ino);
     const losses = (out: string) => readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => r.type === "step").map((r) => r.loss);
     expect(losses(given)).toEqual(losses(own));
     // --resume with the same export continues; the tfjs trainer reads the spec's data clause, not an export.
@@ -114,6 +116,10 @@ describe("the command line's torch target", () => {
     const data = mmb("train", "specs/baseline.mmb", "--target", "torch", "--resume", "--out", out, "--data", "synthetic(classes: 6, dominant: audio, seed: 8)");
     expect(data.status).toBe(1);
     expect(data.stderr).toContain("the data changed");
+    expect(folder()).toEqual(before);
+    const fewer = mmb("train", "specs/baseline.mmb", "--target", "torch", "--resume", "--epochs", "0", "--out", out);
+    expect(fewer.status).toBe(1);
+    expect(fewer.stderr).toContain(`mmb: cannot resume ${out}: it has trained 1 epoch, more than the 0 this run trains; give --epochs 1 or more, or start a new run with another --out`);
     expect(folder()).toEqual(before);
     // The trainer edited since (here only a comment) is refused too: one run, one trainer.
     writeFileSync(join(out, "trainer.py"), readFileSync(join(out, "trainer.py"), "utf8") + "# edited\n");

@@ -116,6 +116,11 @@ describe("mmb command line", () => {
     expect(refused.stderr).toContain(`mmb: cannot resume ${out}: the spec changed`);
     // Its trainer was the other spec's: the folder's trainer.ts, which the report reads, is still the run's.
     expect(folder()).toEqual(before);
+    // Fewer epochs than the run has trained would end it before its checkpoint: refused, not a summary of "0 epochs" over a trained run.
+    const fewer = mmb("train", good, "--resume", "--epochs", "0", "--out", out);
+    expect(fewer.status).toBe(1);
+    expect(fewer.stderr).toContain(`mmb: cannot resume ${out}: it has trained 1 epoch, more than the 0 this run trains; give --epochs 1 or more, or start a new run with another --out`);
+    expect(folder()).toEqual(before);
 
     const checkpoints = join(out, "checkpoints");
     const checkpoint = join(checkpoints, readFileSync(join(checkpoints, "latest"), "utf8").trim());
@@ -237,7 +242,7 @@ train epochs 1 batch 8
   });
 
   it("run --set: a param outside the range of a call that takes it is refused, as train --set refuses it with the spec", () => {
-    const text = smallSpec("  param beta = 0.9\n  g[m] = ema(norm(grad(encoder[m])), beta)");
+    const text = smallSpec("  param beta = 0.9\n  g[m] = ema(norm(grad(encoder[m])), beta)\n  P[m] = class_mean(z[m], y, beta)");
     const spec = join(dir, "ranged.mmb");
     writeFileSync(spec, text);
     const line = text.split("\n").findIndex((l) => l.includes("ema(")) + 1;
@@ -248,7 +253,9 @@ train epochs 1 batch 8
     expect(train.stderr).toContain("error[MMB019]: `ema`'s beta must be in [0, 1), found 1.5 (`--set beta=1.5`)");
     const run = mmb("run", trainer, "--set", "beta=1.5", "--out", join(dir, "ranged-run"));
     expect(run.status).toBe(1);
-    expect(run.stderr).toContain(`--set beta=1.5: \`ema\`'s beta (spec line ${line}) must be in [0, 1)`);
+    // Every call the value breaks, before any backend starts (nothing else is printed).
+    expect(run.stderr).toBe(`mmb: --set beta=1.5: \`ema\`'s beta (spec line ${line}) must be in [0, 1); \`class_mean\`'s momentum (spec line ${line + 1}) must be in [0, 1)\n`);
+    expect(run.stdout).toBe("");
     expect(existsSync(join(dir, "ranged-run", "log.jsonl"))).toBe(false);
     // Inside the range, the trainer runs with the value.
     const inside = mmb("run", trainer, "--set", "beta=0", "--epochs", "1", "--backend", "cpu", "--out", join(dir, "ranged-run"));

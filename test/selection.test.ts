@@ -68,7 +68,7 @@ describe("model selection", () => {
     expect(last).toMatchObject({ select: "last", test: { mean: 0.55 }, epoch: { mean: 9 }, unimodal: { a: { mean: 0.1 } } });
     expect(markdown([last!], runs, "mmb bench")).toContain("at its last epoch");
     // Two seeds: mean ± std. One seed has no spread: its figures alone, not "± 0.000". The table
-    // counts epochs from 1, as the console's "best validation epoch 3" does; results.json from 0, as the log.
+    // counts epochs from 1, as the console's "at the best validation epoch, 3" does; results.json from 0, as the log.
     expect(markdown([best!], runs, "mmb bench")).toContain("| s | acc 0.750 ± 0.071 | a 0.200 ± 0.000 | 4.0 ± 1.4 | 1.00 ± 0.00 | cpu | 2 |");
     expect(markdown([best!], runs, "mmb bench")).toContain("the `epoch` column, counted from 1");
     const [one] = aggregate(runs.slice(0, 1));

@@ -100,9 +100,9 @@ def train(trainer, options):
         if name not in trainer["params"]:
             raise RunError(f"--set {name}: the spec has no `param {name}` (params: {', '.join(trainer['params']) or 'none'})")
         # `mmb train` checked the spec with this value; a trainer run as it is checks it here.
-        for taken in trainer.get("param_ranges", {}).get(name, []):
-            if not _train_in_range(value, taken["range"]):
-                raise RunError(f"--set {name}={_train_number(value)}: {taken['use']} (spec line {taken['line']}) must be {taken['text']}")
+        outside = [taken for taken in trainer.get("param_ranges", {}).get(name, []) if not _train_in_range(value, taken["range"])]
+        if outside:
+            raise RunError(f"--set {name}={_train_number(value)}: " + "; ".join(f"{taken['use']} (spec line {taken['line']}) must be {taken['text']}" for taken in outside))
     p = {**trainer["params"], **options.overrides}
     data = load_dataset(options.data, spec)
     # The step's draws (random.py): the tfjs trainer's, the same on every device, or torch's, which differ between kinds of device.
@@ -157,6 +157,11 @@ def train(trainer, options):
             conflicts = resume_conflicts(state["origin"], origin, stages[-1]["settings"]["schedule"]["kind"] == "cosine")
             if conflicts:
                 raise ResumeError(f"cannot resume {options.out}: {'; '.join(conflicts)}; start a new run with another --out, or --overwrite")
+            # Fewer epochs than it has trained would end the run before its checkpoint, and its summary would count them.
+            trained = state["epoch"] + 1
+            if trained > epochs:
+                last_stage = stages[-1]["settings"]["train"]["epochs"]
+                raise ResumeError(f"cannot resume {options.out}: it has trained {_train_epoch_count(trained)}, more than the {epochs} this run trains; give --epochs {trained - (epochs - last_stage)} or more, or start a new run with another --out")
             # The model's variables, no more and no fewer: a checkpoint of an mmb whose model differs
             # (a ResNet before batch norm) names ones it lacks, or lacks some.
             saved = [name for name in weights if not name.startswith("stage:")]
