@@ -2,7 +2,7 @@
 import { mkdir, readFile, realpath, writeFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { analyze, compile, diagnosticsJson, renderAll, targets, type CompileResult, type Target } from "../compiler/index.js";
+import { analyze, compile, diagnosticsJson, renderAll, targets, type CompileResult, type ModelIR, type Target } from "../compiler/index.js";
 import { SourceText } from "../diagnostics/index.js";
 import { parse as parseSpec } from "../grammar/index.js";
 import { formatSpec } from "../grammar/print.js";
@@ -235,10 +235,14 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
       const sets = parseSets(values.set);
       const target = targetOf(values);
       const data = target === "torch" ? torchData(values) : { clause: values.data };
+      // Each spec as checked (after --data): its data clause for --folds, its samples for a shared export.
+      const checked = new Map<string, { text: string; ir: ModelIR }>();
       for (const path of positionals) {
-        const result = await compile(await readSpec(path, data.clause), { fileName: path, set: sets, target });
+        const text = await readSpec(path, data.clause);
+        const result = await compile(text, { fileName: path, set: sets, target });
         report(result, format);
         if (!result.code) return 1;
+        checked.set(path, { text, ir: result.ir! });
       }
       // Torch runs of a spec's data share one export of it (of each fold), not one each: `--data` and `--data-root` go into it.
       const shareExports = target === "torch" && data.file === undefined;
@@ -261,17 +265,17 @@ async function runCommand(command: Command, rest: string[]): Promise<number> {
       if (folds !== undefined && folds < 2) throw new UsageError(`--folds needs at least 2, got ${folds}`);
       // Folds deal out the groups of files(group: ...) data: a spec without them would fail every run it starts.
       for (const spec of folds ? positionals : []) {
-        const declared = analyze(await readSpec(spec, data.clause), { fileName: spec }).ir?.data;
-        if (declared && !(declared.kind === "files" && declared.options.group !== undefined)) {
+        const declared = checked.get(spec)!.ir.data;
+        if (!(declared.kind === "files" && declared.options.group !== undefined)) {
           throw new UsageError(`--folds: ${spec} reads ${declared.kind === "files" ? "files() without `group`" : `${declared.kind}(...)`}; folds deal out the groups of \`files(group: "file:field", ...)\` data (e.g. actors), which --data can give`);
         }
       }
       const select = values.select ?? "best";
       if (select !== "best" && select !== "last") throw new UsageError(`--select is best or last, got "${select}"`);
       const exportData = async (spec: string, fold: number | undefined, file: string) => {
-        const text = await readSpec(spec, data.clause);
+        const { text, ir } = checked.get(spec)!;
         const { exportData: write } = await import("./data-export.js");
-        await write(analyze(text, { fileName: spec, set: sets }).ir!, spec, file, { text, ...dataRoot, ...(fold !== undefined && folds ? { fold: { fold, folds } } : {}) });
+        await write(ir, spec, file, { text, ...dataRoot, ...(fold !== undefined && folds ? { fold: { fold, folds } } : {}) });
       };
       const { rows, runs } = await bench({ specs: positionals, seeds, out, trainArgs, overwrite: values.overwrite ?? false, select, ...(jobs ? { jobs } : {}), ...(folds ? { folds } : {}), ...(shareExports ? { exportData } : {}) });
       const count = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;

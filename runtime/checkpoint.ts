@@ -84,18 +84,38 @@ export async function saveCheckpoint(dir: string, state: CheckpointState, weight
   }
 }
 
+/** The trainers that write checkpoints: this runtime, and the generated PyTorch trainer (runtime/torch/train.py). */
+export type Target = "tfjs" | "torch";
+
+/** Which trainer wrote a checkpoint, by its files: this runtime writes weights.bin, the torch trainer weights.pt. */
+export function writtenBy(files: string[]): Target | undefined {
+  const [bin, pt] = [files.includes("weights.bin"), files.includes("weights.pt")];
+  return bin && !pt ? "tfjs" : pt && !bin ? "torch" : undefined;
+}
+
+/** The name `latest` gives the current checkpoint of a checkpoints folder; undefined where none was written. */
+async function latestName(dir: string): Promise<string | undefined> {
+  return readFile(join(dir, "latest"), "utf8").then(
+    (text) => text.trim(),
+    () => undefined,
+  );
+}
+
+/** Which trainer wrote a run folder's current checkpoint; undefined before the first (or where it cannot be read). */
+export async function runTarget(runDir: string): Promise<Target | undefined> {
+  const name = await latestName(join(runDir, "checkpoints"));
+  const files = name === undefined ? undefined : await readdir(join(runDir, "checkpoints", name)).catch(() => undefined);
+  return files && writtenBy(files);
+}
+
 export async function loadCheckpoint(dir: string): Promise<{ state: CheckpointState; weights: Float32Array[] } | undefined> {
-  let name: string;
-  try {
-    name = (await readFile(join(dir, "latest"), "utf8")).trim();
-  } catch {
-    return undefined;
-  }
+  const name = await latestName(dir);
+  if (name === undefined) return undefined;
   const path = join(dir, name);
   const present = await readdir(path).catch(() => undefined);
   if (!present) throw new Error(`${join(dir, "latest")} names ${name}, which is missing: the run cannot be continued; choose another --out, or --overwrite to start it again`);
   // A torch run's checkpoint (weights.pt) is whole too, but not this runtime's to continue.
-  if (!present.includes("weights.bin") && present.includes("weights.pt")) throw new Error(`checkpoint ${path} is a torch run's (weights.pt): continue it with --target torch`);
+  if (writtenBy(present) === "torch") throw new Error(`checkpoint ${path} is a torch run's (weights.pt): continue it with --target torch`);
   const state = await wholeJson<CheckpointState>(path, "state.json");
   // model.json is what `tf.io` reads the weights by; `--resume` does not need it, but a damaged one is a damaged checkpoint.
   await wholeJson(path, "model.json");

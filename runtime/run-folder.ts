@@ -1,5 +1,6 @@
 import { mkdtemp, open, readdir, readFile, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { runTarget, type Target } from "./checkpoint.js";
 import { exportedLogs } from "./log-export.js";
 
 /**
@@ -20,8 +21,6 @@ export interface RunFolder {
   release(): Promise<void>;
 }
 
-export type Target = "tfjs" | "torch";
-
 /**
  * Claims `dir` for a run of `target` (tfjs by default): takes its lock (a lock whose process has
  * ended is taken over), then, for a fresh run, checks that no other run's state is there, or
@@ -36,7 +35,7 @@ export async function claimRunFolder(dir: string, options: { resume?: boolean; o
       const present = runState.filter((entry) => entries.includes(entry));
       if (present.length > 0 && !options.overwrite) {
         // The other target's run is continued by that target: a bare --resume would be refused.
-        const other = await checkpointTarget(dir);
+        const other = await runTarget(dir);
         const target = options.target ?? "tfjs";
         throw new RunFolderError(
           other && other !== target
@@ -51,17 +50,6 @@ export async function claimRunFolder(dir: string, options: { resume?: boolean; o
     throw e;
   }
   return { dir, release: () => unlink(lock).catch(() => {}) };
-}
-
-/** Which target's run a folder holds, by the files of its current checkpoint; undefined before the first (or when unreadable). */
-async function checkpointTarget(dir: string): Promise<Target | undefined> {
-  try {
-    const latest = (await readFile(join(dir, "checkpoints", "latest"), "utf8")).trim();
-    const files = await readdir(join(dir, "checkpoints", latest));
-    return files.includes("weights.pt") ? "torch" : files.includes("weights.bin") ? "tfjs" : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /**

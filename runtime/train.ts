@@ -137,9 +137,6 @@ export class NumericError extends Error {}
 export class ResourceError extends Error {}
 /** The GPU reported an error (a validation error, a lost device): what the run computed cannot be trusted. */
 export class DeviceError extends Error {}
-/** "1 epoch", "2 epochs": for the console's lines. */
-const epochCount = (n: number) => `${n} epoch${n === 1 ? "" : "s"}`;
-
 /** `--resume` of a checkpoint that another spec, params, seed, data or mmb wrote. */
 export class ResumeError extends Error {}
 
@@ -276,6 +273,9 @@ function firstNonFinite(record: Record<string, unknown>): string | undefined {
   }
   return undefined;
 }
+
+/** "1 epoch", "2 epochs": for the console's lines. */
+const epochCount = (n: number) => `${n} epoch${n === 1 ? "" : "s"}`;
 
 /**
  * `--set` names params of the spec, each inside the range of every call that takes it: `mmb train`

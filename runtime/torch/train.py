@@ -741,13 +741,19 @@ def run_folder(folder, resume=False, overwrite=False):
 
 
 def _train_checkpoint_target(folder):
-    """Which target's run a folder holds, by the files of its current checkpoint (runtime/run-folder.ts); None before the first."""
+    """Which trainer wrote a run folder's current checkpoint (runtime/checkpoint.ts, `runTarget`); None before the first."""
     try:
         with open(os.path.join(folder, "checkpoints", "latest")) as latest:
-            files = set(os.listdir(os.path.join(folder, "checkpoints", latest.read().strip())))
+            return _train_written_by(os.path.join(folder, "checkpoints", latest.read().strip()))
     except OSError:
         return None
-    return "torch" if "weights.pt" in files else "tfjs" if "weights.bin" in files else None
+
+
+def _train_written_by(checkpoint):
+    """Which trainer wrote a checkpoint, by its files: this one writes weights.pt, the tfjs trainer weights.bin."""
+    files = set(os.listdir(checkpoint))
+    pt, bin_ = "weights.pt" in files, "weights.bin" in files
+    return "torch" if pt and not bin_ else "tfjs" if bin_ and not pt else None
 
 
 def _train_take_lock(lock, folder):
@@ -935,7 +941,7 @@ def load_checkpoint(folder, device):
     if not os.path.isdir(path):
         raise ResumeError(f"{os.path.join(folder, 'latest')} names {name}, which is missing: the run cannot be continued; choose another --out, or --overwrite to start it again")
     # A tfjs run's checkpoint (weights.bin) is whole too, but not this trainer's to continue.
-    if os.path.exists(os.path.join(path, "weights.bin")) and not os.path.exists(os.path.join(path, "weights.pt")):
+    if _train_written_by(path) == "tfjs":
         raise ResumeError(f"checkpoint {path} is a tfjs run's (weights.bin): continue it with `mmb train` without --target torch")
     try:
         with open(os.path.join(path, "state.json")) as handle:
